@@ -1,0 +1,1 @@
+"""Jupyter widgets for engagelab (installed as ``engagelab.widgets``)."""
