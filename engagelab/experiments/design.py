@@ -180,7 +180,10 @@ def _power_one(s: _Setup, total: float, d: float, w_i: float) -> float:
         nc = abs(d) / float(s.sd) / math.sqrt(1 / n_c + 1 / n_i)
         crit = stats.t.isf(s.alpha_c / 2 if two else s.alpha_c, df)
         pw = stats.nct.sf(crit, df, nc)
-        return float(pw + (stats.nct.cdf(-crit, df, nc) if two else 0.0))
+        low = stats.nct.cdf(-crit, df, nc) if two else 0.0
+        if not math.isfinite(low):  # scipy's nct loses the far tail for large nc; it is ~0 there
+            low = stats.norm.cdf(-crit - nc)
+        return float(pw + low)
     if s.method == "arcsine":
         eff = abs(2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)))
         se0 = se1 = math.sqrt(1 / n_c + 1 / n_i)
