@@ -255,8 +255,10 @@ def column_kind(table: str, column: str, typ: Any) -> str:
     raise SpecError(f"columns[{table!r}][{column!r}]", typ, "must be a type such as 'string', 'int64', 'float64', 'bool', 'timestamp', 'list<string>'")
 
 
+# Columns whose kind is known without a ``columns`` mapping: the core schema, plus the
+# list<string> ``labels`` column that delivery writes on 'Notification Sent' events.
 _CORE = {
-    "events": {f.name: column_kind("events", f.name, f.type) for f in EVENT_SCHEMA},
+    "events": {**{f.name: column_kind("events", f.name, f.type) for f in EVENT_SCHEMA}, "labels": "list"},
     "profiles": {f.name: column_kind("profiles", f.name, f.type) for f in PROFILE_SCHEMA},
 }
 

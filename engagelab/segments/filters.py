@@ -21,7 +21,10 @@ exists        —                       value is not NULL
 not_exists    —                       value is NULL
 ============  ======================  ==============================================
 
-Every operator except ``not_exists`` is false on a missing value. Regular
+Every operator except ``not_exists`` is false on a missing value. ``contains`` means
+element membership for list columns: the events column ``labels`` is known to be a
+list; pass ``columns={'events': {'tags': 'list<string>'}}`` when compiling for others
+(without it ``contains`` is a substring test). Regular
 expressions use RE2 syntax (DuckDB, and Spark through the same SQL): linear-time
 matching, so backreferences and lookarounds are refused; ``\\w``, ``\\d`` and ``\\s``
 are ASCII classes; matching is a search (anchor with ``^``/``$``).
