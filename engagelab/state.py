@@ -1,0 +1,180 @@
+"""The operational state database: a transactional SQL store reached through SQLAlchemy Core.
+
+SQLite in WAL mode is the default (one file in the workspace, safe for several processes on
+one machine); any SQLAlchemy URL works, e.g. ``postgresql+psycopg://user@host/db`` when
+several machines share a workspace.
+
+Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so two processes never both
+read and then fail to upgrade to a write lock (the classic ``database is locked`` error);
+``busy_timeout`` makes waiting writers queue instead of failing.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> db = StateDB(f"sqlite:///{tempfile.mkdtemp()}/state.db")
+    >>> with db.write() as conn:
+    ...     _ = conn.execute(meta.insert().values(key="hello", value="world"))
+    >>> with db.read() as conn:
+    ...     conn.execute(sa.select(meta.c.value).where(meta.c.key == "hello")).scalar_one()
+    'world'
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+__all__ = [
+    "StateDB",
+    "batches",
+    "columns",
+    "ingests",
+    "meta",
+    "metadata",
+    "saved_segments",
+    "utcnow",
+]
+
+SCHEMA_VERSION = "1"
+
+metadata = sa.MetaData()
+
+#: Key/value facts about the workspace (schema version, ...).
+meta = sa.Table(
+    "el_meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+#: The manifest of the Parquet event store: which files are live for each table.
+batches = sa.Table(
+    "el_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(50), nullable=False),
+    sa.Column("fingerprint", sa.String(200), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # live | replaced
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("replaced_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("table_name", "fingerprint", name="uq_el_batches_fingerprint"),
+)
+
+#: The recorded type of every column of the store's tables (fixed when first seen).
+columns = sa.Table(
+    "el_columns",
+    metadata,
+    sa.Column("table_name", sa.String(50), primary_key=True),
+    sa.Column("column_name", sa.String(200), primary_key=True),
+    sa.Column("type", sa.String(50), nullable=False),
+)
+
+#: One row per ingestion call: what came in, what was appended, what was quarantined.
+ingests = sa.Table(
+    "el_ingests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(50), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(200), nullable=False),
+    sa.Column("batch_id", sa.Integer),
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("rows_appended", sa.BigInteger, nullable=False),
+    sa.Column("rows_quarantined", sa.BigInteger, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("quarantine_file", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Saved segments, by name.
+saved_segments = sa.Table(
+    "el_segments",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class StateDB:
+    """A SQLAlchemy engine with engagelab's tables, and read/write transaction helpers.
+
+    Args:
+        url: a SQLAlchemy URL; ``sqlite:///path`` files are put in WAL mode.
+        create: create missing tables (idempotent).
+    """
+
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = sa.create_engine(
+                url,
+                connect_args={"timeout": 60, "check_same_thread": False},
+                poolclass=sa.pool.NullPool,
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        if create:
+            self.create_all()
+
+    def create_all(self) -> None:
+        """Create the tables of every engagelab module that registered them on ``metadata``."""
+        with self.write() as conn:
+            metadata.create_all(conn)
+            have = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
+            if have.first() is None:
+                conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(el_immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read transaction (a consistent snapshot)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        """Close pooled connections (call before forking, or at exit)."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"StateDB({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        if conn.get_execution_options().get("el_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
