@@ -48,8 +48,8 @@ def make_data(seed: int, n_users: int = 40, n_events: int = 500) -> tuple[pa.Tab
             "longitude": pa.array(maybe([float(x) for x in rng.uniform(10, 16, n_users)]), pa.float64()),
         }
     )
-    # events: 10% of rows belong to users without a profile
-    users = [f"u{i}" for i in rng.integers(0, int(n_users * 1.1) + 1, n_events)]
+    # events: users u0..u{n/10} have none; about 10% of rows belong to users without a profile
+    users = [f"u{i}" for i in rng.integers(n_users // 10, int(n_users * 1.1) + 1, n_events)]
     names = [EVENTS[i] for i in rng.integers(0, len(EVENTS), n_events)]
     labels = [
         [LABELS[j] for j in rng.choice(len(LABELS), rng.integers(0, 3), replace=False)] if n == "Notification Sent" else None
