@@ -238,10 +238,26 @@ class Workspace:
         return self.store.gc()
 
     # ------------------------------------------------------------- segments
-    def _segment_sql(self, segment: Any, at: datetime | None) -> str:
-        from engagelab.segments import as_segment
+    def as_segment(self, segment: Any) -> Any:
+        """A :class:`~engagelab.segments.Segment` from a Segment, a condition, its dict or
+        JSON, or the name of a saved segment."""
+        from engagelab.segments import Condition, Segment
 
-        seg = as_segment(segment)
+        if isinstance(segment, Segment):
+            return segment
+        if isinstance(segment, Condition):
+            return Segment(segment)
+        if isinstance(segment, dict):
+            return Segment.from_dict(segment)
+        if isinstance(segment, str):
+            text = segment.strip()
+            return Segment.from_json(text) if text.startswith("{") else self.load_segment(text)
+        raise ValidationError(
+            "segment", type(segment).__name__, "must be a Segment, a condition, a dict/JSON spec or a saved name"
+        )
+
+    def _segment_sql(self, segment: Any, at: datetime | None) -> str:
+        seg = self.as_segment(segment)
         catalog = self.engine.refresh()
         return seg.to_sql(dialect="duckdb", at=at, resolve=self.load_segment, columns=_sql_columns(catalog))
 
@@ -270,11 +286,9 @@ class Workspace:
 
     def save_segment(self, name: str, segment: Any, description: str = "") -> None:
         """Save (or replace) a segment under ``name`` in the state database."""
-        from engagelab.segments import as_segment
-
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("name", name, "must be a non-empty string")
-        seg = as_segment(segment)
+        seg = self.as_segment(segment)
         spec = seg.to_json()
         now = utcnow()
         with self.state.write() as conn:
