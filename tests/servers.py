@@ -325,21 +325,22 @@ class JupyterLabServer:
     def log_path(self) -> Path:
         return self.state_dir / "jupyterlab.log"
 
-    def stop(self) -> None:
-        """Stop this server's process (and the kernels it started) and delete its state."""
+    def stop(self, *, keep_state: bool = False) -> None:
+        """Stop this server's process (and the kernels it started) and delete its state.
+
+        Args:
+            keep_state: Leave :attr:`state_dir` (HOME, config, runtime, log) on disk.
+        """
         if self.process.poll() is None:
-            # SIGINT twice is Jupyter's "shut down now, kernels too" without a prompt.
-            self.process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=1)
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
+            # SIGTERM is Jupyter's graceful stop: it shuts its kernels down, then exits.
+            self.process.terminate()
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        if not keep_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def _wait_for_status(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
