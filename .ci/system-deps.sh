@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the full test suite needs, if they are missing:
 #   - postgresql: the state-DB tests start a throwaway server on loopback
-#   - chromium:   the browser tests drive a real JupyterLab
+#                 (tests/servers.py; as root it runs as the `postgres` OS user)
+#   - chromium:   the browser tests drive a real JupyterLab (tests/e2e)
 #   - default-jre-headless: the Spark parity tests (skipped if java is already there)
+# Idempotent: does nothing when everything is present.
 set -euo pipefail
+
+have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1; }
+have_java() { command -v java >/dev/null 2>&1; }
+
 need=()
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+have_postgres || need+=(postgresql)
+have_chromium || need+=(chromium)
+have_java || need+=(default-jre-headless)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -17,5 +24,17 @@ if [ "$(id -u)" != "0" ]; then
 fi
 echo "==> apt-get install ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+# One retry: a fresh CI machine sometimes races another apt run or hits a mirror hiccup.
+apt_quiet() { apt-get -q -o Dpkg::Use-Pty=0 "$@" >/dev/null; }
+apt_quiet update || { sleep 5; apt_quiet update; }
+apt_quiet install -y --no-install-recommends "${need[@]}" \
+    || { sleep 5; apt_quiet install -y --no-install-recommends "${need[@]}"; }
+
+missing=()
+have_postgres || missing+=("postgresql (no /usr/lib/postgresql/*/bin/initdb)")
+have_chromium || missing+=("chromium (not on PATH)")
+have_java || missing+=("java (not on PATH)")
+if [ ${#missing[@]} -ne 0 ]; then
+    echo "system-deps: still missing after apt-get install: ${missing[*]}" >&2
+    exit 1
+fi
