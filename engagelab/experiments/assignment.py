@@ -29,6 +29,7 @@ from scipy import stats
 
 from engagelab._validate import check_number, check_str
 from engagelab.errors import ValidationError
+from engagelab.experiments._stats import format_p
 
 __all__ = [
     "BUCKETS",
@@ -179,29 +180,6 @@ class SRMResult:
         flag = "  ** SAMPLE RATIO MISMATCH **" if self.mismatch() else ""
         obs = ", ".join(f"{a}={n}" for a, n in zip(self.arms, self.observed, strict=True))
         return f"SRMResult({obs}; chi2={self.chi2:.3g}, p={format_p(self.p_value, self.log10_p)}){flag}"
-
-
-def format_p(p: float, log10_p: float | None = None) -> str:
-    """Format a p-value without ever printing 0: tiny values come from ``log10_p``.
-
-    >>> format_p(0.0, -523.4)
-    '3.98e-524'
-    >>> format_p(0.0312)
-    '0.0312'
-    """
-    if log10_p is None or not math.isfinite(log10_p):
-        log10_p = math.log10(p) if p > 0 else -math.inf
-    if p is None or not math.isfinite(p) and not math.isfinite(log10_p):
-        return "n/a"
-    if log10_p == -math.inf:
-        return "< 1e-300"
-    if log10_p >= -3:
-        return f"{10**log10_p:.3g}"
-    exp = math.floor(log10_p)
-    mant = 10 ** (log10_p - exp)
-    if mant >= 9.995:
-        mant, exp = 1.0, exp + 1
-    return f"{mant:.2f}e{exp:+03d}".replace("e+", "e").replace("e-0", "e-")
 
 
 def srm_check(counts: Sequence[int] | dict[str, int], weights: Sequence[float] | None = None) -> SRMResult:

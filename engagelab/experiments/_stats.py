@@ -1,0 +1,175 @@
+"""Frequentist tests on per-arm summaries, in log space where tails get small.
+
+All functions are vectorised over numpy arrays so simulations can run thousands of
+experiments at once from sufficient statistics. Natural-log p-values (``logp``) are
+kept alongside ``p`` so a p-value far below 1e-300 still has a printable value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special, stats
+
+from engagelab._validate import check_choice
+
+__all__ = [
+    "CORRECTIONS",
+    "adjust_logp",
+    "barnard",
+    "fisher",
+    "format_p",
+    "pooled_z",
+    "relative_lift",
+    "welch",
+    "z_test",
+]
+
+LN10 = math.log(10.0)
+CORRECTIONS = ("holm", "hochberg", "bonferroni", "bh", "by", "none")
+
+
+def format_p(p: float, log10_p: float | None = None) -> str:
+    """Format a p-value without ever printing 0: tiny values come from ``log10_p``.
+
+    >>> format_p(0.0, -523.4)
+    '3.98e-524'
+    >>> format_p(0.0312)
+    '0.0312'
+    >>> format_p(0.0)
+    '< 1e-300'
+    """
+    if log10_p is None or not math.isfinite(log10_p):
+        if p is None or not math.isfinite(p):
+            return "n/a"
+        log10_p = math.log10(p) if p > 0 else -math.inf
+    if log10_p == -math.inf:
+        return "< 1e-300"
+    if log10_p >= -3:
+        return f"{10**log10_p:.3g}"
+    exp = math.floor(log10_p)
+    mant = 10 ** (log10_p - exp)
+    if mant >= 9.995:
+        mant, exp = 1.0, exp + 1
+    return f"{mant:.2f}e{exp}"
+
+
+def _two_sided_logp(log_sf: np.ndarray, alternative: str) -> np.ndarray:
+    if alternative == "two-sided":
+        return np.minimum(log_sf + math.log(2.0), 0.0)
+    return log_sf
+
+
+def z_test(diff, se, alternative: str = "two-sided"):
+    """z statistic, natural-log p-value for ``diff / se`` (alternative ``two-sided|greater|less``)."""
+    diff, se = np.asarray(diff, float), np.asarray(se, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = diff / se
+    if alternative == "two-sided":
+        logp = _two_sided_logp(stats.norm.logsf(np.abs(z)), alternative)
+    elif alternative == "greater":
+        logp = stats.norm.logsf(z)
+    else:
+        logp = stats.norm.logcdf(z)
+    return z, logp
+
+
+def welch(mean_c, var_c, n_c, mean_t, var_t, n_t, alternative: str = "two-sided"):
+    """Welch's t test: returns ``(t, df, logp, se)``; ``var_*`` are per-unit sample variances."""
+    a = np.asarray(var_c, float) / np.asarray(n_c, float)
+    b = np.asarray(var_t, float) / np.asarray(n_t, float)
+    se = np.sqrt(a + b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (a + b) ** 2 / (a**2 / (np.asarray(n_c, float) - 1) + b**2 / (np.asarray(n_t, float) - 1))
+        t = (np.asarray(mean_t, float) - np.asarray(mean_c, float)) / se
+    if alternative == "two-sided":
+        logp = _two_sided_logp(stats.t.logsf(np.abs(t), df), alternative)
+    elif alternative == "greater":
+        logp = stats.t.logsf(t, df)
+    else:
+        logp = stats.t.logcdf(t, df)
+    return t, df, logp, se
+
+
+def pooled_z(s_c, n_c, s_t, n_t, alternative: str = "two-sided"):
+    """Two-proportion z test with the pooled variance under H0: returns ``(z, logp)``."""
+    s_c, n_c, s_t, n_t = (np.asarray(x, float) for x in (s_c, n_c, s_t, n_t))
+    p = (s_c + s_t) / (n_c + n_t)
+    se = np.sqrt(p * (1 - p) * (1 / n_c + 1 / n_t))
+    return z_test(s_t / n_t - s_c / n_c, se, alternative)
+
+
+def fisher(s_c: int, n_c: int, s_t: int, n_t: int, alternative: str = "two-sided") -> float:
+    """Natural-log p-value of Fisher's exact test, from hypergeometric log-probabilities.
+
+    Two-sided: the sum of the probabilities of all tables no more likely than the
+    observed one (the usual definition, with a relative tolerance of 1e-7).
+    """
+    total_s, total = s_c + s_t, n_c + n_t
+    lo, hi = max(0, total_s - n_c), min(total_s, n_t)
+    ks = np.arange(lo, hi + 1)
+    logpmf = stats.hypergeom.logpmf(ks, total, total_s, n_t)
+    obs = logpmf[s_t - lo]
+    if alternative == "greater":
+        sel = ks >= s_t
+    elif alternative == "less":
+        sel = ks <= s_t
+    else:
+        sel = logpmf <= obs + math.log1p(1e-7)
+    return float(min(0.0, special.logsumexp(logpmf[sel])))
+
+
+def barnard(s_c: int, n_c: int, s_t: int, n_t: int, alternative: str = "two-sided") -> float:
+    """Natural-log p-value of Barnard's exact test (scipy's implementation, Wald statistic, unpooled)."""
+    alt = {"two-sided": "two-sided", "greater": "less", "less": "greater"}[alternative]
+    table = np.array([[s_c, s_t], [n_c - s_c, n_t - s_t]])
+    # scipy orders the columns (control, treatment): "less" there means p_control < p_treatment
+    p = stats.barnard_exact(table, alternative=alt, pooled=False, n=64).pvalue
+    return math.log(p) if p > 0 else -math.inf
+
+
+def relative_lift(mean_c, se2_c, mean_t, se2_t, z: float):
+    """Relative lift ``mean_t / mean_c - 1`` and its delta-method CI (arms independent).
+
+    ``var = se2_t / mean_c**2 + mean_t**2 * se2_c / mean_c**4``. Returns ``(rel, low, high)``.
+    """
+    mc, mt = np.asarray(mean_c, float), np.asarray(mean_t, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = mt / mc - 1
+        se = np.sqrt(np.asarray(se2_t, float) / mc**2 + mt**2 * np.asarray(se2_c, float) / mc**4)
+    return rel, rel - z * se, rel + z * se
+
+
+def adjust_logp(logp, method: str = "holm") -> np.ndarray:
+    """Multiple-comparison adjusted p-values, computed on natural-log p-values.
+
+    Same definitions as ``statsmodels.stats.multitest.multipletests`` (``holm``,
+    ``hochberg`` = ``simes-hochberg``, ``bonferroni``, ``bh`` = ``fdr_bh``,
+    ``by`` = ``fdr_by``); NaN entries are left out of the family and stay NaN.
+    """
+    check_choice("correction", method, CORRECTIONS)
+    logp = np.asarray(logp, float)
+    out = np.full(logp.shape, np.nan)
+    ok = ~np.isnan(logp)
+    lp = logp[ok]
+    m = lp.size
+    if m == 0 or method == "none":
+        out[ok] = lp
+        return out
+    order = np.argsort(lp, kind="stable")
+    s = lp[order]
+    i = np.arange(1, m + 1)
+    if method == "bonferroni":
+        adj = s + math.log(m)
+    elif method == "holm":
+        adj = np.maximum.accumulate(s + np.log(m - i + 1))
+    elif method == "hochberg":
+        adj = np.minimum.accumulate((s + np.log(m - i + 1))[::-1])[::-1]
+    else:
+        c = math.log(np.sum(1.0 / i)) if method == "by" else 0.0
+        adj = np.minimum.accumulate((s + math.log(m) - np.log(i) + c)[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 0.0)
+    out[ok] = res
+    return out

@@ -1,0 +1,278 @@
+"""``analyze``: many experiments x metrics x arms in one call, on sufficient statistics.
+
+Each arm is compared with the control arm. Estimates per arm:
+
+- proportion / mean: ``Σy / n``, per-user variance ``(Σy² - (Σy)²/n) / (n - 1)``
+  (``p(1-p)`` for proportions);
+- ratio: ``Σnum / Σden`` with the delta-method variance
+  ``(var_num - 2 R cov + R² var_den) / (n mean_den²)``;
+- CUPED: ``ȳ - θ (x̄_arm - x̄_all)`` with ``θ`` the pooled within-arm regression
+  slope of ``y`` on the covariate; variance ``var_y - 2θ cov + θ² var_x``.
+
+Tests: ``auto`` picks the unpooled z test for proportions (Fisher's exact test
+when an arm has fewer than 30 users or an expected cell below 5), Welch's t for
+means and CUPED, and the z test for ratios. ``z``, ``pooled_z``, ``welch``,
+``fisher`` and ``barnard`` can be forced. Relative lift intervals use the delta
+method. p-values are adjusted across all arms x metrics of an experiment.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"arm": ["A"] * 1000 + ["B"] * 1000,
+    ...                    "clicked": [1] * 100 + [0] * 900 + [1] * 150 + [0] * 850})
+    >>> r = analyze(df, arm_col="arm", control="A", metrics=["clicked:proportion"])
+    >>> row = r.to_pandas().iloc[0]
+    >>> round(float(row.abs_lift), 3), bool(row.significant), row.test
+    (0.05, True, 'z')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from engagelab._validate import check_choice, check_int, check_number
+from engagelab.errors import ValidationError
+from engagelab.experiments import _stats
+from engagelab.experiments.assignment import SRMResult, srm_check
+from engagelab.experiments.bayes import bayes_summary
+from engagelab.experiments.metrics import Metric, aggregate
+from engagelab.experiments.result import ExperimentResult
+from engagelab.experiments.sequential import always_valid
+
+__all__ = ["TESTS", "analyze", "analyze_aggregates"]
+
+TESTS = ("auto", "z", "pooled_z", "welch", "fisher", "barnard")
+
+
+def _metrics(metrics: Sequence[Metric | str], covariate: str | None) -> list[Metric]:
+    if isinstance(metrics, Metric | str):
+        metrics = [metrics]
+    if not metrics:
+        raise ValidationError("metrics", metrics, "must name at least one metric")
+    out = [m if isinstance(m, Metric) else Metric.parse(m, covariate) for m in metrics]
+    names = [m.name for m in out]
+    if len(set(names)) != len(names):
+        raise ValidationError("metrics", names, "must have distinct names")
+    return out
+
+
+def _arm_stats(row: pd.Series, m: Metric, theta: float, xbar_all: float) -> dict[str, float]:
+    n = float(row["n"])
+    s, ss = row[f"sum:{m.column}"], row[f"sumsq:{m.column}"]
+    mean = s / n
+    var = (ss - s * s / n) / (n - 1) if n > 1 else math.nan
+    out = {"n": n, "successes": s, "estimate": mean, "var": max(var, 0.0) if n > 1 else math.nan}
+    if m.kind == "ratio":
+        d, dd, cp = row[f"sum:{m.denominator}"], row[f"sumsq:{m.denominator}"], row[f"cross:{m.column}*{m.denominator}"]
+        mean_d = d / n
+        if d == 0 or n < 2:
+            out.update(estimate=math.nan, var=math.nan)
+            return out
+        r = s / d
+        var_d = (dd - d * d / n) / (n - 1)
+        cov = (cp - s * d / n) / (n - 1)
+        out.update(estimate=r, var=max((out["var"] - 2 * r * cov + r * r * var_d) / mean_d**2, 0.0))
+    elif m.covariate:
+        x, xx, cp = row[f"sum:{m.covariate}"], row[f"sumsq:{m.covariate}"], row[f"cross:{m.column}*{m.covariate}"]
+        if n > 1:
+            var_x = (xx - x * x / n) / (n - 1)
+            cov = (cp - s * x / n) / (n - 1)
+            out.update(estimate=mean - theta * (x / n - xbar_all),
+                       var=max(out["var"] - 2 * theta * cov + theta**2 * var_x, 0.0))
+    elif m.kind == "proportion":
+        out["var"] = mean * (1 - mean)
+    out["se2"] = out["var"] / n if n > 0 else math.nan
+    return out
+
+
+def _theta(g: pd.DataFrame, m: Metric) -> tuple[float, float]:
+    n, x, xx = g["n"].astype(float), g[f"sum:{m.covariate}"], g[f"sumsq:{m.covariate}"]
+    s, cp = g[f"sum:{m.column}"], g[f"cross:{m.column}*{m.covariate}"]
+    sxx = float((xx - x * x / n).sum())
+    sxy = float((cp - s * x / n).sum())
+    return (sxy / sxx if sxx > 0 else 0.0), float(x.sum() / n.sum())
+
+
+def _note(m: Metric, c: dict, t: dict, arm: str, control: str) -> str:
+    if c["n"] < 2 or t["n"] < 2:
+        return f"fewer than 2 users in arm {arm if t['n'] < 2 else control!r}: no inference possible"
+    if m.kind == "ratio" and (math.isnan(c["estimate"]) or math.isnan(t["estimate"])):
+        return f"denominator {m.denominator!r} sums to 0 in an arm: ratio undefined, no inference possible"
+    if c["var"] == 0 and t["var"] == 0:
+        return "no variance in either arm (every value identical): no inference possible"
+    return ""
+
+
+def _compare(m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: str) -> dict[str, Any]:
+    diff = t["estimate"] - c["estimate"]
+    se = math.sqrt(c["se2"] + t["se2"])
+    plain_prop = m.kind == "proportion" and not m.covariate
+    if test == "auto":
+        if plain_prop:
+            small = min(c["n"], t["n"]) < 30
+            tot_s, tot = c["successes"] + t["successes"], c["n"] + t["n"]
+            exp_min = min(tot_s, tot - tot_s) * min(c["n"], t["n"]) / tot
+            test = "fisher" if small or exp_min < 5 else "z"
+        else:
+            test = "z" if m.kind == "ratio" else "welch"
+    if test in ("pooled_z", "fisher", "barnard") and not plain_prop:
+        raise ValidationError("test", test, f"applies to proportion metrics without a covariate, not {m.name!r}")
+    if test == "welch" and m.kind == "ratio":
+        raise ValidationError("test", test, f"is not defined for ratio metric {m.name!r}; use 'z'")
+    alt = {"two-sided": "two-sided", "greater": "greater", "less": "less"}[alternative]
+    crit = stats.norm.isf(alpha / 2)
+    if test == "welch":
+        _, df, logp, _ = _stats.welch(c["estimate"], c["var"], c["n"], t["estimate"], t["var"], t["n"], alt)
+        crit = float(stats.t.isf(alpha / 2, df)) if np.isfinite(df) else crit
+    elif test == "pooled_z":
+        _, logp = _stats.pooled_z(c["successes"], c["n"], t["successes"], t["n"], alt)
+    elif test in ("fisher", "barnard"):
+        args = [int(round(v)) for v in (c["successes"], c["n"], t["successes"], t["n"])]
+        logp = (_stats.fisher if test == "fisher" else _stats.barnard)(*args, alternative=alt)
+    else:
+        _, logp = _stats.z_test(diff, se, alt)
+    logp = float(logp)
+    rel, rlo, rhi = _stats.relative_lift(c["estimate"], c["se2"], t["estimate"], t["se2"], crit)
+    return {"test": test, "abs_lift": diff, "abs_ci_low": diff - crit * se, "abs_ci_high": diff + crit * se,
+            "rel_lift": float(rel), "rel_ci_low": float(rlo), "rel_ci_high": float(rhi),
+            "p_value": math.exp(logp), "log10_p": logp / _stats.LN10, "_logp": logp, "_se": se}
+
+
+def analyze_aggregates(
+    agg: pd.DataFrame, *, control: Any, metrics: Sequence[Metric | str], covariate: str | None = None,
+    alpha: float = 0.05, correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
+    weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
+    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 100_000, seed: int = 20261127,
+) -> ExperimentResult:
+    """Analyse per-arm sufficient statistics (the output of :func:`~engagelab.experiments.metrics.aggregate`)."""
+    ms = _metrics(metrics, covariate)
+    check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
+    check_choice("correction", correction, _stats.CORRECTIONS)
+    check_choice("test", test, TESTS)
+    check_choice("alternative", alternative, ("two-sided", "greater", "less"))
+    check_int("bayes_draws", bayes_draws, low=1000)
+    control = str(control)
+    rows, arm_rows, srms = [], [], {}
+    for exp, g in agg.groupby("experiment", sort=True):
+        g = g.set_index("arm")
+        present = list(g.index)
+        if control not in present:
+            raise ValidationError("control", control, "must be one of the arms present: " + ", ".join(repr(a) for a in present))
+        order = [control] + sorted(a for a in present if a != control)
+        if arms is not None:
+            missing = [a for a in arms if str(a) not in present]
+            if missing:
+                raise ValidationError("arms", list(arms), f"arm {missing[0]!r} has zero users in experiment {exp!r}")
+        srm = _srm(g, order, weights)
+        srms[exp] = srm
+        for m in ms:
+            if m.kind == "proportion":
+                s_, ss_ = g[f"sum:{m.column}"], g[f"sumsq:{m.column}"]
+                if ((s_ - ss_).abs() > 1e-9 * np.maximum(1.0, s_.abs())).any():
+                    raise ValidationError(f"metrics[{m.name!r}].column", m.column, "must hold only 0/1 (or boolean) values for a proportion metric")
+            theta, xbar = _theta(g, m) if m.covariate else (0.0, 0.0)
+            st = {a: _arm_stats(g.loc[a], m, theta, xbar) for a in order}
+            bay = _bayes(m, st, order, bayes_draws, seed)
+            for i, a in enumerate(order):
+                arm_rows.append({"experiment": exp, "metric": m.name, "arm": a, "n": int(st[a]["n"]),
+                                 "estimate": st[a]["estimate"], "bayes_p_best": bay["p_best"][i] if bay else math.nan})
+            for i, a in enumerate(order[1:], start=1):
+                c, t = st[control], st[a]
+                row = {"experiment": exp, "metric": m.name, "kind": m.kind + (" (CUPED)" if m.covariate else ""),
+                       "arm": a, "control": control, "n_control": int(c["n"]), "n_arm": int(t["n"]),
+                       "control_estimate": c["estimate"], "arm_estimate": t["estimate"]}
+                note = _note(m, c, t, a, control)
+                if not note:
+                    row |= _compare(m, c, t, test, alpha, alternative)
+                    if c["estimate"] == 0:
+                        note = "control estimate is 0: relative lift undefined"
+                    if sequential:
+                        lp, lo, hi = always_valid(row["abs_lift"], row["_se"] ** 2, c["n"] + t["n"], alpha, tuning_n)
+                        row |= {"seq_p": math.exp(float(lp)), "seq_ci_low": float(lo), "seq_ci_high": float(hi)}
+                    if bay:
+                        row |= {f"bayes_{k}": float(v[i]) for k, v in bay.items()}
+                row |= {"srm_p": srm.p_value, "note": note, "_lower": m.lower_is_better}
+                rows.append(row)
+    return ExperimentResult.build(rows, arm_rows, srms, alpha=alpha, correction=correction, sequential=sequential)
+
+
+def _bayes(m: Metric, st: dict, order: list[str], draws: int, seed: int) -> dict | None:
+    if any(st[a]["n"] < 2 or not np.isfinite(st[a]["estimate"]) for a in order):
+        return None
+    if m.kind == "proportion" and not m.covariate:
+        args = [(st[a]["successes"], st[a]["n"]) for a in order]
+        return bayes_summary(args, "proportion", 0, m.lower_is_better, draws=draws, seed=seed)
+    if all(st[a]["se2"] == 0 for a in order):
+        return None
+    args = [(st[a]["estimate"], math.sqrt(st[a]["se2"])) for a in order]
+    return bayes_summary(args, "normal", 0, m.lower_is_better, draws=draws, seed=seed)
+
+
+def _srm(g: pd.DataFrame, order: list[str], weights) -> SRMResult:
+    counts = {a: int(g.loc[a, "n"]) for a in order}
+    if weights is None:
+        w = None
+    elif isinstance(weights, Mapping):
+        unknown = [k for k in weights if str(k) not in counts]
+        if unknown:
+            raise ValidationError("weights", dict(weights), f"arm {unknown[0]!r} has zero users (not in the data)")
+        missing = [a for a in order if a not in {str(k) for k in weights}]
+        if missing:
+            raise ValidationError("weights", dict(weights), f"must give a weight for arm {missing[0]!r}")
+        w = [float({str(k): v for k, v in weights.items()}[a]) for a in order]
+    else:
+        if len(weights) != len(order):
+            raise ValidationError("weights", list(weights), f"must have one weight per arm ({len(order)}: control first)")
+        w = list(weights)
+    if len(order) < 2:
+        raise ValidationError("control", order[0], "is the only arm: nothing to compare")
+    return srm_check(counts, w)
+
+
+def analyze(
+    data: Any, *, arm_col: str, control: Any, metrics: Sequence[Metric | str],
+    experiment_col: str | None = None, covariate: str | None = None, alpha: float = 0.05,
+    correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
+    weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
+    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 100_000, seed: int = 20261127,
+) -> ExperimentResult:
+    """Analyse experiments x metrics x arms in one call.
+
+    Args:
+        data: a pandas/polars DataFrame, a CSV or Parquet path, a DuckDB relation or a
+            DuckDB SQL query, with one row per user.
+        arm_col: column holding the arm of each user.
+        control: the control arm's value (compared as text).
+        metrics: :class:`Metric` objects or ``"COLUMN:KIND[:DENOMINATOR]"`` strings.
+        experiment_col: column identifying the experiment (one analysis each).
+        covariate: CUPED covariate applied to string metrics that are not ratios.
+        alpha: significance level (intervals are at ``1 - alpha``).
+        correction: ``holm`` (default), ``hochberg``, ``bonferroni``, ``bh``, ``by`` or
+            ``none``, over all arms x metrics of each experiment.
+        test: ``auto``, ``z``, ``pooled_z``, ``welch``, ``fisher`` or ``barnard``.
+        alternative: ``two-sided``, ``greater`` or ``less``.
+        weights: intended allocation for the SRM check (mapping arm -> weight, or a list
+            with the control first then the other arms sorted); equal by default.
+        arms: arms that must be present (an absent arm is an error: zero users).
+        sequential: add always-valid p-values and confidence sequences (mSPRT).
+        tuning_n: sample size at which the confidence sequence is tightest.
+        bayes_draws: Monte Carlo draws for the Bayesian columns.
+        seed: seed of those draws.
+
+    Returns:
+        An :class:`~engagelab.experiments.result.ExperimentResult`.
+    """
+    ms = _metrics(metrics, covariate)
+    agg = aggregate(data, ms, arm_col, experiment_col)
+    if agg.empty:
+        raise ValidationError("data", "<empty>", "must contain at least one user")
+    return analyze_aggregates(
+        agg, control=control, metrics=ms, alpha=alpha, correction=correction, test=test,
+        alternative=alternative, weights=weights, arms=arms, sequential=sequential,
+        tuning_n=tuning_n, bayes_draws=bayes_draws, seed=seed,
+    )

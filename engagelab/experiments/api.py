@@ -1,0 +1,73 @@
+"""A CLI-ready layer: plain functions taking plain values and returning JSON-ready dicts.
+
+``engagelab experiment design ...`` maps onto :func:`design_experiment` and
+``engagelab experiment analyze ...`` onto :func:`analyze_experiment`.
+
+Example:
+    >>> out = design_experiment(metric="proportion", baseline=0.05, mde=0.10, relative=True)
+    >>> out["solved_for"], out["n_per_arm"], out["total_n"], out["method"]
+    ('sample_size', [31231, 31231], 62462, 'unpooled')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from engagelab.errors import ValidationError
+from engagelab.experiments import design
+from engagelab.experiments.analysis import analyze
+
+__all__ = ["analyze_experiment", "design_experiment"]
+
+
+def design_experiment(
+    *, metric: str = "proportion", baseline: float, mde: float | None = None, relative: bool = False,
+    sd: float | None = None, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided",
+    arms: int = 2, weights: Sequence[float] | None = None, correction: str = "bonferroni",
+    method: str | None = None, n_per_arm: int | None = None, total_n: int | None = None,
+    daily_traffic: float | None = None, traffic_fraction: float = 1.0,
+) -> dict[str, Any]:
+    """Solve whichever design problem the arguments pose.
+
+    ``mde`` without a sample size -> sample size (and duration with ``daily_traffic``);
+    a sample size without ``mde`` -> minimum detectable effect; both -> power.
+    """
+    common = dict(baseline=baseline, sd=sd, alpha=alpha, alternative=alternative, arms=arms,
+                  weights=weights, correction=correction, method=method)
+    has_n = n_per_arm is not None or total_n is not None
+    if mde is None and not has_n:
+        raise ValidationError("mde", mde, "give mde (to get a sample size) or n_per_arm/total_n (to get the mde)")
+    if mde is not None and not has_n:
+        res = design.sample_size(metric, mde=mde, relative=relative, power=power,
+                                 daily_traffic=daily_traffic, traffic_fraction=traffic_fraction, **common)
+        solved = "sample_size"
+    elif mde is None:
+        res = design.minimum_detectable_effect(metric, n_per_arm=n_per_arm, total_n=total_n, power=power, **common)
+        solved = "mde"
+    else:
+        res = design.power(metric, mde=mde, relative=relative, n_per_arm=n_per_arm, total_n=total_n, **common)
+        solved = "power"
+    return {"solved_for": solved, **res.to_dict()}
+
+
+def analyze_experiment(
+    data: Any, *, arm_col: str, control: Any, metrics: Sequence[str], covariate: str | None = None,
+    correction: str = "holm", alpha: float = 0.05, experiment_col: str | None = None,
+    weights: dict[str, float] | Sequence[float] | None = None, test: str = "auto",
+    sequential: bool = False,
+) -> dict[str, Any]:
+    """Analyse a CSV/Parquet file (or any ``analyze`` input) and return plain data.
+
+    Returns:
+        ``{"rows": [...one dict per arm x metric...], "srm": {experiment: {...}},
+        "srm_alarm": bool, "alpha": ..., "correction": ...}``.
+    """
+    res = analyze(data, arm_col=arm_col, control=control, metrics=list(metrics), covariate=covariate,
+                  correction=correction, alpha=alpha, experiment_col=experiment_col, weights=weights,
+                  test=test, sequential=sequential)
+    srm = {k: {"arms": list(v.arms), "observed": list(v.observed), "expected": list(v.expected),
+               "chi2": v.chi2, "p_value": v.p_value, "log10_p": v.log10_p, "mismatch": v.mismatch()}
+           for k, v in res.srm.items()}
+    return {"rows": res.to_dicts(), "srm": srm, "srm_alarm": any(s["mismatch"] for s in srm.values()),
+            "alpha": alpha, "correction": correction}
