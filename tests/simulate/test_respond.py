@@ -1,0 +1,195 @@
+"""World.respond: determinism per message, consistency, and recovery of planted effects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zoneinfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from engagelab.errors import ValidationError
+from engagelab.simulate import CHANNEL_RATES, EVENT_SCHEMA, World, simulate
+from tests.simulate.conftest import local_parts
+
+NOTIFICATION_EVENTS = ["Notification Delivered", "Notification Viewed", "Notification Clicked"]
+
+
+def messages_for(users: list[str], *, campaign: str = "c1", channel: str | list[str] = "email",
+                 send_ts: pd.Timestamp | list[pd.Timestamp] = pd.Timestamp("2026-01-10 18:00", tz="UTC"),
+                 labels: list[str] | None = None, variants: tuple[str, ...] = ("A", "B"),
+                 repeat: int = 1) -> pd.DataFrame:
+    n = len(users) * repeat
+    return pd.DataFrame({
+        "user_id": np.repeat(users, repeat),
+        "campaign_id": campaign,
+        "variant": [variants[i % len(variants)] for i in range(n)],
+        "channel": channel,
+        "send_ts": send_ts,
+        "labels": [list(labels or []) for _ in range(n)],
+        "message_key": [f"{campaign}:{u}:{j}" for u in users for j in range(repeat)],
+    })
+
+
+def sorted_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas().sort_values("event_id").reset_index(drop=True)
+
+
+def test_deterministic_and_independent_of_batch(world: World) -> None:
+    users = world.truth["user_id"].tolist()[:600]
+    channels = list(CHANNEL_RATES)
+    msgs = messages_for(users, channel=[channels[i % len(channels)] for i in range(600)], labels=["Onboarding"])
+    full = world.respond(msgs)
+    assert full.schema == EVENT_SCHEMA
+    assert full.equals(world.respond(msgs))
+    subset = msgs.sample(frac=0.3, random_state=1)
+    part = world.respond(subset)
+    expected = full.to_pandas()
+    expected = expected[expected["message_key"].isin(set(subset["message_key"])) | expected["event"].isin(["App Launched", "Charged"])]
+    got = sorted_frame(part)
+    # every row of the subset's answer is in the full answer, identically
+    merged = got.merge(full.to_pandas(), on=list(EVENT_SCHEMA.names[:4]), how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()
+    keys = set(subset["message_key"])
+    assert set(got["message_key"].dropna()) <= keys
+    assert (expected["message_key"].dropna().isin(keys)).all()
+    # another world seed answers differently
+    other = simulate(n_users=3_000, days=60, seed=6).respond(msgs).to_pandas()
+    assert not set(other["event_id"]) & set(got["event_id"])
+
+
+def test_event_sequence_is_consistent(world: World) -> None:
+    users = world.truth["user_id"].tolist()
+    msgs = messages_for(users, channel="sms", labels=["Onboarding", "Sale"], repeat=2)
+    ev = world.respond(msgs).to_pandas()
+    notif = ev[ev["event"].isin(NOTIFICATION_EVENTS)]
+    assert notif[["campaign_id", "variant", "channel", "message_key"]].notna().all().all()
+    assert all(list(lab) == ["Onboarding", "Sale"] for lab in notif["labels"])
+    wide = notif.pivot(index="message_key", columns="event", values="ts")
+    assert wide["Notification Delivered"].notna().all()
+    viewed = wide["Notification Viewed"].notna()
+    assert (wide.loc[viewed, "Notification Viewed"] > wide.loc[viewed, "Notification Delivered"]).all()
+    clicked = wide["Notification Clicked"].notna()
+    assert (viewed | ~clicked).all()
+    assert (wide.loc[clicked, "Notification Clicked"] > wide.loc[clicked, "Notification Viewed"]).all()
+    assert clicked.sum() > 50
+    send = pd.Timestamp("2026-01-10 18:00", tz="UTC")
+    assert ((wide["Notification Delivered"] - send) < pd.Timedelta(minutes=10)).all()
+    charged = ev[ev["event"] == "Charged"]
+    assert len(charged) > 0 and charged["revenue"].gt(0).all() and charged["product"].notna().all()
+    first_click = notif[notif["event"] == "Notification Clicked"].groupby("user_id")["ts"].min()
+    assert (charged["ts"].to_numpy() > first_click.loc[charged["user_id"]].to_numpy()).all()
+    # conversion rate near config.conversion_rate
+    assert stats.binomtest(len(charged), int(clicked.sum()), world.config.conversion_rate).pvalue > 1e-3
+
+
+def test_unreachable_and_opted_out_users_get_nothing(world: World) -> None:
+    prof = world.profiles.to_pandas()
+    for channel, address, optout in [("email", "email", "optout_email"), ("push", "push_token", "optout_push"),
+                                      ("sms", "phone", "optout_sms"), ("web_push", "webpush_subscription", "optout_web_push")]:
+        ev = world.respond(messages_for(prof["user_id"].tolist(), channel=channel)).to_pandas()
+        got = set(ev.loc[ev["event"] == "Notification Delivered", "user_id"])
+        ok = set(prof.loc[prof[address].notna() & ~prof[optout], "user_id"])
+        assert got <= ok and len(got) > 0.8 * CHANNEL_RATES[channel][0] * len(ok), channel
+
+
+def test_planted_variant_multiplier_is_recovered() -> None:
+    world = simulate(n_users=2_000, days=5, seed=21, churn=0)
+    world.plant_variant_effects("promo", {"B": 1.5})
+    msgs = messages_for(world.truth["user_id"].tolist(), campaign="promo", channel="web_popup", repeat=15)
+    ev = world.respond(msgs).to_pandas()
+    counts = ev[ev["event"].isin(NOTIFICATION_EVENTS)].groupby(["variant", "event"]).size().unstack()
+    base = CHANNEL_RATES["web_popup"][2]
+    for variant, mult in (("A", 1.0), ("B", 1.5)):
+        clicks, views = counts.loc[variant, "Notification Clicked"], counts.loc[variant, "Notification Viewed"]
+        assert stats.binomtest(clicks, views, base * mult).pvalue > 1e-3, variant
+    # and the two arms are distinguishable
+    table = counts[["Notification Clicked", "Notification Viewed"]].to_numpy().copy()
+    table[:, 1] -= table[:, 0]
+    assert stats.chi2_contingency(table).pvalue < 1e-6
+    untouched = simulate(n_users=2_000, days=5, seed=21, churn=0).respond(msgs).to_pandas()
+    c2 = untouched[untouched["event"] == "Notification Clicked"].groupby("variant").size()
+    v2 = untouched[untouched["event"] == "Notification Viewed"].groupby("variant").size()
+    assert stats.binomtest(c2["B"], v2["B"], base).pvalue > 1e-3
+
+
+def reference_hour_factor(local_hour: float, preferred_hour: int) -> float:
+    d = abs(local_hour - (preferred_hour + 0.5)) % 24
+    d = min(d, 24 - d)
+    return 0.35 + 0.65 * math.exp(-d * d / 8.0)
+
+
+def test_view_probability_follows_send_hour() -> None:
+    world = simulate(n_users=3_000, days=5, seed=8, churn=0)
+    truth = world.truth
+    rng = np.random.default_rng(0)
+    sends = [pd.Timestamp("2026-01-03", tz="UTC") + pd.Timedelta(minutes=int(m)) for m in rng.integers(0, 24 * 60, 3_000)]
+    msgs = messages_for(truth["user_id"].tolist(), channel="web_popup", send_ts=sends)
+    ev = world.respond(msgs).to_pandas()
+    viewed = set(ev.loc[ev["event"] == "Notification Viewed", "message_key"])
+    p = []
+    for tz, pref, ts in zip(truth["timezone"], truth["preferred_hour"], sends, strict=True):
+        local = ts.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz))
+        p.append(CHANNEL_RATES["web_popup"][1] * reference_hour_factor(local.hour + local.minute / 60, pref))
+    p = np.array(p)
+    seen = msgs["message_key"].isin(viewed).to_numpy()
+    assert abs(seen.sum() - p.sum()) < 4 * math.sqrt((p * (1 - p)).sum())
+    near, far = p > 0.55, p < 0.25
+    assert seen[near].mean() > 2 * seen[far].mean()
+    assert stats.binomtest(int(seen[far].sum()), int(far.sum()), p[far].mean()).pvalue > 1e-3
+
+
+def test_label_effect_lifts_day_30_retention() -> None:
+    world = simulate(n_users=6_000, days=40, seed=13, label_effects={"Onboarding": 0.10})
+    truth = world.truth
+    users = truth["user_id"].to_numpy()
+    group = np.arange(users.size) % 3  # 0: Onboarding, 1: Promo (no planted effect), 2: no message
+    send = pd.Timestamp("2026-01-03 12:00", tz="UTC")
+    msgs = pd.concat([
+        messages_for(list(users[group == 0]), campaign="onb", channel="web_popup", send_ts=send, labels=["Onboarding"]),
+        messages_for(list(users[group == 1]), campaign="promo", channel="web_popup", send_ts=send, labels=["Promo"]),
+    ])
+    answer = world.respond(msgs).to_pandas()
+    extra = answer[answer["event"] == "App Launched"]
+    assert len(extra) > 0.1 * 45 * (group == 0).sum() * 0.8
+    assert set(extra["user_id"]) <= set(users[group == 0])
+    # send local day per user, by zoneinfo
+    start = dt.date(2026, 1, 1)
+    send_day = {u: (send.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz)).date() - start).days
+                for u, tz in zip(truth["user_id"], truth["timezone"], strict=True)}
+    local_extra = local_parts(extra, truth, world.config.start)
+    offset = local_extra["local_day"] - local_extra["user_id"].map(send_day)
+    assert offset.between(1, 45).all() and offset.nunique() == 45
+    baseline = world.baseline_events(0, 40).to_pandas()
+    launches = pd.concat([baseline[baseline["event"] == "App Launched"], extra])
+    local = local_parts(launches, truth, world.config.start)
+    on_day = local[local["local_day"] == local["user_id"].map(send_day) + 30]
+    active = np.isin(users, on_day["user_id"].unique())
+    rate = [active[group == g].mean() for g in range(3)]
+    n = [(group == g).sum() for g in range(3)]
+    # planted: active_sent = 1 - (1 - p0)(1 - 0.10 * P(delivered)); web_popup always delivers
+    expected_lift = 0.10 * (1 - rate[2])
+    se = math.sqrt(rate[0] * (1 - rate[0]) / n[0] + rate[2] * (1 - rate[2]) / n[2])
+    assert abs((rate[0] - rate[2]) - expected_lift) < 3.5 * se, rate
+    assert rate[0] - rate[2] > 0.06
+    se_promo = math.sqrt(rate[1] * (1 - rate[1]) / n[1] + rate[2] * (1 - rate[2]) / n[2])
+    assert abs(rate[1] - rate[2]) < 3.5 * se_promo
+
+
+def test_unknown_users_are_dropped_and_bad_input_raises(world: World) -> None:
+    msgs = messages_for(["u0000001", "u9999999", "nobody", "u0003001"], channel="web_popup", repeat=3)
+    ev = world.respond(msgs).to_pandas()
+    assert set(ev["user_id"]) <= {"u0000001"} and len(ev) >= 3
+    assert world.respond(msgs.iloc[1:0]).schema == EVENT_SCHEMA
+    with pytest.raises(ValidationError, match="channel == 'carrier_pigeon'"):
+        world.respond(msgs.assign(channel="carrier_pigeon"))
+    with pytest.raises(ValidationError, match="messages columns"):
+        world.respond(msgs.drop(columns=["send_ts"]))
+    with pytest.raises(ValidationError, match="message_key"):
+        world.respond(msgs.assign(message_key=None))
+    with pytest.raises(ValidationError, match=r"effects\['B'\] == -1"):
+        world.plant_variant_effects("c", {"B": -1})
