@@ -21,6 +21,7 @@ __all__ = [
     "EngagelabError",
     "EngagelabWarning",
     "MissingExtraError",
+    "QueryError",
     "SpecError",
     "ValidationError",
     "WorkspaceError",
@@ -53,6 +54,10 @@ class ValidationError(EngagelabError, ValueError):
 
 class SpecError(ValidationError):
     """A spec (segment, campaign, experiment, job) is malformed."""
+
+
+class QueryError(EngagelabError, ValueError):
+    """A SQL query failed in the engine (syntax error, unknown column, ...)."""
 
 
 class WorkspaceError(EngagelabError, RuntimeError):

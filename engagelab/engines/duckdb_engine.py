@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engagelab.engines.base import duckdb_type
+from engagelab.errors import QueryError
 from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
 from engagelab.store import TABLES, Catalog, Store
 
@@ -77,6 +78,8 @@ class DuckDBEngine:
         try:
             rel = cur.sql(sql, params=params)
             return pa.table({}) if rel is None else rel.to_arrow_table()
+        except duckdb.Error as exc:
+            raise _query_error(exc) from exc
         finally:
             cur.close()
 
@@ -87,6 +90,8 @@ class DuckDBEngine:
             cur = self._conn.cursor()
         try:
             rows = cur.execute(sql, params).fetchmany(1)
+        except duckdb.Error as exc:
+            raise _query_error(exc) from exc
         finally:
             cur.close()
         return rows[0][0] if rows else None
@@ -107,6 +112,11 @@ class DuckDBEngine:
 
     def __repr__(self) -> str:
         return f"DuckDBEngine(store={str(self.store.root)!r})"
+
+
+def _query_error(exc: Exception) -> QueryError:
+    text = " ".join(str(exc).split())
+    return QueryError(f"DuckDB: {text}")
 
 
 def _file_list(files: list[Path]) -> str:
