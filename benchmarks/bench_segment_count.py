@@ -39,7 +39,18 @@ AT = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 EVENT_NAMES = ["App Launched", "Viewed", "Added to Cart", "Charged", "Searched",
                "Notification Sent", "Notification Clicked", "Uninstalled"]  # fmt: skip
 EVENT_P = [0.30, 0.25, 0.12, 0.08, 0.12, 0.08, 0.045, 0.005]
-CITIES = ["Berlin", "Bern", "Bergen", "Hamburg", "Munich", "Paris", "London", "Madrid", "Rome", "Vienna"]
+CITIES = [
+    "Berlin",
+    "Bern",
+    "Bergen",
+    "Hamburg",
+    "Munich",
+    "Paris",
+    "London",
+    "Madrid",
+    "Rome",
+    "Vienna",
+]
 PARQUET = {"compression": "zstd", "row_group_size": 256 * 1024}
 START, END = "<!-- segment-count:start -->", "<!-- segment-count:end -->"
 
@@ -63,7 +74,8 @@ def generate(folder: Path, n_users: int, n_events: int, seed: int = 20260301) ->
                    + (seconds * 1e6).astype("timedelta64[us]")), TS_TYPE)  # fmt: skip
     users = (n_users * rng.power(0.6, n_events)).astype(np.int64)  # skewed activity
     names = pa.DictionaryArray.from_arrays(
-        pa.array(rng.choice(len(EVENT_NAMES), n_events, p=EVENT_P).astype(np.int32)), pa.array(EVENT_NAMES)
+        pa.array(rng.choice(len(EVENT_NAMES), n_events, p=EVENT_P).astype(np.int32)),
+        pa.array(EVENT_NAMES),
     ).cast(pa.string())
     amount = pa.array(np.round(rng.exponential(25, n_events), 2))
     events = pa.table({"user_id": _ids(users), "event": names, "ts": ts, "amount": amount})
@@ -81,7 +93,9 @@ SEGMENT = Segment(
 def count_pandas(events: pd.DataFrame, profiles: pd.DataFrame) -> int:
     """The same segment, written the obvious pandas way."""
     lo = pd.Timestamp(AT - dt.timedelta(days=30))
-    charged = events[(events["event"] == "Charged") & (events["ts"] >= lo) & (events["ts"] < pd.Timestamp(AT))]
+    charged = events[
+        (events["event"] == "Charged") & (events["ts"] >= lo) & (events["ts"] < pd.Timestamp(AT))
+    ]
     counts = charged.groupby("user_id").size()
     buyers = set(counts.index[counts >= 2])
     uninstalled = set(events.loc[events["event"] == "Uninstalled", "user_id"])

@@ -77,7 +77,7 @@ def check_scalar(name: str, value: Any) -> Any:
     return value
 
 
-def literal(value: Any) -> exp.Expression:
+def literal(value: Any) -> exp.Expr:
     """Turn a checked scalar into a sqlglot literal (never via SQL text)."""
     if isinstance(value, bool):
         return exp.Boolean(this=value)
@@ -88,7 +88,7 @@ def literal(value: Any) -> exp.Expression:
     return exp.Literal.string(value)
 
 
-def ts_literal(value: dt.datetime) -> exp.Expression:
+def ts_literal(value: dt.datetime) -> exp.Expr:
     """A UTC timestamp literal: ``CAST('2026-01-01 00:00:00+00:00' AS TIMESTAMPTZ)``."""
     text = value.astimezone(_UTC).isoformat(sep=" ", timespec="microseconds")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ"))
@@ -198,11 +198,15 @@ class Window:
     def __post_init__(self) -> None:
         if self.last_days is not None:
             if self.start is not None or self.end is not None:
-                raise SpecError("window", self.to_dict(), "must set last_days or start/end, not both")
+                raise SpecError(
+                    "window", self.to_dict(), "must set last_days or start/end, not both"
+                )
             try:
                 check_int("window.last_days", self.last_days, low=1)
             except Exception as err:
-                raise SpecError("window.last_days", self.last_days, err.args[0].split(", ", 1)[1]) from None
+                raise SpecError(
+                    "window.last_days", self.last_days, err.args[0].split(", ", 1)[1]
+                ) from None
             return
         if self.start is None or self.end is None:
             raise SpecError("window", self.to_dict(), "must set last_days, or both start and end")
@@ -210,12 +214,18 @@ class Window:
             value = getattr(self, field)
             if isinstance(value, dt.datetime):
                 if value.tzinfo is None:
-                    raise SpecError(f"window.{field}", value, "must be a date or a time-zone-aware datetime")
+                    raise SpecError(
+                        f"window.{field}", value, "must be a date or a time-zone-aware datetime"
+                    )
                 object.__setattr__(self, field, value.astimezone(_UTC))
             elif not isinstance(value, dt.date):
-                raise SpecError(f"window.{field}", value, "must be a date or a time-zone-aware datetime")
+                raise SpecError(
+                    f"window.{field}", value, "must be a date or a time-zone-aware datetime"
+                )
         if isinstance(self.start, dt.datetime) != isinstance(self.end, dt.datetime):
-            raise SpecError("window.end", self.end, "must be the same kind (date or datetime) as start")
+            raise SpecError(
+                "window.end", self.end, "must be the same kind (date or datetime) as start"
+            )
         lo, hi = self.bounds(dt.datetime.now(_UTC))
         if lo >= hi:
             raise SpecError("window.end", self.end, f"must be after window.start ({self.start})")
@@ -231,15 +241,20 @@ class Window:
         hi = dt.datetime.combine(self.end, dt.time(), _UTC) + dt.timedelta(days=1)
         return lo, hi
 
-    def predicate(self, ts: exp.Expression, at: dt.datetime) -> exp.Expression:
+    def predicate(self, ts: exp.Expr, at: dt.datetime) -> exp.Expr:
         """``ts >= low AND ts < high`` as a sqlglot expression."""
         lo, hi = self.bounds(at)
-        return exp.and_(exp.GTE(this=ts.copy(), expression=ts_literal(lo)), exp.LT(this=ts.copy(), expression=ts_literal(hi)))
+        return exp.and_(
+            exp.GTE(this=ts.copy(), expression=ts_literal(lo)),
+            exp.LT(this=ts.copy(), expression=ts_literal(hi)),
+        )
 
     def describe(self) -> str:
         """Human-readable text, e.g. ``'in the last 30 days'``."""
         if self.last_days is not None:
-            return "in the last day" if self.last_days == 1 else f"in the last {self.last_days} days"
+            return (
+                "in the last day" if self.last_days == 1 else f"in the last {self.last_days} days"
+            )
         return f"between {self.start.isoformat()} and {self.end.isoformat()}"  # type: ignore[union-attr]
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,7 +270,10 @@ class Window:
             raise SpecError("window", data, "must be a mapping with last_days or start/end")
         if "last_days" in data:
             return cls(last_days=data["last_days"])
-        return cls(start=_parse_when("window.start", data.get("start")), end=_parse_when("window.end", data.get("end")))
+        return cls(
+            start=_parse_when("window.start", data.get("start")),
+            end=_parse_when("window.end", data.get("end")),
+        )
 
 
 def as_window(name: str, value: Any) -> Window | None:

@@ -64,7 +64,7 @@ class Condition:
         """Human-readable description of the condition."""
         raise NotImplementedError
 
-    def predicate(self, ctx: Context) -> exp.Expression:  # pragma: no cover
+    def predicate(self, ctx: Context) -> exp.Expr:  # pragma: no cover
         """A sqlglot boolean expression over ``profiles AS p``."""
         raise NotImplementedError
 
@@ -73,7 +73,7 @@ class Condition:
         raise NotImplementedError
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:  # pragma: no cover
+    def _from_fields(cls, data: Any) -> Condition:  # pragma: no cover
         raise NotImplementedError
 
     @staticmethod
@@ -81,7 +81,9 @@ class Condition:
         """Rebuild any condition from :meth:`to_dict` output."""
         if not isinstance(data, Mapping) or data.get("kind") not in _REGISTRY:
             kind = data.get("kind") if isinstance(data, Mapping) else data
-            raise SpecError("kind", kind, "must be one of " + ", ".join(repr(k) for k in sorted(_REGISTRY)))
+            raise SpecError(
+                "kind", kind, "must be one of " + ", ".join(repr(k) for k in sorted(_REGISTRY))
+            )
         body = {k: v for k, v in data.items() if k != "kind"}
         return _REGISTRY[data["kind"]]._from_fields(body)
 
@@ -135,7 +137,7 @@ class And(Condition):
             flat.extend(item.conditions if isinstance(item, And) else [item])
         return cls(tuple(flat))
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         return exp.and_(*(exp.paren(c.predicate(ctx), copy=False) for c in self.conditions))
 
     def describe(self) -> str:
@@ -148,7 +150,7 @@ class And(Condition):
         return {"kind": self.kind, "conditions": [c.to_dict() for c in self.conditions]}
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         return cls(tuple(Condition.from_dict(c) for c in _list(data, "conditions")))
 
 
@@ -170,7 +172,7 @@ class Or(Condition):
             flat.extend(item.conditions if isinstance(item, Or) else [item])
         return cls(tuple(flat))
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         return exp.or_(*(exp.paren(c.predicate(ctx), copy=False) for c in self.conditions))
 
     def describe(self) -> str:
@@ -183,7 +185,7 @@ class Or(Condition):
         return {"kind": self.kind, "conditions": [c.to_dict() for c in self.conditions]}
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         return cls(tuple(Condition.from_dict(c) for c in _list(data, "conditions")))
 
 
@@ -200,7 +202,7 @@ class Not(Condition):
     def __invert__(self) -> Condition:
         return self.condition
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         inner = self.condition.predicate(ctx)
         return exp.not_(exp.func("COALESCE", inner, exp.false()))
 
@@ -212,7 +214,7 @@ class Not(Condition):
         return {"kind": self.kind, "condition": self.condition.to_dict()}
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         return cls(Condition.from_dict(data.get("condition")))
 
 
@@ -252,13 +254,20 @@ def column_kind(table: str, column: str, typ: Any) -> str:
             return "list"
     elif isinstance(typ, str) and typ.strip().lower() in _TYPE_NAMES:
         return _TYPE_NAMES[typ.strip().lower()]
-    raise SpecError(f"columns[{table!r}][{column!r}]", typ, "must be a type such as 'string', 'int64', 'float64', 'bool', 'timestamp', 'list<string>'")
+    raise SpecError(
+        f"columns[{table!r}][{column!r}]",
+        typ,
+        "must be a type such as 'string', 'int64', 'float64', 'bool', 'timestamp', 'list<string>'",
+    )
 
 
 # Columns whose kind is known without a ``columns`` mapping: the core schema, plus the
 # list<string> ``labels`` column that delivery writes on 'Notification Sent' events.
 _CORE = {
-    "events": {**{f.name: column_kind("events", f.name, f.type) for f in EVENT_SCHEMA}, "labels": "list"},
+    "events": {
+        **{f.name: column_kind("events", f.name, f.type) for f in EVENT_SCHEMA},
+        "labels": "list",
+    },
     "profiles": {f.name: column_kind("profiles", f.name, f.type) for f in PROFILE_SCHEMA},
 }
 
@@ -283,8 +292,13 @@ class Context:
             raise SpecError("at", self.at, "must be a time-zone-aware datetime (UTC)")
         self.at = self.at.astimezone(dt.UTC)
         if self.columns is not None:
-            if not isinstance(self.columns, Mapping) or not set(self.columns) <= {"events", "profiles"}:
-                raise SpecError("columns", self.columns, "must map 'events' and/or 'profiles' to {column: type}")
+            if not isinstance(self.columns, Mapping) or not set(self.columns) <= {
+                "events",
+                "profiles",
+            }:
+                raise SpecError(
+                    "columns", self.columns, "must map 'events' and/or 'profiles' to {column: type}"
+                )
             self._kinds = {}
             for table in ("events", "profiles"):
                 kinds = dict(_CORE[table])

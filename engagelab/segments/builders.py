@@ -61,12 +61,16 @@ def _where(where: Where) -> tuple[PropertyFilter, ...]:
         return tuple(PropertyFilter(k, "=", v) for k, v in where.items())
     if isinstance(where, Sequence) and not isinstance(where, str):
         return tuple(where)
-    raise SpecError("where", where, "must be a filter, a list of filters or a {column: value} mapping")
+    raise SpecError(
+        "where", where, "must be a filter, a list of filters or a {column: value} mapping"
+    )
 
 
 def _agg(func: str, spec: Any) -> Aggregate:
     if not isinstance(spec, tuple | list) or len(spec) != 3:
-        raise SpecError(f"{func}_of", spec, "must be a (column, op, value) triple, e.g. ('amount', '>=', 100)")
+        raise SpecError(
+            f"{func}_of", spec, "must be a (column, op, value) triple, e.g. ('amount', '>=', 100)"
+        )
     return Aggregate(func, *spec)
 
 
@@ -97,8 +101,16 @@ def did(
             raise SpecError("exactly", exactly, "must not be combined with at_least/at_most")
         at_least = at_most = exactly
     if sum_of is not None and avg_of is not None:
-        raise SpecError("avg_of", avg_of, "must not be combined with sum_of (combine two did() with &)")
-    aggregate = _agg("sum", sum_of) if sum_of is not None else _agg("avg", avg_of) if avg_of is not None else None
+        raise SpecError(
+            "avg_of", avg_of, "must not be combined with sum_of (combine two did() with &)"
+        )
+    aggregate = (
+        _agg("sum", sum_of)
+        if sum_of is not None
+        else _agg("avg", avg_of)
+        if avg_of is not None
+        else None
+    )
     return DidEvent(
         event,
         where=_where(where),
@@ -126,7 +138,9 @@ def first_time(
     between: tuple[dt.date, dt.date] | None = None, window: Window | None = None,
 ) -> FirstOrLast:  # fmt: skip
     """The user's first ever ``event`` happened inside the window."""
-    return FirstOrLast(event, "first", _required(_window_of(within_days, between, window)), _where(where))
+    return FirstOrLast(
+        event, "first", _required(_window_of(within_days, between, window)), _where(where)
+    )
 
 
 def last_time(
@@ -134,7 +148,9 @@ def last_time(
     between: tuple[dt.date, dt.date] | None = None, window: Window | None = None,
 ) -> FirstOrLast:  # fmt: skip
     """The user's most recent ``event`` happened inside the window."""
-    return FirstOrLast(event, "last", _required(_window_of(within_days, between, window)), _where(where))
+    return FirstOrLast(
+        event, "last", _required(_window_of(within_days, between, window)), _where(where)
+    )
 
 
 def _required(win: Window | None) -> Window:
@@ -161,7 +177,9 @@ def near(
     between: tuple[dt.date, dt.date] | None = None, window: Window | None = None,
 ) -> Geofence:  # fmt: skip
     """Within ``radius_km`` of a point, by profile location or by event coordinates."""
-    return Geofence(latitude, longitude, radius_km, source, event, _window_of(within_days, between, window))
+    return Geofence(
+        latitude, longitude, radius_km, source, event, _window_of(within_days, between, window)
+    )
 
 
 def was_sent(

@@ -17,8 +17,14 @@ from sqlglot import exp
 from engagelab._validate import check_int
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window, check_column, decode, encode, literal
-from engagelab.segments.base import E, P, Condition, Context
-from engagelab.segments.filters import PropertyFilter, _only, canonical_op, check_value, describe_filter
+from engagelab.segments.base import Condition, Context, E, P
+from engagelab.segments.filters import (
+    PropertyFilter,
+    _only,
+    canonical_op,
+    check_value,
+    describe_filter,
+)
 
 __all__ = ["Aggregate", "ConstantProperty", "DidEvent", "FirstOrLast"]
 
@@ -59,7 +65,7 @@ def event_scan(
     ctx: Context, event: str | None, where: tuple[PropertyFilter, ...], window: Window | None
 ) -> exp.Select:
     """``SELECT e.user_id FROM events AS e WHERE <event> AND <window> AND <where>``."""
-    conds: list[exp.Expression] = []
+    conds: list[exp.Expr] = []
     if event is not None:
         conds.append(exp.EQ(this=ctx.column("events", "event", E), expression=literal(event)))
     if window is not None:
@@ -69,7 +75,7 @@ def event_scan(
     return query.where(exp.and_(*conds)) if conds else query
 
 
-def in_users(ctx: Context, query: exp.Select) -> exp.Expression:
+def in_users(ctx: Context, query: exp.Select) -> exp.Expr:
     """``p.user_id IN (query)``."""
     return ctx.column("profiles", "user_id", P).isin(query=query)
 
@@ -105,18 +111,24 @@ class Aggregate:
         check_column("aggregate.column", self.column)
         op = canonical_op("aggregate.op", self.op)
         if op not in _AGG_OPS:
-            raise SpecError("aggregate.op", op, "must be one of " + ", ".join(repr(o) for o in _AGG_OPS))
+            raise SpecError(
+                "aggregate.op", op, "must be one of " + ", ".join(repr(o) for o in _AGG_OPS)
+            )
         value = check_value("aggregate.value", op, self.value)
         for v in value if isinstance(value, tuple) else (value,):
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise SpecError("aggregate.value", self.value, "must be a number (or a pair for 'between')")
+                raise SpecError(
+                    "aggregate.value", self.value, "must be a number (or a pair for 'between')"
+                )
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "value", value)
 
-    def having(self, ctx: Context) -> exp.Expression:
+    def having(self, ctx: Context) -> exp.Expr:
         kind = ctx.kind_of("events", self.column)
         if kind is not None and kind != "number":
-            raise SpecError("aggregate.column", self.column, f"must be a numeric column, not {kind}")
+            raise SpecError(
+                "aggregate.column", self.column, f"must be a numeric column, not {kind}"
+            )
         agg = _AGG_FUNCS[self.func](this=ctx.column("events", self.column, E))
         if self.op == "between":
             return exp.Between(this=agg, low=literal(self.value[0]), high=literal(self.value[1]))
@@ -127,14 +139,22 @@ class Aggregate:
         return describe_filter(f"{self.func} of {self.column}", self.op, self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"func": self.func, "column": self.column, "op": self.op, "value": encode(self.value)}
+        return {
+            "func": self.func,
+            "column": self.column,
+            "op": self.op,
+            "value": encode(self.value),
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> Aggregate:
         if not isinstance(data, dict):
             raise SpecError("aggregate", data, "must be a mapping with func, column, op, value")
         _only(data, {"func", "column", "op", "value"}, "aggregate")
-        return cls(data.get("func"), data.get("column"), data.get("op"), decode(data.get("value")))
+        fields: Any = data
+        return cls(
+            fields.get("func"), fields.get("column"), fields.get("op"), decode(fields.get("value"))
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -170,7 +190,9 @@ class DidEvent(Condition):
             if self.at_most < self.at_least:
                 raise SpecError("at_most", self.at_most, f"must be >= at_least ({self.at_least})")
         if self.at_least == 0 and self.at_most is None:
-            raise SpecError("at_least", 0, "must be >= 1 unless at_most is set (0 alone matches everyone)")
+            raise SpecError(
+                "at_least", 0, "must be >= 1 unless at_most is set (0 alone matches everyone)"
+            )
         if self.aggregate is not None:
             if not isinstance(self.aggregate, Aggregate):
                 raise SpecError("aggregate", self.aggregate, "must be an Aggregate or None")
@@ -178,7 +200,7 @@ class DidEvent(Condition):
                 raise SpecError("at_least", 0, "must be >= 1 with an aggregate")
         _window("window", self.window)
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         query = event_scan(ctx, self.event, self.where, self.window)
         count = exp.Count(this=exp.Star())
         if self.at_least == 0:  # never, or at most N times: complement of "more than N"
@@ -186,7 +208,7 @@ class DidEvent(Condition):
             more = exp.GT(this=count, expression=literal(self.at_most))
             query = query.group_by(ctx.column("events", "user_id", E)).having(more)
             return exp.not_(exp.func("COALESCE", in_users(ctx, query), exp.false()))
-        having: list[exp.Expression] = []
+        having: list[exp.Expr] = []
         if self.at_least > 1:
             having.append(exp.GTE(this=count.copy(), expression=literal(self.at_least)))
         if self.at_most is not None:
@@ -234,14 +256,16 @@ class DidEvent(Condition):
         return out
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"event", "where", "at_least", "at_most", "aggregate", "window"}, "did")
         return cls(
             event=data.get("event"),
             where=tuple(Condition.from_dict(f) for f in data.get("where") or ()),  # type: ignore[misc]
             at_least=data.get("at_least", 1),
             at_most=data.get("at_most"),
-            aggregate=None if data.get("aggregate") is None else Aggregate.from_dict(data["aggregate"]),
+            aggregate=None
+            if data.get("aggregate") is None
+            else Aggregate.from_dict(data["aggregate"]),
             window=None if data.get("window") is None else Window.from_dict(data["window"]),
         )
 
@@ -268,10 +292,12 @@ class FirstOrLast(Condition):
             raise SpecError("window", self.window, "must be a Window (first/last time needs one)")
         object.__setattr__(self, "where", _where("where", self.where))
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         query = event_scan(ctx, self.event, self.where, None)
         agg = (exp.Min if self.which == "first" else exp.Max)(this=ctx.column("events", "ts", E))
-        query = query.group_by(ctx.column("events", "user_id", E)).having(self.window.predicate(agg, ctx.at))
+        query = query.group_by(ctx.column("events", "user_id", E)).having(
+            self.window.predicate(agg, ctx.at)
+        )
         return in_users(ctx, query)
 
     def describe(self) -> str:
@@ -279,13 +305,18 @@ class FirstOrLast(Condition):
         return f"did {self.event!r}{where} for the {self.which} time {self.window.describe()}"
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"kind": self.kind, "event": self.event, "which": self.which, "window": self.window.to_dict()}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "event": self.event,
+            "which": self.which,
+            "window": self.window.to_dict(),
+        }
         if self.where:
             out["where"] = [f.to_dict() for f in self.where]
         return out
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"event", "which", "window", "where"}, "first_last")
         return cls(
             data.get("event"),
@@ -326,9 +357,15 @@ class ConstantProperty(Condition):
         query = event_scan(ctx, event, (), self.window).select(col)
         return query.where(exp.not_(exp.Is(this=col.copy(), expression=exp.null())))
 
-    def predicate(self, ctx: Context) -> exp.Expression:
-        pairs = exp.Except(this=self._scan(ctx, self.did_event), expression=self._scan(ctx, self.not_event), distinct=True)
-        query = exp.select(exp.column("user_id", quoted=True)).from_(exp.Subquery(this=pairs, alias=exp.TableAlias(this=exp.to_identifier("pairs"))))
+    def predicate(self, ctx: Context) -> exp.Expr:
+        pairs = exp.Except(
+            this=self._scan(ctx, self.did_event),
+            expression=self._scan(ctx, self.not_event),
+            distinct=True,
+        )
+        query = exp.select(exp.column("user_id", quoted=True)).from_(
+            exp.Subquery(this=pairs, alias=exp.TableAlias(this=exp.to_identifier("pairs")))
+        )
         return in_users(ctx, query)
 
     def describe(self) -> str:
@@ -336,13 +373,18 @@ class ConstantProperty(Condition):
         return text + ("" if self.window is None else " " + self.window.describe())
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "did_event": self.did_event, "not_event": self.not_event, "column": self.column}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "did_event": self.did_event,
+            "not_event": self.not_event,
+            "column": self.column,
+        }
         if self.window is not None:
             out["window"] = self.window.to_dict()
         return out
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"did_event", "not_event", "column", "window"}, "constant_property")
         window = None if data.get("window") is None else Window.from_dict(data["window"])
         return cls(data.get("did_event"), data.get("not_event"), data.get("column"), window)

@@ -39,8 +39,16 @@ from typing import Any, ClassVar
 from sqlglot import exp
 
 from engagelab.errors import SpecError
-from engagelab.segments._values import check_column, check_regex, check_scalar, decode, encode, literal, value_kind
-from engagelab.segments.base import P, Condition, Context
+from engagelab.segments._values import (
+    check_column,
+    check_regex,
+    check_scalar,
+    decode,
+    encode,
+    literal,
+    value_kind,
+)
+from engagelab.segments.base import Condition, Context, P
 
 __all__ = ["OPERATORS", "Prop", "PropertyFilter", "prop"]
 
@@ -53,7 +61,13 @@ _ALIASES = {
     "le": "<=", "gt": ">", "≥": ">=", "ge": ">=", "startswith": "starts_with",
 }  # fmt: skip
 _CMP = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
-_SHOW = {"!=": "≠", "<=": "≤", ">=": "≥", "starts_with": "starts with", "not_matches": "does not match"}
+_SHOW = {
+    "!=": "≠",
+    "<=": "≤",
+    ">=": "≥",
+    "starts_with": "starts with",
+    "not_matches": "does not match",
+}
 _STRING_OPS = ("contains", "starts_with", "matches", "not_matches")
 
 
@@ -101,7 +115,7 @@ def check_value(name: str, op: str, value: Any) -> Any:
     return value
 
 
-def filter_sql(ctx: Context, table: str, alias: str, column: str, op: str, value: Any) -> exp.Expression:
+def filter_sql(ctx: Context, table: str, alias: str, column: str, op: str, value: Any) -> exp.Expr:
     """Build the SQL predicate of one filter, checking the column's type when known."""
     col = ctx.column(table, column, alias)
     kind = ctx.kind_of(table, column)
@@ -120,7 +134,9 @@ def filter_sql(ctx: Context, table: str, alias: str, column: str, op: str, value
     if op == "contains":
         if kind == "list":
             return exp.ArrayContains(this=col, expression=literal(value))
-        return exp.GT(this=exp.StrPosition(this=col, substr=literal(value)), expression=exp.Literal.number(0))
+        return exp.GT(
+            this=exp.StrPosition(this=col, substr=literal(value)), expression=exp.Literal.number(0)
+        )
     if op == "starts_with":
         return exp.StartsWith(this=col, expression=literal(value))
     match = exp.RegexpLike(this=col, expression=literal(value))
@@ -130,7 +146,9 @@ def filter_sql(ctx: Context, table: str, alias: str, column: str, op: str, value
 def _check_kind(column: str, kind: str, op: str, value: Any) -> None:
     if kind == "list":
         if op not in ("contains", "exists", "not_exists"):
-            raise SpecError("op", op, f"must be 'contains', 'exists' or 'not_exists' for list column {column!r}")
+            raise SpecError(
+                "op", op, f"must be 'contains', 'exists' or 'not_exists' for list column {column!r}"
+            )
         return
     if op in _STRING_OPS and kind != "string":
         raise SpecError("op", op, f"needs a string column; {column!r} holds {kind} values")
@@ -183,10 +201,10 @@ class PropertyFilter(Condition):
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "value", check_value("value", op, self.value))
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         return filter_sql(ctx, "profiles", P, self.column, self.op, self.value)
 
-    def event_predicate(self, ctx: Context, alias: str) -> exp.Expression:
+    def event_predicate(self, ctx: Context, alias: str) -> exp.Expr:
         """The same filter applied to an event column (``alias.column``)."""
         return filter_sql(ctx, "events", alias, self.column, self.op, self.value)
 
@@ -194,10 +212,15 @@ class PropertyFilter(Condition):
         return describe_filter(self.column, self.op, self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "column": self.column, "op": self.op, "value": encode(self.value)}
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "op": self.op,
+            "value": encode(self.value),
+        }
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"column", "op", "value"}, "property")
         return cls(data.get("column"), data.get("op"), decode(data.get("value")))
 
@@ -205,7 +228,11 @@ class PropertyFilter(Condition):
 def _only(data: dict[str, Any], allowed: set[str], kind: str) -> None:
     extra = set(data) - allowed
     if extra:
-        raise SpecError(f"{kind}.{sorted(extra)[0]}", data[sorted(extra)[0]], f"is not a field of {kind!r} (fields: {', '.join(sorted(allowed))})")
+        raise SpecError(
+            f"{kind}.{sorted(extra)[0]}",
+            data[sorted(extra)[0]],
+            f"is not a field of {kind!r} (fields: {', '.join(sorted(allowed))})",
+        )
 
 
 class Prop:

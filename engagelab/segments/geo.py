@@ -15,7 +15,7 @@ from sqlglot import exp
 from engagelab._validate import check_number
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window
-from engagelab.segments.base import E, P, Condition, Context
+from engagelab.segments.base import Condition, Context, E, P
 from engagelab.segments.events import _event_name, _window, event_scan, in_users
 from engagelab.segments.filters import _only
 
@@ -31,13 +31,13 @@ def _num(name: str, value: Any, **bounds: Any) -> float:
         raise SpecError(name, value, err.allowed) from None
 
 
-def haversine_sql(lat: exp.Expression, lon: exp.Expression, lat0: float, lon0: float) -> exp.Expression:
+def haversine_sql(lat: exp.Expr, lon: exp.Expr, lat0: float, lon0: float) -> exp.Expr:
     """Great-circle distance in km from ``(lat0, lon0)`` to the columns ``(lat, lon)``."""
 
-    def rad(e: exp.Expression) -> exp.Expression:
+    def rad(e: exp.Expr) -> exp.Expr:
         return exp.Radians(this=e)
 
-    def half_sin_sq(d: exp.Expression) -> exp.Expression:
+    def half_sin_sq(d: exp.Expr) -> exp.Expr:
         s = exp.Sin(this=exp.Div(this=exp.paren(d), expression=exp.Literal.number(2)))
         return exp.Mul(this=s, expression=s.copy())
 
@@ -45,11 +45,13 @@ def haversine_sql(lat: exp.Expression, lon: exp.Expression, lat0: float, lon0: f
     dlat = exp.Sub(this=rad(lat.copy()), expression=rad(lat0_l.copy()))
     dlon = exp.Sub(this=rad(lon.copy()), expression=rad(lon0_l.copy()))
     cos_prod = exp.Mul(this=exp.Cos(this=rad(lat0_l)), expression=exp.Cos(this=rad(lat.copy())))
-    a = exp.Add(this=half_sin_sq(dlat), expression=exp.Mul(this=cos_prod, expression=half_sin_sq(dlon)))
+    a = exp.Add(
+        this=half_sin_sq(dlat), expression=exp.Mul(this=cos_prod, expression=half_sin_sq(dlon))
+    )
     # clamp rounding error above 1 (ASIN would fail); LEAST ignores NULLs in DuckDB, so
     # callers also require both coordinates to be present.
-    a = exp.Anonymous(this="LEAST", expressions=[exp.Literal.number(1), a])
-    c = exp.Mul(this=exp.Literal.number(2), expression=exp.Asin(this=exp.Sqrt(this=a)))
+    clamped = exp.Anonymous(this="LEAST", expressions=[exp.Literal.number(1), a])
+    c = exp.Mul(this=exp.Literal.number(2), expression=exp.Asin(this=exp.Sqrt(this=clamped)))
     return exp.Mul(this=exp.Literal.number(repr(EARTH_RADIUS_KM)), expression=c)
 
 
@@ -89,12 +91,14 @@ class Geofence(Condition):
             _event_name("event", self.event)
         _window("window", self.window)
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         table, alias = ("profiles", P) if self.source == "profile" else ("events", E)
         for name in ("latitude", "longitude"):
             kind = ctx.kind_of(table, name)
             if kind not in (None, "number"):
-                raise SpecError("column", name, f"must be numeric in {table} for a geofence, not {kind}")
+                raise SpecError(
+                    "column", name, f"must be numeric in {table} for a geofence, not {kind}"
+                )
         lat, lon = ctx.column(table, "latitude", alias), ctx.column(table, "longitude", alias)
         dist = haversine_sql(lat, lon, self.latitude, self.longitude)
         near = exp.and_(
@@ -111,7 +115,11 @@ class Geofence(Condition):
         if self.source == "profile":
             return where + " by profile location"
         what = "any event" if self.event is None else repr(self.event)
-        return where + f" by {what} location" + ("" if self.window is None else " " + self.window.describe())
+        return (
+            where
+            + f" by {what} location"
+            + ("" if self.window is None else " " + self.window.describe())
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -125,7 +133,7 @@ class Geofence(Condition):
         return out
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"latitude", "longitude", "radius_km", "source", "event", "window"}, "geofence")
         window = None if data.get("window") is None else Window.from_dict(data["window"])
         return cls(data.get("latitude"), data.get("longitude"), data.get("radius_km"),

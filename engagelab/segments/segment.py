@@ -21,7 +21,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from engagelab.errors import SpecError
 from engagelab.segments._values import Window, literal
-from engagelab.segments.base import E, P, Condition, Context
+from engagelab.segments.base import Condition, Context, E, P
 from engagelab.segments.events import _event_name, _window, event_scan, in_users
 from engagelab.segments.filters import _only
 
@@ -49,13 +49,17 @@ class SentLabel(Condition):
         _event_name("label", self.label)
         _window("window", self.window)
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         kind = ctx.kind_of("events", "labels")
         if kind not in (None, "list"):
-            raise SpecError("column", "labels", f"must be a list<string> column of events, not {kind}")
+            raise SpecError(
+                "column", "labels", f"must be a list<string> column of events, not {kind}"
+            )
         labels = ctx.column("events", "labels", E)
         query = event_scan(ctx, SENT_EVENT, (), self.window)
-        return in_users(ctx, query.where(exp.ArrayContains(this=labels, expression=literal(self.label))))
+        return in_users(
+            ctx, query.where(exp.ArrayContains(this=labels, expression=literal(self.label)))
+        )
 
     def describe(self) -> str:
         tail = "" if self.window is None else " " + self.window.describe()
@@ -72,7 +76,7 @@ class SentLabel(Condition):
         return out
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"label", "window"}, "sent_label")
         window = None if data.get("window") is None else Window.from_dict(data["window"])
         return cls(data.get("label"), window)
@@ -91,17 +95,23 @@ class InSegment(Condition):
     def __post_init__(self) -> None:
         _event_name("name", self.name)
 
-    def predicate(self, ctx: Context) -> exp.Expression:
+    def predicate(self, ctx: Context) -> exp.Expr:
         if ctx.resolve is None:
-            raise SpecError("resolve", None, f"must be given to compile saved segment {self.name!r}")
+            raise SpecError(
+                "resolve", None, f"must be given to compile saved segment {self.name!r}"
+            )
         if self.name in ctx.stack:
-            path = " -> ".join((*ctx.stack[ctx.stack.index(self.name):], self.name))
+            path = " -> ".join((*ctx.stack[ctx.stack.index(self.name) :], self.name))
             raise SpecError("segment", self.name, f"refers to itself through a cycle: {path}")
         found = ctx.resolve(self.name)
         if isinstance(found, Segment):
             found = found.condition
         if not isinstance(found, Condition):
-            raise SpecError("resolve", self.name, f"must return a Segment or Condition, got {type(found).__name__}")
+            raise SpecError(
+                "resolve",
+                self.name,
+                f"must return a Segment or Condition, got {type(found).__name__}",
+            )
         return found.predicate(dataclasses.replace(ctx, stack=(*ctx.stack, self.name)))
 
     def describe(self) -> str:
@@ -114,7 +124,7 @@ class InSegment(Condition):
         return {"kind": self.kind, "name": self.name}
 
     @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Condition:
+    def _from_fields(cls, data: Any) -> Condition:
         _only(data, {"name"}, "in_segment")
         return cls(data.get("name"))
 
@@ -143,7 +153,11 @@ class Segment:
 
     def __post_init__(self) -> None:
         if not isinstance(self.condition, Condition):
-            raise SpecError("condition", self.condition, "must be a Condition (e.g. did('Charged') & prop('city').eq('Berlin'))")
+            raise SpecError(
+                "condition",
+                self.condition,
+                "must be a Condition (e.g. did('Charged') & prop('city').eq('Berlin'))",
+            )
         for field in ("name", "description"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
@@ -173,9 +187,14 @@ class Segment:
             at = dt.datetime.now(dt.UTC)
         if not isinstance(at, dt.datetime):
             raise SpecError("at", at, "must be a time-zone-aware datetime")
-        ctx = Context(at=at, resolve=resolve, columns=columns, stack=(self.name,) if self.name else ())
+        ctx = Context(
+            at=at, resolve=resolve, columns=columns, stack=(self.name,) if self.name else ()
+        )
         user = ctx.column("profiles", "user_id", P)
-        where = exp.and_(exp.not_(exp.Is(this=user.copy(), expression=exp.null())), exp.paren(self.condition.predicate(ctx)))
+        where = exp.and_(
+            exp.not_(exp.Is(this=user.copy(), expression=exp.null())),
+            exp.paren(self.condition.predicate(ctx)),
+        )
         return exp.select(user).distinct().from_(exp.to_table("profiles").as_(P)).where(where)
 
     def to_sql(
@@ -191,7 +210,9 @@ class Segment:
         try:
             Dialect.get_or_raise(dialect)
         except ValueError:
-            raise SpecError("dialect", dialect, "must be a sqlglot dialect such as 'duckdb' or 'spark'") from None
+            raise SpecError(
+                "dialect", dialect, "must be a sqlglot dialect such as 'duckdb' or 'spark'"
+            ) from None
         expression = self.to_expression(at=at, resolve=resolve, columns=columns)
         return expression.sql(dialect=dialect, pretty=pretty, identify=True)
 
@@ -238,7 +259,9 @@ class Segment:
         _only(dict(data), {"version", "name", "description", "condition"}, "segment")
         if data.get("version", _FORMAT_VERSION) != _FORMAT_VERSION:
             raise SpecError("version", data.get("version"), f"must be {_FORMAT_VERSION}")
-        return cls(Condition.from_dict(data.get("condition")), data.get("name"), data.get("description"))
+        return cls(
+            Condition.from_dict(data.get("condition")), data.get("name"), data.get("description")
+        )
 
     def to_json(self, **kwargs: Any) -> str:
         """JSON text; ``kwargs`` go to :func:`json.dumps`."""

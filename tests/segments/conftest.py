@@ -41,31 +41,50 @@ def make_data(seed: int, n_users: int = 40, n_events: int = 500) -> tuple[pa.Tab
             "user_id": ids,
             "city": maybe([NASTY[i] for i in rng.integers(0, len(NASTY), n_users)]),
             "age": pa.array(maybe([int(a) for a in rng.integers(10, 70, n_users)]), pa.int64()),
-            "score": pa.array(maybe([float(round(s, 2)) for s in rng.normal(0, 10, n_users)]), pa.float64()),
+            "score": pa.array(
+                maybe([float(round(s, 2)) for s in rng.normal(0, 10, n_users)]), pa.float64()
+            ),
             "vip": pa.array(maybe([bool(b) for b in rng.random(n_users) < 0.4]), pa.bool_()),
-            "signup": pa.array(maybe([AT - dt.timedelta(days=float(d)) for d in rng.uniform(0, 400, n_users)]), TS_TYPE),
-            "latitude": pa.array(maybe([float(x) for x in rng.uniform(50, 55, n_users)]), pa.float64()),
-            "longitude": pa.array(maybe([float(x) for x in rng.uniform(10, 16, n_users)]), pa.float64()),
+            "signup": pa.array(
+                maybe([AT - dt.timedelta(days=float(d)) for d in rng.uniform(0, 400, n_users)]),
+                TS_TYPE,
+            ),
+            "latitude": pa.array(
+                maybe([float(x) for x in rng.uniform(50, 55, n_users)]), pa.float64()
+            ),
+            "longitude": pa.array(
+                maybe([float(x) for x in rng.uniform(10, 16, n_users)]), pa.float64()
+            ),
         }
     )
     # events: users u0..u{n/10} have none; about 10% of rows belong to users without a profile
     users = [f"u{i}" for i in rng.integers(n_users // 10, int(n_users * 1.1) + 1, n_events)]
     names = [EVENTS[i] for i in rng.integers(0, len(EVENTS), n_events)]
     labels = [
-        [LABELS[j] for j in rng.choice(len(LABELS), rng.integers(0, 3), replace=False)] if n == "Notification Sent" else None
+        [LABELS[j] for j in rng.choice(len(LABELS), rng.integers(0, 3), replace=False)]
+        if n == "Notification Sent"
+        else None
         for n in names
     ]
     events = pa.table(
         {
             "user_id": users,
             "event": names,
-            "ts": pa.array([AT - dt.timedelta(days=float(d)) for d in rng.uniform(-2, 90, n_events)], TS_TYPE),
-            "amount": pa.array(maybe([float(round(a, 1)) for a in rng.exponential(20, n_events)]), pa.float64()),
+            "ts": pa.array(
+                [AT - dt.timedelta(days=float(d)) for d in rng.uniform(-2, 90, n_events)], TS_TYPE
+            ),
+            "amount": pa.array(
+                maybe([float(round(a, 1)) for a in rng.exponential(20, n_events)]), pa.float64()
+            ),
             "qty": pa.array(maybe([int(q) for q in rng.integers(1, 5, n_events)]), pa.int64()),
             "product": maybe([PRODUCTS[i] for i in rng.integers(0, len(PRODUCTS), n_events)]),
             "labels": pa.array(labels, pa.list_(pa.string())),
-            "latitude": pa.array(maybe([float(x) for x in rng.uniform(50, 55, n_events)]), pa.float64()),
-            "longitude": pa.array(maybe([float(x) for x in rng.uniform(10, 16, n_events)]), pa.float64()),
+            "latitude": pa.array(
+                maybe([float(x) for x in rng.uniform(50, 55, n_events)]), pa.float64()
+            ),
+            "longitude": pa.array(
+                maybe([float(x) for x in rng.uniform(10, 16, n_events)]), pa.float64()
+            ),
         }
     )
     return events, profiles
@@ -95,7 +114,9 @@ class World:
 
     def check(self, seg: Any, resolve: Callable | None = None) -> set[str]:
         got, want = self.duck(seg, resolve), self.ref(seg, resolve)
-        assert got == want, f"{seg}: only SQL {sorted(got - want)}, only reference {sorted(want - got)}"
+        assert got == want, (
+            f"{seg}: only SQL {sorted(got - want)}, only reference {sorted(want - got)}"
+        )
         return got
 
 

@@ -88,7 +88,13 @@ def bounds(window: Window, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, end + dt.timedelta(days=1)
 
 
-def _rows(events: pd.DataFrame, event: str | None, where: tuple = (), window: Window | None = None, at: dt.datetime | None = None) -> pd.DataFrame:
+def _rows(
+    events: pd.DataFrame,
+    event: str | None,
+    where: tuple = (),
+    window: Window | None = None,
+    at: dt.datetime | None = None,
+) -> pd.DataFrame:
     keep = []
     lo = hi = None
     if window is not None:
@@ -175,9 +181,14 @@ def evaluate(
             pick = min if c.which == "first" else max
             return {u for u, ts in stamps.items() if lo <= pick(ts) < hi} & universe
         if isinstance(c, ConstantProperty):
+
             def pairs(event: str) -> set:
                 rows = _rows(events, event, (), c.window, at)
-                return {(r["user_id"], r[c.column]) for r in rows.to_dict("records") if not missing(r[c.column])}
+                return {
+                    (r["user_id"], r[c.column])
+                    for r in rows.to_dict("records")
+                    if not missing(r[c.column])
+                }
 
             return {u for u, _ in pairs(c.did_event) - pairs(c.not_event)} & universe
         if isinstance(c, Geofence):
@@ -189,12 +200,19 @@ def evaluate(
             for r in table:
                 if missing(r["latitude"]) or missing(r["longitude"]) or missing(r["user_id"]):
                     continue
-                if haversine_km(r["latitude"], r["longitude"], c.latitude, c.longitude) <= c.radius_km:
+                if (
+                    haversine_km(r["latitude"], r["longitude"], c.latitude, c.longitude)
+                    <= c.radius_km
+                ):
                     out.add(r["user_id"])
             return out & universe
         if isinstance(c, SentLabel):
             rows = _rows(events, "Notification Sent", (), c.window, at)
-            return {r["user_id"] for r in rows.to_dict("records") if not missing(r["labels"]) and c.label in list(r["labels"])} & universe
+            return {
+                r["user_id"]
+                for r in rows.to_dict("records")
+                if not missing(r["labels"]) and c.label in list(r["labels"])
+            } & universe
         if isinstance(c, InSegment):
             return ev(_as_condition(resolve(c.name)))
         raise AssertionError(type(c))

@@ -123,12 +123,20 @@ def test_saved_segments_include_exclude_and_nesting(world):
 
 
 def test_saved_segment_cycle_and_missing_resolver_are_clear_errors():
-    saved = {"a": Segment(in_segment("b")), "b": Segment((prop("age") > 3) & in_segment("c")), "c": Segment(in_segment("a"))}
+    saved = {
+        "a": Segment(in_segment("b")),
+        "b": Segment((prop("age") > 3) & in_segment("c")),
+        "c": Segment(in_segment("a")),
+    }
     with pytest.raises(SpecError, match=r"cycle: a -> b -> c -> a"):
         Segment(in_segment("a")).to_sql(at=AT, resolve=saved.__getitem__)
     with pytest.raises(SpecError, match="cycle: self -> self"):
-        Segment(in_segment("self") | did("x"), name="self").to_sql(at=AT, resolve=lambda n: Segment(in_segment("self")))
-    with pytest.raises(SpecError, match="resolve == None, must be given to compile saved segment 'a'"):
+        Segment(in_segment("self") | did("x"), name="self").to_sql(
+            at=AT, resolve=lambda n: Segment(in_segment("self"))
+        )
+    with pytest.raises(
+        SpecError, match="resolve == None, must be given to compile saved segment 'a'"
+    ):
         Segment(in_segment("a")).to_sql(at=AT)
 
 
@@ -140,18 +148,26 @@ def test_last_days_window_is_relative_to_at(world):
     got = {r[0] for r in world.con.execute(sql_then).fetchall()}
     ev = world.events
     lo, hi = at2 - dt.timedelta(days=10), at2
-    want = set(ev.loc[(ev.event == "Charged") & (ev.ts >= lo) & (ev.ts < hi), "user_id"]) & set(world.profiles.user_id)
+    want = set(ev.loc[(ev.event == "Charged") & (ev.ts >= lo) & (ev.ts < hi), "user_id"]) & set(
+        world.profiles.user_id
+    )
     assert got == want and got
 
 
 def test_at_defaults_to_now_and_must_be_aware():
     sql = Segment(did("Charged", within_days=1)).to_sql()
-    assert str(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)) in sql or str(dt.datetime.now(dt.UTC).date()) in sql
+    assert (
+        str(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)) in sql
+        or str(dt.datetime.now(dt.UTC).date()) in sql
+    )
     with pytest.raises(SpecError, match="at == "):
         Segment(did("Charged")).to_sql(at=dt.datetime(2026, 1, 1))
 
 
 def test_window_date_range_includes_end_day(world):
     w = Window(start=D(2026, 2, 1), end=D(2026, 2, 1))
-    assert w.bounds(AT) == (dt.datetime(2026, 2, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 2, tzinfo=dt.UTC))
+    assert w.bounds(AT) == (
+        dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 2, 2, tzinfo=dt.UTC),
+    )
     world.check(did("Charged", window=w) | did("App Launched", window=w))

@@ -54,11 +54,22 @@ def test_operators_find_the_planted_rows(world):
 @pytest.mark.parametrize(
     "f",
     [
-        prop("age") == 30, prop("age") != 30, prop("age") < 30, prop("age") <= 30,
-        prop("age") > 30, prop("age") >= 30, prop("age").between(20, 40),
-        prop("age").isin([11, 22, 33, 44, 55]), prop("age").exists(), prop("age").not_exists(),
-        prop("score") > 0.5, prop("score").between(-5.5, 5.5), prop("score") <= -3,
-        prop("vip") == True, prop("vip") != True, prop("vip").not_exists(),  # noqa: E712
+        prop("age") == 30,
+        prop("age") != 30,
+        prop("age") < 30,
+        prop("age") <= 30,
+        prop("age") > 30,
+        prop("age") >= 30,
+        prop("age").between(20, 40),
+        prop("age").isin([11, 22, 33, 44, 55]),
+        prop("age").exists(),
+        prop("age").not_exists(),
+        prop("score") > 0.5,
+        prop("score").between(-5.5, 5.5),
+        prop("score") <= -3,
+        prop("vip") == True,  # noqa: E712
+        prop("vip") != True,  # noqa: E712
+        prop("vip").not_exists(),
         prop("signup") >= AT - dt.timedelta(days=100),
         prop("signup").between(AT - dt.timedelta(days=300), AT - dt.timedelta(days=30)),
         prop("signup") < dt.datetime(2025, 12, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
@@ -73,10 +84,18 @@ def test_typed_profile_operators(world, f):
 @pytest.mark.parametrize(
     "where",
     [
-        prop("amount") > 30, prop("amount").between(5, 15), prop("qty").isin([1, 3]),
-        prop("product") == "O'Neil", prop("product").contains("%_"), prop("product").starts_with("\\"),
-        prop("product").matches("^[XY]$"), prop("product").not_matches("X"), prop("product").not_exists(),
-        prop("labels").contains("it's"), prop("labels").contains("50%"), prop("labels").exists(),
+        prop("amount") > 30,
+        prop("amount").between(5, 15),
+        prop("qty").isin([1, 3]),
+        prop("product") == "O'Neil",
+        prop("product").contains("%_"),
+        prop("product").starts_with("\\"),
+        prop("product").matches("^[XY]$"),
+        prop("product").not_matches("X"),
+        prop("product").not_exists(),
+        prop("labels").contains("it's"),
+        prop("labels").contains("50%"),
+        prop("labels").exists(),
     ],  # fmt: skip
     ids=str,
 )

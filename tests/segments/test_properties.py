@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engagelab.segments import (
-    And,
     Aggregate,
+    And,
     ConstantProperty,
     DidEvent,
     FirstOrLast,
@@ -25,43 +25,87 @@ from engagelab.segments import (
 
 from .conftest import AT, EVENTS, LABELS, NASTY, PRODUCTS
 
-SAFE_REGEX = ["^Ber", "n$", "^B.r", "[%_]", "\\\\", "'", "ü|東", "^(O|Z)", "^$", "a{1,2}", "[^a-z]", "^[A-Z][a-z]+$"]
+SAFE_REGEX = [
+    "^Ber",
+    "n$",
+    "^B.r",
+    "[%_]",
+    "\\\\",
+    "'",
+    "ü|東",
+    "^(O|Z)",
+    "^$",
+    "a{1,2}",
+    "[^a-z]",
+    "^[A-Z][a-z]+$",
+]
 
 windows = st.one_of(
     st.none(),
     st.integers(1, 90).map(lambda n: Window(last_days=n)),
     st.tuples(st.integers(0, 80), st.integers(0, 30)).map(
-        lambda t: Window(start=(AT - dt.timedelta(days=t[0] + t[1])).date(), end=(AT - dt.timedelta(days=t[0])).date())
+        lambda t: Window(
+            start=(AT - dt.timedelta(days=t[0] + t[1])).date(),
+            end=(AT - dt.timedelta(days=t[0])).date(),
+        )
     ),
     st.tuples(st.integers(0, 2000), st.integers(1, 2000)).map(
-        lambda t: Window(start=AT - dt.timedelta(hours=t[0] + t[1]), end=AT - dt.timedelta(hours=t[0]))
+        lambda t: Window(
+            start=AT - dt.timedelta(hours=t[0] + t[1]), end=AT - dt.timedelta(hours=t[0])
+        )
     ),
 )
 strings = st.sampled_from(NASTY)
 ages = st.integers(10, 70)
 string_filter = st.one_of(
-    st.tuples(st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "contains", "starts_with"]), strings),
+    st.tuples(
+        st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "contains", "starts_with"]), strings
+    ),
     st.tuples(st.sampled_from(["matches", "not_matches"]), st.sampled_from(SAFE_REGEX)),
     st.tuples(st.just("in"), st.lists(strings, min_size=1, max_size=3)),
     st.tuples(st.just("between"), st.lists(strings, min_size=2, max_size=2).map(sorted)),
     st.tuples(st.sampled_from(["exists", "not_exists"]), st.none()),
 ).map(lambda t: PropertyFilter("city", *t))
 number_filter = st.one_of(
-    st.tuples(st.sampled_from(["age", "score"]), st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), ages),
-    st.tuples(st.sampled_from(["age", "score"]), st.just("between"), st.lists(ages, min_size=2, max_size=2).map(sorted)),
+    st.tuples(
+        st.sampled_from(["age", "score"]), st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), ages
+    ),
+    st.tuples(
+        st.sampled_from(["age", "score"]),
+        st.just("between"),
+        st.lists(ages, min_size=2, max_size=2).map(sorted),
+    ),
     st.tuples(st.just("age"), st.just("in"), st.lists(ages, min_size=1, max_size=4)),
 ).map(lambda t: PropertyFilter(*t))
 other_filter = st.one_of(
     st.tuples(st.just("vip"), st.sampled_from(["=", "!="]), st.booleans()),
-    st.tuples(st.just("signup"), st.sampled_from([">=", "<"]), st.integers(0, 400).map(lambda d: AT - dt.timedelta(days=d))),
-    st.tuples(st.sampled_from(["vip", "signup", "latitude"]), st.sampled_from(["exists", "not_exists"]), st.none()),
+    st.tuples(
+        st.just("signup"),
+        st.sampled_from([">=", "<"]),
+        st.integers(0, 400).map(lambda d: AT - dt.timedelta(days=d)),
+    ),
+    st.tuples(
+        st.sampled_from(["vip", "signup", "latitude"]),
+        st.sampled_from(["exists", "not_exists"]),
+        st.none(),
+    ),
 ).map(lambda t: PropertyFilter(*t))
 event_filter = st.one_of(
     st.tuples(st.just("amount"), st.sampled_from([">", "<=", "!="]), st.integers(0, 60)),
-    st.tuples(st.just("product"), st.sampled_from(["=", "!=", "contains", "starts_with"]), st.sampled_from(PRODUCTS)),
-    st.tuples(st.just("product"), st.sampled_from(["matches", "not_matches"]), st.sampled_from(["^[XY]", "%", "'"])),
+    st.tuples(
+        st.just("product"),
+        st.sampled_from(["=", "!=", "contains", "starts_with"]),
+        st.sampled_from(PRODUCTS),
+    ),
+    st.tuples(
+        st.just("product"),
+        st.sampled_from(["matches", "not_matches"]),
+        st.sampled_from(["^[XY]", "%", "'"]),
+    ),
     st.tuples(st.just("labels"), st.just("contains"), st.sampled_from(LABELS)),
-    st.tuples(st.sampled_from(["qty", "product"]), st.sampled_from(["exists", "not_exists"]), st.none()),
+    st.tuples(
+        st.sampled_from(["qty", "product"]), st.sampled_from(["exists", "not_exists"]), st.none()
+    ),
 ).map(lambda t: PropertyFilter(*t))
 
 
@@ -74,8 +118,17 @@ def did_events(draw):
     agg = None
     if lo >= 1 and draw(st.booleans()):
         op = draw(st.sampled_from([">=", "<", "between", "!="]))
-        value = tuple(sorted(draw(st.lists(st.integers(0, 80), min_size=2, max_size=2)))) if op == "between" else draw(st.integers(0, 80))
-        agg = Aggregate(draw(st.sampled_from(["sum", "avg"])), draw(st.sampled_from(["amount", "qty"])), op, value)
+        value = (
+            tuple(sorted(draw(st.lists(st.integers(0, 80), min_size=2, max_size=2))))
+            if op == "between"
+            else draw(st.integers(0, 80))
+        )
+        agg = Aggregate(
+            draw(st.sampled_from(["sum", "avg"])),
+            draw(st.sampled_from(["amount", "qty"])),
+            op,
+            value,
+        )
     where = tuple(draw(st.lists(event_filter, max_size=2)))
     return DidEvent(draw(st.sampled_from(EVENTS)), where, lo, hi, agg, draw(windows))
 

@@ -56,7 +56,9 @@ def test_dict_json_yaml_round_trip():
 
 def test_round_trip_compiles_to_identical_sql():
     resolve = {"churned": Segment(did("Uninstalled"))}.__getitem__
-    assert Segment.from_yaml(EVERYTHING.to_yaml()).to_sql(at=AT, resolve=resolve) == EVERYTHING.to_sql(at=AT, resolve=resolve)
+    assert Segment.from_yaml(EVERYTHING.to_yaml()).to_sql(
+        at=AT, resolve=resolve
+    ) == EVERYTHING.to_sql(at=AT, resolve=resolve)
 
 
 def test_datetimes_are_normalised_to_utc_and_survive():
@@ -91,7 +93,11 @@ def test_from_dict_rejects_unknown_kinds_and_fields():
 
 
 def test_repr_and_html_are_readable():
-    seg = Segment(did("Charged", at_least=2, within_days=30) & prop("city").matches("^Ber") & ~did("Uninstalled"))
+    seg = Segment(
+        did("Charged", at_least=2, within_days=30)
+        & prop("city").matches("^Ber")
+        & ~did("Uninstalled")
+    )
     assert repr(seg) == (
         "Segment(did 'Charged' ≥ 2 times in the last 30 days AND city matches '^Ber' AND did not do 'Uninstalled')"
     )
@@ -99,7 +105,9 @@ def test_repr_and_html_are_readable():
     html = Segment(prop("city") == "<b>&", name="a<b")._repr_html_()
     assert "&lt;b&gt;&amp;" in html and "a&lt;b" in html and "'<b>&'" not in html
     assert "did 'A' ≤ 3 times" in str(did("A", at_most=3))
-    assert "exactly 2 times" in str(did("A", exactly=2)) and "2 to 4 times" in str(did("A", at_least=2, at_most=4))
+    assert "exactly 2 times" in str(did("A", exactly=2)) and "2 to 4 times" in str(
+        did("A", at_least=2, at_most=4)
+    )
     assert "including never" in str(did("A", at_least=0, at_most=4))
     assert str(~was_sent("X")) == "was not sent a message labelled 'X'"
     assert str(~in_segment("s")) == "not in segment 's'"

@@ -8,7 +8,16 @@ import re
 
 import pytest
 
-from engagelab.segments import Segment, did, first_time, last_time, near, prop, same_property, was_sent
+from engagelab.segments import (
+    Segment,
+    did,
+    first_time,
+    last_time,
+    near,
+    prop,
+    same_property,
+    was_sent,
+)
 
 from .conftest import AT, NASTY
 
@@ -66,12 +75,22 @@ def spark_world(world2, tmp_path_factory):
 SPARK_SEGMENTS = [
     did("Charged", at_least=2, within_days=30) & prop("city").matches("^Ber") & ~did("Uninstalled"),
     prop("city").isin(NASTY[2:8]) | prop("city").contains("%") | prop("city").starts_with("Ber_"),
-    (prop("city") == "O'Brien") | (prop("city") == "back\\slash") | (prop("city") == "'; DROP TABLE events; --"),
-    prop("city").not_matches("[%_]") & (prop("age").between(20, 50) | prop("vip").eq(True)) & ~prop("score").not_exists(),
+    (prop("city") == "O'Brien")
+    | (prop("city") == "back\\slash")
+    | (prop("city") == "'; DROP TABLE events; --"),
+    prop("city").not_matches("[%_]")
+    & (prop("age").between(20, 50) | prop("vip").eq(True))
+    & ~prop("score").not_exists(),
     (prop("city") >= "B") & (prop("city") < "Zz") | prop("city").matches("ü|東"),
     prop("signup") >= AT - dt.timedelta(days=100),
-    did("Charged", sum_of=("amount", ">=", 40), between=(dt.date(2026, 1, 1), dt.date(2026, 2, 20))),
-    did("Charged", avg_of=("amount", "between", (5, 30)), where=prop("product").isin(["X", "O'Neil"])),
+    did(
+        "Charged", sum_of=("amount", ">=", 40), between=(dt.date(2026, 1, 1), dt.date(2026, 2, 20))
+    ),
+    did(
+        "Charged",
+        avg_of=("amount", "between", (5, 30)),
+        where=prop("product").isin(["X", "O'Neil"]),
+    ),
     did("Added to Cart", at_least=0, at_most=1, within_days=40) & did("App Launched"),
     first_time("App Launched", within_days=60) | last_time("Charged", within_days=10),
     same_property("Added to Cart", "Charged", "product", within_days=60),

@@ -94,7 +94,12 @@ def test_validation_messages(build, message):
 
 
 COLUMNS = {
-    "events": {"amount": "float64", "product": "string", "tags": "list<string>", "labels": "list<string>"},
+    "events": {
+        "amount": "float64",
+        "product": "string",
+        "tags": "list<string>",
+        "labels": "list<string>",
+    },
     "profiles": {"city": "string", "age": "int64", "vip": "bool", "signup": "timestamp"},
 }
 
@@ -106,10 +111,19 @@ COLUMNS = {
         (did("A", where=prop("colour") == "x"), r"^column == 'colour', is not a column of events"),
         (prop("age") == "x", r"^value == 'x', must be a number for column 'age'$"),
         (prop("city") > 3, r"^value == 3, must be a string for column 'city'$"),
-        (prop("age").matches("1"), r"^op == 'matches', needs a string column; 'age' holds number values$"),
+        (
+            prop("age").matches("1"),
+            r"^op == 'matches', needs a string column; 'age' holds number values$",
+        ),
         (prop("signup") > 3, r"must be a datetime for column 'signup'"),
-        (did("A", where=prop("tags") == "x"), r"^op == '=', must be 'contains', 'exists' or 'not_exists' for list column 'tags'$"),
-        (did("A", sum_of=("product", ">", 1)), r"^aggregate.column == 'product', must be a numeric column, not string$"),
+        (
+            did("A", where=prop("tags") == "x"),
+            r"^op == '=', must be 'contains', 'exists' or 'not_exists' for list column 'tags'$",
+        ),
+        (
+            did("A", sum_of=("product", ">", 1)),
+            r"^aggregate.column == 'product', must be a numeric column, not string$",
+        ),
         (did("A", sum_of=("price", ">", 1)), r"^column == 'price', is not a column of events"),
     ],
     ids=str,
@@ -122,10 +136,18 @@ def test_column_checks_at_compile_time(cond, message):
 def test_columns_mapping_accepts_pyarrow_and_duckdb_types_and_rejects_garbage():
     import pyarrow as pa
 
-    cols = {"events": {"tags": pa.list_(pa.string()), "amount": "DOUBLE"}, "profiles": {"city": "VARCHAR"}}
-    sql = Segment(did("A", where=prop("tags").contains("x"), sum_of=("amount", ">", 1)) & prop("city").matches("B")).to_sql(at=AT, columns=cols)
+    cols = {
+        "events": {"tags": pa.list_(pa.string()), "amount": "DOUBLE"},
+        "profiles": {"city": "VARCHAR"},
+    }
+    sql = Segment(
+        did("A", where=prop("tags").contains("x"), sum_of=("amount", ">", 1))
+        & prop("city").matches("B")
+    ).to_sql(at=AT, columns=cols)
     assert 'ARRAY_CONTAINS("e"."tags", \'x\')' in sql
-    with pytest.raises(SpecError, match=r"^columns\['profiles'\]\['city'\] == 'blob', must be a type"):
+    with pytest.raises(
+        SpecError, match=r"^columns\['profiles'\]\['city'\] == 'blob', must be a type"
+    ):
         Segment(prop("city") == "x").to_sql(at=AT, columns={"profiles": {"city": "blob"}})
     with pytest.raises(SpecError, match="must map 'events' and/or 'profiles'"):
         Segment(prop("city") == "x").to_sql(at=AT, columns={"users": {}})
