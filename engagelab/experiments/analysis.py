@@ -61,7 +61,7 @@ def _metrics(metrics: Sequence[Metric | str], covariate: str | None) -> list[Met
     return out
 
 
-def _arm_stats(row: pd.Series, m: Metric, theta: float, xbar_all: float) -> dict[str, float]:
+def _arm_stats(row: Mapping[str, Any], m: Metric, theta: float, xbar_all: float) -> dict[str, float]:
     n = float(row["n"])
     s, ss = row[f"sum:{m.column}"], row[f"sumsq:{m.column}"]
     mean = s / n
@@ -159,8 +159,8 @@ def analyze_aggregates(
     control = str(control)
     rows, arm_rows, srms = [], [], {}
     for exp, g in agg.groupby("experiment", sort=True):
-        g = g.set_index("arm")
-        present = list(g.index)
+        recs = {str(r["arm"]): r for r in g.to_dict("records")}
+        present = list(recs)
         if control not in present:
             raise ValidationError("control", control, "must be one of the arms present: " + ", ".join(repr(a) for a in present))
         order = [control] + sorted(a for a in present if a != control)
@@ -168,15 +168,15 @@ def analyze_aggregates(
             missing = [a for a in arms if str(a) not in present]
             if missing:
                 raise ValidationError("arms", list(arms), f"arm {missing[0]!r} has zero users in experiment {exp!r}")
-        srm = _srm(g, order, weights)
+        srm = _srm(recs, order, weights)
         srms[exp] = srm
         for m in ms:
             if m.kind == "proportion":
-                s_, ss_ = g[f"sum:{m.column}"], g[f"sumsq:{m.column}"]
-                if ((s_ - ss_).abs() > 1e-9 * np.maximum(1.0, s_.abs())).any():
+                s_, ss_ = g[f"sum:{m.column}"].to_numpy(float), g[f"sumsq:{m.column}"].to_numpy(float)
+                if (np.abs(s_ - ss_) > 1e-9 * np.maximum(1.0, np.abs(s_))).any():
                     raise ValidationError(f"metrics[{m.name!r}].column", m.column, "must hold only 0/1 (or boolean) values for a proportion metric")
             theta, xbar = _theta(g, m) if m.covariate else (0.0, 0.0)
-            st = {a: _arm_stats(g.loc[a], m, theta, xbar) for a in order}
+            st = {a: _arm_stats(recs[a], m, theta, xbar) for a in order}
             bay = _bayes(m, st, order, bayes_draws, seed)
             for i, a in enumerate(order):
                 arm_rows.append({"experiment": exp, "metric": m.name, "arm": a, "n": int(st[a]["n"]),
@@ -213,8 +213,8 @@ def _bayes(m: Metric, st: dict, order: list[str], draws: int, seed: int) -> dict
     return bayes_summary(args, "normal", 0, m.lower_is_better, draws=draws, seed=seed)
 
 
-def _srm(g: pd.DataFrame, order: list[str], weights) -> SRMResult:
-    counts = {a: int(g.loc[a, "n"]) for a in order}
+def _srm(recs: Mapping[str, Mapping[str, Any]], order: list[str], weights) -> SRMResult:
+    counts = {a: int(recs[a]["n"]) for a in order}
     if weights is None:
         w = None
     elif isinstance(weights, Mapping):

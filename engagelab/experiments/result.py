@@ -59,11 +59,12 @@ class ExperimentResult:
         for c in COLUMNS + ["_logp", "_lower"]:
             if c not in df.columns:
                 df[c] = np.nan
-        df["p_adjusted"], df["log10_p_adjusted"] = np.nan, np.nan
-        for _, idx in df.groupby("experiment").groups.items():
-            adj = adjust_logp(df.loc[idx, "_logp"].to_numpy(float), correction)
-            df.loc[idx, "log10_p_adjusted"] = adj / LN10
-            df.loc[idx, "p_adjusted"] = np.exp(adj)
+        logp = df["_logp"].to_numpy(float)
+        adj = np.full(len(df), np.nan)
+        for idx in df.groupby("experiment", sort=False).indices.values():
+            adj[idx] = adjust_logp(logp[idx], correction)
+        df["log10_p_adjusted"] = adj / LN10
+        df["p_adjusted"] = np.exp(adj)
         df["significant"] = (df["p_adjusted"] < alpha).fillna(False).astype(bool)
         better = np.where(df["_lower"].astype(bool), df["abs_lift"] < 0, df["abs_lift"] > 0)
         df["direction"] = np.where(df["abs_lift"].isna(), "", np.where(better, "better", "worse"))
