@@ -79,30 +79,42 @@ def session_seconds(pref: np.ndarray, focus: np.ndarray, u1: np.ndarray, u2: np.
     return np.where(focused, around, background) * 3600.0
 
 
-def _day_counts(pop: Population, day: int, weekend: bool, key: np.uint64) -> tuple[np.ndarray, np.ndarray]:
-    """(users, session counts) of one local day, users with at least one session only."""
-    base = pop.cached("day_base", lambda: _rng.pack(np.arange(pop.config.n_users), 0, 0, _STREAM_DAY) ^ key)
-    u = _rng.uniform(_rng.mix64(base ^ np.uint64((day & 0xFFFF) << 16)))
-    if weekend:
-        lam = pop.cached("lam_weekend", lambda: pop.rate * pop.weekend_factor)
-    else:
-        lam = pop.rate
-    p0 = pop.cached("p0_weekend" if weekend else "p0_weekday", lambda: np.exp(-lam))
-    first = pop.signup_day == day
-    alive = (pop.signup_day <= day) & (pop.churn_day > day)
-    users = np.flatnonzero(((u > p0) & alive) | first)
-    count = np.minimum(_rng.poisson(u[users], lam[users]), _MAX_SESSIONS) + first[users]
-    return users, count
+class _Batch:
+    """Per-user arrays of the users alive at some point of a batch of days."""
+
+    def __init__(self, pop: Population, day0: int, day1: int, key: np.uint64):
+        n = pop.config.n_users
+        self.users = np.flatnonzero((pop.signup_day < day1) & (pop.churn_day > day0))
+        base = pop.cached("day_base", lambda: _rng.pack(np.arange(n), 0, 0, _STREAM_DAY) ^ key)
+        self.base = base[self.users]
+        self.signup = pop.signup_day[self.users]
+        self.churn = pop.churn_day[self.users]
+        self.lam = {False: pop.rate, True: pop.cached("lam_weekend", lambda: pop.rate * pop.weekend_factor)}
+        self.p0 = {
+            False: pop.cached("p0_weekday", lambda: np.exp(-pop.rate))[self.users],
+            True: np.exp(-self.lam[True][self.users]),
+        }
+
+    def day_counts(self, day: int, weekend: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(users, session counts) of one local day, for users with at least one session."""
+        u = _rng.uniform(_rng.mix64(self.base ^ np.uint64((day & 0xFFFF) << 16)))
+        first = self.signup == day
+        alive = (self.signup <= day) & (self.churn > day)
+        sel = np.flatnonzero(((u > self.p0[weekend]) & alive) | first)
+        users = self.users[sel]
+        count = np.minimum(_rng.poisson(u[sel], self.lam[weekend][users]), _MAX_SESSIONS) + first[sel]
+        return users, count
 
 
 def baseline_events(pop: Population, day0: int, day1: int) -> pa.Table:
     """All baseline events of local days ``day0 <= d < day1`` (days from ``start``)."""
     cfg = pop.config
     key = _rng.seed_key(cfg.seed, "baseline")
+    batch = _Batch(pop, day0, day1, key)
     users, days, counts = [], [], []
     for day in range(day0, day1):
         weekday = (cfg.start_date.toordinal() + day) % 7  # 0 = Sunday
-        uu, cc = _day_counts(pop, day, weekday in (0, 6), key)
+        uu, cc = batch.day_counts(day, weekday in (0, 6))
         users.append(uu)
         counts.append(cc)
         days.append(np.full(uu.size, day, dtype=np.int64))
