@@ -171,3 +171,33 @@ def test_window_date_range_includes_end_day(world):
         dt.datetime(2026, 2, 2, tzinfo=dt.UTC),
     )
     world.check(did("Charged", window=w) | did("App Launched", window=w))
+
+
+def test_identifiers_with_spaces_and_unicode_are_quoted():
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    con.register(
+        "profiles",
+        pa.table(
+            {
+                "user_id": ["a", "b", "c"],
+                "Customer Type": ["gold", "silver", None],
+                "größe": [1.5, 2.5, 3.5],
+            }
+        ),
+    )
+    con.register("events", pa.table({"user_id": ["a"], "event": ["x"], "Order-Total": [10.0]}))
+    seg = Segment(
+        ((prop("Customer Type") == "gold") | (prop("größe") > 3))
+        & ~did("x", where=prop("Order-Total") > 50)
+    )
+    assert {r[0] for r in con.execute(seg.to_sql(at=AT)).fetchall()} == {"a", "c"}
+
+
+def test_count_and_user_ids_run_on_a_duckdb_connection(world):
+    seg = Segment(did("Charged", at_least=2) & ~was_sent("Promo"))
+    want = world.ref(seg)
+    assert seg.count(world.con, at=AT) == len(want) > 0
+    assert set(seg.user_ids(world.con, at=AT)["user_id"]) == want

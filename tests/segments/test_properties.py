@@ -165,3 +165,48 @@ def test_random_segments_match_reference(world2, cond):
     world2.check(seg)
     assert Segment.from_json(seg.to_json()) == seg
     assert Segment.from_yaml(seg.to_yaml()) == seg
+
+
+TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.lists(st.one_of(st.none(), TEXT), min_size=1, max_size=8),
+    op=st.sampled_from(
+        ["=", "!=", "<", "<=", ">", ">=", "contains", "starts_with", "in", "matches", "not_matches"]
+    ),
+    value=TEXT,
+    pick=st.integers(0, 7),
+)
+def test_arbitrary_text_values_are_literals(data, op, value, pick):
+    """Any text (quotes, backslashes, %, _, control characters, any script) is matched
+    literally by every string operator, exactly like Python does."""
+    import re
+
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
+    from .reference import evaluate
+
+    if data[pick % len(data)] is not None and pick % 2:
+        value = data[pick % len(data)]  # often compare with a value that is present
+    if op in ("matches", "not_matches"):
+        value = "^" + re.escape(value)
+    elif op == "in":
+        value = [value, *(d for d in data[:2] if d is not None)]
+    profiles = pa.table(
+        {"user_id": [f"u{i}" for i in range(len(data))], "name": pa.array(data, pa.string())}
+    )
+    con = duckdb.connect()
+    con.register("profiles", profiles)
+    con.register(
+        "events",
+        pa.table({"user_id": pa.array([], pa.string()), "event": pa.array([], pa.string())}),
+    )
+    seg = Segment(PropertyFilter("name", op, value))
+    got = {r[0] for r in con.execute(seg.to_sql(at=AT)).fetchall()}
+    want = evaluate(seg, pd.DataFrame({"user_id": [], "event": []}), profiles.to_pandas(), AT)
+    assert got == want
+    assert Segment.from_json(seg.to_json()) == seg
