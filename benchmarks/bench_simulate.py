@@ -57,7 +57,9 @@ def run_once(users: int, days: int, seed: int) -> dict:
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(users), str(days), str(seed), str(out)],
-            stdout=subprocess.PIPE, cwd=HERE.parent, text=True,
+            stdout=subprocess.PIPE,
+            cwd=HERE.parent,
+            text=True,
         )
         stdout = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
@@ -87,16 +89,18 @@ def machine() -> str:
     import pyarrow
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, nproc {os.cpu_count()}, {ram}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {numpy.__version__}, pyarrow {pyarrow.__version__}, "
-            f"pandas {pandas.__version__}; load average at the end {load} (machine shared with other jobs)")
+    return (
+        f"{cpu}, nproc {os.cpu_count()}, {ram}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, numpy {numpy.__version__}, pyarrow {pyarrow.__version__}, "
+        f"pandas {pandas.__version__}; load average at the end {load} (machine shared with other jobs)"
+    )
 
 
 def record(section: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     block = f"{START}\n{section.rstrip()}\n{END}"
     if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     tmp = RESULTS.with_name(RESULTS.name + f".{os.getpid()}.tmp")
@@ -117,15 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         r = run_once(args.users, args.days, args.seed + i)
         runs.append(r)
-        print(f"run {i + 1}: {r['total_s']:.1f} s ({r['population_s']:.1f} s users+profiles, "
-              f"{r['events_write_s']:.1f} s events generated+written), {r['events']:,} events, "
-              f"peak {r['peak_gb']:.2f} GB, {r['bytes'] / 1e6:.0f} MB on disk", flush=True)
+        print(
+            f"run {i + 1}: {r['total_s']:.1f} s ({r['population_s']:.1f} s users+profiles, "
+            f"{r['events_write_s']:.1f} s events generated+written), {r['events']:,} events, "
+            f"peak {r['peak_gb']:.2f} GB, {r['bytes'] / 1e6:.0f} MB on disk",
+            flush=True,
+        )
 
-    med = {k: statistics.median(r[k] for r in runs) for k in ("total_s", "population_s", "events_write_s",
-                                                               "events", "peak_gb", "bytes")}
-    ok = med["total_s"] <= TARGET_SECONDS and med["peak_gb"] <= TARGET_GB and med["events"] >= TARGET_EVENTS
+    med = {
+        k: statistics.median(r[k] for r in runs)
+        for k in ("total_s", "population_s", "events_write_s", "events", "peak_gb", "bytes")
+    }
+    ok = (
+        med["total_s"] <= TARGET_SECONDS
+        and med["peak_gb"] <= TARGET_GB
+        and med["events"] >= TARGET_EVENTS
+    )
     verdict = "PASS" if ok else "FAIL"
-    print(f"median: {med['total_s']:.1f} s, peak {med['peak_gb']:.2f} GB, {med['events']:,.0f} events -> {verdict}")
+    print(
+        f"median: {med['total_s']:.1f} s, peak {med['peak_gb']:.2f} GB, {med['events']:,.0f} events -> {verdict}"
+    )
 
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(
@@ -144,7 +159,7 @@ Measured {when}.
 |---|---|---|---|---|---|---|
 {rows}
 
-Median: **{med['total_s']:.1f} s**, peak **{med['peak_gb']:.2f} GB**, {med['events']:,.0f} events.
+Median: **{med["total_s"]:.1f} s**, peak **{med["peak_gb"]:.2f} GB**, {med["events"]:,.0f} events.
 Targets ≤ {TARGET_SECONDS:.0f} s, ≤ {TARGET_GB:.0f} GB, ≥ {TARGET_EVENTS:,} events: **{verdict}**.
 
 How: every draw is a counter-based hash of (seed, user, day, session, field), so each day

@@ -20,7 +20,14 @@ from engagelab.simulate import _rng
 from engagelab.simulate._catalog import HOUR_WEIGHTS, PAGES, PRODUCTS, local_to_utc_us
 from engagelab.simulate._population import ZONES, Population
 
-__all__ = ["EVENT_NAMES", "SIM_EVENT_SCHEMA", "baseline_events", "empty_events", "events_table", "session_seconds"]
+__all__ = [
+    "EVENT_NAMES",
+    "SIM_EVENT_SCHEMA",
+    "baseline_events",
+    "empty_events",
+    "events_table",
+    "session_seconds",
+]
 
 SIM_EVENT_SCHEMA = pa.schema(
     list(EVENT_SCHEMA)
@@ -63,8 +70,9 @@ FUNNEL = (0.35, 0.30, 0.35)
 _HOUR_SD = 0.6
 
 
-def session_seconds(pref: np.ndarray, focus: np.ndarray, u1: np.ndarray, u2: np.ndarray,
-                    z: np.ndarray) -> np.ndarray:
+def session_seconds(
+    pref: np.ndarray, focus: np.ndarray, u1: np.ndarray, u2: np.ndarray, z: np.ndarray
+) -> np.ndarray:
     """Local seconds after midnight of a session start.
 
     With probability ``focus`` (decided by ``u1``) the time is normal around the middle
@@ -89,7 +97,10 @@ class _Batch:
         self.base = base[self.users]
         self.signup = pop.signup_day[self.users]
         self.churn = pop.churn_day[self.users]
-        self.lam = {False: pop.rate, True: pop.cached("lam_weekend", lambda: pop.rate * pop.weekend_factor)}
+        self.lam = {
+            False: pop.rate,
+            True: pop.cached("lam_weekend", lambda: pop.rate * pop.weekend_factor),
+        }
         self.p0 = {
             False: pop.cached("p0_weekday", lambda: np.exp(-pop.rate))[self.users],
             True: np.exp(-self.lam[True][self.users]),
@@ -102,7 +113,9 @@ class _Batch:
         alive = (self.signup <= day) & (self.churn > day)
         sel = np.flatnonzero(((u > self.p0[weekend]) & alive) | first)
         users = self.users[sel]
-        count = np.minimum(_rng.poisson(u[sel], self.lam[weekend][users]), _MAX_SESSIONS) + first[sel]
+        count = (
+            np.minimum(_rng.poisson(u[sel], self.lam[weekend][users]), _MAX_SESSIONS) + first[sel]
+        )
         return users, count
 
 
@@ -128,8 +141,13 @@ def baseline_events(pop: Population, day0: int, day1: int) -> pa.Table:
     s_slot = np.arange(s_user.size) - np.repeat(np.cumsum(count) - count, count)
     s_key = _rng.mix64(_rng.pack(s_user, s_day, s_slot, _STREAM_SESSION) ^ key)
     h1, h2 = _rng.field_key(s_key, 1), _rng.field_key(s_key, 2)
-    t0 = session_seconds(pop.preferred_hour[s_user], pop.focus[s_user], _rng.uniform32(h1, True),
-                         _rng.uniform32(h1, False), _rng.normal(s_key))
+    t0 = session_seconds(
+        pop.preferred_hour[s_user],
+        pop.focus[s_user],
+        _rng.uniform32(h1, True),
+        _rng.uniform32(h1, False),
+        _rng.normal(s_key),
+    )
     npv = _rng.poisson(_rng.uniform32(h2, True), np.full(s_user.size, PAGE_VIEWS_MEAN), cap=20)
     f = _rng.uniform32(h2, False)
     funnel = (f < FUNNEL[0]).astype(np.int64)
@@ -176,8 +194,9 @@ def baseline_events(pop: Population, day0: int, day1: int) -> pa.Table:
     )
 
 
-def events_table(*, user: pa.Array, kind: np.ndarray, ts: np.ndarray, event_id: pa.Array,
-                 **columns: pa.Array) -> pa.Table:
+def events_table(
+    *, user: pa.Array, kind: np.ndarray, ts: np.ndarray, event_id: pa.Array, **columns: pa.Array
+) -> pa.Table:
     """Assemble an events table with the full :data:`SIM_EVENT_SCHEMA` (absent columns null)."""
     n = len(user)
     arrays = {

@@ -75,16 +75,80 @@ CITIES: tuple[City, ...] = (
 )
 
 FIRST_NAMES: tuple[str, ...] = (
-    "Ada", "Aiko", "Amara", "Ana", "Arjun", "Ben", "Carla", "Chen", "Diego", "Elif",
-    "Emma", "Farah", "Felix", "Grace", "Hana", "Ivan", "Jamal", "Julia", "Kenji", "Lars",
-    "Leila", "Lucas", "Maya", "Mei", "Nadia", "Noah", "Olu", "Priya", "Rafael", "Sara",
-    "Sofia", "Tariq", "Thandi", "Tom", "Valentina", "Wei", "Yusuf", "Zara",
+    "Ada",
+    "Aiko",
+    "Amara",
+    "Ana",
+    "Arjun",
+    "Ben",
+    "Carla",
+    "Chen",
+    "Diego",
+    "Elif",
+    "Emma",
+    "Farah",
+    "Felix",
+    "Grace",
+    "Hana",
+    "Ivan",
+    "Jamal",
+    "Julia",
+    "Kenji",
+    "Lars",
+    "Leila",
+    "Lucas",
+    "Maya",
+    "Mei",
+    "Nadia",
+    "Noah",
+    "Olu",
+    "Priya",
+    "Rafael",
+    "Sara",
+    "Sofia",
+    "Tariq",
+    "Thandi",
+    "Tom",
+    "Valentina",
+    "Wei",
+    "Yusuf",
+    "Zara",
 )
 LAST_NAMES: tuple[str, ...] = (
-    "Adeyemi", "Andersson", "Bauer", "Costa", "Dubois", "Evans", "Fernandez", "Garcia",
-    "Hassan", "Ito", "Jensen", "Kaya", "Khan", "Kim", "Lopez", "Martin", "Mensah", "Mokoena",
-    "Muller", "Nakamura", "Novak", "Okafor", "Patel", "Rossi", "Santos", "Schmidt", "Silva",
-    "Singh", "Smith", "Tanaka", "Nguyen", "Wang", "Williams", "Yilmaz",
+    "Adeyemi",
+    "Andersson",
+    "Bauer",
+    "Costa",
+    "Dubois",
+    "Evans",
+    "Fernandez",
+    "Garcia",
+    "Hassan",
+    "Ito",
+    "Jensen",
+    "Kaya",
+    "Khan",
+    "Kim",
+    "Lopez",
+    "Martin",
+    "Mensah",
+    "Mokoena",
+    "Muller",
+    "Nakamura",
+    "Novak",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Santos",
+    "Schmidt",
+    "Silva",
+    "Singh",
+    "Smith",
+    "Tanaka",
+    "Nguyen",
+    "Wang",
+    "Williams",
+    "Yilmaz",
 )
 SIGNUP_SOURCES: tuple[str, ...] = ("organic", "paid_search", "social", "referral", "email")
 
@@ -131,8 +195,32 @@ PAGES: tuple[tuple[str, float], ...] = (
 #: Relative weight of each local hour (0..23) as a preferred hour and as the hour of
 #: unfocused sessions: quiet nights, morning, lunch and a strong evening peak.
 HOUR_WEIGHTS = np.array(
-    [0.5, 0.3, 0.15, 0.1, 0.1, 0.2, 0.8, 2.0, 2.5, 1.5, 1.2, 1.3,
-     2.2, 1.8, 1.0, 1.0, 1.1, 1.5, 2.2, 3.0, 3.5, 3.2, 2.2, 1.0]
+    [
+        0.5,
+        0.3,
+        0.15,
+        0.1,
+        0.1,
+        0.2,
+        0.8,
+        2.0,
+        2.5,
+        1.5,
+        1.2,
+        1.3,
+        2.2,
+        1.8,
+        1.0,
+        1.0,
+        1.1,
+        1.5,
+        2.2,
+        3.0,
+        3.5,
+        3.2,
+        2.2,
+        1.0,
+    ]
 )
 
 #: Per channel: (P(delivered | reachable), P(viewed | delivered) at the preferred hour,
@@ -166,21 +254,21 @@ def utc_offsets(zones: list[str], start: dt.date, day0: int, ndays: int) -> np.n
         tz = zoneinfo.ZoneInfo(name)
         for i in range(ndays):
             date = first + dt.timedelta(days=i)
-            # Fast path: a day without a transition has one offset.
-            lo = dt.datetime(date.year, date.month, date.day, 0, tzinfo=tz).utcoffset()
-            hi = dt.datetime(date.year, date.month, date.day, 23, tzinfo=tz).utcoffset()
-            if lo == hi and _no_transition(tz, date, lo):
-                out[z, i, :] = int(lo.total_seconds())
+            # Fast path: the same offset at 00:00, 12:00 and 23:00 means no transition
+            # that day (transitions are months apart).
+            lo = _offset(tz, date, 0)
+            if lo == _offset(tz, date, 23) == _offset(tz, date, 12):
+                out[z, i, :] = lo
                 continue
-            for h in range(24):
-                off = dt.datetime(date.year, date.month, date.day, h, tzinfo=tz).utcoffset()
-                out[z, i, h] = int(off.total_seconds())
+            out[z, i, :] = [_offset(tz, date, h) for h in range(24)]
     return out
 
 
-def _no_transition(tz: zoneinfo.ZoneInfo, date: dt.date, offset: dt.timedelta) -> bool:
-    noon = dt.datetime(date.year, date.month, date.day, 12, tzinfo=tz).utcoffset()
-    return noon == offset
+def _offset(tz: zoneinfo.ZoneInfo, date: dt.date, hour: int) -> int:
+    off = dt.datetime(date.year, date.month, date.day, hour, tzinfo=tz).utcoffset()
+    if off is None:  # pragma: no cover - a ZoneInfo always has an offset
+        raise ValueError(f"no UTC offset for {tz}")
+    return int(off.total_seconds())
 
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -207,4 +295,6 @@ def local_to_utc_us(
     hour = np.clip((secs // 3600).astype(np.int64), 0, 23)
     offset = table[np.asarray(zone, dtype=np.int64), day - d0, hour]
     midnight = (start.toordinal() - _EPOCH_ORDINAL + day) * 86400
-    return ((midnight - offset) * 1_000_000 + np.round(secs * 1_000_000).astype(np.int64)).astype(np.int64)
+    return ((midnight - offset) * 1_000_000 + np.round(secs * 1_000_000).astype(np.int64)).astype(
+        np.int64
+    )

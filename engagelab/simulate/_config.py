@@ -78,7 +78,9 @@ class WorldConfig:
         if len(self.start) != 10:
             raise ValidationError("start", self.start, "must be a date 'YYYY-MM-DD'")
         if not isinstance(self.label_effects, Mapping):
-            raise ValidationError("label_effects", self.label_effects, "must be a mapping label -> effect")
+            raise ValidationError(
+                "label_effects", self.label_effects, "must be a mapping label -> effect"
+            )
         effects: dict[str, float] = {}
         for label, effect in self.label_effects.items():
             check_str("label_effects key", label)
@@ -122,7 +124,9 @@ class WorldConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValidationError("WorldConfig key", unknown[0], "must be one of " + ", ".join(sorted(names)))
+            raise ValidationError(
+                "WorldConfig key", unknown[0], "must be one of " + ", ".join(sorted(names))
+            )
         return cls(**dict(data))
 
     @classmethod

@@ -153,17 +153,51 @@ class Population:
             life = np.floor(np.log1p(-u(12)) / np.log1p(-hazard))
         active_from = np.maximum(signup_day, 0)
         churn_day = np.where(
-            hazard > 0, np.minimum(active_from + 1 + np.nan_to_num(life, posinf=NEVER), NEVER), NEVER
+            hazard > 0,
+            np.minimum(active_from + 1 + np.nan_to_num(life, posinf=NEVER), NEVER),
+            NEVER,
         ).astype(np.int64)
-        draws = {name: u(f) for f, name in enumerate(
-            ("email", "phone", "push", "webpush", "o_email", "o_sms", "o_push", "o_web",
-             "plan", "age", "source", "first", "last", "created", "digits"),
-            start=20,
-        )}
+        draws = {
+            name: u(f)
+            for f, name in enumerate(
+                (
+                    "email",
+                    "phone",
+                    "push",
+                    "webpush",
+                    "o_email",
+                    "o_sms",
+                    "o_push",
+                    "o_web",
+                    "plan",
+                    "age",
+                    "source",
+                    "first",
+                    "last",
+                    "created",
+                    "digits",
+                ),
+                start=20,
+            )
+        }
         draws["push"] = draws["push"] < p["push"][level]
         draws["pro"] = draws["plan"] < p["pro"][level]
-        return cls(config, city, _CITY_ZONE[city], latitude, longitude, preferred_hour, focus,
-                   level, rate, weekend_factor, signup_day, churn_day, hazard, draws)
+        return cls(
+            config,
+            city,
+            _CITY_ZONE[city],
+            latitude,
+            longitude,
+            preferred_hour,
+            focus,
+            level,
+            rate,
+            weekend_factor,
+            signup_day,
+            churn_day,
+            hazard,
+            draws,
+        )
 
     @functools.cached_property
     def _id_words(self) -> np.ndarray:
@@ -186,7 +220,9 @@ class Population:
                 "country": np.array([c.country for c in CITIES], dtype=object)[self.city],
                 "preferred_hour": self.preferred_hour,
                 "focus": self.focus,
-                "engagement": pd.Categorical.from_codes(self.level, categories=list(LEVELS)),
+                "engagement": pd.Categorical(
+                    np.array(LEVELS, dtype=object)[self.level], categories=list(LEVELS)
+                ),
                 "sessions_per_day": self.rate,
                 "weekend_factor": self.weekend_factor,
                 "signup_day": self.signup_day,
@@ -201,14 +237,20 @@ class Population:
         n = cfg.n_users
         idx = np.arange(n)
         ids = user_ids(idx)
-        first = pa.array(FIRST_NAMES).take(pa.array(np.floor(d["first"] * len(FIRST_NAMES)).astype(np.int64)))
-        last = pa.array(LAST_NAMES).take(pa.array(np.floor(d["last"] * len(LAST_NAMES)).astype(np.int64)))
+        first = pa.array(FIRST_NAMES).take(
+            pa.array(np.floor(d["first"] * len(FIRST_NAMES)).astype(np.int64))
+        )
+        last = pa.array(LAST_NAMES).take(
+            pa.array(np.floor(d["last"] * len(LAST_NAMES)).astype(np.int64))
+        )
         number = pc.cast(pa.array(idx + 1), pa.string())
         email = pc.binary_join_element_wise(
             pc.utf8_lower(first), ".", pc.utf8_lower(last), number, "@example.com", ""
         )
         calling = pa.array([c.calling_code for c in CITIES]).take(pa.array(self.city))
-        subscriber = pc.cast(pa.array(200_000_000 + np.floor(d["digits"] * 7e8).astype(np.int64)), pa.string())
+        subscriber = pc.cast(
+            pa.array(200_000_000 + np.floor(d["digits"] * 7e8).astype(np.int64)), pa.string()
+        )
         phone = pc.binary_join_element_wise("+", calling, subscriber, "")
         key = _rng.seed_key(cfg.seed, "tokens")
         token_hash = _rng.mix64(idx.astype(np.uint64) ^ key)
@@ -273,8 +315,8 @@ class Population:
         signup day; earlier users at a random instant of their (negative) signup day."""
         start = self.config.start_date
         new = self.signup_day >= 0
-        midnight = local_to_utc_us(ZONES, start, self.zone, self.signup_day, np.zeros(self.signup_day.size))
+        midnight = local_to_utc_us(
+            ZONES, start, self.zone, self.signup_day, np.zeros(self.signup_day.size)
+        )
         later = np.round(u * 86_399) * 1_000_000
         return np.where(new, midnight, midnight + later.astype(np.int64))
-
-

@@ -37,7 +37,15 @@ from engagelab.simulate._population import ZONES, Population
 
 __all__ = ["CHURNED_VIEW_FACTOR", "HOUR_FLOOR", "HOUR_SIGMA", "MESSAGE_COLUMNS", "respond"]
 
-MESSAGE_COLUMNS = ("user_id", "campaign_id", "variant", "channel", "send_ts", "labels", "message_key")
+MESSAGE_COLUMNS = (
+    "user_id",
+    "campaign_id",
+    "variant",
+    "channel",
+    "send_ts",
+    "labels",
+    "message_key",
+)
 HOUR_FLOOR = 0.35
 HOUR_SIGMA = 2.0
 CHURNED_VIEW_FACTOR = 0.3
@@ -72,7 +80,9 @@ def _user_index(pop: Population, user_id: pd.Series) -> np.ndarray:
     return out
 
 
-def _local_time(pop: Population, user: np.ndarray, send_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _local_time(
+    pop: Population, user: np.ndarray, send_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(local day index from ``start``, local hour as a float) of each send, via zoneinfo."""
     start_day = pop.config.start_date.toordinal() - 719_163  # days since 1970-01-01
     day = np.empty(user.size, dtype=np.int64)
@@ -80,7 +90,9 @@ def _local_time(pop: Population, user: np.ndarray, send_us: np.ndarray) -> tuple
     zone = pop.zone[user]
     for z in np.unique(zone):
         m = zone == z
-        local = pd.DatetimeIndex(pd.to_datetime(send_us[m], unit="us", utc=True)).tz_convert(ZONES[z])
+        local = pd.DatetimeIndex(pd.to_datetime(send_us[m], unit="us", utc=True)).tz_convert(
+            ZONES[z]
+        )
         local_us = local.tz_localize(None).as_unit("us").asi8
         d = np.floor_divide(local_us, _EPOCH_DAY_US)
         day[m] = d - start_day
@@ -93,16 +105,21 @@ def _check(messages: pd.DataFrame) -> None:
         raise ValidationError("messages", type(messages).__name__, "must be a pandas DataFrame")
     missing = [c for c in MESSAGE_COLUMNS if c not in messages.columns]
     if missing:
-        raise ValidationError("messages columns", missing, "must include " + ", ".join(MESSAGE_COLUMNS))
+        raise ValidationError(
+            "messages columns", missing, "must include " + ", ".join(MESSAGE_COLUMNS)
+        )
     bad = sorted(set(messages["channel"].dropna().unique()) - set(CHANNEL_RATES))
     if bad or messages["channel"].isna().any():
-        raise ValidationError("channel", bad[0] if bad else None, "must be one of " + ", ".join(CHANNEL_RATES))
+        raise ValidationError(
+            "channel", bad[0] if bad else None, "must be one of " + ", ".join(CHANNEL_RATES)
+        )
     if messages["message_key"].isna().any():
         raise ValidationError("message_key", None, "must be a non-empty string on every message")
 
 
-def respond(pop: Population, variant_effects: Mapping[str, Mapping[str, float]],
-            messages: pd.DataFrame) -> pa.Table:
+def respond(
+    pop: Population, variant_effects: Mapping[str, Mapping[str, float]], messages: pd.DataFrame
+) -> pa.Table:
     """The events users produce in answer to ``messages`` (see the module docstring)."""
     _check(messages)
     cfg = pop.config
@@ -123,26 +140,53 @@ def respond(pop: Population, variant_effects: Mapping[str, Mapping[str, float]],
         reachable[m] = pop.reachable(ch)[user[m]]
     day, hour = _local_time(pop, user, send)
     churned = day >= pop.churn_day[user]
-    mult = np.array([
-        float(variant_effects.get(str(c), {}).get(str(v), 1.0))
-        for c, v in zip(msg["campaign_id"], msg["variant"], strict=True)
-    ])
-    p_view = rates[:, 1] * hour_factor(hour, pop.preferred_hour[user]) * np.where(churned, CHURNED_VIEW_FACTOR, 1.0)
+    mult = np.array(
+        [
+            float(variant_effects.get(str(c), {}).get(str(v), 1.0))
+            for c, v in zip(msg["campaign_id"], msg["variant"], strict=True)
+        ]
+    )
+    p_view = (
+        rates[:, 1]
+        * hour_factor(hour, pop.preferred_hour[user])
+        * np.where(churned, CHURNED_VIEW_FACTOR, 1.0)
+    )
     delivered = reachable & (_rng.uniform32(h1, True) < rates[:, 0])
     viewed = delivered & (_rng.uniform32(h1, False) < p_view)
     clicked = viewed & (_rng.uniform32(h2, True) < np.minimum(1.0, rates[:, 2] * mult))
     converted = clicked & (_rng.uniform32(h2, False) < cfg.conversion_rate)
 
-    t_deliv = send + np.round((2.0 - 20.0 * np.log1p(-_rng.uniform32(h3, True))) * 1e6).astype(np.int64)
-    t_view = t_deliv + np.round((1.0 - 1200.0 * np.log1p(-_rng.uniform32(h3, False))) * 1e6).astype(np.int64)
-    t_click = t_view + np.round((3.0 - 40.0 * np.log1p(-_rng.uniform32(h4, True))) * 1e6).astype(np.int64)
-    t_conv = t_click + np.round((30.0 - 480.0 * np.log1p(-_rng.uniform32(h4, False))) * 1e6).astype(np.int64)
+    t_deliv = send + np.round((2.0 - 20.0 * np.log1p(-_rng.uniform32(h3, True))) * 1e6).astype(
+        np.int64
+    )
+    t_view = t_deliv + np.round((1.0 - 1200.0 * np.log1p(-_rng.uniform32(h3, False))) * 1e6).astype(
+        np.int64
+    )
+    t_click = t_view + np.round((3.0 - 40.0 * np.log1p(-_rng.uniform32(h4, True))) * 1e6).astype(
+        np.int64
+    )
+    t_conv = t_click + np.round((30.0 - 480.0 * np.log1p(-_rng.uniform32(h4, False))) * 1e6).astype(
+        np.int64
+    )
 
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (msg row, kind, ts, id key)
-    for mask, kind, ts in ((delivered, DELIVERED, t_deliv), (viewed, VIEWED, t_view),
-                           (clicked, CLICKED, t_click), (converted, CHARGE, t_conv)):
-        i = np.flatnonzero(mask)
-        parts.append((i, np.full(i.size, kind), ts[i], _rng.field_key(key[i], 50 + kind)))
+    parts: list[
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ] = []  # (msg row, kind, ts, id key)
+    for mask, code, when in (
+        (delivered, DELIVERED, t_deliv),
+        (viewed, VIEWED, t_view),
+        (clicked, CLICKED, t_click),
+        (converted, CHARGE, t_conv),
+    ):
+        rows_k = np.flatnonzero(mask)
+        parts.append(
+            (
+                rows_k,
+                np.full(rows_k.size, code),
+                when[rows_k],
+                _rng.field_key(key[rows_k], 50 + code),
+            )
+        )
     parts.append(_retention(pop, cfg.label_effects, msg["labels"], user, key, day, delivered))
 
     i = np.concatenate([p[0] for p in parts])
@@ -154,16 +198,22 @@ def respond(pop: Population, variant_effects: Mapping[str, Mapping[str, float]],
 
     notif = kind >= DELIVERED
     charge = kind == CHARGE
-    product = np.floor(_rng.uniform32(_rng.field_key(key[i], 5), True) * len(PRODUCTS)).astype(np.int64)
-    revenue = np.round(_PRICES[product] * (1 + (_rng.uniform32(_rng.field_key(key[i], 5), False) < 0.2)), 2)
+    product = np.floor(_rng.uniform32(_rng.field_key(key[i], 5), True) * len(PRODUCTS)).astype(
+        np.int64
+    )
+    revenue = np.round(
+        _PRICES[product] * (1 + (_rng.uniform32(_rng.field_key(key[i], 5), False) < 0.2)), 2
+    )
     take = pa.array(i, mask=~notif)
 
     def strings(column: str) -> pa.Array:
-        values = msg[column].astype("string").to_numpy(dtype=object, na_value=None)
+        values = [None if pd.isna(v) else str(v) for v in msg[column]]
         return pa.array(values, type=pa.string()).take(take)
 
-    labels = pa.array([None if lab is None else [str(x) for x in lab] for lab in _label_lists(msg["labels"])],
-                      type=pa.list_(pa.string())).take(take)
+    labels = pa.array(
+        [None if lab is None else [str(x) for x in lab] for lab in _label_lists(msg["labels"])],
+        type=pa.list_(pa.string()),
+    ).take(take)
     return events_table(
         user=pop.ids(user[i]),
         kind=kind,
@@ -192,9 +242,15 @@ def _label_lists(labels: pd.Series) -> list[list[str] | None]:
     return out
 
 
-def _retention(pop: Population, effects: Mapping[str, float], labels: pd.Series, user: np.ndarray,
-               key: np.ndarray, day: np.ndarray, delivered: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _retention(
+    pop: Population,
+    effects: Mapping[str, float],
+    labels: pd.Series,
+    user: np.ndarray,
+    key: np.ndarray,
+    day: np.ndarray,
+    delivered: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Extra 'App Launched' events planted by label effects on retention."""
     p = np.zeros(user.size)
     if effects:
@@ -216,7 +272,12 @@ def _retention(pop: Population, effects: Mapping[str, float], labels: pd.Series,
     m, kk, h = m[hit], kk[hit], h[hit]
     g = _rng.field_key(h, 1)
     u = user[m]
-    sec = session_seconds(pop.preferred_hour[u], pop.focus[u], _rng.uniform32(h, False),
-                          _rng.uniform32(g, True), _rng.normal(_rng.field_key(h, 2)))
+    sec = session_seconds(
+        pop.preferred_hour[u],
+        pop.focus[u],
+        _rng.uniform32(h, False),
+        _rng.uniform32(g, True),
+        _rng.normal(_rng.field_key(h, 2)),
+    )
     ts = local_to_utc_us(ZONES, pop.config.start_date, pop.zone[u], day[m] + kk, sec)
     return m, np.full(m.size, LAUNCH), ts, _rng.field_key(h, 3)

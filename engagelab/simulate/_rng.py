@@ -68,7 +68,9 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def pack(user: np.ndarray, day: np.ndarray | int, slot: np.ndarray | int, stream: int) -> np.ndarray:
+def pack(
+    user: np.ndarray, day: np.ndarray | int, slot: np.ndarray | int, stream: int
+) -> np.ndarray:
     """Pack (user < 2**32, day < 2**16, slot < 2**8, stream < 2**8) into one uint64 word."""
     u = np.asarray(user, dtype=np.uint64) << np.uint64(32)
     d = (np.asarray(day, dtype=np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)

@@ -32,8 +32,9 @@ _DICTIONARY_COLUMNS = ["event", "url", "product", "category", "campaign_id", "va
 _MAX_USER_DAYS = 8_000_000  # per internal chunk of baseline_events
 
 
-def simulate(n_users: int = 10_000, days: int = 90, seed: int = 0, start: str = "2026-01-01",
-             **config: Any) -> World:
+def simulate(
+    n_users: int = 10_000, days: int = 90, seed: int = 0, start: str = "2026-01-01", **config: Any
+) -> World:
     """Create a simulated world; ``config`` takes the other :class:`WorldConfig` fields.
 
     Example:
@@ -61,7 +62,9 @@ class World:
         variant_effects: planted click multipliers, ``{campaign_id: {variant: multiplier}}``.
     """
 
-    def __init__(self, config: WorldConfig, variant_effects: Mapping[str, Mapping[str, float]] | None = None):
+    def __init__(
+        self, config: WorldConfig, variant_effects: Mapping[str, Mapping[str, float]] | None = None
+    ):
         if not isinstance(config, WorldConfig):
             raise ValidationError("config", type(config).__name__, "must be a WorldConfig")
         self._config = config
@@ -109,7 +112,8 @@ class World:
             "label_effects": dict(self._config.label_effects),
             "retention_days": self._config.retention_days,
             "channel_rates": {
-                c: dict(zip(("deliver", "view", "click"), r, strict=True)) for c, r in CHANNEL_RATES.items()
+                c: dict(zip(("deliver", "view", "click"), r, strict=True))
+                for c, r in CHANNEL_RATES.items()
             },
             "hour_effect": {"floor": HOUR_FLOOR, "sigma_hours": HOUR_SIGMA},
             "churned_view_factor": CHURNED_VIEW_FACTOR,
@@ -130,7 +134,9 @@ class World:
         """
         check_str("campaign_id", campaign_id)
         if not isinstance(effects, Mapping) or not effects:
-            raise ValidationError("effects", effects, "must be a non-empty mapping variant -> multiplier")
+            raise ValidationError(
+                "effects", effects, "must be a non-empty mapping variant -> multiplier"
+            )
         clean = {}
         for variant, mult in effects.items():
             check_str("variant", variant)
@@ -145,7 +151,9 @@ class World:
         try:
             date = pd.Timestamp(when).date()
         except (ValueError, TypeError):
-            raise ValidationError("day", when, "must be a day index or a date such as '2026-02-01'") from None
+            raise ValidationError(
+                "day", when, "must be a day index or a date such as '2026-02-01'"
+            ) from None
         return (date - self._config.start_date).days
 
     def date_of(self, day: int) -> dt.date:
@@ -241,7 +249,11 @@ class World:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save the config and planted effects as JSON (everything else re-derives from them)."""
         out = Path(path)
-        doc = {"format": _FORMAT, "config": self._config.to_dict(), "variant_effects": self._effects}
+        doc = {
+            "format": _FORMAT,
+            "config": self._config.to_dict(),
+            "variant_effects": self._effects,
+        }
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
         os.replace(tmp, out)
@@ -281,8 +293,10 @@ class World:
 
     def __repr__(self) -> str:
         s = self._summary()
-        return (f"World(users={s['users']}, days={s['days']!r}, seed={s['seed']}, events={s['events']!r}, "
-                f"time_zones={s['time zones']}, label_effects={s['label effects']})")
+        return (
+            f"World(users={s['users']}, days={s['days']!r}, seed={s['seed']}, events={s['events']!r}, "
+            f"time_zones={s['time zones']}, label_effects={s['label effects']})"
+        )
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -290,4 +304,3 @@ class World:
             for k, v in self._summary().items()
         )
         return f"<table class='engagelab-world'><caption>Simulated world</caption>{rows}</table>"
-

@@ -24,7 +24,9 @@ def local_parts(events: pd.DataFrame, truth: pd.DataFrame, start: str) -> pd.Dat
         local = ts.to_pydatetime().astimezone(tz)
         hours.append(local.hour)
         days.append((local.date() - start_date).days)
-    return events.assign(local_hour=np.array(hours, dtype=np.int64), local_day=np.array(days, dtype=np.int64))
+    return events.assign(
+        local_hour=np.array(hours, dtype=np.int64), local_day=np.array(days, dtype=np.int64)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,11 @@ def test_profile_schema_and_values(world: World) -> None:
     assert df["user_id"].is_unique
     assert set(df["plan"]) == {"free", "pro"}
     assert df["age"].between(18, 75).all()
-    for column, low, high in [("email", 0.80, 0.90), ("phone", 0.55, 0.65), ("webpush_subscription", 0.2, 0.3)]:
+    for column, low, high in [
+        ("email", 0.80, 0.90),
+        ("phone", 0.55, 0.65),
+        ("webpush_subscription", 0.2, 0.3),
+    ]:
         assert low < df[column].notna().mean() < high, column
     assert 0.05 < df["optout_email"].mean() < 0.11
     assert df["phone"].dropna().str.fullmatch(r"\+\d{10,13}").all()
@@ -76,7 +80,11 @@ def test_profile_schema_and_values(world: World) -> None:
     # users sit within a few km of a real city, in that city's zone
     city = {c.name: c for c in CITIES}
     km = [
-        math.dist((lat, lon * math.cos(math.radians(lat))), (city[n].latitude, city[n].longitude * math.cos(math.radians(lat)))) * 111.32
+        math.dist(
+            (lat, lon * math.cos(math.radians(lat))),
+            (city[n].latitude, city[n].longitude * math.cos(math.radians(lat))),
+        )
+        * 111.32
         for n, lat, lon in zip(df["city"], df["latitude"], df["longitude"], strict=True)
     ]
     assert np.median(km) < 8 and max(km) < 30
@@ -94,9 +102,13 @@ def test_event_schema_and_columns(world: World, events: pd.DataFrame) -> None:
     assert set(events["event"]) == set(EVENT_NAMES[:5])
     assert events["event_id"].is_unique and events["user_id"].notna().all()
     charged = events["event"] == "Charged"
-    assert events.loc[charged, "revenue"].gt(0).all() and events.loc[~charged, "revenue"].isna().all()
+    assert (
+        events.loc[charged, "revenue"].gt(0).all() and events.loc[~charged, "revenue"].isna().all()
+    )
     page = events["event"] == "Page Viewed"
-    assert events.loc[page, "url"].str.startswith("/").all() and events.loc[~page, "url"].isna().all()
+    assert (
+        events.loc[page, "url"].str.startswith("/").all() and events.loc[~page, "url"].isna().all()
+    )
     funnel = events["event"].isin(["Product Viewed", "Added to Cart", "Charged"])
     assert events.loc[funnel, ["product", "category"]].notna().all().all()
     assert events.loc[~funnel, "product"].isna().all()
@@ -111,7 +123,9 @@ def test_event_schema_and_columns(world: World, events: pd.DataFrame) -> None:
 def test_heavy_users_modal_local_hour_is_preferred_hour(world: World, events: pd.DataFrame) -> None:
     truth = world.truth
     heavy = truth[truth["engagement"] == "heavy"]
-    launches = events[(events["event"] == "App Launched") & events["user_id"].isin(set(heavy["user_id"]))]
+    launches = events[
+        (events["event"] == "App Launched") & events["user_id"].isin(set(heavy["user_id"]))
+    ]
     local = local_parts(launches, truth, world.config.start)
     mode = local.groupby("user_id")["local_hour"].agg(lambda h: h.value_counts().idxmax())
     pref = heavy.set_index("user_id")["preferred_hour"].loc[mode.index]
@@ -124,11 +138,19 @@ def test_dst_transitions_keep_local_hours() -> None:
     at the same local hour; a fixed-offset conversion would move them by one hour."""
     world = simulate(n_users=4_000, days=50, seed=11, start="2026-02-20", heavy_share=0.3, churn=0)
     truth = world.truth
-    zones = ["America/New_York", "America/Chicago", "Europe/Berlin", "Europe/London", "Europe/Paris"]
+    zones = [
+        "America/New_York",
+        "America/Chicago",
+        "Europe/Berlin",
+        "Europe/London",
+        "Europe/Paris",
+    ]
     users = truth[(truth["engagement"] == "heavy") & truth["timezone"].isin(zones)]
     ev = world.events().to_pandas()
     ev = ev[(ev["event"] == "App Launched") & ev["user_id"].isin(set(users["user_id"]))]
-    local = local_parts(ev, truth, world.config.start).merge(users[["user_id", "preferred_hour", "focus"]], on="user_id")
+    local = local_parts(ev, truth, world.config.start).merge(
+        users[["user_id", "preferred_hour", "focus"]], on="user_id"
+    )
     # the focused component sits at preferred_hour + 0.5 h (sd 0.6 h): half of it in that hour
     for after in (False, True):
         part = local[(local["local_day"] >= 40) == after]
@@ -137,7 +159,10 @@ def test_dst_transitions_keep_local_hours() -> None:
         assert share > 0.25 and share > 2 * shifted, (after, share, shifted)
 
 
-@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Africa/Cairo", "Asia/Kolkata"])
+@pytest.mark.parametrize(
+    "zone",
+    ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Africa/Cairo", "Asia/Kolkata"],
+)
 def test_offset_table_matches_zoneinfo(zone: str) -> None:
     start = dt.date(2026, 1, 1)
     table = utc_offsets([zone], start, 0, 365)
@@ -183,9 +208,16 @@ def test_session_counts_match_planted_rates(world: World, events: pd.DataFrame) 
     lo = truth["signup_day"].clip(lower=0).to_numpy()[:, None]
     hi = truth["churn_day"].fillna(np.inf).to_numpy()[:, None]
     alive = (days[None, :] >= lo) & (days[None, :] < hi)
-    lam = truth["sessions_per_day"].to_numpy()[:, None] * np.where(weekend[None, :], truth["weekend_factor"].to_numpy()[:, None], 1.0)
+    lam = truth["sessions_per_day"].to_numpy()[:, None] * np.where(
+        weekend[None, :], truth["weekend_factor"].to_numpy()[:, None], 1.0
+    )
     expected = (alive * lam).sum(axis=1) + (truth["signup_day"] >= 0)
-    observed = events[events["event"] == "App Launched"].groupby("user_id").size().reindex(truth["user_id"], fill_value=0)
+    observed = (
+        events[events["event"] == "App Launched"]
+        .groupby("user_id")
+        .size()
+        .reindex(truth["user_id"], fill_value=0)
+    )
     for level in ("heavy", "regular", "sparse"):
         m = (truth["engagement"] == level).to_numpy()
         e, o = expected[m].sum(), observed.to_numpy()[m].sum()

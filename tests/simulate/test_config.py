@@ -12,7 +12,9 @@ from engagelab.simulate import WorldConfig
 
 
 def test_defaults_and_round_trip() -> None:
-    cfg = WorldConfig(n_users=10, days=3, seed=2, start="2026-03-01", label_effects={"B": 0.2, "A": 0.05})
+    cfg = WorldConfig(
+        n_users=10, days=3, seed=2, start="2026-03-01", label_effects={"B": 0.2, "A": 0.05}
+    )
     assert cfg.start_date.isoformat() == "2026-03-01"
     assert list(cfg.label_effects) == ["A", "B"]
     again = WorldConfig.from_json(cfg.to_json())
@@ -38,10 +40,22 @@ def test_frozen_and_replace() -> None:
         ({"seed": -1}, "seed == -1, must be an integer >= 0"),
         ({"start": "2026-02-30"}, "start == '2026-02-30', must be a date 'YYYY-MM-DD'"),
         ({"start": "20260201"}, "start == '20260201', must be a date 'YYYY-MM-DD'"),
-        ({"label_effects": {"Onboarding": 1.0}}, "label_effects['Onboarding'] == 1.0, must be in [0, 1)"),
-        ({"label_effects": {"Onboarding": -0.1}}, "label_effects['Onboarding'] == -0.1, must be in [0, 1)"),
-        ({"label_effects": ["Onboarding"]}, "label_effects == ['Onboarding'], must be a mapping label -> effect"),
-        ({"heavy_share": 0.5, "sparse_share": 0.6}, "heavy_share + sparse_share == 1.1, must be <= 1"),
+        (
+            {"label_effects": {"Onboarding": 1.0}},
+            "label_effects['Onboarding'] == 1.0, must be in [0, 1)",
+        ),
+        (
+            {"label_effects": {"Onboarding": -0.1}},
+            "label_effects['Onboarding'] == -0.1, must be in [0, 1)",
+        ),
+        (
+            {"label_effects": ["Onboarding"]},
+            "label_effects == ['Onboarding'], must be a mapping label -> effect",
+        ),
+        (
+            {"heavy_share": 0.5, "sparse_share": 0.6},
+            "heavy_share + sparse_share == 1.1, must be <= 1",
+        ),
         ({"activity": float("nan")}, "activity == nan, must be a number"),
         ({"conversion_rate": 2}, "conversion_rate == 2, must be in [0, 1]"),
     ],

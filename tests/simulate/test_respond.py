@@ -16,23 +16,32 @@ from engagelab.errors import ValidationError
 from engagelab.simulate import CHANNEL_RATES, EVENT_SCHEMA, World, simulate
 from tests.simulate.conftest import local_parts
 
+SEND = pd.Timestamp("2026-01-10 18:00", tz="UTC")
 NOTIFICATION_EVENTS = ["Notification Delivered", "Notification Viewed", "Notification Clicked"]
 
 
-def messages_for(users: list[str], *, campaign: str = "c1", channel: str | list[str] = "email",
-                 send_ts: pd.Timestamp | list[pd.Timestamp] = pd.Timestamp("2026-01-10 18:00", tz="UTC"),
-                 labels: list[str] | None = None, variants: tuple[str, ...] = ("A", "B"),
-                 repeat: int = 1) -> pd.DataFrame:
+def messages_for(
+    users: list[str],
+    *,
+    campaign: str = "c1",
+    channel: str | list[str] = "email",
+    send_ts: pd.Timestamp | list[pd.Timestamp] = SEND,
+    labels: list[str] | None = None,
+    variants: tuple[str, ...] = ("A", "B"),
+    repeat: int = 1,
+) -> pd.DataFrame:
     n = len(users) * repeat
-    return pd.DataFrame({
-        "user_id": np.repeat(users, repeat),
-        "campaign_id": campaign,
-        "variant": [variants[i % len(variants)] for i in range(n)],
-        "channel": channel,
-        "send_ts": send_ts,
-        "labels": [list(labels or []) for _ in range(n)],
-        "message_key": [f"{campaign}:{u}:{j}" for u in users for j in range(repeat)],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(users, repeat),
+            "campaign_id": campaign,
+            "variant": [variants[i % len(variants)] for i in range(n)],
+            "channel": channel,
+            "send_ts": send_ts,
+            "labels": [list(labels or []) for _ in range(n)],
+            "message_key": [f"{campaign}:{u}:{j}" for u in users for j in range(repeat)],
+        }
+    )
 
 
 def sorted_frame(table: pa.Table) -> pd.DataFrame:
@@ -42,17 +51,24 @@ def sorted_frame(table: pa.Table) -> pd.DataFrame:
 def test_deterministic_and_independent_of_batch(world: World) -> None:
     users = world.truth["user_id"].tolist()[:600]
     channels = list(CHANNEL_RATES)
-    msgs = messages_for(users, channel=[channels[i % len(channels)] for i in range(600)], labels=["Onboarding"])
+    msgs = messages_for(
+        users, channel=[channels[i % len(channels)] for i in range(600)], labels=["Onboarding"]
+    )
     full = world.respond(msgs)
     assert full.schema == EVENT_SCHEMA
     assert full.equals(world.respond(msgs))
     subset = msgs.sample(frac=0.3, random_state=1)
     part = world.respond(subset)
     expected = full.to_pandas()
-    expected = expected[expected["message_key"].isin(set(subset["message_key"])) | expected["event"].isin(["App Launched", "Charged"])]
+    expected = expected[
+        expected["message_key"].isin(set(subset["message_key"]))
+        | expected["event"].isin(["App Launched", "Charged"])
+    ]
     got = sorted_frame(part)
     # every row of the subset's answer is in the full answer, identically
-    merged = got.merge(full.to_pandas(), on=list(EVENT_SCHEMA.names[:4]), how="left", indicator=True)
+    merged = got.merge(
+        full.to_pandas(), on=list(EVENT_SCHEMA.names[:4]), how="left", indicator=True
+    )
     assert (merged["_merge"] == "both").all()
     keys = set(subset["message_key"])
     assert set(got["message_key"].dropna()) <= keys
@@ -72,25 +88,35 @@ def test_event_sequence_is_consistent(world: World) -> None:
     wide = notif.pivot(index="message_key", columns="event", values="ts")
     assert wide["Notification Delivered"].notna().all()
     viewed = wide["Notification Viewed"].notna()
-    assert (wide.loc[viewed, "Notification Viewed"] > wide.loc[viewed, "Notification Delivered"]).all()
+    assert (
+        wide.loc[viewed, "Notification Viewed"] > wide.loc[viewed, "Notification Delivered"]
+    ).all()
     clicked = wide["Notification Clicked"].notna()
     assert (viewed | ~clicked).all()
-    assert (wide.loc[clicked, "Notification Clicked"] > wide.loc[clicked, "Notification Viewed"]).all()
+    assert (
+        wide.loc[clicked, "Notification Clicked"] > wide.loc[clicked, "Notification Viewed"]
+    ).all()
     assert clicked.sum() > 50
-    send = pd.Timestamp("2026-01-10 18:00", tz="UTC")
-    assert ((wide["Notification Delivered"] - send) < pd.Timedelta(minutes=10)).all()
+    assert ((wide["Notification Delivered"] - SEND) < pd.Timedelta(minutes=10)).all()
     charged = ev[ev["event"] == "Charged"]
     assert len(charged) > 0 and charged["revenue"].gt(0).all() and charged["product"].notna().all()
     first_click = notif[notif["event"] == "Notification Clicked"].groupby("user_id")["ts"].min()
     assert (charged["ts"].to_numpy() > first_click.loc[charged["user_id"]].to_numpy()).all()
     # conversion rate near config.conversion_rate
-    assert stats.binomtest(len(charged), int(clicked.sum()), world.config.conversion_rate).pvalue > 1e-3
+    assert (
+        stats.binomtest(len(charged), int(clicked.sum()), world.config.conversion_rate).pvalue
+        > 1e-3
+    )
 
 
 def test_unreachable_and_opted_out_users_get_nothing(world: World) -> None:
     prof = world.profiles.to_pandas()
-    for channel, address, optout in [("email", "email", "optout_email"), ("push", "push_token", "optout_push"),
-                                      ("sms", "phone", "optout_sms"), ("web_push", "webpush_subscription", "optout_web_push")]:
+    for channel, address, optout in [
+        ("email", "email", "optout_email"),
+        ("push", "push_token", "optout_push"),
+        ("sms", "phone", "optout_sms"),
+        ("web_push", "webpush_subscription", "optout_web_push"),
+    ]:
         ev = world.respond(messages_for(prof["user_id"].tolist(), channel=channel)).to_pandas()
         got = set(ev.loc[ev["event"] == "Notification Delivered", "user_id"])
         ok = set(prof.loc[prof[address].notna() & ~prof[optout], "user_id"])
@@ -100,12 +126,19 @@ def test_unreachable_and_opted_out_users_get_nothing(world: World) -> None:
 def test_planted_variant_multiplier_is_recovered() -> None:
     world = simulate(n_users=2_000, days=5, seed=21, churn=0)
     world.plant_variant_effects("promo", {"B": 1.5})
-    msgs = messages_for(world.truth["user_id"].tolist(), campaign="promo", channel="web_popup", repeat=15)
+    msgs = messages_for(
+        world.truth["user_id"].tolist(), campaign="promo", channel="web_popup", repeat=15
+    )
     ev = world.respond(msgs).to_pandas()
-    counts = ev[ev["event"].isin(NOTIFICATION_EVENTS)].groupby(["variant", "event"]).size().unstack()
+    counts = (
+        ev[ev["event"].isin(NOTIFICATION_EVENTS)].groupby(["variant", "event"]).size().unstack()
+    )
     base = CHANNEL_RATES["web_popup"][2]
     for variant, mult in (("A", 1.0), ("B", 1.5)):
-        clicks, views = counts.loc[variant, "Notification Clicked"], counts.loc[variant, "Notification Viewed"]
+        clicks, views = (
+            counts.loc[variant, "Notification Clicked"],
+            counts.loc[variant, "Notification Viewed"],
+        )
         assert stats.binomtest(clicks, views, base * mult).pvalue > 1e-3, variant
     # and the two arms are distinguishable
     table = counts[["Notification Clicked", "Notification Viewed"]].to_numpy().copy()
@@ -127,14 +160,20 @@ def test_view_probability_follows_send_hour() -> None:
     world = simulate(n_users=3_000, days=5, seed=8, churn=0)
     truth = world.truth
     rng = np.random.default_rng(0)
-    sends = [pd.Timestamp("2026-01-03", tz="UTC") + pd.Timedelta(minutes=int(m)) for m in rng.integers(0, 24 * 60, 3_000)]
+    sends = [
+        pd.Timestamp("2026-01-03", tz="UTC") + pd.Timedelta(minutes=int(m))
+        for m in rng.integers(0, 24 * 60, 3_000)
+    ]
     msgs = messages_for(truth["user_id"].tolist(), channel="web_popup", send_ts=sends)
     ev = world.respond(msgs).to_pandas()
     viewed = set(ev.loc[ev["event"] == "Notification Viewed", "message_key"])
     p = []
     for tz, pref, ts in zip(truth["timezone"], truth["preferred_hour"], sends, strict=True):
         local = ts.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz))
-        p.append(CHANNEL_RATES["web_popup"][1] * reference_hour_factor(local.hour + local.minute / 60, pref))
+        p.append(
+            CHANNEL_RATES["web_popup"][1]
+            * reference_hour_factor(local.hour + local.minute / 60, pref)
+        )
     p = np.array(p)
     seen = msgs["message_key"].isin(viewed).to_numpy()
     assert abs(seen.sum() - p.sum()) < 4 * math.sqrt((p * (1 - p)).sum())
@@ -149,18 +188,34 @@ def test_label_effect_lifts_day_30_retention() -> None:
     users = truth["user_id"].to_numpy()
     group = np.arange(users.size) % 3  # 0: Onboarding, 1: Promo (no planted effect), 2: no message
     send = pd.Timestamp("2026-01-03 12:00", tz="UTC")
-    msgs = pd.concat([
-        messages_for(list(users[group == 0]), campaign="onb", channel="web_popup", send_ts=send, labels=["Onboarding"]),
-        messages_for(list(users[group == 1]), campaign="promo", channel="web_popup", send_ts=send, labels=["Promo"]),
-    ])
+    msgs = pd.concat(
+        [
+            messages_for(
+                list(users[group == 0]),
+                campaign="onb",
+                channel="web_popup",
+                send_ts=send,
+                labels=["Onboarding"],
+            ),
+            messages_for(
+                list(users[group == 1]),
+                campaign="promo",
+                channel="web_popup",
+                send_ts=send,
+                labels=["Promo"],
+            ),
+        ]
+    )
     answer = world.respond(msgs).to_pandas()
     extra = answer[answer["event"] == "App Launched"]
     assert len(extra) > 0.1 * 45 * (group == 0).sum() * 0.8
     assert set(extra["user_id"]) <= set(users[group == 0])
     # send local day per user, by zoneinfo
     start = dt.date(2026, 1, 1)
-    send_day = {u: (send.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz)).date() - start).days
-                for u, tz in zip(truth["user_id"], truth["timezone"], strict=True)}
+    send_day = {
+        u: (send.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz)).date() - start).days
+        for u, tz in zip(truth["user_id"], truth["timezone"], strict=True)
+    }
     local_extra = local_parts(extra, truth, world.config.start)
     offset = local_extra["local_day"] - local_extra["user_id"].map(send_day)
     assert offset.between(1, 45).all() and offset.nunique() == 45
@@ -181,7 +236,9 @@ def test_label_effect_lifts_day_30_retention() -> None:
 
 
 def test_unknown_users_are_dropped_and_bad_input_raises(world: World) -> None:
-    msgs = messages_for(["u0000001", "u9999999", "nobody", "u0003001"], channel="web_popup", repeat=3)
+    msgs = messages_for(
+        ["u0000001", "u9999999", "nobody", "u0003001"], channel="web_popup", repeat=3
+    )
     ev = world.respond(msgs).to_pandas()
     assert set(ev["user_id"]) <= {"u0000001"} and len(ev) >= 3
     assert world.respond(msgs.iloc[1:0]).schema == EVENT_SCHEMA

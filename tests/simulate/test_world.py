@@ -19,15 +19,17 @@ from engagelab.errors import ValidationError
 from engagelab.simulate import EVENT_SCHEMA, PROFILE_SCHEMA, World, simulate
 
 REPO = Path(__file__).resolve().parents[2]
-MESSAGES = pd.DataFrame({
-    "user_id": [f"u{i:07d}" for i in range(1, 201)],
-    "campaign_id": "c9",
-    "variant": ["A", "B"] * 100,
-    "channel": "push",
-    "send_ts": pd.Timestamp("2026-01-04 09:30", tz="UTC"),
-    "labels": [["Onboarding"]] * 200,
-    "message_key": [f"run1:u{i:07d}:c9" for i in range(1, 201)],
-})
+MESSAGES = pd.DataFrame(
+    {
+        "user_id": [f"u{i:07d}" for i in range(1, 201)],
+        "campaign_id": "c9",
+        "variant": ["A", "B"] * 100,
+        "channel": "push",
+        "send_ts": pd.Timestamp("2026-01-04 09:30", tz="UTC"),
+        "labels": [["Onboarding"]] * 200,
+        "message_key": [f"run1:u{i:07d}:c9" for i in range(1, 201)],
+    }
+)
 
 
 def test_save_load_round_trip_in_another_process(tmp_path: Path) -> None:
@@ -46,9 +48,19 @@ def test_save_load_round_trip_in_another_process(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run(
-        [sys.executable, "-c", script, str(path), str(tmp_path / "messages.pkl"),
-         str(tmp_path / "answer.parquet"), str(tmp_path / "later.parquet")],
-        check=True, env=env, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(path),
+            str(tmp_path / "messages.pkl"),
+            str(tmp_path / "answer.parquet"),
+            str(tmp_path / "later.parquet"),
+        ],
+        check=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
     )
     assert pq.read_table(tmp_path / "answer.parquet").equals(world.respond(MESSAGES))
     assert pq.read_table(tmp_path / "later.parquet").equals(world.baseline_events(3, 12))
@@ -80,7 +92,14 @@ def test_write_parquet_reads_back(tmp_path: Path) -> None:
 def test_truth_and_planted(tmp_path: Path) -> None:
     world = simulate(n_users=300, days=10, seed=1, label_effects={"Onboarding": 0.1})
     truth = world.truth
-    assert list(truth.columns[:6]) == ["user_id", "timezone", "city", "country", "preferred_hour", "focus"]
+    assert list(truth.columns[:6]) == [
+        "user_id",
+        "timezone",
+        "city",
+        "country",
+        "preferred_hour",
+        "focus",
+    ]
     assert truth["preferred_hour"].between(0, 23).all()
     assert set(truth["engagement"]) <= {"heavy", "regular", "sparse"}
     truth.loc[0, "preferred_hour"] = 99  # a copy: the world's truth is unchanged
@@ -115,8 +134,15 @@ def test_bad_arguments() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["engagelab.simulate", "engagelab.simulate._config", "engagelab.simulate._rng", "engagelab.simulate._catalog",
-     "engagelab.simulate._population", "engagelab.simulate._respond", "engagelab.simulate._world"],
+    [
+        "engagelab.simulate",
+        "engagelab.simulate._config",
+        "engagelab.simulate._rng",
+        "engagelab.simulate._catalog",
+        "engagelab.simulate._population",
+        "engagelab.simulate._respond",
+        "engagelab.simulate._world",
+    ],
 )
 def test_doctests(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
