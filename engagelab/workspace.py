@@ -38,6 +38,7 @@ import yaml
 
 from engagelab._conform import conform, property_types
 from engagelab.engines.duckdb_engine import DuckDBEngine
+from engagelab._validate import check_choice
 from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.state import StateDB, saved_segments, utcnow
 from engagelab.store import TABLES, BatchInfo, Store
@@ -256,15 +257,32 @@ class Workspace:
             "segment", type(segment).__name__, "must be a Segment, a condition, a dict/JSON spec or a saved name"
         )
 
-    def _segment_sql(self, segment: Any, at: datetime | None) -> str:
+    def _segment_sql(self, segment: Any, at: datetime | None, dialect: str = "duckdb") -> str:
         seg = self.as_segment(segment)
         catalog = self.engine.refresh()
-        return seg.to_sql(dialect="duckdb", at=at, resolve=self.load_segment, columns=_sql_columns(catalog))
+        return seg.to_sql(dialect=dialect, at=at, resolve=self.load_segment, columns=_sql_columns(catalog))
 
-    def count(self, segment: Any, at: datetime | None = None) -> int:
-        """Number of users in ``segment`` (a Segment, its dict/JSON, or a saved segment's name)."""
+    def count(self, segment: Any, at: datetime | None = None, *, engine: str = "duckdb") -> int:
+        """Number of users in ``segment`` (a Segment, its dict/JSON, or a saved segment's name).
+
+        ``at`` is the reference time of relative windows ("last 30 days"; default now);
+        ``engine='spark'`` runs the same segment on the Spark engine.
+        """
+        check_choice("engine", engine, ["duckdb", "spark"])
+        if engine == "spark":
+            sql = self._segment_sql(segment, at, dialect="spark")
+            return int(self.spark().query(f"SELECT count(*) AS n FROM ({sql}) AS seg", dialect="spark")["n"][0])
         sql = self._segment_sql(segment, at)
         return int(self.engine.scalar(f"SELECT count(*) FROM ({sql}) AS seg"))
+
+    def user_ids(self, segment: Any, at: datetime | None = None, *, engine: str = "duckdb") -> list[str]:
+        """Sorted user ids of ``segment`` (on DuckDB or Spark)."""
+        check_choice("engine", engine, ["duckdb", "spark"])
+        if engine == "spark":
+            sql = self._segment_sql(segment, at, dialect="spark")
+            return sorted(self.spark().query(sql, dialect="spark")["user_id"].tolist())
+        sql = self._segment_sql(segment, at)
+        return sorted(self.engine.query(sql)["user_id"].tolist())
 
     def audience(self, segment: Any, at: datetime | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """Profiles of the users in ``segment`` (``columns`` of profiles; default all)."""
