@@ -112,6 +112,7 @@ def decode(value: Any) -> Any:
     return value
 
 
+_MAXREPEAT = __import__("re._constants", fromlist=["MAXREPEAT"]).MAXREPEAT
 _RE2_REFUSED = {
     "GROUPREF": "backreferences",
     "GROUPREF_EXISTS": "conditional groups",
@@ -125,9 +126,12 @@ _RE2_REFUSED = {
 def check_regex(name: str, pattern: Any) -> str:
     """Check that ``pattern`` compiles in Python and stays inside RE2's syntax.
 
-    DuckDB and Spark's RLIKE-on-DuckDB path use RE2, which matches in linear time and
-    therefore has no backreferences, lookarounds, atomic groups or possessive
-    quantifiers; such patterns are refused here rather than failing at query time.
+    DuckDB matches with RE2, which runs in linear time and therefore has no
+    backreferences, lookarounds, atomic groups or possessive quantifiers; it also lacks
+    Python's ``\\Z``, ``\\u``/``\\U``/``\\N`` escapes, the ``a``/``L``/``u``/``x`` flags,
+    ``(?#...)`` comments and repeat counts above 1000. Such patterns are refused here
+    rather than failing at query time. (Spark's ``RLIKE`` uses Java regular
+    expressions, which read this subset the same way.)
 
     >>> check_regex("value", "^Ber(lin)?$")
     '^Ber(lin)?$'
@@ -145,10 +149,37 @@ def check_regex(name: str, pattern: Any) -> str:
         tree = _parser.parse(pattern)
     except (re.error, RecursionError, OverflowError) as err:
         raise SpecError(name, pattern, f"must be a valid regular expression ({err})") from None
-    problem = _re2_problem(tree)
+    problem = _re2_text_problem(pattern) or _re2_problem(tree)
+    if not problem and tree.state.flags & (re.X | re.A | re.L):
+        problem = "inline flags other than i, m, s"
     if problem:
         raise SpecError(name, pattern, f"must be an RE2 regular expression (no {problem})")
     return pattern
+
+
+def _re2_text_problem(pattern: str) -> str | None:
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] in ("u", "U", "N"):
+                return rf"\{pattern[i + 1]} escapes; write the character itself"
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += 2 if pattern[i + 1 : i + 2] == "]" else 1  # a leading ']' is literal
+            continue
+        elif pattern.startswith("(?#", i):
+            return "(?#...) comments"
+        elif pattern.startswith("(?", i):
+            flags = re.match(r"[aiLmsux-]*", pattern[i + 2 :]).group()  # type: ignore[union-attr]
+            if set(flags) & set("aLux"):
+                return "inline flags other than i, m, s"
+        i += 1
+    return None
 
 
 def _re2_problem(tree: Any) -> str | None:
@@ -158,6 +189,13 @@ def _re2_problem(tree: Any) -> str | None:
             return _RE2_REFUSED[opname]
         if opname == "AT" and str(arg) == "AT_END_STRING":
             return r"\Z; use $"
+        if (
+            opname in ("MAX_REPEAT", "MIN_REPEAT")
+            and max(arg[0], arg[1] if arg[1] != _MAXREPEAT else 0) > 1000
+        ):
+            return "repeat counts above 1000"
+        if opname == "SUBPATTERN" and (arg[1] | arg[2]) & (re.X | re.A | re.L | re.U):
+            return "inline flags other than i, m, s"
         for sub in _children(arg):
             found = _re2_problem(sub)
             if found:

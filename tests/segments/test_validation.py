@@ -160,3 +160,37 @@ def test_unknown_column_fails_at_query_time_naming_it(world):
         world.duck(prop("colour") == "red")
     with pytest.raises(duckdb.BinderException, match="flavour"):
         world.duck(did("Charged", where=prop("flavour") == "red"))
+
+
+PY_VALID_PATTERNS = [
+    r"(?x)a b", r"(?a)\w", r"(?u)\w", r"(?iu:a)", r"\u00e9", r"\U0001F600", r"\N{DIGIT ONE}",
+    r"a{1001}", r"a{2,1001}", r"(?#note)a", r"(a)\1", r"(?P<n>a)(?P=n)", r"a(?=b)", r"a(?!b)",
+    r"(?<=a)b", r"(?<!a)b", r"(?>a)", r"a*+", r"a\Z", r"(a)?(?(1)b|c)",
+    r"a{1000}", r"(?i)abc", r"(?i:a)b", r"(?s).", r"(?m)^a$", r"[(?#]", r"[(?u]", r"\x41", r"\101",
+    r"\bword\B", r"\Aabc", r"[^]]", r"[]a]", r"\'\%\_\-\ \#\&\~", r"(?P<u>a)", r"a{3,}?", r"\\u", r"\\N",
+    r"[[:alpha:]]", r"\d+\s*\w", r"^$", r"a|", r"()",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", PY_VALID_PATTERNS)
+def test_regex_check_agrees_with_duckdb(pattern):
+    """A pattern check_regex accepts runs in DuckDB; one it refuses would have failed there."""
+    import warnings
+
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SELECT regexp_matches(?, ?)", ["abc", pattern]).fetchall()
+        duck_ok = True
+    except duckdb.Error:
+        duck_ok = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            prop("city").matches(pattern)
+        ours = True
+    except SpecError as err:
+        assert "must be an RE2 regular expression" in str(err)
+        ours = False
+    assert ours == duck_ok
