@@ -233,7 +233,7 @@ def respond(
 def _label_lists(labels: pd.Series) -> list[list[str] | None]:
     out: list[list[str] | None] = []
     for lab in labels:
-        if lab is None or (isinstance(lab, float) and np.isnan(lab)):
+        if lab is None or (np.ndim(lab) == 0 and not isinstance(lab, str) and pd.isna(lab)):
             out.append(None)
         elif isinstance(lab, str):
             out.append([lab])
