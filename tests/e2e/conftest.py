@@ -43,6 +43,7 @@ Debugging
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -53,7 +54,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.lab import TIMEOUT_MS
+from tests.e2e.lab import TIMEOUT_MS, shutdown_kernels
 from tests.servers import SYSTEM_DEPS_HINT, JupyterLabServer, _tail, start_jupyterlab
 
 CHROMIUM = os.environ.get("ENGAGELAB_CHROMIUM", "/usr/bin/chromium")
@@ -140,13 +141,21 @@ def _artifacts_dir() -> Path:
 
 
 @pytest.fixture
-def page(page: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """pytest-playwright's page, with generous timeouts and a screenshot on failure."""
+def page(page: Any, lab_server: JupyterLabServer, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """pytest-playwright's page: generous timeouts, a screenshot on failure, kernels shut down after."""
     page.set_default_timeout(TIMEOUT_MS)
     yield page
     report = getattr(request.node, "_el_report_call", None)
-    if report is None or not report.failed:
-        return
+    if report is not None and report.failed:
+        _save_failure_artifacts(page, lab_server, request)
+    if page.url.startswith(lab_server.url) and not page.is_closed():
+        with contextlib.suppress(Exception):  # best effort: the server stops them at the end anyway
+            shutdown_kernels(page)
+
+
+def _save_failure_artifacts(
+    page: Any, server: JupyterLabServer, request: pytest.FixtureRequest
+) -> None:
     out = _artifacts_dir()
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
     lines = [f"e2e failure artifacts for {request.node.nodeid}:"]
@@ -157,10 +166,8 @@ def page(page: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         lines.append(f"  page html:  {out / f'{stem}.html'}")
     except Exception as exc:  # the page may have crashed; still report the log
         lines.append(f"  (could not capture the page: {exc!r})")
-    server = request.node.funcargs.get("lab_server")
-    if isinstance(server, JupyterLabServer):
-        lines.append(f"  JupyterLab log tail ({server.log_path}):")
-        lines.extend("    " + line for line in _tail(server.log_path, 20).splitlines())
+    lines.append(f"  JupyterLab log tail ({server.log_path}):")
+    lines.extend("    " + line for line in _tail(server.log_path, 20).splitlines())
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     text = "\n".join(lines)
     if reporter is not None:

@@ -59,7 +59,11 @@ def write_notebook(directory: Path, name: str, cells: list[str]) -> Path:
 def wait_for_selector(
     page: Page, selector: str, *, state: str = "visible", timeout_ms: int = TIMEOUT_MS
 ) -> Locator:
-    """Wait (generously) until ``selector`` matches exactly one element in ``state``; return it."""
+    """Wait (generously) until ``selector`` matches exactly one element in ``state``; return it.
+
+    Playwright is strict: several matches is an error. Select on a CSS class you gave
+    the widget (``w.add_class("el-...")``), or append ``>> nth=0``.
+    """
     loc = page.locator(selector)
     loc.wait_for(state=state, timeout=timeout_ms)  # type: ignore[arg-type]
     return loc
@@ -81,7 +85,7 @@ def open_notebook(
     """
     rel = Path(path).resolve().relative_to(server.root_dir.resolve()).as_posix()
     page.goto(f"{server.url}lab/tree/{urllib.parse.quote(rel)}?reset", timeout=timeout_ms)
-    wait_for_selector(page, ".jp-Notebook .jp-Cell", state="attached", timeout_ms=timeout_ms)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(state="attached", timeout=timeout_ms)
     wait_for_kernel_idle(page, timeout_ms=timeout_ms)
 
 
@@ -92,6 +96,20 @@ def lab_command(page: Page, command: str, args: dict[str, Any] | None = None) ->
     """
     return page.evaluate(
         "([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}]
+    )
+
+
+def shutdown_kernels(page: Page, *, timeout_ms: int = 15_000) -> None:
+    """Shut down every kernel session of the server (through the page, so XSRF is handled).
+
+    The ``page`` fixture calls this after each test so idle kernels do not pile up.
+    """
+    page.evaluate(
+        """(ms) => Promise.race([
+            window.jupyterapp.serviceManager.sessions.shutdownAll(),
+            new Promise((_, reject) => setTimeout(() => reject(new Error("kernel shutdown timed out")), ms)),
+        ])""",
+        timeout_ms,
     )
 
 

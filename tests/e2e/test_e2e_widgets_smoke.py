@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,9 @@ def test_intslider_drives_label_through_kernel(
 def test_run_all_cells_reports_the_failing_cell(
     page: Page, lab_server: JupyterLabServer, notebook_dir: Path
 ) -> None:
+    # Kernels of earlier tests were shut down by the page fixture's teardown.
+    with urllib.request.urlopen(f"{lab_server.url}api/kernels", timeout=10) as resp:
+        assert json.load(resp) == []
     # stderr text must not count as an error; the raising cell must, and the run stops there.
     cells = ["import sys\nprint('just a warning', file=sys.stderr)", "1 / 0", "never = 'run'"]
     nb = write_notebook(notebook_dir, "raises.ipynb", cells)
