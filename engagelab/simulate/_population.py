@@ -237,15 +237,17 @@ class Population:
         n = cfg.n_users
         idx = np.arange(n)
         ids = user_ids(idx)
-        first = pa.array(FIRST_NAMES).take(
-            pa.array(np.floor(d["first"] * len(FIRST_NAMES)).astype(np.int64))
-        )
-        last = pa.array(LAST_NAMES).take(
-            pa.array(np.floor(d["last"] * len(LAST_NAMES)).astype(np.int64))
-        )
+        fi = pa.array(np.floor(d["first"] * len(FIRST_NAMES)).astype(np.int64))
+        li = pa.array(np.floor(d["last"] * len(LAST_NAMES)).astype(np.int64))
+        first, last = pa.array(FIRST_NAMES).take(fi), pa.array(LAST_NAMES).take(li)
         number = pc.cast(pa.array(idx + 1), pa.string())
         email = pc.binary_join_element_wise(
-            pc.utf8_lower(first), ".", pc.utf8_lower(last), number, "@example.com", ""
+            pa.array([f.lower() for f in FIRST_NAMES]).take(fi),
+            ".",
+            pa.array([x.lower() for x in LAST_NAMES]).take(li),
+            number,
+            "@example.com",
+            "",
         )
         calling = pa.array([c.calling_code for c in CITIES]).take(pa.array(self.city))
         subscriber = pc.cast(
@@ -312,11 +314,15 @@ class Population:
 
     def _created_at_us(self, u: np.ndarray) -> np.ndarray:
         """Users who sign up during the period are created at local midnight of their
-        signup day; earlier users at a random instant of their (negative) signup day."""
+        signup day; earlier users at a random instant of their (negative) UTC signup day."""
         start = self.config.start_date
-        new = self.signup_day >= 0
+        new = np.flatnonzero(self.signup_day >= 0)
+        # a day earlier than the UTC date, so before local midnight of ``start`` everywhere
+        day_us = (start.toordinal() - 719_163 + self.signup_day - 1) * 86_400_000_000
         midnight = local_to_utc_us(
-            ZONES, start, self.zone, self.signup_day, np.zeros(self.signup_day.size)
+            ZONES, start, self.zone[new], self.signup_day[new], np.zeros(new.size)
         )
-        later = np.round(u * 86_399) * 1_000_000
-        return np.where(new, midnight, midnight + later.astype(np.int64))
+        later = (np.round(u * 86_399) * 1_000_000).astype(np.int64)
+        out = day_us + later
+        out[new] = midnight
+        return out

@@ -229,3 +229,19 @@ def test_session_counts_match_planted_rates(world: World, events: pd.DataFrame) 
     wf = truth.set_index("user_id")["weekend_factor"].loc[local["user_id"]].to_numpy()
     ratio_high = is_weekend[wf > 1.3].mean() / is_weekend[wf < 0.77].mean()
     assert ratio_high > 1.4
+
+
+def test_created_at_matches_signup(world: World) -> None:
+    prof = world.profiles.to_pandas()
+    truth = world.truth
+    start = pd.Timestamp(world.config.start)
+    local_created = [
+        ts.tz_convert(tz).tz_localize(None)
+        for ts, tz in zip(prof["created_at"], truth["timezone"], strict=True)
+    ]
+    day = np.array([(t.normalize() - start).days for t in local_created])
+    new = truth["signup_day"].to_numpy() >= 0
+    assert (day[new] == truth["signup_day"].to_numpy()[new]).all()
+    assert all(t.hour == 0 and t.minute == 0 for t, n in zip(local_created, new, strict=True) if n)
+    assert (day[~new] < 0).all()
+    assert 0.25 < new.mean() < 0.35
