@@ -170,6 +170,7 @@ def main() -> None:
     time_times, time_n = duck["time"]
     if not duck_n == time_n == pandas_n:
         raise SystemExit(f"count mismatch: duckdb {duck_n}/{time_n} vs pandas {pandas_n}")
+    load = "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     duck_med, pandas_med = statistics.median(duck_times), statistics.median(pandas_times)
     time_med = statistics.median(time_times)
     verdict = "PASS" if duck_med <= 1.0 and pandas_med / duck_med >= 5 else "FAIL"
@@ -196,7 +197,7 @@ so with events clustered by (event, ts) Parquet row-group statistics skip everyt
 "did not do 'Uninstalled'" scan cannot skip any row group and decodes `user_id` for all rows,
 which is most of its time: compacting events sorted by (event, ts) is what makes segment counts fast.
 
-Machine: {machine()} (shared with other jobs while measured).
+Machine: {machine()}; load average {load} while measuring (the machine was shared with other jobs).
 """
     write_results(args.results, section)
     print(section)

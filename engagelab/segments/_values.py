@@ -314,19 +314,6 @@ class Window:
         )
 
 
-def as_window(name: str, value: Any) -> Window | None:
-    """Accept a Window, a mapping, an int (last N days), a (start, end) pair, or None."""
-    if value is None or isinstance(value, Window):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Window(last_days=value)
-    if isinstance(value, dict):
-        return Window.from_dict(value)
-    if isinstance(value, tuple | list) and len(value) == 2:
-        return Window(start=value[0], end=value[1])
-    raise SpecError(name, value, "must be a Window, a number of days, or a (start, end) pair")
-
-
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
