@@ -40,7 +40,9 @@ def compact(ws: Workspace, table: str, *, min_files: int = 2) -> BatchInfo | Non
         {table: len(live)},
     )
     select = view_sql(table, catalog)
-    order = "ts, user_id" if table == "events" else "user_id"
+    # events clustered by (event, ts): Parquet row-group statistics then skip all but the
+    # events a segment or metric asks for (see benchmarks/RESULTS.md, segment count)
+    order = "event, ts, user_id" if table == "events" else "user_id"
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     new_files: list[str] = []

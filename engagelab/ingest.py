@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -42,6 +43,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,6 +485,8 @@ def ingest(
     seen = _DuplicateFinder(ws, table)
     row_offset = 0
     quarantine_path: Path | None = None
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engagelab-ingest")
+    pending: Future[str] | None = None
     try:
         for raw in _read_chunks(source, format, chunk_rows, csv_delimiter):
             raw = _apply_mapping(raw, mapping, row_offset == 0)
@@ -510,10 +514,16 @@ def ingest(
                 seen.remember(good_rows)
                 if validator.new_columns:
                     ws.store.register_columns(table, validator.new_columns)
-                recorded = {**validator.types}
-                recorded = {k: v for k, v in recorded.items() if k not in _CORE_TYPES[table]}
-                files.append(ws.store.write_file(table, conform(table, good_rows, recorded)))
+                recorded = {k: v for k, v in validator.types.items() if k not in _CORE_TYPES[table]}
+                # write this chunk in the background while the next one is validated
+                # (Parquet encoding releases the GIL); at most one write is pending
+                if pending is not None:
+                    files.append(pending.result())
+                pending = writer.submit(ws.store.write_file, table, conform(table, good_rows, recorded))
                 report.rows_appended += good_rows.num_rows
+        if pending is not None:
+            files.append(pending.result())
+            pending = None
         if bad_frames:
             quarantine_path = ws.path / "quarantine" / table / f"{uuid.uuid4().hex}.parquet"
             quarantine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -561,9 +571,13 @@ def ingest(
             report = IngestReport(table=table, source=desc, fingerprint=fingerprint, already_ingested=True)
             report.batch_id = existing.id if existing else None
     except BaseException:
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                files.append(pending.result())
         _cleanup(ws, files, quarantine_path)
         raise
     finally:
+        writer.shutdown(wait=True)
         seen.close()
     if not quiet:
         print(report, file=sys.stdout)
