@@ -2,10 +2,15 @@
 
 Each helper starts its server on loopback, on a free port, with all of its state in a
 fresh temporary directory, and stops exactly the process it started (never anything
-found by name). Fixtures here are plain pytest fixtures; use them from any conftest or
-test module by importing them::
+found by name). Fixtures here are plain pytest fixtures; make them visible to a test
+module (or a conftest) by binding them there::
 
-    from tests.servers import postgres_url, postgres_db_url  # noqa: F401
+    from tests import servers
+
+    postgres_url = servers.postgres_url
+    postgres_db_url = servers.postgres_db_url
+
+or for the whole suite with ``pytest_plugins = ["tests.servers"]`` in the root conftest.
 
 PostgreSQL:
     ``postgres_url`` (session) starts one cluster per test session and yields the

@@ -23,7 +23,8 @@ Writing a test
 --------------
 Mark it ``@pytest.mark.browser`` (tests here are also marked automatically). Use the
 helpers in ``tests/e2e/lab.py``: ``write_notebook``, ``open_notebook``,
-``run_all_cells``, ``wait_for_selector``, ``lab_command``. Give widgets CSS classes
+``run_all_cells``, ``wait_for_selector``, ``cell_output_text``, ``error_outputs``,
+``lab_command`` (any JupyterLab command id). Give widgets CSS classes
 (``w.add_class("el-...")``) and select on those, not on built-in classes.
 
 Debugging

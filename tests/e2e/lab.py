@@ -6,10 +6,11 @@ Used by the browser tests in this folder; see ``conftest.py`` for the fixtures
 Typical test::
 
     def test_widget(page, lab_server, notebook_dir):
-        nb = write_notebook(notebook_dir, "demo.ipynb", ["import ipywidgets as w", "w.IntSlider()"])
+        cells = ["import ipywidgets as w", "s = w.IntSlider(); s.add_class('el-demo'); s"]
+        nb = write_notebook(notebook_dir, "demo.ipynb", cells)
         open_notebook(page, lab_server, nb)
-        run_all_cells(page)
-        wait_for_selector(page, ".widget-slider")
+        run_all_cells(page)  # raises, naming the cell, if a cell raised
+        wait_for_selector(page, ".el-demo")
 """
 
 from __future__ import annotations
