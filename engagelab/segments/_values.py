@@ -131,7 +131,8 @@ def check_regex(name: str, pattern: Any) -> str:
     Python's ``\\Z``, ``\\u``/``\\U``/``\\N`` escapes, the ``a``/``L``/``u``/``x`` flags,
     ``(?#...)`` comments and repeat counts above 1000. Such patterns are refused here
     rather than failing at query time. (Spark's ``RLIKE`` uses Java regular
-    expressions, which read this subset the same way.)
+    expressions, which read this subset the same way except in corner cases such as
+    ``$`` before a final newline, which Java and Python match and RE2 does not.)
 
     >>> check_regex("value", "^Ber(lin)?$")
     '^Ber(lin)?$'
