@@ -57,7 +57,9 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def guarded(error_line: Callable[[Any], ErrorLine]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def guarded(
+    error_line: Callable[[Any], ErrorLine],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a widget method used as a callback so its exceptions show in the widget.
 
     ``error_line(self)`` returns the :class:`ErrorLine` to use. The error is also kept

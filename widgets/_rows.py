@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
+from engagelab.widgets._text import format_value, parse_value
 
 from engagelab.errors import SpecError
 from engagelab.segments import (
@@ -30,7 +31,6 @@ from engagelab.segments import (
     not_in_segment,
     was_sent,
 )
-from engagelab.widgets._text import format_value, parse_value
 
 __all__ = ["COUNT_MODES", "KINDS", "OPERATOR_LABELS", "ConditionRow", "row_state"]
 
@@ -60,7 +60,6 @@ _PLACEHOLDER = {"between": "low, high", "in": "a, b, c", "matches": "regular exp
 #: Count modes of "did event": (label, key).
 COUNT_MODES = (("at least", "at_least"), ("at most", "at_most"), ("exactly", "exactly"),
                ("between", "between"))  # fmt: skip
-
 
 
 def _lay(width: str) -> w.Layout:
@@ -98,24 +97,47 @@ class ConditionRow(w.HBox):
         self._muted = False
         self.kind = _css(w.Dropdown(options=KINDS, value="did", layout=_lay("170px")), "kind")
         # user property
-        self.column = _css(w.Dropdown(options=list(options.get("columns", ())), layout=_lay("170px")), "column")
+        self.column = _css(
+            w.Dropdown(options=list(options.get("columns", ())), layout=_lay("170px")), "column"
+        )
         self.op = _css(w.Dropdown(options=OPERATOR_LABELS, value="=", layout=_lay("130px")), "op")
         self.value = _css(w.Text(value="", placeholder="value", layout=_lay("170px")), "value")
         # did / did not do
-        self.event = _css(w.Dropdown(options=list(options.get("events", ())), layout=_lay("170px")), "event")
-        self.count_mode = _css(w.Dropdown(options=COUNT_MODES, value="at_least", layout=_lay("95px")), "count-mode")
+        self.event = _css(
+            w.Dropdown(options=list(options.get("events", ())), layout=_lay("170px")), "event"
+        )
+        self.count_mode = _css(
+            w.Dropdown(options=COUNT_MODES, value="at_least", layout=_lay("95px")), "count-mode"
+        )
         self.times = _css(w.BoundedIntText(value=1, min=0, max=10**9, layout=_lay("70px")), "times")
-        self.times_max = _css(w.BoundedIntText(value=2, min=0, max=10**9, layout=_lay("70px")), "times-max")
+        self.times_max = _css(
+            w.BoundedIntText(value=2, min=0, max=10**9, layout=_lay("70px")), "times-max"
+        )
         self.days = _css(w.BoundedIntText(value=0, min=0, max=36_500, layout=_lay("70px")), "days")
         # was sent label
         self.label = _css(w.Combobox(options=list(options.get("labels", ())), placeholder="label",
                                      ensure_option=False, layout=_lay("170px")), "label")  # fmt: skip
         # near a point
-        self.lat = _css(w.BoundedFloatText(value=0.0, min=-90, max=90, description="lat", layout=_lay("150px")), "lat")
-        self.lon = _css(w.BoundedFloatText(value=0.0, min=-180, max=180, description="lon", layout=_lay("150px")), "lon")
-        self.radius = _css(w.BoundedFloatText(value=10.0, min=0, max=20_100, description="km", layout=_lay("150px")), "radius")
+        self.lat = _css(
+            w.BoundedFloatText(value=0.0, min=-90, max=90, description="lat", layout=_lay("150px")),
+            "lat",
+        )
+        self.lon = _css(
+            w.BoundedFloatText(
+                value=0.0, min=-180, max=180, description="lon", layout=_lay("150px")
+            ),
+            "lon",
+        )
+        self.radius = _css(
+            w.BoundedFloatText(
+                value=10.0, min=0, max=20_100, description="km", layout=_lay("150px")
+            ),
+            "radius",
+        )
         # saved segment
-        self.saved = _css(w.Dropdown(options=list(options.get("saved", ())), layout=_lay("170px")), "saved")
+        self.saved = _css(
+            w.Dropdown(options=list(options.get("saved", ())), layout=_lay("170px")), "saved"
+        )
         self.given = _css(w.HTML(value=""), "given")
         self.remove = _css(w.Button(description="✕", tooltip="remove this condition",
                                     layout=_lay("36px")), "remove")  # fmt: skip
@@ -134,7 +156,11 @@ class ConditionRow(w.HBox):
         if kind == "property":
             return [self.column, self.op, self.value]
         if kind == "did":
-            times = [self.times, text("and"), self.times_max] if self.count_mode.value == "between" else [self.times]
+            times = (
+                [self.times, text("and"), self.times_max]
+                if self.count_mode.value == "between"
+                else [self.times]
+            )
             return [self.event, self.count_mode, *times, text("times"), *days]
         if kind == "did_not":
             return [self.event, *days]
@@ -160,7 +186,11 @@ class ConditionRow(w.HBox):
 
     def set_options(self, options: Mapping[str, Sequence[str]]) -> None:
         """Refill the dropdowns, keeping the current choices that still exist."""
-        for key, widget in (("columns", self.column), ("events", self.event), ("saved", self.saved)):
+        for key, widget in (
+            ("columns", self.column),
+            ("events", self.event),
+            ("saved", self.saved),
+        ):
             if key in options:
                 keep = widget.value
                 widget.options = list(options[key])
@@ -197,7 +227,9 @@ class ConditionRow(w.HBox):
             return near(self.lat.value, self.lon.value, self.radius.value)
         name = self.saved.value
         if name is None:
-            raise SpecError("segment", None, "must be a saved segment (none saved yet: use Save as)")
+            raise SpecError(
+                "segment", None, "must be a saved segment (none saved yet: use Save as)"
+            )
         return in_segment(name) if kind == "in_segment" else not_in_segment(name)
 
     def load(self, condition: Condition) -> None:

@@ -30,13 +30,13 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
+from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
+from engagelab.widgets._rows import ConditionRow
 
 from engagelab.errors import SpecError
 from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 from engagelab.segments import And, Condition, Or, Segment
 from engagelab.segments.base import column_kind
-from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
-from engagelab.widgets._rows import ConditionRow
 
 __all__ = ["SegmentBuilder"]
 
@@ -96,15 +96,22 @@ class SegmentBuilder(w.VBox):
         self.combine = _css(w.ToggleButtons(options=[("all of (AND)", "and"), ("any of (OR)", "or")],
                                             value="and", style={"button_width": "110px"}), "combine")  # fmt: skip
         self.rows_box = _css(w.VBox(), "rows")
-        self.add_button = _css(w.Button(description="+ condition", tooltip="add a condition"), "add")
+        self.add_button = _css(
+            w.Button(description="+ condition", tooltip="add a condition"), "add"
+        )
         self.count_html = _css(w.HTML(value=""), "count")
         self.at_html = _css(w.HTML(value=self._at_text()), "at")
         self.description = _css(w.HTML(value=""), "description")
-        self.sql = _css(w.Textarea(value="", disabled=True, layout=w.Layout(width="100%", height="220px")), "sql")
+        self.sql = _css(
+            w.Textarea(value="", disabled=True, layout=w.Layout(width="100%", height="220px")),
+            "sql",
+        )
         self.sql_box = _css(w.Accordion(children=[self.sql], selected_index=None), "sql-box")
         self.sql_box.set_title(0, "SQL (DuckDB)")
         self.save_name = _css(w.Text(value="", placeholder="segment name"), "save-name")
-        self.save_button = _css(w.Button(description="Save as", tooltip="ws.save_segment(name, segment)"), "save")
+        self.save_button = _css(
+            w.Button(description="Save as", tooltip="ws.save_segment(name, segment)"), "save"
+        )
         self.save_status = _css(w.HTML(value=""), "save-status")
 
         self.combine.observe(self._changed, names="value")
@@ -167,7 +174,9 @@ class SegmentBuilder(w.VBox):
         """Save the current segment under ``name`` (default: the name box) with ``ws.save_segment``."""
         name = (self.save_name.value if name is None else name).strip()
         if not name:
-            raise SpecError("name", name, "must be a non-empty segment name (type one next to Save as)")
+            raise SpecError(
+                "name", name, "must be a non-empty segment name (type one next to Save as)"
+            )
         segment = self.segment.replace(name=name)
         self.ws.save_segment(name, segment)
         self.save_status.value = f"saved as <b>{html.escape(name)}</b>"
@@ -234,6 +243,7 @@ class SegmentBuilder(w.VBox):
     def _save_clicked(self, _button: Any) -> None:
         self.save_status.value = ""
         self.save()
+        self.error_line.clear()  # a valid spec was saved: an earlier save error is stale
 
     @guarded(_error_line)
     def _changed(self, _change: Any) -> None:
@@ -281,7 +291,9 @@ class SegmentBuilder(w.VBox):
         out: dict[str, dict[str, Any]] = {}
         for table, schema in (("events", EVENT_SCHEMA), ("profiles", PROFILE_SCHEMA)):
             cols: dict[str, Any] = {f.name: f.type for f in schema}
-            cols.update({c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")})
+            cols.update(
+                {c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")}
+            )
             out[table] = cols
         return out
 
@@ -319,7 +331,11 @@ def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
     custom = {c: t for c, t in catalog.columns.get("profiles", {}).items() if not c.startswith("_")}
     core = {f.name: f.type for f in PROFILE_SCHEMA}
     kinds = {c: column_kind("profiles", c, t) for c, t in {**core, **custom}.items()}
-    columns = sorted(c for c in custom if c not in core) + [c for c in core if c != "user_id"] + ["user_id"]
+    columns = (
+        sorted(c for c in custom if c not in core)
+        + [c for c in core if c != "user_id"]
+        + ["user_id"]
+    )
     events = ws.sql("SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event")
     labels: list[str] = []
     if "labels" in catalog.columns.get("events", {}):
