@@ -165,13 +165,16 @@ def baseline_events(pop: Population, day0: int, day1: int) -> pa.Table:
     e_npv = npv[e_sess]
     kind = np.where(pos == 0, LAUNCH, np.where(pos <= e_npv, PAGE, PRODUCT + pos - e_npv - 1))
     e_key = _rng.field_key(s_key[e_sess], 100 + pos)
-    gap = np.where(pos == 0, 0.0, 5.0 - 60.0 * np.log1p(-_rng.uniform32(e_key, True)))
+    # Gaps in whole microseconds, summed as integers: exact, so an event's time does not
+    # depend on how many events precede it in the batch.
+    gap = np.round(1e6 * (5.0 - 60.0 * np.log1p(-_rng.uniform32(e_key, True)))).astype(np.int64)
+    gap[pos == 0] = 0
     csum = np.cumsum(gap)
     delta = csum - csum[e_first]
-    span = delta[np.cumsum(n_ev) - 1]
+    span = delta[np.cumsum(n_ev) - 1] / 1e6
     t0 = np.minimum(t0, 86_399.0 - span)
     s_utc = local_to_utc_us(ZONES, cfg.start_date, pop.zone[s_user], s_day, t0)
-    ts = s_utc[e_sess] + np.round(delta * 1_000_000).astype(np.int64)
+    ts = s_utc[e_sess] + delta
 
     is_page = kind == PAGE
     low = _rng.uniform32(e_key, False)

@@ -245,3 +245,17 @@ def test_created_at_matches_signup(world: World) -> None:
     assert all(t.hour == 0 and t.minute == 0 for t, n in zip(local_created, new, strict=True) if n)
     assert (day[~new] < 0).all()
     assert 0.25 < new.mean() < 0.35
+
+
+def test_a_day_alone_equals_that_day_inside_a_long_batch() -> None:
+    """Timestamps must not depend on what else was generated in the same call (no
+    batch-wide floating-point accumulation)."""
+    world = simulate(n_users=20_000, days=60, seed=9, heavy_share=0.2)
+    long = world.baseline_events(0, 60).to_pandas()
+    alone = world.baseline_events(55, 56).to_pandas()
+    inside = long[long["event_id"].isin(set(alone["event_id"]))]
+    assert len(alone) > 3_000 and len(inside) == len(alone)
+    pd.testing.assert_frame_equal(
+        inside.sort_values("event_id").reset_index(drop=True),
+        alone.sort_values("event_id").reset_index(drop=True),
+    )
