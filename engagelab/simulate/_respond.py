@@ -115,6 +115,8 @@ def _check(messages: pd.DataFrame) -> None:
         )
     if messages["message_key"].isna().any():
         raise ValidationError("message_key", None, "must be a non-empty string on every message")
+    if messages["send_ts"].isna().any():
+        raise ValidationError("send_ts", None, "must be a UTC timestamp on every message")
 
 
 def respond(

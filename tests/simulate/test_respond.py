@@ -246,6 +246,12 @@ def test_unknown_users_are_dropped_and_bad_input_raises(world: World) -> None:
         world.respond(msgs.assign(channel="carrier_pigeon"))
     with pytest.raises(ValidationError, match="messages columns"):
         world.respond(msgs.drop(columns=["send_ts"]))
+    with pytest.raises(ValidationError, match="send_ts == None"):
+        world.respond(msgs.assign(send_ts=pd.NaT))
+    # naive timestamps are read as UTC, strings are parsed
+    naive = world.respond(msgs.assign(send_ts=SEND.tz_localize(None)))
+    assert naive.equals(world.respond(msgs.assign(send_ts=str(SEND))))
+    assert naive.equals(world.respond(msgs))
     with pytest.raises(ValidationError, match="message_key"):
         world.respond(msgs.assign(message_key=None))
     with pytest.raises(ValidationError, match=r"effects\['B'\] == -1"):
