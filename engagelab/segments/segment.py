@@ -103,7 +103,10 @@ class InSegment(Condition):
         if self.name in ctx.stack:
             path = " -> ".join((*ctx.stack[ctx.stack.index(self.name) :], self.name))
             raise SpecError("segment", self.name, f"refers to itself through a cycle: {path}")
-        found = ctx.resolve(self.name)
+        try:
+            found = ctx.resolve(self.name)
+        except LookupError:
+            raise SpecError("segment", self.name, "is not a saved segment") from None
         if isinstance(found, Segment):
             found = found.condition
         if not isinstance(found, Condition):
