@@ -147,7 +147,7 @@ def analyze_aggregates(
     agg: pd.DataFrame, *, control: Any, metrics: Sequence[Metric | str], covariate: str | None = None,
     alpha: float = 0.05, correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
     weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
-    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 100_000, seed: int = 20261127,
+    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 20_000, seed: int = 20261127,
 ) -> ExperimentResult:
     """Analyse per-arm sufficient statistics (the output of :func:`~engagelab.experiments.metrics.aggregate`)."""
     ms = _metrics(metrics, covariate)
@@ -239,7 +239,7 @@ def analyze(
     experiment_col: str | None = None, covariate: str | None = None, alpha: float = 0.05,
     correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
     weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
-    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 100_000, seed: int = 20261127,
+    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 20_000, seed: int = 20261127,
 ) -> ExperimentResult:
     """Analyse experiments x metrics x arms in one call.
 

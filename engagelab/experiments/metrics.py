@@ -133,15 +133,21 @@ def aggregate_sql(metrics: Sequence[Metric], arm_col: str, experiment_col: str |
         if m.pair and m.pair not in pairs:
             pairs.append(m.pair)
     val = {c: f"CAST(COALESCE({_q(c)}, 0) AS DOUBLE)" for c in cols}
-    sel = [f"CAST({_q(arm_col)} AS VARCHAR) AS arm", "COUNT(*) AS n"]
+    keys = [f"{_q(arm_col)} AS arm"]
     if experiment_col:
-        sel.insert(0, f"CAST({_q(experiment_col)} AS VARCHAR) AS experiment")
+        keys.insert(0, f"{_q(experiment_col)} AS experiment")
+    sel = ["COUNT(*) AS n"]
     for i, c in enumerate(cols):
         sel += [f"SUM({val[c]}) AS s{i}", f"SUM({val[c]} * {val[c]}) AS ss{i}"]
     for j, (a, b) in enumerate(pairs):
         sel.append(f"SUM({val[a]} * {val[b]}) AS cp{j}")
     group = "experiment, arm" if experiment_col else "arm"
-    return f"SELECT {', '.join(sel)} FROM {source} GROUP BY {group} ORDER BY {group}"
+    outer = "CAST(arm AS VARCHAR) AS arm"
+    if experiment_col:
+        outer = "CAST(experiment AS VARCHAR) AS experiment, " + outer
+    # group on the raw key columns; cast the few result keys to text afterwards
+    inner = f"SELECT {', '.join(keys + sel)} FROM {source} GROUP BY ALL"
+    return f"SELECT {outer}, * EXCLUDE ({group}) FROM ({inner}) ORDER BY {group}"
 
 
 def aggregate(data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None) -> pd.DataFrame:
@@ -152,6 +158,7 @@ def aggregate(data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col
     """
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         rel = as_relation(data, con)
         types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
         for field, col in (("arm_col", arm_col), ("experiment_col", experiment_col)):

@@ -1,0 +1,167 @@
+"""Benchmark: analyse 10M users x 3 arms x 4 metrics + SRM from a Parquet file.
+
+Metrics: conversion (proportion), revenue per user (mean), CUPED revenue (mean with
+a pre-period covariate), revenue per converter (ratio, delta method), plus the
+sample-ratio-mismatch check.
+
+* engagelab: ``analyze(path, ...)`` -- DuckDB reads the Parquet file and aggregates
+  sufficient statistics on every run; Bayesian columns included (20k Monte Carlo draws for P(best)).
+* tea-tasting: the same metrics (``Mean``, ``Mean(covariate=...)``, ``RatioOfMeans``,
+  ``SampleRatio``) with ``all_variants=True`` on a pandas DataFrame already in memory
+  (loading is *not* timed, which favours tea-tasting), and also on the DuckDB
+  relation when its Ibis backend works. Skipped with a note when tea-tasting is not
+  installed (``pip install tea-tasting``: a benchmark-only dependency).
+
+Each engine runs in its own child process (5 timed runs after a warm-up; peak RSS
+from ``ru_maxrss``). Medians go between the ``experiments`` markers of
+``benchmarks/RESULTS.md``.
+
+Run: ``python benchmarks/bench_experiments.py [--users 10000000] [--runs 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, median, now, run_child, write_section  # noqa: E402
+
+TARGET_S, TARGET_MB = 0.5, 1024
+
+
+def make_data(path: Path, users: int, seed: int = 7) -> None:
+    """Write ``users`` rows: user_id, variant (0/1/2), converted, revenue, revenue_pre."""
+    rng = np.random.default_rng(seed)
+    chunk = 2_000_000
+    writer = None
+    for start in range(0, users, chunk):
+        k = min(chunk, users - start)
+        variant = rng.integers(0, 3, k, dtype=np.int8)
+        pre = rng.gamma(0.5, 20.0, k)
+        p = 0.05 + 0.005 * (variant == 1) + 0.01 * (variant == 2)
+        converted = (rng.random(k) < p).astype(np.int8)
+        revenue = converted * rng.gamma(2.0, 25.0, k) + 0.3 * pre
+        table = pa.table({"user_id": np.arange(start, start + k, dtype=np.int64), "variant": variant,
+                          "converted": converted, "revenue": revenue, "revenue_pre": pre})
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=256 * 1024)
+    writer.close()
+
+
+ENGAGELAB = """
+import json, time
+from engagelab.experiments import Metric, analyze
+path, runs = sys.argv[1], int(sys.argv[2])
+metrics = [Metric("conversion", "proportion", "converted"), Metric("revenue", "mean", "revenue"),
+           Metric("revenue_cuped", "mean", "revenue", covariate="revenue_pre"),
+           Metric("revenue_per_converter", "ratio", "revenue", "converted")]
+def once():
+    return analyze(path, arm_col="variant", control=0, metrics=metrics)
+res = once()
+times = []
+for _ in range(runs):
+    t0 = time.perf_counter(); res = once(); times.append(time.perf_counter() - t0)
+t = res.to_pandas()
+print(json.dumps({"times": times, "srm_p": res.srm["all"].p_value,
+                  "lifts": dict(zip(t.metric + ":" + t.arm, t.rel_lift.round(6))),
+                  "p": dict(zip(t.metric + ":" + t.arm, t.p_value))}))
+"""
+
+TEA = """
+import json, time
+import pandas as pd
+import tea_tasting as tt
+path, runs, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+exp = tt.Experiment(conversion=tt.Mean("converted"), revenue=tt.Mean("revenue"),
+                    revenue_cuped=tt.Mean("revenue", covariate="revenue_pre"),
+                    revenue_per_converter=tt.RatioOfMeans("revenue", "converted"),
+                    srm=tt.SampleRatio())
+t0 = time.perf_counter()
+if mode == "pandas":
+    data = pd.read_parquet(path, columns=["variant", "converted", "revenue", "revenue_pre"])
+else:
+    import ibis
+    con = ibis.duckdb.connect()
+    data = con.read_parquet(path)
+load = time.perf_counter() - t0
+res = exp.analyze(data, control=0, all_variants=True)
+times = []
+for _ in range(runs):
+    t0 = time.perf_counter(); res = exp.analyze(data, control=0, all_variants=True); times.append(time.perf_counter() - t0)
+df = res.to_pandas()
+lifts = {f"{r.metric}:{r.treatment if hasattr(r, 'treatment') else ''}": float(r.rel_effect_size)
+         for r in df.itertuples() if r.metric != "srm"} if "rel_effect_size" in df.columns else {}
+print(json.dumps({"times": times, "load": load, "lifts": lifts}))
+"""
+
+
+def _child(code: str, *args: str) -> tuple[dict, int]:
+    out, rss = run_child(code, *args)
+    return json.loads(out.strip().splitlines()[-1]), rss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=10_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-write", action="store_true", help="print only; do not update RESULTS.md")
+    a = ap.parse_args()
+    desc = machine(("duckdb", "pyarrow", "pandas", "scipy", "tea-tasting"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "experiment.parquet"
+        t0 = time.perf_counter()
+        make_data(path, a.users)
+        gen = time.perf_counter() - t0
+        size_mb = path.stat().st_size / 2**20
+        ours, ours_rss = _child(ENGAGELAB, str(path), str(a.runs))
+        rows = [("engagelab `analyze` (DuckDB over Parquet, read each run)", ours["times"], ours_rss)]
+        notes = []
+        try:
+            import tea_tasting  # noqa: F401
+
+            tea, tea_rss = _child(TEA, str(path), str(a.runs), "pandas")
+            rows.append((f"tea-tasting {tea_tasting.__version__}, pandas DataFrame in memory (load {tea['load']:.2f} s not timed)",
+                         tea["times"], tea_rss))
+            try:
+                tib, tib_rss = _child(TEA, str(path), str(a.runs), "ibis")
+                rows.append(("tea-tasting, Ibis DuckDB table over the Parquet file", tib["times"], tib_rss))
+            except Exception as exc:  # the Ibis backend is optional and version-sensitive
+                notes.append(f"tea-tasting on Ibis/DuckDB did not run ({type(exc).__name__}); see the RECIPES note on ibis 12 and sqlglot 30.")
+        except ImportError:
+            msg = "tea-tasting is not installed: comparison skipped (pip install tea-tasting to include it)."
+            print(msg)
+            notes.append(msg)
+    med = median(ours["times"])
+    verdict = "PASS" if med <= TARGET_S and ours_rss <= TARGET_MB else "FAIL"
+    lines = [
+        "## Experiments analysis (engagelab.experiments)", "",
+        f"`python benchmarks/bench_experiments.py` — {a.users:,} users x 3 arms, metrics conversion, revenue, "
+        f"CUPED revenue, revenue per converter + SRM; Parquet zstd {size_mb:.0f} MB (generated in {gen:.1f} s); "
+        f"measured {now()}.", "",
+        f"| engine | median of {a.runs} (s) | runs (s) | peak RSS (MB) |", "|---|---|---|---|",
+    ]
+    for name, times, rss in rows:
+        lines.append(f"| {name} | {median(times):.3f} | {', '.join(f'{t:.3f}' for t in times)} | {rss} |")
+    lines += ["", f"Target ≤ {TARGET_S} s and ≤ {TARGET_MB} MB peak for engagelab: **{verdict}** "
+              f"(median {med:.3f} s, peak {ours_rss} MB). SRM p = {ours['srm_p']:.3g}."]
+    if len(rows) > 1:
+        lines.append(f"Speed-up over tea-tasting on an in-memory DataFrame: {median(rows[1][1]) / med:.1f}x.")
+    lines += [*notes, "", f"Machine: {desc} (shared with other jobs while measured)."]
+    body = "\n".join(lines)
+    print(body)
+    if not a.no_write:
+        write_section("experiments", body)
+
+
+if __name__ == "__main__":
+    main()
