@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -34,10 +35,8 @@ def machine(packages: Sequence[str] = ("duckdb", "pyarrow", "pandas")) -> str:
         pass
     versions = []
     for p in packages:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{p} {metadata.version(p)}")
-        except metadata.PackageNotFoundError:
-            pass
     load = os.getloadavg()[0]
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
@@ -74,7 +73,9 @@ def run_child(code: str, *args: str) -> tuple[str, int]:
         + code
         + "\nprint('__MAXRSS__', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
-    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True
+    )
     lines = out.stdout.strip().splitlines()
     rss = int(lines[-1].split()[1])
     return "\n".join(lines[:-1]), rss

@@ -23,7 +23,9 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, now, run_child, write_section  # noqa: E402
 
-EVENTS = np.array(["App Launched", "Page Viewed", "Product Viewed", "Added to Cart", "Charged", "Uninstalled"])
+EVENTS = np.array(
+    ["App Launched", "Page Viewed", "Product Viewed", "Added to Cart", "Charged", "Uninstalled"]
+)
 
 
 def make_file(path: Path, rows: int, users: int, with_ids: bool) -> None:
@@ -34,9 +36,9 @@ def make_file(path: Path, rows: int, users: int, with_ids: bool) -> None:
         n = min(chunk, rows - start)
         uid = rng.integers(0, users, n)
         ev = rng.choice(len(EVENTS), n, p=[0.4, 0.3, 0.15, 0.08, 0.05, 0.02])
-        ts = np.datetime64("2026-01-01T00:00:00", "us") + rng.integers(0, 90 * 86400 * 10**6, n).astype(
-            "timedelta64[us]"
-        )
+        ts = np.datetime64("2026-01-01T00:00:00", "us") + rng.integers(
+            0, 90 * 86400 * 10**6, n
+        ).astype("timedelta64[us]")
         revenue = np.where(ev == 4, np.round(rng.gamma(2.0, 20.0, n), 2), np.nan)
         cols = {
             "user_id": pa.array(np.char.add("u", np.char.zfill(uid.astype(str), 7))),
@@ -91,7 +93,10 @@ def main() -> None:
                 runs.append(json.loads(out)["seconds"])
                 rss.append(peak)
             results[with_ids] = (runs, max(rss))
-            print(f"event_id={with_ids}: {[round(r, 2) for r in runs]} s, peak {max(rss)} MB", flush=True)
+            print(
+                f"event_id={with_ids}: {[round(r, 2) for r in runs]} s, peak {max(rss)} MB",
+                flush=True,
+            )
         base, base_rss = [], []
         for _ in range(args.runs):
             out, peak = run_child(PANDAS, str(work / "events-False.parquet"), str(work))

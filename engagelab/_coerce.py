@@ -21,7 +21,9 @@ __all__ = ["coerce", "infer_string_type", "parse_timestamps"]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
-_TS_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+_TS_LIKE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+)
 _MIN_TS = pd.Timestamp("1970-01-01", tz="UTC")
 _MAX_TS = pd.Timestamp("2200-01-01", tz="UTC")
 _EPOCH_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
@@ -40,7 +42,9 @@ def _blank_to_null(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(blank, pa.scalar(None, arr.type), arr)
 
 
-def parse_timestamps(arr: pa.ChunkedArray, ts_unit: str = "s") -> tuple[pa.ChunkedArray, np.ndarray]:
+def parse_timestamps(
+    arr: pa.ChunkedArray, ts_unit: str = "s"
+) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Timestamps (UTC, microseconds) from timestamp, date, epoch-number or text columns.
 
     Text is parsed as ISO 8601 (a missing offset means UTC); numbers are epoch values in
@@ -138,7 +142,9 @@ def _is_json_string_list(v: str) -> bool:
     return isinstance(x, list) and all(isinstance(i, str) for i in x)
 
 
-def coerce(arr: pa.ChunkedArray, type_name: str, ts_unit: str = "s") -> tuple[pa.ChunkedArray, np.ndarray]:
+def coerce(
+    arr: pa.ChunkedArray, type_name: str, ts_unit: str = "s"
+) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Convert a raw column to the property type ``type_name``; mark values that don't fit."""
     if isinstance(arr, pa.Array):
         arr = pa.chunked_array([arr])
@@ -163,7 +169,9 @@ def coerce(arr: pa.ChunkedArray, type_name: str, ts_unit: str = "s") -> tuple[pa
     present = arr.is_valid().to_numpy(zero_copy_only=False)
     if type_name in ("int64", "float64"):
         if is_text:
-            nums = pd.to_numeric(arr.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            nums = pd.to_numeric(arr.to_pandas(), errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan
+            )
         else:
             try:
                 nums = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -207,5 +215,8 @@ def coerce(arr: pa.ChunkedArray, type_name: str, ts_unit: str = "s") -> tuple[pa
         return pa.chunked_array([pa.array(out_vals, target)]), bad
     # string target from a non-castable type (e.g. struct): JSON text
     values = arr.to_pylist()
-    texts = [None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in values]
+    texts = [
+        None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str))
+        for v in values
+    ]
     return pa.chunked_array([pa.array(texts, pa.string())]), np.zeros(n, dtype=bool)

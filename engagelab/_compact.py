@@ -8,9 +8,8 @@ the fast path for profile queries.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -48,18 +47,24 @@ def compact(ws: Workspace, table: str, *, min_files: int = 2) -> BatchInfo | Non
     new_files: list[str] = []
     rows = 0
     try:
-        reader = con.sql(f"SELECT * FROM ({select}) ORDER BY {order}").to_arrow_reader(batch_size=ROWS_PER_FILE)
+        reader = con.sql(f"SELECT * FROM ({select}) ORDER BY {order}").to_arrow_reader(
+            batch_size=ROWS_PER_FILE
+        )
         buffer: list[pa.RecordBatch] = []
         size = 0
         for rb in reader:
             buffer.append(rb)
             size += rb.num_rows
             if size >= ROWS_PER_FILE:
-                new_files.append(ws.store.write_file(table, _finish(table, pa.Table.from_batches(buffer))))
+                new_files.append(
+                    ws.store.write_file(table, _finish(table, pa.Table.from_batches(buffer)))
+                )
                 rows += size
                 buffer, size = [], 0
         if buffer:
-            new_files.append(ws.store.write_file(table, _finish(table, pa.Table.from_batches(buffer))))
+            new_files.append(
+                ws.store.write_file(table, _finish(table, pa.Table.from_batches(buffer)))
+            )
             rows += size
     except BaseException:
         ws.store.discard(new_files)
@@ -71,5 +76,7 @@ def compact(ws: Workspace, table: str, *, min_files: int = 2) -> BatchInfo | Non
 
 def _finish(table: str, data: pa.Table) -> pa.Table:
     if table == "profiles":
-        data = data.append_column("_ingested_at", pa.array([time.time_ns()] * data.num_rows, pa.int64()))
+        data = data.append_column(
+            "_ingested_at", pa.array([time.time_ns()] * data.num_rows, pa.int64())
+        )
     return data

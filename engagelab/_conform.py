@@ -37,11 +37,9 @@ def cast_column(name: str, arr: pa.ChunkedArray | pa.Array, target: pa.DataType)
         src = arr.type
     if src.equals(target):
         return arr
-    if pa.types.is_timestamp(target):
-        if pa.types.is_timestamp(src) and src.tz is None:
-            arr = pc.assume_timezone(arr.cast(pa.timestamp("us")), "UTC")
-        elif pa.types.is_date(src):
-            arr = pc.assume_timezone(arr.cast(pa.timestamp("us")), "UTC")
+    naive = (pa.types.is_timestamp(src) and src.tz is None) or pa.types.is_date(src)
+    if pa.types.is_timestamp(target) and naive:
+        arr = pc.assume_timezone(arr.cast(pa.timestamp("us")), "UTC")
     try:
         return arr.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import zoneinfo
 from collections.abc import Iterable
@@ -10,7 +11,15 @@ from typing import Any
 
 from engagelab.errors import ValidationError
 
-__all__ = ["check_choice", "check_int", "check_number", "check_str", "check_timezone", "valid_timezone"]
+__all__ = [
+    "check_choice",
+    "check_datetime",
+    "check_int",
+    "check_number",
+    "check_str",
+    "check_timezone",
+    "valid_timezone",
+]
 
 
 def check_number(
@@ -113,3 +122,33 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
     if low is not None:
         return f"{'>' if low_open else '>='} {low:g}"
     return f"{'<' if high_open else '<='} {high:g}"
+
+
+def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.datetime | None:
+    """A timezone-aware UTC datetime from a datetime, date, pandas Timestamp or ISO text.
+
+    Naive values are taken as UTC; a date means its midnight UTC.
+
+    >>> check_datetime("at", "2026-01-31")
+    datetime.datetime(2026, 1, 31, 0, 0, tzinfo=datetime.timezone.utc)
+    >>> check_datetime("at", "soon")
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.ValidationError: at == 'soon', must be a datetime, a date or ISO 8601 text
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text")
+    import pandas as pd
+
+    try:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime().astimezone(dt.UTC)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from engagelab._validate import check_datetime
 from engagelab.errors import EngagelabError, ValidationError
 
 __all__ = ["main"]
@@ -38,7 +39,9 @@ def emit(obj: Any, fmt: str) -> None:
         if obj.empty:
             print("(no rows)")
         else:
-            with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
+            with pd.option_context(
+                "display.max_rows", 200, "display.max_columns", 50, "display.width", 200
+            ):
                 print(obj.to_string(index=False))
     elif isinstance(obj, dict):
         width = max((len(str(k)) for k in obj), default=0)
@@ -60,19 +63,15 @@ def _workspace(args: argparse.Namespace) -> Any:
 
 
 def _parse_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = pd.Timestamp(text)
-    except ValueError:
-        raise ValidationError("--at", text, "must be an ISO date or time, e.g. 2026-03-01T12:00Z") from None
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    return check_datetime("--at", text, allow_none=True)
 
 
 def _load_segment(args: argparse.Namespace, ws: Any) -> Any:
     given = [x for x in (args.spec, args.json, args.name) if x]
     if len(given) != 1:
-        raise ValidationError("segment", None, "give exactly one of --spec FILE, --json TEXT, --name SAVED")
+        raise ValidationError(
+            "segment", None, "give exactly one of --spec FILE, --json TEXT, --name SAVED"
+        )
     if args.name:
         return ws.load_segment(args.name)
     from engagelab.segments import Segment
@@ -91,7 +90,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     from engagelab.workspace import Workspace
 
     ws = Workspace.create(args.path, state_url=args.state_url, exist_ok=args.exist_ok)
-    emit({"workspace": str(ws.path), "state": ws.state.engine.url.render_as_string(hide_password=True)}, args.format)
+    emit(
+        {
+            "workspace": str(ws.path),
+            "state": ws.state.engine.url.render_as_string(hide_password=True),
+        },
+        args.format,
+    )
     return 0
 
 
@@ -125,8 +130,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     t0 = time.perf_counter()
-    info = simulate_into(ws, n_users=args.users, days=args.days, seed=args.seed, start=args.start,
-                         progress=None if args.format == "json" else _progress)
+    info = simulate_into(
+        ws,
+        n_users=args.users,
+        days=args.days,
+        seed=args.seed,
+        start=args.start,
+        progress=None if args.format == "json" else _progress,
+    )
     info["seconds"] = round(time.perf_counter() - t0, 2)
     emit(info, args.format)
     return 0
@@ -181,34 +192,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``engagelab`` command."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    common.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output format"
+    )
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     wsopt = argparse.ArgumentParser(add_help=False)
     wsopt.add_argument(
-        "--workspace", "-w", default=os.environ.get("ENGAGELAB_WORKSPACE"),
+        "--workspace",
+        "-w",
+        default=os.environ.get("ENGAGELAB_WORKSPACE"),
         help="workspace folder (default: $ENGAGELAB_WORKSPACE)",
     )
 
-    p = argparse.ArgumentParser(prog="engagelab", description="Design, run and analyse messaging campaigns.")
+    p = argparse.ArgumentParser(
+        prog="engagelab", description="Design, run and analyse messaging campaigns."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("init", parents=[common], help="create a workspace")
     s.add_argument("path")
-    s.add_argument("--state-url", help="SQLAlchemy URL of the state database (default: SQLite in the workspace)")
+    s.add_argument(
+        "--state-url",
+        help="SQLAlchemy URL of the state database (default: SQLite in the workspace)",
+    )
     s.add_argument("--exist-ok", action="store_true", help="open the workspace if it exists")
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("ingest", parents=[common, wsopt], help="validate and append a file of events or profiles")
+    s = sub.add_parser(
+        "ingest", parents=[common, wsopt], help="validate and append a file of events or profiles"
+    )
     s.add_argument("source", help="CSV, Parquet or JSON Lines file")
     s.add_argument("--table", choices=["events", "profiles"], default="events")
-    s.add_argument("--map", action="append", metavar="SOURCE=TARGET", help="rename a column (repeatable)")
-    s.add_argument("--type", action="append", metavar="COLUMN=TYPE", help="declare a new column's type")
-    s.add_argument("--input-format", choices=["csv", "parquet", "jsonl"], help="when the suffix doesn't tell")
-    s.add_argument("--ts-unit", choices=["s", "ms", "us"], default="s", help="unit of numeric timestamps")
+    s.add_argument(
+        "--map", action="append", metavar="SOURCE=TARGET", help="rename a column (repeatable)"
+    )
+    s.add_argument(
+        "--type", action="append", metavar="COLUMN=TYPE", help="declare a new column's type"
+    )
+    s.add_argument(
+        "--input-format", choices=["csv", "parquet", "jsonl"], help="when the suffix doesn't tell"
+    )
+    s.add_argument(
+        "--ts-unit", choices=["s", "ms", "us"], default="s", help="unit of numeric timestamps"
+    )
     s.add_argument("--force", action="store_true", help="ingest again even if already ingested")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("simulate", parents=[common, wsopt], help="simulate users and behaviour into a workspace")
+    s = sub.add_parser(
+        "simulate", parents=[common, wsopt], help="simulate users and behaviour into a workspace"
+    )
     s.add_argument("--users", type=int, default=10_000)
     s.add_argument("--days", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
@@ -217,15 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("segment", parents=[common], help="count, save or show the SQL of a segment")
     ssub = s.add_subparsers(dest="segment_cmd", required=True, metavar="ACTION")
-    for name, help_ in (("count", "number of users in a segment"), ("show-sql", "the SQL a segment compiles to"),
-                        ("save", "save a segment under a name")):
+    for name, help_ in (
+        ("count", "number of users in a segment"),
+        ("show-sql", "the SQL a segment compiles to"),
+        ("save", "save a segment under a name"),
+    ):
         a = ssub.add_parser(name, parents=[common, wsopt], help=help_)
         a.add_argument("--spec", help="segment spec file (.json or .yaml)")
         a.add_argument("--json", help="segment spec as JSON text")
         a.add_argument("--name", help="a saved segment")
         a.add_argument("--at", help="reference time for relative windows (default: now)")
         if name == "show-sql":
-            a.add_argument("--dialect", default="duckdb", help="duckdb (default), spark, or any sqlglot dialect")
+            a.add_argument(
+                "--dialect",
+                default="duckdb",
+                help="duckdb (default), spark, or any sqlglot dialect",
+            )
         if name == "save":
             a.add_argument("save_as", metavar="NAME")
             a.add_argument("--description")
@@ -233,11 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     a = ssub.add_parser("list", parents=[common, wsopt], help="saved segments")
     a.set_defaults(func=cmd_segment)
 
-    s = sub.add_parser("sql", parents=[common, wsopt], help="run SQL (DuckDB dialect) over events and profiles")
+    s = sub.add_parser(
+        "sql", parents=[common, wsopt], help="run SQL (DuckDB dialect) over events and profiles"
+    )
     s.add_argument("query", help="the SQL text, or - to read it from stdin")
     s.set_defaults(func=cmd_sql)
 
-    s = sub.add_parser("demo", parents=[common], help="the main job: workspace, simulated world, campaigns, reports")
+    s = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="the main job: workspace, simulated world, campaigns, reports",
+    )
     s.add_argument("--workspace", "-w", default=None, help="folder (default: ./demo-workspace)")
     s.add_argument("--users", type=int, default=50_000)
     s.add_argument("--days", type=int, default=60)
@@ -250,8 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) != "init" and hasattr(args, "workspace") and args.command != "demo" and not args.workspace:
-        parser.exit(EXIT_USAGE, "engagelab: error: no workspace: pass --workspace PATH or set ENGAGELAB_WORKSPACE\n")
+    if (
+        getattr(args, "command", None) != "init"
+        and hasattr(args, "workspace")
+        and args.command != "demo"
+        and not args.workspace
+    ):
+        parser.exit(
+            EXIT_USAGE,
+            "engagelab: error: no workspace: pass --workspace PATH or set ENGAGELAB_WORKSPACE\n",
+        )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -43,7 +43,9 @@ class ValidationError(EngagelabError, ValueError):
     and renders them as one line: ``"alpha == 1.2, must be in (0, 1)"``.
     """
 
-    def __init__(self, field: str, value: Any = None, allowed: str = "", *, message: str | None = None):
+    def __init__(
+        self, field: str, value: Any = None, allowed: str = "", *, message: str | None = None
+    ):
         self.field = field
         self.value = value
         self.allowed = allowed

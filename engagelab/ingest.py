@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from engagelab._coerce import coerce, infer_string_type, parse_timestamps
-from engagelab._conform import CORE_SCHEMAS, conform
+from engagelab._conform import conform
 from engagelab._validate import check_choice, check_int, valid_timezone
 from engagelab.engines.base import arrow_type_name
 from engagelab.errors import ValidationError
@@ -171,7 +171,13 @@ class IngestReport:
             f"{self.rows_appended:,} appended, {self.rows_quarantined:,} quarantined"
         )
         if self.reasons:
-            head += " (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])) + ")"
+            head += (
+                " ("
+                + ", ".join(
+                    f"{k}: {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])
+                )
+                + ")"
+            )
         if self.quarantine_file:
             head += f"\n  quarantine: {self.quarantine_file}"
         return head
@@ -193,7 +199,9 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__module__.split('.')[0]}.{type(source).__name__}>"
 
 
-def _read_chunks(source: Any, fmt: str | None, chunk_rows: int, csv_delimiter: str | None) -> Iterator[pa.Table]:
+def _read_chunks(
+    source: Any, fmt: str | None, chunk_rows: int, csv_delimiter: str | None
+) -> Iterator[pa.Table]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
@@ -202,7 +210,9 @@ def _read_chunks(source: Any, fmt: str | None, chunk_rows: int, csv_delimiter: s
             fmt = _SUFFIX.get(path.suffix.lower())
             if fmt is None:
                 raise ValidationError(
-                    "source", str(path), "has an unknown suffix; pass format= one of " + ", ".join(FORMATS)
+                    "source",
+                    str(path),
+                    "has an unknown suffix; pass format= one of " + ", ".join(FORMATS),
                 )
         check_choice("format", fmt, FORMATS)
         if fmt == "parquet":
@@ -213,7 +223,8 @@ def _read_chunks(source: Any, fmt: str | None, chunk_rows: int, csv_delimiter: s
             import pyarrow.csv as pcsv
 
             names = pcsv.open_csv(
-                path, parse_options=pcsv.ParseOptions(delimiter=csv_delimiter or _sniff_delimiter(path))
+                path,
+                parse_options=pcsv.ParseOptions(delimiter=csv_delimiter or _sniff_delimiter(path)),
             ).schema.names
             reader = pcsv.open_csv(
                 path,
@@ -258,7 +269,10 @@ def _check_source(source: Any) -> None:
         if not Path(source).is_file():
             raise ValidationError("source", str(source), "does not exist (or is not a file)")
         return
-    if isinstance(source, pd.DataFrame | pa.Table) or type(source).__module__.split(".")[0] == "polars":
+    if (
+        isinstance(source, pd.DataFrame | pa.Table)
+        or type(source).__module__.split(".")[0] == "polars"
+    ):
         return
     raise ValidationError(
         "source",
@@ -281,7 +295,21 @@ def _from_pandas(frame: pd.DataFrame) -> pa.Table:
             arr = pa.array(col, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             # mixed Python types in one column: keep the text, let validation decide
-            arr = pa.array([None if _isna(v) else (v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, list | dict) else str(v)) for v in col], pa.string())
+            arr = pa.array(
+                [
+                    None
+                    if _isna(v)
+                    else (
+                        v
+                        if isinstance(v, str)
+                        else json.dumps(v, default=str)
+                        if isinstance(v, list | dict)
+                        else str(v)
+                    )
+                    for v in col
+                ],
+                pa.string(),
+            )
         arrays.append(arr)
         names.append(str(name))
     return pa.Table.from_arrays(arrays, names=names)
@@ -319,7 +347,9 @@ def _fingerprint(source: Any, table: str, options: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- validation
 class _Validator:
-    def __init__(self, table: str, recorded: dict[str, str], ts_unit: str, declared: dict[str, str]):
+    def __init__(
+        self, table: str, recorded: dict[str, str], ts_unit: str, declared: dict[str, str]
+    ):
         self.table = table
         self.new_columns: dict[str, str] = {}
         self.types = dict(_CORE_TYPES[table])
@@ -327,7 +357,9 @@ class _Validator:
         for name, typ in declared.items():
             if name in self.types and self.types[name] != typ:
                 raise ValidationError(
-                    f"types[{name!r}]", typ, f"conflicts with the recorded type {self.types[name]!r}"
+                    f"types[{name!r}]",
+                    typ,
+                    f"conflicts with the recorded type {self.types[name]!r}",
                 )
             if name not in self.types:
                 self.types[name] = typ
@@ -363,28 +395,47 @@ class _Validator:
         out: dict[str, pa.ChunkedArray] = {}
         uid = chunk.column("user_id")
         if not pa.types.is_string(uid.type):
-            uid = uid.cast(pa.string()) if not pa.types.is_null(uid.type) else pa.chunked_array([pa.nulls(n, pa.string())])
+            uid = (
+                uid.cast(pa.string())
+                if not pa.types.is_null(uid.type)
+                else pa.chunked_array([pa.nulls(n, pa.string())])
+            )
         uid = pc.utf8_trim_whitespace(uid)
         missing = pc.or_kleene(pc.is_null(uid), pc.equal(uid, "")).to_numpy(zero_copy_only=False)
-        missing = np.asarray(missing, dtype=bool) | np.asarray(pc.is_null(uid).to_numpy(zero_copy_only=False), dtype=bool)
+        missing = np.asarray(missing, dtype=bool) | np.asarray(
+            pc.is_null(uid).to_numpy(zero_copy_only=False), dtype=bool
+        )
         flag(missing, "missing_user_id")
         out["user_id"] = uid
         if self.table == "events":
-            ev = chunk.column("event") if "event" in chunk.column_names else pa.chunked_array([pa.nulls(n, pa.string())])
+            ev = (
+                chunk.column("event")
+                if "event" in chunk.column_names
+                else pa.chunked_array([pa.nulls(n, pa.string())])
+            )
             ev, bad = coerce(ev, "string")
             ev = pc.utf8_trim_whitespace(ev)
             flag(_null_or_blank(ev), "missing_event")
             out["event"] = ev
-            raw_ts = chunk.column("ts") if "ts" in chunk.column_names else pa.chunked_array([pa.nulls(n, pa.string())])
+            raw_ts = (
+                chunk.column("ts")
+                if "ts" in chunk.column_names
+                else pa.chunked_array([pa.nulls(n, pa.string())])
+            )
             ts, bad = parse_timestamps(raw_ts, self.ts_unit)
-            flag(np.asarray(pc.is_null(ts).to_numpy(zero_copy_only=False), dtype=bool) & ~bad, "missing_timestamp")
+            flag(
+                np.asarray(pc.is_null(ts).to_numpy(zero_copy_only=False), dtype=bool) & ~bad,
+                "missing_timestamp",
+            )
             flag(bad, "bad_timestamp", "ts")
             out["ts"] = ts
         for name in chunk.column_names:
             if name in out:
                 continue
             if name.startswith("_"):
-                raise ValidationError(name, "column", "names starting with '_' are reserved for engagelab")
+                raise ValidationError(
+                    name, "column", "names starting with '_' are reserved for engagelab"
+                )
             arr = chunk.column(name)
             typ = self.column_type(name, arr)
             if typ == "null":
@@ -401,7 +452,12 @@ class _Validator:
                 uniq = pc.unique(tz.drop_null()).to_pylist()
                 bad_tz = [z for z in uniq if not valid_timezone(z)]
                 if bad_tz:
-                    mask = np.asarray(pc.is_in(tz, value_set=pa.array(bad_tz, pa.string())).to_numpy(zero_copy_only=False), dtype=bool)
+                    mask = np.asarray(
+                        pc.is_in(tz, value_set=pa.array(bad_tz, pa.string())).to_numpy(
+                            zero_copy_only=False
+                        ),
+                        dtype=bool,
+                    )
                     flag(mask, "unknown_timezone", "timezone")
             for col, lim in (("latitude", 90.0), ("longitude", 180.0)):
                 if col in out:
@@ -412,7 +468,9 @@ class _Validator:
 
 
 def _null_or_blank(arr: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.equal(arr, ""), True).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(
+        pc.fill_null(pc.equal(arr, ""), True).to_numpy(zero_copy_only=False), dtype=bool
+    )
 
 
 # --------------------------------------------------------------------------- main entry
@@ -459,7 +517,9 @@ def ingest(
     mapping = dict(mapping or {})
     for k, v in mapping.items():
         if not isinstance(k, str) or not isinstance(v, str) or not v:
-            raise ValidationError(f"mapping[{k!r}]", v, "must map a source column name to a column name")
+            raise ValidationError(
+                f"mapping[{k!r}]", v, "must map a source column name to a column name"
+            )
     types = dict(types or {})
     for k, v in types.items():
         check_choice(f"types[{k!r}]", v, PROPERTY_TYPES)
@@ -519,7 +579,9 @@ def ingest(
                 # (Parquet encoding releases the GIL); at most one write is pending
                 if pending is not None:
                     files.append(pending.result())
-                pending = writer.submit(ws.store.write_file, table, conform(table, good_rows, recorded))
+                pending = writer.submit(
+                    ws.store.write_file, table, conform(table, good_rows, recorded)
+                )
                 report.rows_appended += good_rows.num_rows
         if pending is not None:
             files.append(pending.result())
@@ -568,7 +630,9 @@ def ingest(
             # another process ingested the same content a moment ago
             _cleanup(ws, files, quarantine_path)
             existing = ws.store.find(table, fingerprint)
-            report = IngestReport(table=table, source=desc, fingerprint=fingerprint, already_ingested=True)
+            report = IngestReport(
+                table=table, source=desc, fingerprint=fingerprint, already_ingested=True
+            )
             report.batch_id = existing.id if existing else None
     except BaseException:
         if pending is not None:
@@ -597,7 +661,9 @@ def _apply_mapping(raw: pa.Table, mapping: dict[str, str], first: bool) -> pa.Ta
         unknown = [k for k in mapping if k not in raw.column_names]
         if unknown:
             raise ValidationError(
-                "mapping", unknown, f"names columns the source does not have; it has {raw.column_names}"
+                "mapping",
+                unknown,
+                f"names columns the source does not have; it has {raw.column_names}",
             )
     names = [mapping.get(c, c) for c in raw.column_names]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -103,7 +103,9 @@ class Store:
         cols: dict[str, dict[str, str]] = {t: {} for t in TABLES}
         counts: dict[str, int] = {t: 0 for t in TABLES}
         with self.state.read() as conn:
-            version = conn.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0))).scalar_one()
+            version = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0))
+            ).scalar_one()
             for table_name, fs in conn.execute(
                 sa.select(batches.c.table_name, batches.c.files)
                 .where(batches.c.status == "live")
@@ -122,7 +124,9 @@ class Store:
         _check_table(table)
         with self.state.read() as conn:
             rows = conn.execute(
-                sa.select(columns.c.column_name, columns.c.type).where(columns.c.table_name == table)
+                sa.select(columns.c.column_name, columns.c.type).where(
+                    columns.c.table_name == table
+                )
             )
             return {c: t for c, t in rows}
 
@@ -137,7 +141,9 @@ class Store:
             have = {
                 c: t
                 for c, t in conn.execute(
-                    sa.select(columns.c.column_name, columns.c.type).where(columns.c.table_name == table)
+                    sa.select(columns.c.column_name, columns.c.type).where(
+                        columns.c.table_name == table
+                    )
                 )
             }
             for col, typ in types.items():
@@ -156,17 +162,23 @@ class Store:
     def version(self) -> int:
         """A number that changes whenever any table's live files change."""
         with self.state.read() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0))).scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0))).scalar_one()
+            )
 
     def find(self, table: str, fingerprint: str) -> BatchInfo | None:
         """The batch of ``table`` with this fingerprint, live or compacted, if any."""
         with self.state.read() as conn:
             row = conn.execute(
-                sa.select(batches).where(batches.c.table_name == table, batches.c.fingerprint == fingerprint)
+                sa.select(batches).where(
+                    batches.c.table_name == table, batches.c.fingerprint == fingerprint
+                )
             ).first()
         if row is None:
             return None
-        return BatchInfo(row.id, table, int(row.rows), tuple(row.files), fingerprint, already_present=True)
+        return BatchInfo(
+            row.id, table, int(row.rows), tuple(row.files), fingerprint, already_present=True
+        )
 
     # ------------------------------------------------------------------ writing
     def write_file(self, table: str, data: pa.Table) -> str:
@@ -265,17 +277,23 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / rel).unlink()
 
-    def replace(self, table: str, old_batch_ids: list[int], new_files: list[str], rows: int) -> BatchInfo:
+    def replace(
+        self, table: str, old_batch_ids: list[int], new_files: list[str], rows: int
+    ) -> BatchInfo:
         """Atomically swap the given live batches for one new batch (used by compaction)."""
         now = utcnow()
         fingerprint = f"compact:{uuid.uuid4().hex}"
         with self.state.write() as conn:
             live = conn.execute(
-                sa.select(sa.func.count()).where(batches.c.id.in_(old_batch_ids), batches.c.status == "live")
+                sa.select(sa.func.count()).where(
+                    batches.c.id.in_(old_batch_ids), batches.c.status == "live"
+                )
             ).scalar_one()
             if live != len(old_batch_ids):
                 self.discard(new_files)
-                raise WorkspaceError(f"compaction of {table!r} lost a race with another compaction; retry")
+                raise WorkspaceError(
+                    f"compaction of {table!r} lost a race with another compaction; retry"
+                )
             conn.execute(
                 batches.update()
                 .where(batches.c.id.in_(old_batch_ids))
@@ -305,17 +323,25 @@ class Store:
             )
             return [(int(i), list(f), int(n)) for i, f, n in rows]
 
-    def gc(self, *, orphan_age: timedelta = ORPHAN_AGE, grace: timedelta = REPLACED_GRACE) -> list[str]:
+    def gc(
+        self, *, orphan_age: timedelta = ORPHAN_AGE, grace: timedelta = REPLACED_GRACE
+    ) -> list[str]:
         """Delete orphan files (never committed) and replaced files past their grace period."""
         now = utcnow()
         removed: list[str] = []
         with self.state.read() as conn:
-            rows = conn.execute(sa.select(batches.c.files, batches.c.status, batches.c.replaced_at)).all()
+            rows = conn.execute(
+                sa.select(batches.c.files, batches.c.status, batches.c.replaced_at)
+            ).all()
         referenced: set[str] = set()
         expired: set[str] = set()
         for files, status, replaced_at in rows:
             for f in files:
-                if status == "replaced" and replaced_at is not None and _aware(replaced_at) <= now - grace:
+                if (
+                    status == "replaced"
+                    and replaced_at is not None
+                    and _aware(replaced_at) <= now - grace
+                ):
                     expired.add(f)
                 else:
                     referenced.add(f)

@@ -27,7 +27,6 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +36,8 @@ import sqlalchemy as sa
 import yaml
 
 from engagelab._conform import conform, property_types
+from engagelab._validate import check_choice, check_datetime
 from engagelab.engines.duckdb_engine import DuckDBEngine
-from engagelab._validate import check_choice
 from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.state import StateDB, saved_segments, utcnow
 from engagelab.store import TABLES, BatchInfo, Store
@@ -71,7 +70,9 @@ class Workspace:
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, state_url: str | None = None, exist_ok: bool = False) -> Workspace:
+    def create(
+        cls, path: str | os.PathLike[str], *, state_url: str | None = None, exist_ok: bool = False
+    ) -> Workspace:
         """Create a workspace folder (and its state database) at ``path``.
 
         Args:
@@ -86,7 +87,9 @@ class Workspace:
         if cfg_path.exists():
             if exist_ok:
                 return cls.open(path)
-            raise WorkspaceError(f"{path} already holds a workspace; use Workspace.open({str(path)!r})")
+            raise WorkspaceError(
+                f"{path} already holds a workspace; use Workspace.open({str(path)!r})"
+            )
         if path.exists() and not path.is_dir():
             raise ValidationError("path", str(path), "must be a folder, not a file")
         for sub in ("data/profiles", "data/events", "quarantine", "outputs"):
@@ -131,7 +134,9 @@ class Workspace:
         return cls(path, config)
 
     def _state_url(self, config: dict[str, Any]) -> str:
-        url = os.environ.get("ENGAGELAB_STATE_URL") or config.get("state_url") or "sqlite:///state.db"
+        url = (
+            os.environ.get("ENGAGELAB_STATE_URL") or config.get("state_url") or "sqlite:///state.db"
+        )
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             rel = url[len("sqlite:///") :]
             url = f"sqlite:///{(self.path / rel).resolve()}"
@@ -206,7 +211,9 @@ class Workspace:
             parts = [data]
         else:
             parts = data
-        return self.store.append(table, self._conformed(table, parts), fingerprint=fingerprint, source=source)
+        return self.store.append(
+            table, self._conformed(table, parts), fingerprint=fingerprint, source=source
+        )
 
     def _conformed(self, table: str, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
         recorded = self.store.columns(table)
@@ -254,15 +261,20 @@ class Workspace:
             text = segment.strip()
             return Segment.from_json(text) if text.startswith("{") else self.load_segment(text)
         raise ValidationError(
-            "segment", type(segment).__name__, "must be a Segment, a condition, a dict/JSON spec or a saved name"
+            "segment",
+            type(segment).__name__,
+            "must be a Segment, a condition, a dict/JSON spec or a saved name",
         )
 
-    def _segment_sql(self, segment: Any, at: datetime | None, dialect: str = "duckdb") -> str:
+    def _segment_sql(self, segment: Any, at: Any, dialect: str = "duckdb") -> str:
         seg = self.as_segment(segment)
+        at = check_datetime("at", at, allow_none=True)
         catalog = self.engine.refresh()
-        return seg.to_sql(dialect=dialect, at=at, resolve=self.load_segment, columns=_sql_columns(catalog))
+        return seg.to_sql(
+            dialect=dialect, at=at, resolve=self.load_segment, columns=_sql_columns(catalog)
+        )
 
-    def count(self, segment: Any, at: datetime | None = None, *, engine: str = "duckdb") -> int:
+    def count(self, segment: Any, at: Any = None, *, engine: str = "duckdb") -> int:
         """Number of users in ``segment`` (a Segment, its dict/JSON, or a saved segment's name).
 
         ``at`` is the reference time of relative windows ("last 30 days"; default now);
@@ -271,11 +283,15 @@ class Workspace:
         check_choice("engine", engine, ["duckdb", "spark"])
         if engine == "spark":
             sql = self._segment_sql(segment, at, dialect="spark")
-            return int(self.spark().query(f"SELECT count(*) AS n FROM ({sql}) AS seg", dialect="spark")["n"][0])
+            return int(
+                self.spark().query(f"SELECT count(*) AS n FROM ({sql}) AS seg", dialect="spark")[
+                    "n"
+                ][0]
+            )
         sql = self._segment_sql(segment, at)
         return int(self.engine.scalar(f"SELECT count(*) FROM ({sql}) AS seg"))
 
-    def user_ids(self, segment: Any, at: datetime | None = None, *, engine: str = "duckdb") -> list[str]:
+    def user_ids(self, segment: Any, at: Any = None, *, engine: str = "duckdb") -> list[str]:
         """Sorted user ids of ``segment`` (on DuckDB or Spark)."""
         check_choice("engine", engine, ["duckdb", "spark"])
         if engine == "spark":
@@ -284,7 +300,9 @@ class Workspace:
         sql = self._segment_sql(segment, at)
         return sorted(self.engine.query(sql)["user_id"].tolist())
 
-    def audience(self, segment: Any, at: datetime | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    def audience(
+        self, segment: Any, at: Any = None, columns: list[str] | None = None
+    ) -> pd.DataFrame:
         """Profiles of the users in ``segment`` (``columns`` of profiles; default all)."""
         sql = self._segment_sql(segment, at)
         if columns:
@@ -318,7 +336,11 @@ class Workspace:
             if not updated:
                 conn.execute(
                     saved_segments.insert().values(
-                        name=name, spec=spec, description=description, created_at=now, updated_at=now
+                        name=name,
+                        spec=spec,
+                        description=description,
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
 
@@ -331,7 +353,11 @@ class Workspace:
                 sa.select(saved_segments.c.spec).where(saved_segments.c.name == name)
             ).scalar_one_or_none()
         if spec is None:
-            raise ValidationError("segment", name, f"is not a saved segment; saved: {self.segments()['name'].tolist()}")
+            raise ValidationError(
+                "segment",
+                name,
+                f"is not a saved segment; saved: {self.segments()['name'].tolist()}",
+            )
         return Segment.from_json(spec)
 
     def segments(self) -> pd.DataFrame:
@@ -358,8 +384,12 @@ class Workspace:
         e = self.engine
         users = int(e.scalar("SELECT count(*) FROM profiles"))
         row = e.query("SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM events").iloc[0]
-        names = e.query("SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event")
-        return WorkspaceSummary(str(self.path), users, int(row["n"]), row["first"], row["last"], names)
+        names = e.query(
+            "SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event"
+        )
+        return WorkspaceSummary(
+            str(self.path), users, int(row["n"]), row["first"], row["last"], names
+        )
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -412,13 +442,15 @@ class WorkspaceSummary:
 
 
 def _sql_columns(catalog: Any) -> dict[str, dict[str, str]]:
-    from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
     from engagelab.engines.base import arrow_type_name
+    from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 
     out: dict[str, dict[str, str]] = {}
     for table, schema in (("events", EVENT_SCHEMA), ("profiles", PROFILE_SCHEMA)):
         cols = {f.name: arrow_type_name(f.name, f.type) for f in schema}
-        cols.update({c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")})
+        cols.update(
+            {c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")}
+        )
         out[table] = cols
     return out
 

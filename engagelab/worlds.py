@@ -89,5 +89,7 @@ def load_world(ws: Workspace) -> World:
 
     path = ws.path / WORLD_FILE
     if not path.exists():
-        raise WorkspaceError(f"{ws.path} has no simulated world ({WORLD_FILE}); run simulate_into(ws, ...) first")
+        raise WorkspaceError(
+            f"{ws.path} has no simulated world ({WORLD_FILE}); run simulate_into(ws, ...) first"
+        )
     return World.load(path)

@@ -46,7 +46,11 @@ def arrow_type_name(column: str, dtype: pa.DataType) -> str:
     >>> arrow_type_name("tags", pa.list_(pa.large_string()))
     'list<string>'
     """
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+    if (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_string_view(dtype)
+    ):
         return "string"
     if pa.types.is_dictionary(dtype):
         return arrow_type_name(column, dtype.value_type)

@@ -38,7 +38,9 @@ class DuckDBEngine:
     name = "duckdb"
     dialect = "duckdb"
 
-    def __init__(self, store: Store, *, threads: int | None = None, memory_limit: str | None = None):
+    def __init__(
+        self, store: Store, *, threads: int | None = None, memory_limit: str | None = None
+    ):
         self.store = store
         self._lock = threading.RLock()
         self._conn = duckdb.connect(":memory:")
@@ -140,7 +142,9 @@ def view_sql(table: str, catalog: Catalog) -> str:
     """
     files = catalog.files.get(table, [])
     cols = catalog.columns.get(table, {})
-    ordered = list(_CORE[table]) + sorted(c for c in cols if c not in _CORE[table] and not c.startswith("_"))
+    ordered = list(_CORE[table]) + sorted(
+        c for c in cols if c not in _CORE[table] and not c.startswith("_")
+    )
     present: set[str] = set()
     for f in files:
         present |= _file_columns(f)

@@ -64,7 +64,11 @@ def to_spark_sql(sql: str) -> str:
     "SELECT city RLIKE '^Ber' FROM profiles"
     """
     try:
-        return ";\n".join(sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE))
+        return ";\n".join(
+            sqlglot.transpile(
+                sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE
+            )
+        )
     except sqlglot.errors.SqlglotError as exc:
         raise QueryError(f"cannot transpile to Spark SQL: {exc}") from exc
 
@@ -100,7 +104,9 @@ class SparkEngine:
     def _bind(self, table: str, catalog: Catalog) -> None:
         files = [str(f) for f in catalog.files.get(table, [])]
         cols = catalog.columns.get(table, {})
-        ordered = list(_CORE[table]) + sorted(c for c in cols if c not in _CORE[table] and not c.startswith("_"))
+        ordered = list(_CORE[table]) + sorted(
+            c for c in cols if c not in _CORE[table] and not c.startswith("_")
+        )
         raw = f"__el_raw_{table}"
         if files:
             df = self.spark.read.option("mergeSchema", "true").parquet(*files)
@@ -116,9 +122,13 @@ class SparkEngine:
 
         if not files:
             body = f"SELECT {', '.join(col(c) for c in ordered)} WHERE false"
-        elif table == "profiles" and catalog.batches.get(table, 0) > 1 and "_ingested_at" in present:
+        elif (
+            table == "profiles" and catalog.batches.get(table, 0) > 1 and "_ingested_at" in present
+        ):
             aggs = ", ".join(
-                f"max_by(`{c}`, _ingested_at) FILTER (WHERE `{c}` IS NOT NULL) AS `{c}`" if c in present else col(c)
+                f"max_by(`{c}`, _ingested_at) FILTER (WHERE `{c}` IS NOT NULL) AS `{c}`"
+                if c in present
+                else col(c)
                 for c in ordered
                 if c != "user_id"
             )
@@ -127,10 +137,14 @@ class SparkEngine:
             body = f"SELECT {', '.join(col(c) for c in ordered)} FROM {raw}"
         self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {table} AS {body}")
 
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, dialect: str = "duckdb") -> pd.DataFrame:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, dialect: str = "duckdb"
+    ) -> pd.DataFrame:
         """Run ``sql`` (DuckDB dialect by default, transpiled; or ``dialect='spark'``)."""
         if params:
-            raise QueryError("the Spark engine takes SQL with literals (segments compile them safely); no params")
+            raise QueryError(
+                "the Spark engine takes SQL with literals (segments compile them safely); no params"
+            )
         self.refresh()
         text = to_spark_sql(sql) if dialect == "duckdb" else sql
         try:

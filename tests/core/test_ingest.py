@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from engagelab import ValidationError
@@ -14,7 +13,16 @@ from engagelab import ValidationError
 EVENTS = pd.DataFrame(
     {
         "user_id": ["u1", "u2", "", None, "u5", "u6", "u7", "u8"],
-        "event": ["Charged", "App Launched", "Charged", "Charged", None, "Charged", "Charged", "Charged"],
+        "event": [
+            "Charged",
+            "App Launched",
+            "Charged",
+            "Charged",
+            None,
+            "Charged",
+            "Charged",
+            "Charged",
+        ],
         "ts": [
             "2026-01-01T10:00:00Z",
             "2026-01-01 11:00:00+02:00",
@@ -57,8 +65,14 @@ def test_good_rows_appended_bad_rows_quarantined_with_reasons(ws):
 
 def test_type_inference_tolerates_a_stray_typo(ws):
     n = 200
-    df = pd.DataFrame({"user_id": ["u"] * n, "event": ["E"] * n, "ts": ["2026-01-01"] * n,
-                       "price": [str(i / 2) for i in range(n - 1)] + ["oops"]})
+    df = pd.DataFrame(
+        {
+            "user_id": ["u"] * n,
+            "event": ["E"] * n,
+            "ts": ["2026-01-01"] * n,
+            "price": [str(i / 2) for i in range(n - 1)] + ["oops"],
+        }
+    )
     r = ws.ingest(df, quiet=True)
     assert r.new_columns == {"price": "float64"}
     assert r.reasons == {"wrong_type": 1}
@@ -122,9 +136,18 @@ def test_every_source_format(ws, tmp_path, fmt):
 
 
 def test_recorded_types_are_enforced_on_later_batches(ws):
-    ws.ingest(pd.DataFrame({"user_id": ["a"], "event": ["E"], "ts": ["2026-01-01"], "n": [1]}), quiet=True)
+    ws.ingest(
+        pd.DataFrame({"user_id": ["a"], "event": ["E"], "ts": ["2026-01-01"], "n": [1]}), quiet=True
+    )
     report = ws.ingest(
-        pd.DataFrame({"user_id": ["b", "c"], "event": ["E", "E"], "ts": ["2026-01-01"] * 2, "n": ["2", "two"]}),
+        pd.DataFrame(
+            {
+                "user_id": ["b", "c"],
+                "event": ["E", "E"],
+                "ts": ["2026-01-01"] * 2,
+                "n": ["2", "two"],
+            }
+        ),
         quiet=True,
     )
     assert report.rows_appended == 1
@@ -134,9 +157,13 @@ def test_recorded_types_are_enforced_on_later_batches(ws):
 
 def test_duplicate_event_ids_within_batch_and_against_store(ws):
     base = {"event": ["E"] * 3, "ts": ["2026-01-01"] * 3}
-    r1 = ws.ingest(pd.DataFrame({"user_id": ["a", "b", "c"], "event_id": ["1", "2", "1"], **base}), quiet=True)
+    r1 = ws.ingest(
+        pd.DataFrame({"user_id": ["a", "b", "c"], "event_id": ["1", "2", "1"], **base}), quiet=True
+    )
     assert r1.rows_appended == 2 and r1.reasons == {"duplicate_event_id": 1}
-    r2 = ws.ingest(pd.DataFrame({"user_id": ["d", "e", "f"], "event_id": ["2", "3", "4"], **base}), quiet=True)
+    r2 = ws.ingest(
+        pd.DataFrame({"user_id": ["d", "e", "f"], "event_id": ["2", "3", "4"], **base}), quiet=True
+    )
     assert r2.rows_appended == 2 and r2.reasons == {"duplicate_event_id": 1}
     ids = ws.sql("SELECT event_id FROM events ORDER BY event_id")["event_id"].tolist()
     assert ids == ["1", "2", "3", "4"]
@@ -149,7 +176,14 @@ def test_profiles_validation(ws):
             "timezone": ["Europe/Berlin", "Mars/Olympus", "UTC", None, "UTC", "Asia/Tokyo"],
             "latitude": [52.5, 0, 95.0, 1.0, 0, 35.6],
             "optout_email": ["true", "no", "1", "maybe", "0", None],
-            "created_at": ["2026-01-01", "2026-01-01", "2026-01-01", "2026-01-01", "2026-01-01", "never"],
+            "created_at": [
+                "2026-01-01",
+                "2026-01-01",
+                "2026-01-01",
+                "2026-01-01",
+                "2026-01-01",
+                "never",
+            ],
         }
     )
     r = ws.ingest(df, table="profiles", quiet=True)
@@ -166,9 +200,18 @@ def test_profiles_validation(ws):
 
 
 def test_profiles_merge_latest_non_null_per_column(ws):
-    ws.ingest(pd.DataFrame({"user_id": ["a", "b"], "email": ["a@x.io", "b@x.io"], "city": ["Berlin", "Paris"]}),
-              table="profiles", quiet=True)
-    ws.ingest(pd.DataFrame({"user_id": ["a"], "optout_email": [True], "city": ["Munich"]}), table="profiles", quiet=True)
+    ws.ingest(
+        pd.DataFrame(
+            {"user_id": ["a", "b"], "email": ["a@x.io", "b@x.io"], "city": ["Berlin", "Paris"]}
+        ),
+        table="profiles",
+        quiet=True,
+    )
+    ws.ingest(
+        pd.DataFrame({"user_id": ["a"], "optout_email": [True], "city": ["Munich"]}),
+        table="profiles",
+        quiet=True,
+    )
     got = ws.sql("SELECT * FROM profiles ORDER BY user_id").set_index("user_id")
     assert got.loc["a", "email"] == "a@x.io"  # kept from the first batch
     assert got.loc["a", "city"] == "Munich"  # replaced by the later batch
@@ -212,7 +255,9 @@ def test_epoch_timestamps_and_lists(ws):
     assert got["ts"][0] == pd.Timestamp("2026-01-01", tz="UTC")
     assert list(got["labels"][0]) == ["Onboarding", "Promo"]
     assert ws.store.columns("events")["labels"] == "list<string>"
-    n = ws.sql("SELECT count(*) AS n FROM events WHERE list_contains(labels, $l)", {"l": "Onboarding"})["n"][0]
+    n = ws.sql(
+        "SELECT count(*) AS n FROM events WHERE list_contains(labels, $l)", {"l": "Onboarding"}
+    )["n"][0]
     assert n == 2
 
 

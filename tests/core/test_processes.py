@@ -36,7 +36,7 @@ def test_two_writers_a_compactor_and_a_reader_at_once(ws):
         _spawn("compactor", str(ws.path), "5"),
     ]
     outs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert "locked" not in err
     reader_stats = json.loads(outs[2][0].strip().splitlines()[-1])
@@ -54,7 +54,8 @@ def test_sigkill_mid_ingest_leaves_nothing_visible_and_rerun_completes(ws, tmp_p
         {
             "user_id": [f"u{i}" for i in rng.integers(0, 50_000, n)],
             "event": rng.choice(["App Launched", "Charged"], n),
-            "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 86400 * 30, n), unit="s"),
+            "ts": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 86400 * 30, n), unit="s"),
             "event_id": [f"e{i}" for i in range(n)],
         }
     )

@@ -30,8 +30,13 @@ def _events(n: int, tag: str) -> pd.DataFrame:
 
 def test_ingest_segments_and_compaction(any_ws):
     ws = any_ws
-    ws.ingest(pd.DataFrame({"user_id": [f"u{i}" for i in range(7)], "city": ["Berlin", "Paris"] * 3 + ["Rome"]}),
-              table="profiles", quiet=True)
+    ws.ingest(
+        pd.DataFrame(
+            {"user_id": [f"u{i}" for i in range(7)], "city": ["Berlin", "Paris"] * 3 + ["Rome"]}
+        ),
+        table="profiles",
+        quiet=True,
+    )
     r1 = ws.ingest(_events(30, "a"), quiet=True)
     r2 = ws.ingest(_events(30, "a"), quiet=True)
     assert r1.rows_appended == 30 and r2.already_ingested
@@ -50,8 +55,11 @@ def test_ingest_segments_and_compaction(any_ws):
     after = ws.sql("SELECT * FROM events ORDER BY ts, user_id, batch_tag")
     pd.testing.assert_frame_equal(before, after)
     with ws.state.read() as conn:
-        live = conn.execute(sa.select(sa.func.count()).where(batches.c.status == "live",
-                                                            batches.c.table_name == "events")).scalar_one()
+        live = conn.execute(
+            sa.select(sa.func.count()).where(
+                batches.c.status == "live", batches.c.table_name == "events"
+            )
+        ).scalar_one()
     assert live == 1
     # a fingerprint survives compaction: the first file is still "already ingested"
     assert ws.ingest(_events(30, "a"), quiet=True).already_ingested
@@ -66,8 +74,13 @@ def test_unknown_saved_segment_is_a_clear_error(any_ws):
 def test_two_processes_share_a_postgres_state_db(tmp_path, postgres_db_url):
     ws = Workspace.create(tmp_path / "pgws", state_url=postgres_db_url)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.core.workers", "writer", str(ws.path), "8", "200", t],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.core.workers", "writer", str(ws.path), "8", "200", t],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for t in ("A", "B")
     ]
     for p in procs:

@@ -46,9 +46,14 @@ def world_ws(tmp_path_factory, spark):
         {
             "user_id": users["user_id"],
             "event": "Notification Sent",
-            "ts": [pd.Timestamp("2026-01-10", tz="UTC") + pd.Timedelta(hours=i) for i in range(len(users))],
-            "labels": [["Onboarding"] if i % 2 else ["Promo", "Onboarding"] if i % 3 else ["Promo"]
-                       for i in range(len(users))],
+            "ts": [
+                pd.Timestamp("2026-01-10", tz="UTC") + pd.Timedelta(hours=i)
+                for i in range(len(users))
+            ],
+            "labels": [
+                ["Onboarding"] if i % 2 else ["Promo", "Onboarding"] if i % 3 else ["Promo"]
+                for i in range(len(users))
+            ],
             "latitude": users["latitude"],
             "longitude": users["longitude"],
         }
@@ -115,5 +120,6 @@ def test_ad_hoc_sql_transpiles_and_matches(world_ws):
     )
     a = world_ws.sql(sql)
     b = world_ws.spark().query(sql)
-    pd.testing.assert_frame_equal(a.astype({"n": "int64", "users": "int64"}),
-                                  b.astype({"n": "int64", "users": "int64"}))
+    pd.testing.assert_frame_equal(
+        a.astype({"n": "int64", "users": "int64"}), b.astype({"n": "int64", "users": "int64"})
+    )
