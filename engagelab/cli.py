@@ -7,6 +7,7 @@ Every command takes ``--format table|json``; errors print one line and exit non-
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -25,6 +26,16 @@ __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+#: Modules that add subcommands: each has ``register(subparsers, common, wsopt)`` adding
+#: parsers whose ``func(args) -> int`` does the work. Keep their top-level imports light.
+PLUGINS = (
+    "engagelab.experiments.cli",
+    "engagelab.campaigns.cli",
+    "engagelab.jobs.cli",
+    "engagelab.besttime.cli",
+    "engagelab.retention.cli",
+)
 
 
 # ----------------------------------------------------------------------------- output
@@ -288,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=60)
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_demo)
+
+    for module in PLUGINS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # that capability is not in this build
+        mod.register(sub, common, wsopt)
     return p
 
 

@@ -52,6 +52,14 @@ import pyarrow as pa
 
 __all__ = [
     "CHANNEL_OPTOUT",
+    "CONTROL_GROUP",
+    "NOTIFICATION_CLICKED",
+    "NOTIFICATION_DELIVERED",
+    "NOTIFICATION_SENT",
+    "NOTIFICATION_SUPPRESSED",
+    "NOTIFICATION_VIEWED",
+    "SYSTEM_EVENTS",
+    "SYSTEM_EVENT_COLUMNS",
     "CORE_EVENT_COLUMNS",
     "CORE_PROFILE_COLUMNS",
     "EVENT_SCHEMA",
@@ -114,4 +122,38 @@ CHANNEL_OPTOUT: dict[str, tuple[str, str | None]] = {
     "email": ("email", "optout_email"),
     "sms": ("phone", "optout_sms"),
     "webhook": ("user_id", None),
+}
+
+
+# --------------------------------------------------------------------------- system events
+#: Appended by delivery for every message sent (carries the campaign's labels).
+NOTIFICATION_SENT = "Notification Sent"
+#: Answers to sent messages (the simulator or real callbacks append them).
+NOTIFICATION_DELIVERED = "Notification Delivered"
+NOTIFICATION_VIEWED = "Notification Viewed"
+NOTIFICATION_CLICKED = "Notification Clicked"
+#: A user held out by a campaign's control group or the global control group; ``ts`` is
+#: when the message would have been sent.
+CONTROL_GROUP = "Control Group"
+#: A user of the audience who was not sent; ``reason`` says why (a reason code).
+NOTIFICATION_SUPPRESSED = "Notification Suppressed"
+
+SYSTEM_EVENTS = (
+    NOTIFICATION_SENT,
+    NOTIFICATION_DELIVERED,
+    NOTIFICATION_VIEWED,
+    NOTIFICATION_CLICKED,
+    CONTROL_GROUP,
+    NOTIFICATION_SUPPRESSED,
+)
+
+#: Event property columns carried by system events (all nullable on other events).
+SYSTEM_EVENT_COLUMNS: dict[str, pa.DataType] = {
+    "campaign_id": pa.string(),
+    "variant": pa.string(),
+    "channel": pa.string(),
+    "labels": pa.list_(pa.string()),
+    "message_key": pa.string(),
+    "control_group": pa.string(),  # 'campaign' | 'global' on Control Group events
+    "reason": pa.string(),  # suppression reason code on Notification Suppressed events
 }
