@@ -128,6 +128,7 @@ class StateDB:
             _configure_sqlite(self.engine)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        self._ensured: set[str] = set()
         if create:
             self.create_all()
 
@@ -138,6 +139,16 @@ class StateDB:
             have = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
             if have.first() is None:
                 conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
+        self._ensured.update(metadata.tables)
+
+    def ensure(self, *tables: sa.Table) -> None:
+        """Create these tables if missing (modules that add state tables call this first)."""
+        missing = [t for t in tables if t.name not in self._ensured]
+        if not missing:
+            return
+        with self.write() as conn:
+            metadata.create_all(conn, tables=missing, checkfirst=True)
+        self._ensured.update(t.name for t in missing)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
