@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engagelab.errors import ValidationError
 from engagelab.simulate import _rng
@@ -132,22 +133,26 @@ def respond(
     msg = messages.iloc[rows]
     user = user_all[rows]
     send = pd.DatetimeIndex(pd.to_datetime(msg["send_ts"], utc=True)).as_unit("us").asi8
-    key = _rng.string_key(_rng.seed_key(cfg.seed, "respond"), [str(k) for k in msg["message_key"]])
+    text = {c: _strings(msg[c]) for c in ("campaign_id", "variant", "channel", "message_key")}
+    key = _rng.string_key(_rng.seed_key(cfg.seed, "respond"), text["message_key"])
     h1, h2, h3, h4 = (_rng.field_key(key, f) for f in (1, 2, 3, 4))
-    channel = msg["channel"].to_numpy(dtype=object)
-    rates = np.array([CHANNEL_RATES[c] for c in channel]).reshape(-1, 3)
+    channel = text["channel"].to_numpy(zero_copy_only=False)
+    rates = np.zeros((rows.size, 3))
     reachable = np.zeros(rows.size, dtype=bool)
     for ch in np.unique(channel):
         m = channel == ch
+        rates[m] = CHANNEL_RATES[ch]
         reachable[m] = pop.reachable(ch)[user[m]]
     day, hour = _local_time(pop, user, send)
     churned = day >= pop.churn_day[user]
-    mult = np.array(
-        [
-            float(variant_effects.get(str(c), {}).get(str(v), 1.0))
-            for c, v in zip(msg["campaign_id"], msg["variant"], strict=True)
-        ]
-    )
+    mult = np.ones(rows.size)
+    if variant_effects:
+        campaign = text["campaign_id"].fill_null("").to_numpy(zero_copy_only=False)
+        variant = text["variant"].fill_null("").to_numpy(zero_copy_only=False)
+        for c, effects in variant_effects.items():
+            in_campaign = campaign == c
+            for v, factor in effects.items():
+                mult[in_campaign & (variant == v)] = factor
     p_view = (
         rates[:, 1]
         * hour_factor(hour, pop.preferred_hour[user])
@@ -189,7 +194,8 @@ def respond(
                 _rng.field_key(key[rows_k], 50 + code),
             )
         )
-    parts.append(_retention(pop, cfg.label_effects, msg["labels"], user, key, day, delivered))
+    labels = _label_array(msg["labels"])
+    parts.append(_retention(pop, cfg.label_effects, labels, user, key, day, delivered))
 
     i = np.concatenate([p[0] for p in parts])
     kind = np.concatenate([p[1] for p in parts])
@@ -208,14 +214,6 @@ def respond(
     )
     take = pa.array(i, mask=~notif)
 
-    def strings(column: str) -> pa.Array:
-        values = [None if pd.isna(v) else str(v) for v in msg[column]]
-        return pa.array(values, type=pa.string()).take(take)
-
-    labels = pa.array(
-        [None if lab is None else [str(x) for x in lab] for lab in _label_lists(msg["labels"])],
-        type=pa.list_(pa.string()),
-    ).take(take)
     return events_table(
         user=pop.ids(user[i]),
         kind=kind,
@@ -224,15 +222,31 @@ def respond(
         product=_PRODUCT_NAMES.take(pa.array(product, mask=~charge)),
         category=_PRODUCT_CATS.take(pa.array(product, mask=~charge)),
         revenue=pa.array(revenue, mask=~charge),
-        campaign_id=strings("campaign_id"),
-        variant=strings("variant"),
-        channel=strings("channel"),
-        labels=labels,
-        message_key=strings("message_key"),
+        campaign_id=text["campaign_id"].take(take),
+        variant=text["variant"].take(take),
+        channel=text["channel"].take(take),
+        labels=labels.take(take),
+        message_key=text["message_key"].take(take),
     )
 
 
-def _label_lists(labels: pd.Series) -> list[list[str] | None]:
+def _strings(column: pd.Series) -> pa.Array:
+    """A message column as a pyarrow string array (non-strings rendered with ``str``)."""
+    try:
+        return pa.array(column, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(
+            [None if v is None or (np.ndim(v) == 0 and pd.isna(v)) else str(v) for v in column],
+            type=pa.string(),
+        )
+
+
+def _label_array(labels: pd.Series) -> pa.ListArray:
+    """The labels column as list<string>; a bare string counts as a one-label list."""
+    try:
+        return pa.array(labels, type=pa.list_(pa.string()), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
     out: list[list[str] | None] = []
     for lab in labels:
         if lab is None or (np.ndim(lab) == 0 and not isinstance(lab, str) and pd.isna(lab)):
@@ -241,26 +255,35 @@ def _label_lists(labels: pd.Series) -> list[list[str] | None]:
             out.append([lab])
         else:
             out.append([str(x) for x in lab])
-    return out
+    return pa.array(out, type=pa.list_(pa.string()))
+
+
+def _label_probability(effects: Mapping[str, float], labels: pa.ListArray) -> np.ndarray:
+    """Per message ``1 - prod(1 - effect)`` over its distinct labels with a planted effect."""
+    p = np.zeros(len(labels))
+    if not effects or len(labels) == 0:
+        return p
+    names = pa.array(list(effects), type=pa.string())
+    flat = pc.index_in(pc.list_flatten(labels), value_set=names).to_numpy(zero_copy_only=False)
+    parent = pc.list_parent_indices(labels).to_numpy()
+    hit = ~np.isnan(flat.astype(np.float64))
+    pair = np.unique(parent[hit].astype(np.int64) * len(names) + flat[hit].astype(np.int64))
+    log_stay = np.log1p(-np.array(list(effects.values())))
+    stay = np.bincount(pair // len(names), weights=log_stay[pair % len(names)], minlength=p.size)
+    return np.maximum(-np.expm1(stay), 0.0)
 
 
 def _retention(
     pop: Population,
     effects: Mapping[str, float],
-    labels: pd.Series,
+    labels: pa.ListArray,
     user: np.ndarray,
     key: np.ndarray,
     day: np.ndarray,
     delivered: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Extra 'App Launched' events planted by label effects on retention."""
-    p = np.zeros(user.size)
-    if effects:
-        for j, lab in enumerate(_label_lists(labels)):
-            stay = 1.0
-            for name in set(lab or ()):
-                stay *= 1.0 - effects.get(name, 0.0)
-            p[j] = 1.0 - stay
+    p = _label_probability(effects, labels)
     rows = np.flatnonzero(delivered & (p > 0))
     horizon = pop.config.retention_days
     if rows.size == 0:

@@ -256,3 +256,26 @@ def test_unknown_users_are_dropped_and_bad_input_raises(world: World) -> None:
         world.respond(msgs.assign(message_key=None))
     with pytest.raises(ValidationError, match=r"effects\['B'\] == -1"):
         world.plant_variant_effects("c", {"B": -1})
+
+
+@pytest.mark.parametrize(
+    ("labels", "p"),
+    [
+        (["Onboarding", "Winback"], 1 - (1 - 0.10) * (1 - 0.20)),
+        (["Onboarding", "Onboarding"], 0.10),  # a label counts once per message
+        (["Winback", "Promo"], 0.20),
+        (["Promo"], 0.0),
+    ],
+)
+def test_label_effects_combine_as_independent_chances(labels: list[str], p: float) -> None:
+    world = simulate(
+        n_users=1_500, days=3, seed=2, label_effects={"Onboarding": 0.1, "Winback": 0.2}
+    )
+    msgs = messages_for(world.truth["user_id"].tolist(), channel="web_popup", labels=labels)
+    ev = world.respond(msgs).to_pandas()
+    extra = int((ev["event"] == "App Launched").sum())
+    trials = len(msgs) * world.config.retention_days  # web_popup always delivers
+    if p == 0:
+        assert extra == 0
+    else:
+        assert stats.binomtest(extra, trials, p).pvalue > 1e-3, (extra / trials, p)
