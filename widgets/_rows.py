@@ -75,9 +75,10 @@ class ConditionRow(w.HBox):
     """A row of inputs that describes one condition.
 
     Args:
-        options: ``{'columns': [...], 'events': [...], 'labels': [...], 'saved': [...]}``
-            to fill the dropdowns.
-        kinds: ``{profile column: value kind}`` used to read the value text.
+        options: ``{'columns': [...], 'events': [...], 'event_columns': [...], 'labels': [...],
+            'saved': [...]}`` to fill the dropdowns.
+        kinds: ``{'profiles': {column: value kind}, 'events': {column: value kind}}``, used
+            to read the value text.
         on_change: called (no arguments) after any input changes.
         on_remove: called with the row when its remove button is clicked.
     """
@@ -85,13 +86,13 @@ class ConditionRow(w.HBox):
     def __init__(
         self,
         options: Mapping[str, Sequence[str]],
-        kinds: Mapping[str, str],
+        kinds: Mapping[str, Mapping[str, str]],
         on_change: Callable[[], None],
         on_remove: Callable[[ConditionRow], None],
     ):
         super().__init__()
         _css(self, "row")
-        self.kinds = dict(kinds)
+        self.kinds = {table: dict(cols) for table, cols in kinds.items()}
         self._on_change = on_change
         self._given: Condition | None = None
         self._muted = False
@@ -105,6 +106,16 @@ class ConditionRow(w.HBox):
         # did / did not do
         self.event = _css(
             w.Dropdown(options=list(options.get("events", ())), layout=_lay("170px")), "event"
+        )
+        self.where_column = _css(
+            w.Dropdown(options=_where_options(options), value="", layout=_lay("130px")),
+            "where-column",
+        )
+        self.where_op = _css(
+            w.Dropdown(options=OPERATOR_LABELS, value="=", layout=_lay("130px")), "where-op"
+        )
+        self.where_value = _css(
+            w.Text(value="", placeholder="value", layout=_lay("130px")), "where-value"
         )
         self.count_mode = _css(
             w.Dropdown(options=COUNT_MODES, value="at_least", layout=_lay("95px")), "count-mode"
@@ -142,16 +153,20 @@ class ConditionRow(w.HBox):
         self.remove = _css(w.Button(description="✕", tooltip="remove this condition",
                                     layout=_lay("36px")), "remove")  # fmt: skip
         self.remove.on_click(lambda _b: on_remove(self))
-        for widget in (self.kind, self.column, self.op, self.value, self.event, self.count_mode,
-                       self.times, self.times_max, self.days, self.label, self.lat, self.lon,
-                       self.radius, self.saved):  # fmt: skip
+        for widget in (self.kind, self.column, self.op, self.value, self.event, self.where_column,
+                       self.where_op, self.where_value, self.count_mode, self.times,
+                       self.times_max, self.days, self.label, self.lat, self.lon, self.radius,
+                       self.saved):  # fmt: skip
             widget.observe(self._changed, names="value")
         self._layout()
 
     # ----------------------------------------------------------------- view
     def _parts(self) -> list[w.Widget]:
         text = lambda s: w.HTML(value=s)  # noqa: E731
-        days = [text("in the last"), self.days, text("days (0 = ever)")]
+        days = [text("in the last"), self.days, text("days (0 = any time)")]
+        where = [text("where"), self.where_column]
+        if self.where_column.value:
+            where += [self.where_op, self.where_value]
         kind = self.kind.value
         if kind == "property":
             return [self.column, self.op, self.value]
@@ -161,9 +176,9 @@ class ConditionRow(w.HBox):
                 if self.count_mode.value == "between"
                 else [self.times]
             )
-            return [self.event, self.count_mode, *times, text("times"), *days]
+            return [self.event, *where, self.count_mode, *times, text("times,"), *days]
         if kind == "did_not":
-            return [self.event, *days]
+            return [self.event, *where, *days]
         if kind == "sent":
             return [self.label, *days]
         if kind == "near":
@@ -173,13 +188,14 @@ class ConditionRow(w.HBox):
         return [self.given]
 
     def _layout(self) -> None:
-        op = self.op.value
-        self.value.disabled = op in _NO_VALUE
-        self.value.placeholder = _PLACEHOLDER.get(op, "value")
+        for op, value in ((self.op.value, self.value), (self.where_op.value, self.where_value)):
+            value.disabled = op in _NO_VALUE
+            value.placeholder = _PLACEHOLDER.get(op, "value")
         self.children = [self.kind, *self._parts(), self.remove]
 
     def _changed(self, change: dict[str, Any]) -> None:
-        if change["owner"] in (self.kind, self.op, self.count_mode):
+        if change["owner"] in (self.kind, self.op, self.count_mode, self.where_column,
+                               self.where_op):  # fmt: skip
             self._layout()
         if not self._muted:
             self._on_change()
@@ -198,6 +214,11 @@ class ConditionRow(w.HBox):
                     widget.value = keep
         if "labels" in options:
             self.label.options = list(options["labels"])
+        if "event_columns" in options:
+            keep = self.where_column.value
+            self.where_column.options = _where_options(options)
+            if keep in [v for _, v in self.where_column.options]:
+                self.where_column.value = keep
 
     # ----------------------------------------------------------------- model
     def condition(self) -> Condition:
@@ -210,7 +231,7 @@ class ConditionRow(w.HBox):
             column, op = self.column.value, self.op.value
             if column is None:
                 raise SpecError("column", None, "must be a profile column (the workspace has none)")
-            value = parse_value(column, self.kinds.get(column), op, self.value.value)
+            value = parse_value(column, self.kinds["profiles"].get(column), op, self.value.value)
             return PropertyFilter(column, op, value)
         window = {"within_days": self.days.value} if self.days.value else {}
         if kind == "did":
@@ -218,9 +239,9 @@ class ConditionRow(w.HBox):
             counts = {"at_least": {"at_least": n}, "at_most": {"at_least": 0, "at_most": n},
                       "exactly": {"exactly": n},
                       "between": {"at_least": n, "at_most": self.times_max.value}}[mode]  # fmt: skip
-            return did(_event(self.event.value), **counts, **window)
+            return did(_event(self.event.value), **counts, **window, where=self._where())
         if kind == "did_not":
-            return ~did(_event(self.event.value), **window)
+            return ~did(_event(self.event.value), **window, where=self._where())
         if kind == "sent":
             return was_sent(self.label.value.strip(), **window)
         if kind == "near":
@@ -231,6 +252,13 @@ class ConditionRow(w.HBox):
                 "segment", None, "must be a saved segment (none saved yet: use Save as)"
             )
         return in_segment(name) if kind == "in_segment" else not_in_segment(name)
+
+    def _where(self) -> list[PropertyFilter]:
+        column, op = self.where_column.value, self.where_op.value
+        if not column:
+            return []
+        kind = self.kinds.get("events", {}).get(column)
+        return [PropertyFilter(column, op, parse_value(column, kind, op, self.where_value.value))]
 
     def load(self, condition: Condition) -> None:
         """Set the inputs from ``condition`` (an uneditable one becomes an "as given" row)."""
@@ -247,6 +275,8 @@ class ConditionRow(w.HBox):
                     widget = getattr(self, key)
                     if key in ("column", "event", "saved") and value not in widget.options:
                         widget.options = [*widget.options, value]
+                    if key == "where_column" and value not in [v for _, v in widget.options]:
+                        widget.options = [*widget.options, (value, value)]
                     widget.value = value
         finally:
             self._muted = False
@@ -257,6 +287,10 @@ def _escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _where_options(options: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    return [("(any)", ""), *((c, c) for c in options.get("event_columns", ()))]
 
 
 def _event(name: Any) -> str:
@@ -272,6 +306,16 @@ def _days(window: Any) -> int | None:
     return window.last_days
 
 
+def _where_state(where: tuple[PropertyFilter, ...]) -> dict[str, Any] | None:
+    """Row inputs of an event filter: none or one filter is editable, more are not."""
+    if not where:
+        return {"where_column": ""}
+    if len(where) > 1:
+        return None
+    (f,) = where
+    return {"where_column": f.column, "where_op": f.op, "where_value": format_value(f.value)}
+
+
 def row_state(condition: Condition) -> dict[str, Any] | None:
     """The row inputs (``{widget name: value}``) that rebuild ``condition``, or None.
 
@@ -279,16 +323,18 @@ def row_state(condition: Condition) -> dict[str, Any] | None:
     >>> row_state(prop("age").between(18, 30))
     {'kind': 'property', 'column': 'age', 'op': 'between', 'value': '18, 30'}
     >>> row_state(did("Charged", at_least=2, within_days=7))
-    {'kind': 'did', 'event': 'Charged', 'count_mode': 'at_least', 'times': 2, 'days': 7}
-    >>> row_state(did("Charged", where={"product": "X"})) is None
+    {'kind': 'did', 'event': 'Charged', 'where_column': '', 'count_mode': 'at_least', 'times': 2, 'days': 7}
+    >>> row_state(did("Charged", where=prop("revenue") > 50))["where_value"]
+    '50'
+    >>> row_state(did("Charged", where={"product": "X", "category": "Y"})) is None
     True
     """
     if isinstance(condition, PropertyFilter):
         return {"kind": "property", "column": condition.column, "op": condition.op,
                 "value": format_value(condition.value)}  # fmt: skip
     if isinstance(condition, DidEvent):
-        days = _days(condition.window)
-        if condition.where or condition.aggregate is not None or days is None:
+        days, where = _days(condition.window), _where_state(condition.where)
+        if where is None or condition.aggregate is not None or days is None:
             return None
         lo, hi = condition.at_least, condition.at_most
         if hi is None:
@@ -299,15 +345,15 @@ def row_state(condition: Condition) -> dict[str, Any] | None:
             mode = {"count_mode": "at_most", "times": hi}
         else:
             mode = {"count_mode": "between", "times": lo, "times_max": hi}
-        return {"kind": "did", "event": condition.event, **mode, "days": days}
+        return {"kind": "did", "event": condition.event, **where, **mode, "days": days}
     if isinstance(condition, Not):
         inner = condition.condition
         if isinstance(inner, InSegment):
             return {"kind": "not_in_segment", "saved": inner.name}
         if isinstance(inner, DidEvent) and inner.at_least == 1 and inner.at_most is None:
-            days = _days(inner.window)
-            if not inner.where and inner.aggregate is None and days is not None:
-                return {"kind": "did_not", "event": inner.event, "days": days}
+            days, where = _days(inner.window), _where_state(inner.where)
+            if where is not None and inner.aggregate is None and days is not None:
+                return {"kind": "did_not", "event": inner.event, **where, "days": days}
         return None
     if isinstance(condition, SentLabel):
         days = _days(condition.window)

@@ -187,7 +187,7 @@ class SegmentBuilder(w.VBox):
         """Reload columns, event names, labels and saved segments from the workspace."""
         self.options, self.kinds = _workspace_options(self.ws)
         for row in self.rows:
-            row.kinds = dict(self.kinds)
+            row.kinds = {table: dict(cols) for table, cols in self.kinds.items()}
             row.set_options(self.options)
 
     def wait(self, timeout: float = 30) -> int | None:
@@ -325,12 +325,19 @@ def _reference_time(ws: Any) -> dt.datetime:
     return last.replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
-def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Dropdown options from the workspace, and the value kind of each profile column."""
+def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """Dropdown options from the workspace, and the value kind of each column."""
     catalog = ws.engine.refresh()
     custom = {c: t for c, t in catalog.columns.get("profiles", {}).items() if not c.startswith("_")}
     core = {f.name: f.type for f in PROFILE_SCHEMA}
-    kinds = {c: column_kind("profiles", c, t) for c, t in {**core, **custom}.items()}
+    event_cols = {
+        c: t for c, t in catalog.columns.get("events", {}).items() if not c.startswith("_")
+    }
+    event_core = {f.name for f in EVENT_SCHEMA}
+    kinds = {
+        "profiles": {c: column_kind("profiles", c, t) for c, t in {**core, **custom}.items()},
+        "events": {c: column_kind("events", c, t) for c, t in event_cols.items()},
+    }
     columns = (
         sorted(c for c in custom if c not in core)
         + [c for c in core if c != "user_id"]
@@ -344,5 +351,6 @@ def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
             "WHERE labels IS NOT NULL) WHERE l IS NOT NULL ORDER BY l"
         )["label"].tolist()
     saved = ws.segments()["name"].tolist()
+    event_columns = sorted(c for c in event_cols if c not in event_core and c != "labels")
     return {"columns": columns, "events": events["event"].tolist(), "labels": labels,
-            "saved": saved}, kinds  # fmt: skip
+            "saved": saved, "event_columns": event_columns}, kinds  # fmt: skip

@@ -246,12 +246,14 @@ def test_segment_round_trips_through_the_builder(sim_ws):
         & prop("push_token").not_exists()
         & (prop("created_at") > dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
         & prop("optout_email").eq(False)
+        & did("Charged", where=prop("revenue") >= 20, at_least=2, within_days=14)
+        & ~did("Product Viewed", where=prop("category").isin(["books", "toys"]))
     )
     seg = Segment(cond)
     sb = SegmentBuilder(sim_ws, segment=seg, debounce=0)
     assert [r.kind.value for r in sb.rows] == [
         "did", "property", "property", "did_not", "did", "did", "did", "sent", "near",
-        "in_segment", "not_in_segment", "property", "property", "property",
+        "in_segment", "not_in_segment", "property", "property", "property", "did", "did_not",
     ]  # fmt: skip
     assert sb.segment == seg
     assert Segment.from_json(sb.spec_json) == seg
@@ -261,7 +263,7 @@ def test_segment_round_trips_through_the_builder(sim_ws):
 
 def test_conditions_the_ui_cannot_edit_are_kept_as_given(sim_ws, frames):
     profiles, events = frames
-    special = did("Charged", where={"category": "electronics"}) | did(
+    special = did("Charged", where={"category": "electronics", "product": "x"}) | did(
         "Charged", window=window(between=(dt.date(2026, 1, 1), dt.date(2026, 1, 7)))
     )
     seg = Segment(special & prop("plan").eq("pro"))
@@ -334,3 +336,30 @@ def test_was_sent_label_counts_notification_events(ws):
     assert sb.count == 2
     row.days.value = 7
     assert sb.count == 1 and sb.segment == Segment(was_sent("Onboarding", within_days=7))
+
+
+def test_event_property_filter_matches_pandas(sim_ws):
+    events = sim_ws.sql("SELECT user_id, event, ts, revenue FROM events WHERE event = 'Charged'")
+    assert events["revenue"].notna().all() and events["revenue"].nunique() > 10
+    sb = SegmentBuilder(sim_ws, debounce=0)
+    row = sb.rows[0]
+    row.event.value = "Charged"
+    assert row.where_op not in row.children  # no filter: only the column picker shows
+    row.where_column.value = "revenue"
+    assert row.where_op in row.children and row.where_value in row.children
+    row.where_op.value = ">"
+    row.where_value.value = "lots"
+    assert sb.error == "SpecError: row 1: value == 'lots', must be a number for column 'revenue'"
+    threshold = float(events["revenue"].median())
+    row.where_value.value = repr(threshold)
+    row.days.value = 10
+    recent = events[events["ts"] >= sb.at - dt.timedelta(days=10)]
+    expected = recent.loc[recent["revenue"] > threshold, "user_id"].nunique()
+    assert sb.error == "" and 0 < sb.count == expected == sim_ws.count(sb.segment, at=sb.at)
+    assert sb.segment == Segment(did("Charged", where=prop("revenue") > threshold, within_days=10))
+    row.kind.value = "did_not"
+    users = int(sim_ws.sql("SELECT count(*) AS n FROM profiles")["n"][0])
+    assert sb.count == users - expected
+    assert row.where_column.options[0] == ("(any)", "")
+    assert ("revenue", "revenue") in row.where_column.options
+    assert ("labels", "labels") not in row.where_column.options
