@@ -21,6 +21,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from engagelab.errors import ValidationError
+
 __all__ = ["Debouncer", "ErrorLine", "guarded"]
 
 
@@ -96,7 +98,7 @@ class Debouncer:
 
     def __init__(self, delay: float, done: Callable[[Any, BaseException | None], None]):
         if delay < 0:
-            raise ValueError(f"debounce == {delay!r}, must be >= 0 seconds")
+            raise ValidationError("debounce", delay, "must be >= 0 seconds")
         self.delay = float(delay)
         self._done = done
         self._generation = 0

@@ -160,6 +160,15 @@ class ConditionRow(w.HBox):
             widget.observe(self._changed, names="value")
         self._layout()
 
+    def close(self) -> None:
+        """Close the row and every input it owns (their comms too)."""
+        for widget in (self.kind, self.column, self.op, self.value, self.event, self.where_column,
+                       self.where_op, self.where_value, self.count_mode, self.times,
+                       self.times_max, self.days, self.label, self.lat, self.lon, self.radius,
+                       self.saved, self.given, self.remove):  # fmt: skip
+            widget.close()
+        super().close()
+
     # ----------------------------------------------------------------- view
     def _parts(self) -> list[w.Widget]:
         text = lambda s: w.HTML(value=s)  # noqa: E731

@@ -167,7 +167,11 @@ class SegmentBuilder(w.VBox):
         self._refresh()
 
     def load(self, segment: Any) -> None:
-        """Replace all rows with ``segment`` (anything ``ws.as_segment`` accepts)."""
+        """Replace all rows with ``segment`` (anything ``ws.as_segment`` accepts).
+
+        Raises (and leaves the rows as they were) if ``segment`` is not a valid spec or
+        saved segment name.
+        """
         self._load(segment)
 
     def save(self, name: str | None = None) -> Segment:
@@ -190,6 +194,10 @@ class SegmentBuilder(w.VBox):
             row.kinds = {table: dict(cols) for table, cols in self.kinds.items()}
             row.set_options(self.options)
 
+    def audience(self, columns: list[str] | None = None) -> Any:
+        """Profiles of the users in the current segment (``ws.audience`` at the widget's ``at``)."""
+        return self.ws.audience(self.segment, at=self.at, columns=columns)
+
     def wait(self, timeout: float = 30) -> int | None:
         """Block until the count of the current spec is shown; return it."""
         if not self._debouncer.wait(timeout):
@@ -205,18 +213,18 @@ class SegmentBuilder(w.VBox):
         self.rows_box.children = tuple(self.rows)
         return row
 
-    @guarded(_error_line)
     def _load(self, segment: Any) -> None:
-        for row in list(self.rows):
+        seg = None if segment is None else self.ws.as_segment(segment)  # raises before any change
+        old, self.rows = self.rows, []
+        self.rows_box.children = ()
+        for row in old:
             row.close()
-        self.rows = []
-        if segment is None:
+        if seg is None:
             events = self.options["events"]
             self._new_row(None)
             if events:
                 self.rows[0].event.value = events[0]
         else:
-            seg = self.ws.as_segment(segment)
             self._loaded_name = seg.name or ""
             self.save_name.value = self._loaded_name
             cond = seg.condition

@@ -12,7 +12,7 @@ import pytest
 from engagelab.widgets import SegmentBuilder
 from engagelab.widgets._rows import KINDS, OPERATOR_LABELS
 
-from engagelab.errors import QueryError, SpecError
+from engagelab.errors import QueryError, SpecError, ValidationError
 from engagelab.segments import Segment, did, in_segment, near, prop, was_sent, window
 
 
@@ -363,3 +363,32 @@ def test_event_property_filter_matches_pandas(sim_ws):
     assert row.where_column.options[0] == ("(any)", "")
     assert ("revenue", "revenue") in row.where_column.options
     assert ("labels", "labels") not in row.where_column.options
+
+
+def test_bad_start_segment_raises_and_load_keeps_rows(sim_ws, frames):
+    profiles, _ = frames
+    with pytest.raises(
+        ValidationError, match="segment == 'no such segment', is not a saved segment"
+    ):
+        SegmentBuilder(sim_ws, segment="no such segment", debounce=0)
+    sb = SegmentBuilder(sim_ws, segment=prop("plan").eq("pro"), debounce=0)
+    with pytest.raises(SpecError):
+        sb.load({"condition": {"kind": "nope"}})
+    assert sb.segment == Segment(prop("plan").eq("pro"))
+    sb.load(prop("plan").eq("free") | (prop("age") < 20))
+    assert sb.combine.value == "or" and len(sb.rows) == 2
+    expected = int(((profiles["plan"] == "free") | (profiles["age"] < 20)).sum())
+    assert sb.count == expected
+    audience = sb.audience(columns=["user_id", "plan", "age"])
+    assert len(audience) == expected and list(audience.columns) == ["user_id", "plan", "age"]
+    assert ((audience["plan"] == "free") | (audience["age"] < 20)).all()
+
+
+def test_removing_a_row_closes_its_widgets(sim_ws):
+    sb = SegmentBuilder(sim_ws, debounce=0)
+    sb.add_button.click()
+    row = sb.rows[1]
+    assert row.comm is not None and row.value.comm is not None
+    row.remove.click()
+    assert row.comm is None and row.value.comm is None and row.remove.comm is None
+    assert len(sb.rows) == 1 and sb.error == ""
