@@ -88,7 +88,6 @@ class SegmentBuilder(w.VBox):
         self.at = _reference_time(ws) if at is None else _aware(at)
         self._at_is_default = at is None
         self._debouncer = Debouncer(debounce, self._counted)
-        self._loaded_name = ""
         self.options, self.kinds = _workspace_options(ws)
         self.users = int(ws.engine.scalar("SELECT count(*) FROM profiles"))
         self.rows: list[ConditionRow] = []
@@ -219,23 +218,16 @@ class SegmentBuilder(w.VBox):
         self.rows_box.children = ()
         for row in old:
             row.close()
-        if seg is None:
-            events = self.options["events"]
-            self._new_row(None)
-            if events:
-                self.rows[0].event.value = events[0]
+        cond = None if seg is None else seg.condition
+        self.combine.unobserve(self._changed, names="value")
+        self.combine.value = "or" if isinstance(cond, Or) else "and"
+        self.combine.observe(self._changed, names="value")
+        self.save_name.value = "" if seg is None else seg.name or ""
+        if isinstance(cond, And | Or):
+            for child in cond.conditions:
+                self._new_row(child)
         else:
-            self._loaded_name = seg.name or ""
-            self.save_name.value = self._loaded_name
-            cond = seg.condition
-            if isinstance(cond, And | Or):
-                self.combine.unobserve(self._changed, names="value")
-                self.combine.value = "and" if isinstance(cond, And) else "or"
-                self.combine.observe(self._changed, names="value")
-                for child in cond.conditions:
-                    self._new_row(child)
-            else:
-                self._new_row(cond)
+            self._new_row(cond)  # None: a "did <most common event>" row
         self._refresh()
 
     @guarded(_error_line)

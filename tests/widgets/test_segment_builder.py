@@ -377,6 +377,9 @@ def test_bad_start_segment_raises_and_load_keeps_rows(sim_ws, frames):
     assert sb.segment == Segment(prop("plan").eq("pro"))
     sb.load(prop("plan").eq("free") | (prop("age") < 20))
     assert sb.combine.value == "or" and len(sb.rows) == 2
+    sb.load(prop("plan").eq("pro"))
+    assert sb.combine.value == "and" and len(sb.rows) == 1
+    sb.load(prop("plan").eq("free") | (prop("age") < 20))
     expected = int(((profiles["plan"] == "free") | (profiles["age"] < 20)).sum())
     assert sb.count == expected
     audience = sb.audience(columns=["user_id", "plan", "age"])
