@@ -313,10 +313,16 @@ class World:
         }
 
     def __repr__(self) -> str:
-        s = self._summary()
+        """One line: size, period, seed, events (once generated), zones and planted effects.
+
+        >>> simulate(n_users=1_000, days=10, seed=1, label_effects={"Onboarding": 0.1})
+        World(users=1,000, days=10, start='2026-01-01', seed=1, events=not generated yet, time_zones=26, label_effects={'Onboarding': 0.1}, variant_effects=none)
+        """
+        cfg, s = self._config, self._summary()
         return (
-            f"World(users={s['users']}, days={s['days']!r}, seed={s['seed']}, events={s['events']!r}, "
-            f"time_zones={s['time zones']}, label_effects={s['label effects']})"
+            f"World(users={cfg.n_users:,}, days={cfg.days}, start={cfg.start!r}, seed={cfg.seed}, "
+            f"events={s['events']}, time_zones={s['time zones']}, "
+            f"label_effects={s['label effects']}, variant_effects={s['variant effects']})"
         )
 
     def _repr_html_(self) -> str:

@@ -114,7 +114,7 @@ def test_repr_and_html() -> None:
     world = simulate(n_users=120, days=4, seed=3)
     assert "users=120" in repr(world) and "not generated yet" in repr(world)
     n = world.events().num_rows
-    assert f"events='{n:,}'" in repr(world)
+    assert f"events={n:,}," in repr(world)
     html = world._repr_html_()
     assert "<table" in html and "time zones" in html and "120" in html
 
