@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from scipy import stats
 
 from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA, TS_TYPE
 from engagelab.simulate import CITIES, EVENT_NAMES, World, simulate
@@ -259,3 +260,21 @@ def test_a_day_alone_equals_that_day_inside_a_long_batch() -> None:
         inside.sort_values("event_id").reset_index(drop=True),
         alone.sort_values("event_id").reset_index(drop=True),
     )
+
+
+def test_churn_days_follow_the_planted_hazard() -> None:
+    """Lifetimes (churn day - first active day - 1) are geometric with the user's hazard:
+    mean (1 - h) / h, checked per engagement level against the closed form."""
+    truth = simulate(n_users=30_000, days=90, seed=12).truth
+    for level, hazard in truth[truth["churn_hazard"] > 0].groupby("engagement", observed=True)[
+        "churn_hazard"
+    ]:
+        h = hazard.iloc[0]
+        assert (hazard == h).all()
+        rows = truth.loc[hazard.index]
+        life = rows["churn_day"] - rows["signup_day"].clip(lower=0) - 1
+        mean, sd = (1 - h) / h, math.sqrt(1 - h) / h
+        assert abs(life.mean() - mean) < 4 * sd / math.sqrt(len(life)), level
+        assert stats.binomtest(int((life == 0).sum()), len(life), h).pvalue > 1e-3, level
+    never = truth["churn_day"].isna().mean()
+    assert abs(never - 0.25) < 0.02

@@ -279,3 +279,34 @@ def test_label_effects_combine_as_independent_chances(labels: list[str], p: floa
         assert extra == 0
     else:
         assert stats.binomtest(extra, trials, p).pvalue > 1e-3, (extra / trials, p)
+
+
+def test_churned_users_view_less() -> None:
+    """Expected views from the documented closed form, including the churned-user factor."""
+    world = simulate(n_users=4_000, days=5, seed=31, churn=3.0)
+    truth = world.truth
+    send = pd.Timestamp("2026-03-15 17:00", tz="UTC")  # day 73: many users have churned
+    msgs = messages_for(truth["user_id"].tolist(), channel="sms", send_ts=send)
+    ev = world.respond(msgs).to_pandas()
+    delivered = msgs["user_id"].isin(
+        set(ev.loc[ev["event"] == "Notification Delivered", "user_id"])
+    )
+    viewed = msgs["user_id"].isin(set(ev.loc[ev["event"] == "Notification Viewed", "user_id"]))
+    p, churned = [], []
+    for tz, pref, churn_day in zip(
+        truth["timezone"], truth["preferred_hour"], truth["churn_day"], strict=True
+    ):
+        local = send.to_pydatetime().astimezone(zoneinfo.ZoneInfo(tz))
+        gone = (local.date() - dt.date(2026, 1, 1)).days >= churn_day
+        churned.append(gone)
+        factor = reference_hour_factor(local.hour + local.minute / 60, pref) * (
+            0.3 if gone else 1.0
+        )
+        p.append(CHANNEL_RATES["sms"][1] * factor)
+    p, churned = np.array(p)[delivered.to_numpy()], np.array(churned)[delivered.to_numpy()]
+    seen = viewed.to_numpy()[delivered.to_numpy()]
+    assert 0.3 < churned.mean() < 0.9
+    for group in (churned, ~churned):
+        sd = math.sqrt((p[group] * (1 - p[group])).sum())
+        assert abs(seen[group].sum() - p[group].sum()) < 4 * sd
+    assert seen[churned].mean() < 0.5 * seen[~churned].mean()
