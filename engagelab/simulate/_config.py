@@ -28,14 +28,16 @@ class WorldConfig:
         label_effects: planted retention effect of message labels: a delivered message
             carrying label ``L`` adds an extra 'App Launched' on each of the days
             ``1..retention_days`` after the send with probability
-            ``label_effects[L]`` (several labels combine as independent chances).
-            Each value must be in [0, 1).
+            ``label_effects[L]`` (several labels combine as independent chances; days
+            are the user's local calendar days; churned users are re-activated too), so
+            day-N retention of sent users is ``1 - (1 - p0) * (1 - effect * P(delivered))``
+            for a baseline ``p0``. Each value must be in [0, 1).
         retention_days: how many days after a send a label effect lasts.
-        activity: multiplier on every user's session rate (1.0 gives about 17 million
+        activity: multiplier on every user's session rate (1.0 gives about 15 million
             events for 1M users over 90 days).
-        heavy_share: share of heavy users (about 1.2 sessions a day).
-        sparse_share: share of sparse users (about one session a month); the rest are
-            regular users (about one session every five days).
+        heavy_share: share of heavy users (median 0.8 sessions a day).
+        sparse_share: share of sparse users (median one session in 40 days); the rest are
+            regular users (median one session in 8 days).
         churn: multiplier on every user's daily churn hazard (0 disables churn).
         new_user_share: share of users who sign up during the simulated period
             (the rest existed before ``start``).
