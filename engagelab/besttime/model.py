@@ -1,0 +1,277 @@
+"""Per-user best send time: CleverTap-faithful buckets or an empirical-Bayes hour model.
+
+Example:
+    >>> import tempfile
+    >>> from engagelab import Workspace
+    >>> from engagelab.worlds import simulate_into
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = simulate_into(ws, n_users=300, days=28, seed=5)
+    >>> model = fit(ws, BestTimeOptions(mode="bayes", window=("07:00", "23:00")))
+    >>> slots = model.slots()
+    >>> sorted(slots.columns)[:4]
+    ['confidence', 'n_events', 'reason', 'slot_local']
+    >>> bool(slots["slot_minute"].between(7 * 60, 23 * 60).all())
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from engagelab._validate import check_datetime
+from engagelab.besttime import _bayes
+from engagelab.besttime._data import History, connect, history, user_table
+from engagelab.besttime.options import CLEVERTAP_DEFAULT_SLOT, BestTimeOptions, format_minute, parse_time
+from engagelab.errors import ValidationError
+
+if TYPE_CHECKING:
+    from engagelab.workspace import Workspace
+
+__all__ = ["REASONS", "BestTimeModel", "fit", "latest_event_time", "choose"]
+
+REASONS = (
+    "chosen",
+    "fallback_no_history",
+    "fallback_little_history",
+    "outside_window",
+    "invalid_timezone",
+)
+
+
+def check_events(ws: Workspace, events: tuple[str, ...], con: Any = None) -> None:
+    """Raise if an event name never occurs in the workspace."""
+    own = con is None
+    con = con or connect(ws)
+    try:
+        seen = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT event FROM events WHERE event IN (SELECT unnest($e))",
+                {"e": list(events)},
+            ).fetchall()
+        }
+    finally:
+        if own:
+            con.close()
+    for name in events:
+        if name not in seen:
+            raise ValidationError("events", name, "is not an event name found in this workspace")
+
+
+def latest_event_time(ws: Workspace, events: tuple[str, ...]) -> dt.datetime:
+    """Just after the last of ``events`` in the workspace (the default fit cutoff)."""
+    last = ws.engine.scalar(
+        "SELECT max(ts) FROM events WHERE event IN (SELECT unnest($e))", {"e": list(events)}
+    )
+    if last is None:
+        raise ValidationError("events", list(events), "have no occurrences in this workspace")
+    return pd.Timestamp(last).tz_convert("UTC").to_pydatetime() + dt.timedelta(microseconds=1)
+
+
+def _smooth(p: np.ndarray) -> np.ndarray:
+    """Circular (0.5, 1, 0.5) smoothing over hours: score of a send near the hour's middle."""
+    return p + 0.5 * (np.roll(p, 1, axis=-1) + np.roll(p, -1, axis=-1))
+
+
+def choose(
+    score: np.ndarray, width: int, offset: int, allowed: np.ndarray, restrict: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick a local minute per row of ``score`` (bins of ``width`` minutes).
+
+    The best bin (ties -> earliest) is sent at ``bin * width + offset`` if that minute is
+    allowed, else at the bin's nearest allowed minute. A best bin with no allowed minute
+    is replaced by the best allowed bin when ``restrict`` (bayes) or by the allowed
+    minute nearest its send minute (clevertap). Returns (minute, moved).
+    """
+    k = score.shape[1]
+    nearest = _nearest_allowed(allowed)
+    bin_ok = allowed.reshape(k, width).any(axis=1)
+    best = np.argmax(score, axis=1)
+    moved = ~bin_ok[best]
+    if restrict and moved.any():
+        masked = np.where(bin_ok[None, :], score[moved], -np.inf)
+        best = best.copy()
+        best[moved] = np.argmax(masked, axis=1)
+    if not restrict:
+        return nearest[best * width + offset], moved
+    bin_minute = np.full(k, -1, dtype=np.int64)
+    for i in np.flatnonzero(bin_ok):
+        cand = np.flatnonzero(allowed[i * width : (i + 1) * width])
+        bin_minute[i] = i * width + cand[np.argmin(np.abs(cand - offset))]
+    minute = bin_minute[best]
+    return minute, moved
+
+
+def _nearest_allowed(allowed: np.ndarray) -> np.ndarray:
+    """For each minute of the day, the nearest allowed minute (ties -> earlier)."""
+    ok = np.flatnonzero(allowed)
+    pos = np.searchsorted(ok, np.arange(1440))
+    lo = ok[np.clip(pos - 1, 0, ok.size - 1)]
+    hi = ok[np.clip(pos, 0, ok.size - 1)]
+    m = np.arange(1440)
+    return np.where(np.abs(m - lo) <= np.abs(hi - m), lo, hi)
+
+
+@dataclasses.dataclass
+class BestTimeModel:
+    """A fitted best-time model: per-user scores over local hours (or buckets) and slots.
+
+    Attributes:
+        options: the options it was fitted with.
+        history: the binned engagement history it was fitted on.
+        alpha: fitted prior strength (bayes mode; ``None`` in clevertap mode).
+        priors: ``(groups, 24)`` prior hour distributions (bayes mode).
+        score: ``(users, bins)`` score of each bin per user (higher = better).
+    """
+
+    options: BestTimeOptions
+    history: History
+    alpha: float | None
+    priors: np.ndarray | None
+    group_codes: np.ndarray
+    group_names: list[str]
+    score: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def cutoff(self) -> dt.datetime:
+        """The end (exclusive) of the history the model saw."""
+        return self.history.end
+
+    @property
+    def n_events(self) -> np.ndarray:
+        """Raw number of engagement events of each user in the history."""
+        return self.history.counts.sum(axis=1)
+
+    def slots(self) -> pd.DataFrame:
+        """Per user: slot_minute (local minute of day, -1 if none), slot_local, reason,
+        confidence, n_events, user_id, timezone."""
+        o = self.options
+        allowed = o.allowed_minutes()
+        bayes = o.mode == "bayes"
+        width, offset = (60, 30) if bayes else (120, 0)
+        minute, moved = choose(self.score, width, offset, allowed, restrict=bayes)
+        n = self.n_events
+        reason = np.where(moved, "outside_window", "chosen").astype(object)
+        if bayes:
+            reason[(n > 0) & (n < o.min_events)] = "fallback_little_history"
+        none = n == 0
+        if none.any():
+            minute[none] = self._fallback_minutes(allowed)[none]
+            reason[none] = "fallback_no_history"
+        bad_tz = ~self.history.users["tz_ok"].to_numpy()
+        minute[bad_tz] = -1
+        reason[bad_tz] = "invalid_timezone"
+        users = self.history.users
+        return pd.DataFrame(
+            {
+                "user_id": users["user_id"].to_numpy(),
+                "timezone": users["timezone"].to_numpy(),
+                "slot_minute": minute.astype(np.int64),
+                "slot_local": [format_minute(m) if m >= 0 else None for m in minute],
+                "reason": reason,
+                "confidence": np.where(bad_tz, np.nan, self.confidence),
+                "n_events": n,
+            }
+        )
+
+    def _fallback_minutes(self, allowed: np.ndarray) -> np.ndarray:
+        o = self.options
+        nearest = _nearest_allowed(allowed)
+        rows = len(self.history.users)
+        if o.fallback_slot is not None or o.mode == "clevertap":
+            m = parse_time("fallback_slot", o.fallback_slot or CLEVERTAP_DEFAULT_SLOT) % 1440
+            return np.full(rows, nearest[m])
+        assert self.priors is not None
+        per_group, _ = choose(_smooth(self.priors), 60, 30, allowed, restrict=True)
+        return per_group[self.group_codes]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Same as :meth:`slots`."""
+        return self.slots()
+
+    def summary(self) -> dict[str, Any]:
+        """Users, reasons, prior strength and history period."""
+        s = self.slots()
+        return {
+            "mode": self.options.mode,
+            "users": len(s),
+            "history": f"{self.history.start:%Y-%m-%d %H:%M} .. {self.history.end:%Y-%m-%d %H:%M} UTC",
+            "events": int(self.history.counts.sum()),
+            "alpha": None if self.alpha is None else round(self.alpha, 3),
+            "reasons": s["reason"].value_counts().to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (
+            f"BestTimeModel(mode={s['mode']!r}, users={s['users']}, events={s['events']}, "
+            f"alpha={s['alpha']}, reasons={s['reasons']})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in self.summary().items()
+        )
+        return f"<table class='engagelab-besttime'><caption>Best-time model</caption>{rows}</table>"
+
+
+def fit(
+    ws: Workspace,
+    options: BestTimeOptions | None = None,
+    *,
+    at: Any = None,
+    users: pd.DataFrame | None = None,
+) -> BestTimeModel:
+    """Fit a best-time model on the engagement history before ``at``.
+
+    Args:
+        ws: the workspace.
+        options: :class:`BestTimeOptions` (default: bayes mode, 'App Launched').
+        at: cutoff: only events with ``ts < at`` and within ``lookback_days`` before it
+            are used (default: just after the last engagement event).
+        users: DataFrame with ``user_id`` and ``timezone`` (default: every profile).
+
+    Raises:
+        ValidationError: unknown event names, or no engagement event in the period.
+    """
+    o = options if options is not None else BestTimeOptions()
+    if not isinstance(o, BestTimeOptions):
+        raise ValidationError("options", type(o).__name__, "must be BestTimeOptions")
+    con = connect(ws)
+    try:
+        check_events(ws, o.events, con)
+        end = check_datetime("at", at) if at is not None else latest_event_time(ws, o.events)
+        start = end - dt.timedelta(days=o.lookback_days)
+        table = user_table(ws, users, o.prior_by)
+        hist = history(
+            ws, table, o.events, start, end, o.half_life_days if o.mode == "bayes" else None, con
+        )
+    finally:
+        con.close()
+    if hist.counts.sum() == 0:
+        raise ValidationError(
+            "events",
+            list(o.events),
+            f"have no occurrences for these users between {start:%Y-%m-%d %H:%M} and "
+            f"{end:%Y-%m-%d %H:%M} UTC: nothing to learn send times from",
+        )
+    codes, names = pd.factorize(table["group"].astype(str))
+    codes = codes.astype(np.int64)
+    n = hist.counts.sum(axis=1)
+    if o.mode == "clevertap":
+        buckets = hist.counts.reshape(-1, 12, 2).sum(axis=2).astype(np.float64)
+        return BestTimeModel(o, hist, None, None, codes, list(names), buckets, (n > 0).astype(float))
+    x = hist.weights
+    priors = _bayes.group_priors(x, codes)
+    alpha = _bayes.fit_alpha(x, priors[codes])
+    post = _bayes.posterior_mean(x, priors[codes], alpha)
+    nw = x.sum(axis=1)
+    return BestTimeModel(o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha))
