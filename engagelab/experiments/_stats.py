@@ -81,7 +81,9 @@ def welch(mean_c, var_c, n_c, mean_t, var_t, n_t, alternative: str = "two-sided"
     b = np.asarray(var_t, float) / np.asarray(n_t, float)
     se = np.sqrt(a + b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = (a + b) ** 2 / (a**2 / (np.asarray(n_c, float) - 1) + b**2 / (np.asarray(n_t, float) - 1))
+        df = (a + b) ** 2 / (
+            a**2 / (np.asarray(n_c, float) - 1) + b**2 / (np.asarray(n_t, float) - 1)
+        )
         t = (np.asarray(mean_t, float) - np.asarray(mean_c, float)) / se
     if alternative == "two-sided":
         logp = _two_sided_logp(stats.t.logsf(np.abs(t), df), alternative)

@@ -61,14 +61,20 @@ def _metrics(metrics: Sequence[Metric | str], covariate: str | None) -> list[Met
     return out
 
 
-def _arm_stats(row: Mapping[str, Any], m: Metric, theta: float, xbar_all: float) -> dict[str, float]:
+def _arm_stats(
+    row: Mapping[str, Any], m: Metric, theta: float, xbar_all: float
+) -> dict[str, float]:
     n = float(row["n"])
     s, ss = row[f"sum:{m.column}"], row[f"sumsq:{m.column}"]
     mean = s / n
     var = (ss - s * s / n) / (n - 1) if n > 1 else math.nan
     out = {"n": n, "successes": s, "estimate": mean, "var": max(var, 0.0) if n > 1 else math.nan}
     if m.kind == "ratio":
-        d, dd, cp = row[f"sum:{m.denominator}"], row[f"sumsq:{m.denominator}"], row[f"cross:{m.column}*{m.denominator}"]
+        d, dd, cp = (
+            row[f"sum:{m.denominator}"],
+            row[f"sumsq:{m.denominator}"],
+            row[f"cross:{m.column}*{m.denominator}"],
+        )
         mean_d = d / n
         if d == 0 or n < 2:
             out.update(estimate=math.nan, var=math.nan)
@@ -78,12 +84,18 @@ def _arm_stats(row: Mapping[str, Any], m: Metric, theta: float, xbar_all: float)
         cov = (cp - s * d / n) / (n - 1)
         out.update(estimate=r, var=max((out["var"] - 2 * r * cov + r * r * var_d) / mean_d**2, 0.0))
     elif m.covariate:
-        x, xx, cp = row[f"sum:{m.covariate}"], row[f"sumsq:{m.covariate}"], row[f"cross:{m.column}*{m.covariate}"]
+        x, xx, cp = (
+            row[f"sum:{m.covariate}"],
+            row[f"sumsq:{m.covariate}"],
+            row[f"cross:{m.column}*{m.covariate}"],
+        )
         if n > 1:
             var_x = (xx - x * x / n) / (n - 1)
             cov = (cp - s * x / n) / (n - 1)
-            out.update(estimate=mean - theta * (x / n - xbar_all),
-                       var=max(out["var"] - 2 * theta * cov + theta**2 * var_x, 0.0))
+            out.update(
+                estimate=mean - theta * (x / n - xbar_all),
+                var=max(out["var"] - 2 * theta * cov + theta**2 * var_x, 0.0),
+            )
     elif m.kind == "proportion":
         out["var"] = mean * (1 - mean)
     out["se2"] = out["var"] / n if n > 0 else math.nan
@@ -100,7 +112,9 @@ def _theta(g: pd.DataFrame, m: Metric) -> tuple[float, float]:
 
 def _note(m: Metric, c: dict, t: dict, arm: str, control: str) -> str:
     if c["n"] < 2 or t["n"] < 2:
-        return f"fewer than 2 users in arm {arm if t['n'] < 2 else control!r}: no inference possible"
+        return (
+            f"fewer than 2 users in arm {arm if t['n'] < 2 else control!r}: no inference possible"
+        )
     if m.kind == "ratio" and (math.isnan(c["estimate"]) or math.isnan(t["estimate"])):
         return f"denominator {m.denominator!r} sums to 0 in an arm: ratio undefined, no inference possible"
     if c["var"] == 0 and t["var"] == 0:
@@ -108,7 +122,9 @@ def _note(m: Metric, c: dict, t: dict, arm: str, control: str) -> str:
     return ""
 
 
-def _compare(m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: str) -> dict[str, Any]:
+def _compare(
+    m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: str
+) -> dict[str, Any]:
     diff = t["estimate"] - c["estimate"]
     se = math.sqrt(c["se2"] + t["se2"])
     plain_prop = m.kind == "proportion" and not m.covariate
@@ -121,13 +137,17 @@ def _compare(m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: 
         else:
             test = "z" if m.kind == "ratio" else "welch"
     if test in ("pooled_z", "fisher", "barnard") and not plain_prop:
-        raise ValidationError("test", test, f"applies to proportion metrics without a covariate, not {m.name!r}")
+        raise ValidationError(
+            "test", test, f"applies to proportion metrics without a covariate, not {m.name!r}"
+        )
     if test == "welch" and m.kind == "ratio":
         raise ValidationError("test", test, f"is not defined for ratio metric {m.name!r}; use 'z'")
     alt = {"two-sided": "two-sided", "greater": "greater", "less": "less"}[alternative]
     crit = stats.norm.isf(alpha / 2)
     if test == "welch":
-        _, df, logp, _ = _stats.welch(c["estimate"], c["var"], c["n"], t["estimate"], t["var"], t["n"], alt)
+        _, df, logp, _ = _stats.welch(
+            c["estimate"], c["var"], c["n"], t["estimate"], t["var"], t["n"], alt
+        )
         crit = float(stats.t.isf(alpha / 2, df)) if np.isfinite(df) else crit
     elif test == "pooled_z":
         _, logp = _stats.pooled_z(c["successes"], c["n"], t["successes"], t["n"], alt)
@@ -138,16 +158,37 @@ def _compare(m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: 
         _, logp = _stats.z_test(diff, se, alt)
     logp = float(logp)
     rel, rlo, rhi = _stats.relative_lift(c["estimate"], c["se2"], t["estimate"], t["se2"], crit)
-    return {"test": test, "abs_lift": diff, "abs_ci_low": diff - crit * se, "abs_ci_high": diff + crit * se,
-            "rel_lift": float(rel), "rel_ci_low": float(rlo), "rel_ci_high": float(rhi),
-            "p_value": math.exp(logp), "log10_p": logp / _stats.LN10, "_logp": logp, "_se": se}
+    return {
+        "test": test,
+        "abs_lift": diff,
+        "abs_ci_low": diff - crit * se,
+        "abs_ci_high": diff + crit * se,
+        "rel_lift": float(rel),
+        "rel_ci_low": float(rlo),
+        "rel_ci_high": float(rhi),
+        "p_value": math.exp(logp),
+        "log10_p": logp / _stats.LN10,
+        "_logp": logp,
+        "_se": se,
+    }
 
 
 def analyze_aggregates(
-    agg: pd.DataFrame, *, control: Any, metrics: Sequence[Metric | str], covariate: str | None = None,
-    alpha: float = 0.05, correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
-    weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
-    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 20_000, seed: int = 20261127,
+    agg: pd.DataFrame,
+    *,
+    control: Any,
+    metrics: Sequence[Metric | str],
+    covariate: str | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    test: str = "auto",
+    alternative: str = "two-sided",
+    weights: Mapping[str, float] | Sequence[float] | None = None,
+    arms: Sequence[str] | None = None,
+    sequential: bool = False,
+    tuning_n: float = 10_000,
+    bayes_draws: int = 20_000,
+    seed: int = 20261127,
 ) -> ExperimentResult:
     """Analyse per-arm sufficient statistics (the output of :func:`~engagelab.experiments.metrics.aggregate`)."""
     ms = _metrics(metrics, covariate)
@@ -162,43 +203,80 @@ def analyze_aggregates(
         recs = {str(r["arm"]): r for r in g.to_dict("records")}
         present = list(recs)
         if control not in present:
-            raise ValidationError("control", control, "must be one of the arms present: " + ", ".join(repr(a) for a in present))
+            raise ValidationError(
+                "control",
+                control,
+                "must be one of the arms present: " + ", ".join(repr(a) for a in present),
+            )
         order = [control] + sorted(a for a in present if a != control)
         if arms is not None:
             missing = [a for a in arms if str(a) not in present]
             if missing:
-                raise ValidationError("arms", list(arms), f"arm {missing[0]!r} has zero users in experiment {exp!r}")
+                raise ValidationError(
+                    "arms", list(arms), f"arm {missing[0]!r} has zero users in experiment {exp!r}"
+                )
         srm = _srm(recs, order, weights)
         srms[exp] = srm
         for m in ms:
             if m.kind == "proportion":
-                s_, ss_ = g[f"sum:{m.column}"].to_numpy(float), g[f"sumsq:{m.column}"].to_numpy(float)
+                s_, ss_ = (
+                    g[f"sum:{m.column}"].to_numpy(float),
+                    g[f"sumsq:{m.column}"].to_numpy(float),
+                )
                 if (np.abs(s_ - ss_) > 1e-9 * np.maximum(1.0, np.abs(s_))).any():
-                    raise ValidationError(f"metrics[{m.name!r}].column", m.column, "must hold only 0/1 (or boolean) values for a proportion metric")
+                    raise ValidationError(
+                        f"metrics[{m.name!r}].column",
+                        m.column,
+                        "must hold only 0/1 (or boolean) values for a proportion metric",
+                    )
             theta, xbar = _theta(g, m) if m.covariate else (0.0, 0.0)
             st = {a: _arm_stats(recs[a], m, theta, xbar) for a in order}
             bay = _bayes(m, st, order, bayes_draws, seed)
             for i, a in enumerate(order):
-                arm_rows.append({"experiment": exp, "metric": m.name, "arm": a, "n": int(st[a]["n"]),
-                                 "estimate": st[a]["estimate"], "bayes_p_best": bay["p_best"][i] if bay else math.nan})
+                arm_rows.append(
+                    {
+                        "experiment": exp,
+                        "metric": m.name,
+                        "arm": a,
+                        "n": int(st[a]["n"]),
+                        "estimate": st[a]["estimate"],
+                        "bayes_p_best": bay["p_best"][i] if bay else math.nan,
+                    }
+                )
             for i, a in enumerate(order[1:], start=1):
                 c, t = st[control], st[a]
-                row = {"experiment": exp, "metric": m.name, "kind": m.kind + (" (CUPED)" if m.covariate else ""),
-                       "arm": a, "control": control, "n_control": int(c["n"]), "n_arm": int(t["n"]),
-                       "control_estimate": c["estimate"], "arm_estimate": t["estimate"]}
+                row = {
+                    "experiment": exp,
+                    "metric": m.name,
+                    "kind": m.kind + (" (CUPED)" if m.covariate else ""),
+                    "arm": a,
+                    "control": control,
+                    "n_control": int(c["n"]),
+                    "n_arm": int(t["n"]),
+                    "control_estimate": c["estimate"],
+                    "arm_estimate": t["estimate"],
+                }
                 note = _note(m, c, t, a, control)
                 if not note:
                     row |= _compare(m, c, t, test, alpha, alternative)
                     if c["estimate"] == 0:
                         note = "control estimate is 0: relative lift undefined"
                     if sequential:
-                        lp, lo, hi = always_valid(row["abs_lift"], row["_se"] ** 2, c["n"] + t["n"], alpha, tuning_n)
-                        row |= {"seq_p": math.exp(float(lp)), "seq_ci_low": float(lo), "seq_ci_high": float(hi)}
+                        lp, lo, hi = always_valid(
+                            row["abs_lift"], row["_se"] ** 2, c["n"] + t["n"], alpha, tuning_n
+                        )
+                        row |= {
+                            "seq_p": math.exp(float(lp)),
+                            "seq_ci_low": float(lo),
+                            "seq_ci_high": float(hi),
+                        }
                     if bay:
                         row |= {f"bayes_{k}": float(v[i]) for k, v in bay.items()}
                 row |= {"srm_p": srm.p_value, "note": note, "_lower": m.lower_is_better}
                 rows.append(row)
-    return ExperimentResult.build(rows, arm_rows, srms, alpha=alpha, correction=correction, sequential=sequential)
+    return ExperimentResult.build(
+        rows, arm_rows, srms, alpha=alpha, correction=correction, sequential=sequential
+    )
 
 
 def _bayes(m: Metric, st: dict, order: list[str], draws: int, seed: int) -> dict | None:
@@ -220,14 +298,22 @@ def _srm(recs: Mapping[str, Mapping[str, Any]], order: list[str], weights) -> SR
     elif isinstance(weights, Mapping):
         unknown = [k for k in weights if str(k) not in counts]
         if unknown:
-            raise ValidationError("weights", dict(weights), f"arm {unknown[0]!r} has zero users (not in the data)")
+            raise ValidationError(
+                "weights", dict(weights), f"arm {unknown[0]!r} has zero users (not in the data)"
+            )
         missing = [a for a in order if a not in {str(k) for k in weights}]
         if missing:
-            raise ValidationError("weights", dict(weights), f"must give a weight for arm {missing[0]!r}")
+            raise ValidationError(
+                "weights", dict(weights), f"must give a weight for arm {missing[0]!r}"
+            )
         w = [float({str(k): v for k, v in weights.items()}[a]) for a in order]
     else:
         if len(weights) != len(order):
-            raise ValidationError("weights", list(weights), f"must have one weight per arm ({len(order)}: control first)")
+            raise ValidationError(
+                "weights",
+                list(weights),
+                f"must have one weight per arm ({len(order)}: control first)",
+            )
         w = list(weights)
     if len(order) < 2:
         raise ValidationError("control", order[0], "is the only arm: nothing to compare")
@@ -235,11 +321,23 @@ def _srm(recs: Mapping[str, Mapping[str, Any]], order: list[str], weights) -> SR
 
 
 def analyze(
-    data: Any, *, arm_col: str, control: Any, metrics: Sequence[Metric | str],
-    experiment_col: str | None = None, covariate: str | None = None, alpha: float = 0.05,
-    correction: str = "holm", test: str = "auto", alternative: str = "two-sided",
-    weights: Mapping[str, float] | Sequence[float] | None = None, arms: Sequence[str] | None = None,
-    sequential: bool = False, tuning_n: float = 10_000, bayes_draws: int = 20_000, seed: int = 20261127,
+    data: Any,
+    *,
+    arm_col: str,
+    control: Any,
+    metrics: Sequence[Metric | str],
+    experiment_col: str | None = None,
+    covariate: str | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    test: str = "auto",
+    alternative: str = "two-sided",
+    weights: Mapping[str, float] | Sequence[float] | None = None,
+    arms: Sequence[str] | None = None,
+    sequential: bool = False,
+    tuning_n: float = 10_000,
+    bayes_draws: int = 20_000,
+    seed: int = 20261127,
 ) -> ExperimentResult:
     """Analyse experiments x metrics x arms in one call.
 
@@ -272,7 +370,17 @@ def analyze(
     if agg.empty:
         raise ValidationError("data", "<empty>", "must contain at least one user")
     return analyze_aggregates(
-        agg, control=control, metrics=ms, alpha=alpha, correction=correction, test=test,
-        alternative=alternative, weights=weights, arms=arms, sequential=sequential,
-        tuning_n=tuning_n, bayes_draws=bayes_draws, seed=seed,
+        agg,
+        control=control,
+        metrics=ms,
+        alpha=alpha,
+        correction=correction,
+        test=test,
+        alternative=alternative,
+        weights=weights,
+        arms=arms,
+        sequential=sequential,
+        tuning_n=tuning_n,
+        bayes_draws=bayes_draws,
+        seed=seed,
     )

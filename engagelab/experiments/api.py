@@ -22,39 +22,80 @@ __all__ = ["analyze_experiment", "design_experiment"]
 
 
 def design_experiment(
-    *, metric: str = "proportion", baseline: float, mde: float | None = None, relative: bool = False,
-    sd: float | None = None, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided",
-    arms: int = 2, weights: Sequence[float] | None = None, correction: str = "bonferroni",
-    method: str | None = None, n_per_arm: int | None = None, total_n: int | None = None,
-    daily_traffic: float | None = None, traffic_fraction: float = 1.0,
+    *,
+    metric: str = "proportion",
+    baseline: float,
+    mde: float | None = None,
+    relative: bool = False,
+    sd: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: str = "two-sided",
+    arms: int = 2,
+    weights: Sequence[float] | None = None,
+    correction: str = "bonferroni",
+    method: str | None = None,
+    n_per_arm: int | None = None,
+    total_n: int | None = None,
+    daily_traffic: float | None = None,
+    traffic_fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Solve whichever design problem the arguments pose.
 
     ``mde`` without a sample size -> sample size (and duration with ``daily_traffic``);
     a sample size without ``mde`` -> minimum detectable effect; both -> power.
     """
-    common = dict(baseline=baseline, sd=sd, alpha=alpha, alternative=alternative, arms=arms,
-                  weights=weights, correction=correction, method=method)
+    common = dict(
+        baseline=baseline,
+        sd=sd,
+        alpha=alpha,
+        alternative=alternative,
+        arms=arms,
+        weights=weights,
+        correction=correction,
+        method=method,
+    )
     has_n = n_per_arm is not None or total_n is not None
     if mde is None and not has_n:
-        raise ValidationError("mde", mde, "give mde (to get a sample size) or n_per_arm/total_n (to get the mde)")
+        raise ValidationError(
+            "mde", mde, "give mde (to get a sample size) or n_per_arm/total_n (to get the mde)"
+        )
     if mde is not None and not has_n:
-        res = design.sample_size(metric, mde=mde, relative=relative, power=power,
-                                 daily_traffic=daily_traffic, traffic_fraction=traffic_fraction, **common)
+        res = design.sample_size(
+            metric,
+            mde=mde,
+            relative=relative,
+            power=power,
+            daily_traffic=daily_traffic,
+            traffic_fraction=traffic_fraction,
+            **common,
+        )
         solved = "sample_size"
     elif mde is None:
-        res = design.minimum_detectable_effect(metric, n_per_arm=n_per_arm, total_n=total_n, power=power, **common)
+        res = design.minimum_detectable_effect(
+            metric, n_per_arm=n_per_arm, total_n=total_n, power=power, **common
+        )
         solved = "mde"
     else:
-        res = design.power(metric, mde=mde, relative=relative, n_per_arm=n_per_arm, total_n=total_n, **common)
+        res = design.power(
+            metric, mde=mde, relative=relative, n_per_arm=n_per_arm, total_n=total_n, **common
+        )
         solved = "power"
     return {"solved_for": solved, **res.to_dict()}
 
 
 def analyze_experiment(
-    data: Any, *, arm_col: str, control: Any, metrics: Sequence[str], covariate: str | None = None,
-    correction: str = "holm", alpha: float = 0.05, experiment_col: str | None = None,
-    weights: dict[str, float] | Sequence[float] | None = None, test: str = "auto",
+    data: Any,
+    *,
+    arm_col: str,
+    control: Any,
+    metrics: Sequence[str],
+    covariate: str | None = None,
+    correction: str = "holm",
+    alpha: float = 0.05,
+    experiment_col: str | None = None,
+    weights: dict[str, float] | Sequence[float] | None = None,
+    test: str = "auto",
     sequential: bool = False,
 ) -> dict[str, Any]:
     """Analyse a CSV/Parquet file (or any ``analyze`` input) and return plain data.
@@ -63,11 +104,35 @@ def analyze_experiment(
         ``{"rows": [...one dict per arm x metric...], "srm": {experiment: {...}},
         "srm_alarm": bool, "alpha": ..., "correction": ...}``.
     """
-    res = analyze(data, arm_col=arm_col, control=control, metrics=list(metrics), covariate=covariate,
-                  correction=correction, alpha=alpha, experiment_col=experiment_col, weights=weights,
-                  test=test, sequential=sequential)
-    srm = {k: {"arms": list(v.arms), "observed": list(v.observed), "expected": list(v.expected),
-               "chi2": v.chi2, "p_value": v.p_value, "log10_p": v.log10_p, "mismatch": v.mismatch()}
-           for k, v in res.srm.items()}
-    return {"rows": res.to_dicts(), "srm": srm, "srm_alarm": any(s["mismatch"] for s in srm.values()),
-            "alpha": alpha, "correction": correction}
+    res = analyze(
+        data,
+        arm_col=arm_col,
+        control=control,
+        metrics=list(metrics),
+        covariate=covariate,
+        correction=correction,
+        alpha=alpha,
+        experiment_col=experiment_col,
+        weights=weights,
+        test=test,
+        sequential=sequential,
+    )
+    srm = {
+        k: {
+            "arms": list(v.arms),
+            "observed": list(v.observed),
+            "expected": list(v.expected),
+            "chi2": v.chi2,
+            "p_value": v.p_value,
+            "log10_p": v.log10_p,
+            "mismatch": v.mismatch(),
+        }
+        for k, v in res.srm.items()
+    }
+    return {
+        "rows": res.to_dicts(),
+        "srm": srm,
+        "srm_alarm": any(s["mismatch"] for s in srm.values()),
+        "alpha": alpha,
+        "correction": correction,
+    }

@@ -81,7 +81,11 @@ def buckets(user_ids: Iterable[Any], salt: str) -> np.ndarray:
     ids = pd.Series(user_ids if not isinstance(user_ids, pd.Series) else user_ids.to_numpy())
     if ids.isna().any():
         raise ValidationError("user_ids", "<missing>", "must not contain missing values")
-    if not (pd.api.types.is_integer_dtype(ids) or pd.api.types.is_string_dtype(ids) or ids.dtype == object):
+    if not (
+        pd.api.types.is_integer_dtype(ids)
+        or pd.api.types.is_string_dtype(ids)
+        or ids.dtype == object
+    ):
         raise ValidationError("user_ids", str(ids.dtype), "must be strings or integers")
     if ids.dtype == object:
         for v in ids.head(1000):
@@ -98,13 +102,17 @@ def buckets(user_ids: Iterable[Any], salt: str) -> np.ndarray:
 
 
 def _bounds(weights: Sequence[float], name: str = "weights") -> np.ndarray:
-    w = [float(check_number(f"{name}[{i}]", x, low=0, low_open=True)) for i, x in enumerate(weights)]
+    w = [
+        float(check_number(f"{name}[{i}]", x, low=0, low_open=True)) for i, x in enumerate(weights)
+    ]
     if abs(sum(w) - 1.0) > 1e-6:
         raise ValidationError(name, list(weights), "must sum to 1")
     bounds = np.round(np.cumsum(w) * BUCKETS).astype(np.int64)
     bounds[-1] = BUCKETS
     if np.any(np.diff(np.concatenate([[0], bounds])) == 0):
-        raise ValidationError(name, list(weights), f"each weight must cover at least one bucket (>= {1 / BUCKETS:g})")
+        raise ValidationError(
+            name, list(weights), f"each weight must cover at least one bucket (>= {1 / BUCKETS:g})"
+        )
     return bounds
 
 
@@ -118,14 +126,19 @@ def assign(
     if weights is None:
         weights = [1.0 / len(arms)] * len(arms)
     if len(weights) != len(arms):
-        raise ValidationError("weights", list(weights), f"must have one weight per arm ({len(arms)})")
+        raise ValidationError(
+            "weights", list(weights), f"must have one weight per arm ({len(arms)})"
+        )
     idx = np.searchsorted(_bounds(weights), buckets(user_ids, salt), side="right")
     return np.asarray(arms, dtype=object)[idx]
 
 
 def campaign_split(
-    user_ids: Iterable[Any], salt: str, variants: Sequence[str],
-    weights: Sequence[float] | None = None, control_fraction: float = 0.0,
+    user_ids: Iterable[Any],
+    salt: str,
+    variants: Sequence[str],
+    weights: Sequence[float] | None = None,
+    control_fraction: float = 0.0,
     control_label: str = "control",
 ) -> np.ndarray:
     """Campaign assignment: a control group of ``control_fraction``, the rest split over variants.
@@ -142,7 +155,9 @@ def campaign_split(
     if weights is None:
         weights = [1.0 / len(variants)] * len(variants) if variants else []
     if len(weights) != len(variants) or not variants:
-        raise ValidationError("weights", list(weights), f"must have one weight per variant ({len(variants)})")
+        raise ValidationError(
+            "weights", list(weights), f"must have one weight per variant ({len(variants)})"
+        )
     _bounds(weights)
     if control_fraction == 0:
         return assign(user_ids, salt, variants, weights)
@@ -157,7 +172,9 @@ def global_control(user_ids: Iterable[Any], workspace_salt: str, fraction: float
     every campaign's own split.
     """
     check_number("fraction", fraction, low=0, high=1, high_open=True)
-    return buckets(user_ids, "global-control:" + check_str("workspace_salt", workspace_salt)) < round(fraction * BUCKETS)
+    return buckets(
+        user_ids, "global-control:" + check_str("workspace_salt", workspace_salt)
+    ) < round(fraction * BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -182,7 +199,9 @@ class SRMResult:
         return f"SRMResult({obs}; chi2={self.chi2:.3g}, p={format_p(self.p_value, self.log10_p)}){flag}"
 
 
-def srm_check(counts: Sequence[int] | dict[str, int], weights: Sequence[float] | None = None) -> SRMResult:
+def srm_check(
+    counts: Sequence[int] | dict[str, int], weights: Sequence[float] | None = None
+) -> SRMResult:
     """Chi-square goodness-of-fit of arm sizes against the intended ``weights``.
 
     >>> srm_check({"A": 5000, "B": 5400}).p_value < 0.001
@@ -201,7 +220,9 @@ def srm_check(counts: Sequence[int] | dict[str, int], weights: Sequence[float] |
     if weights is None:
         weights = [1.0 / len(obs)] * len(obs)
     if len(weights) != len(obs):
-        raise ValidationError("weights", list(weights), f"must have one weight per arm ({len(obs)})")
+        raise ValidationError(
+            "weights", list(weights), f"must have one weight per arm ({len(obs)})"
+        )
     _bounds(weights)
     total = sum(int(n) for n in obs)
     if total == 0:
@@ -210,4 +231,12 @@ def srm_check(counts: Sequence[int] | dict[str, int], weights: Sequence[float] |
     chi2 = float(np.sum((np.asarray(obs, float) - expected) ** 2 / expected))
     df = len(obs) - 1
     logp = float(stats.chi2.logsf(chi2, df))
-    return SRMResult(arms, tuple(int(n) for n in obs), tuple(expected.tolist()), chi2, df, math.exp(logp), logp / math.log(10))
+    return SRMResult(
+        arms,
+        tuple(int(n) for n in obs),
+        tuple(expected.tolist()),
+        chi2,
+        df,
+        math.exp(logp),
+        logp / math.log(10),
+    )

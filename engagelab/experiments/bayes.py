@@ -28,7 +28,10 @@ _GRID = 4001
 
 
 def posterior_draws(
-    arms: Sequence[tuple[float, float]], kind: str, draws: int = 20_000, seed: int = 20261127,
+    arms: Sequence[tuple[float, float]],
+    kind: str,
+    draws: int = 20_000,
+    seed: int = 20261127,
     prior: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
     """Posterior draws, one column per arm.
@@ -46,7 +49,9 @@ def posterior_draws(
     return np.column_stack(cols)
 
 
-def _exact_beta(c: tuple[float, float], t: tuple[float, float], sign: float, prior) -> tuple[float, float]:
+def _exact_beta(
+    c: tuple[float, float], t: tuple[float, float], sign: float, prior
+) -> tuple[float, float]:
     """P(sign * (X_t - X_c) > 0) and E[(sign * (X_c - X_t))+] for Beta posteriors, by quadrature."""
     bc = stats.beta(prior[0] + c[0], prior[1] + c[1] - c[0])
     bc1 = stats.beta(prior[0] + c[0] + 1, prior[1] + c[1] - c[0])
@@ -65,8 +70,13 @@ def _exact_beta(c: tuple[float, float], t: tuple[float, float], sign: float, pri
 
 
 def bayes_summary(
-    arms: Sequence[tuple[float, float]], kind: str, control: int = 0, lower_is_better: bool = False,
-    level: float = 0.95, draws: int = 20_000, seed: int = 20261127,
+    arms: Sequence[tuple[float, float]],
+    kind: str,
+    control: int = 0,
+    lower_is_better: bool = False,
+    level: float = 0.95,
+    draws: int = 20_000,
+    seed: int = 20261127,
     prior: tuple[float, float] = (1.0, 1.0),
 ) -> dict[str, np.ndarray]:
     """Per-arm Bayesian summary against ``arms[control]``.

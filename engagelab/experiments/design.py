@@ -141,11 +141,16 @@ class DesignResult:
             ("n per arm", ", ".join(f"{n:,}" for n in self.n_per_arm)),
             ("total n", f"{self.total_n:,}"),
             ("duration", "-" if self.days is None else f"{self.days} days"),
-            ("alpha", f"{self.alpha:g} {self.alternative} ({self.correction}: {self.alpha_per_comparison:.4g} per comparison)"),
+            (
+                "alpha",
+                f"{self.alpha:g} {self.alternative} ({self.correction}: {self.alpha_per_comparison:.4g} per comparison)",
+            ),
             ("power", f"{self.power:.3f}"),
             ("method", f"{self.method}: {self.formula}"),
         ]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows
+        )
         return f"<table class='el-design'>{body}</table>"
 
 
@@ -229,7 +234,15 @@ def _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, 
     if abs(sum(weights) - 1.0) > 1e-6:
         raise ValidationError("weights", list(weights), "must sum to 1")
     k = arms - 1 if correction == "bonferroni" else 1
-    return _Setup(metric, method, float(baseline), sd, alpha / k, alternative, tuple(float(w) for w in weights))
+    return _Setup(
+        metric,
+        method,
+        float(baseline),
+        sd,
+        alpha / k,
+        alternative,
+        tuple(float(w) for w in weights),
+    )
 
 
 def _effect(s: _Setup, mde: Any, relative: bool) -> float:
@@ -240,11 +253,22 @@ def _effect(s: _Setup, mde: Any, relative: bool) -> float:
     if relative and s.baseline == 0:
         raise ValidationError("baseline", s.baseline, "must be non-zero for a relative mde")
     if s.metric == "proportion" and not 0 < s.baseline + d < 1:
-        raise ValidationError("mde", mde, f"must keep baseline + effect inside (0, 1), got {s.baseline + d:g}")
+        raise ValidationError(
+            "mde", mde, f"must keep baseline + effect inside (0, 1), got {s.baseline + d:g}"
+        )
     return d
 
 
-def _result(s: _Setup, d: float, total: float, pw: float, alpha: float, correction: str, daily_traffic, traffic_fraction) -> DesignResult:
+def _result(
+    s: _Setup,
+    d: float,
+    total: float,
+    pw: float,
+    alpha: float,
+    correction: str,
+    daily_traffic,
+    traffic_fraction,
+) -> DesignResult:
     n = tuple(math.ceil(total * w - 1e-9) for w in s.weights)
     days = None
     if daily_traffic is not None:
@@ -253,18 +277,43 @@ def _result(s: _Setup, d: float, total: float, pw: float, alpha: float, correcti
         days = math.ceil(sum(n) / (daily_traffic * traffic_fraction) - 1e-9)
     rel = d / s.baseline if s.baseline != 0 else math.nan
     return DesignResult(
-        s.metric, s.method, FORMULAS[s.method], s.baseline, s.baseline + d, d, rel,
-        None if s.sd is None else float(s.sd), alpha, s.alpha_c, pw, s.alternative,
-        len(s.weights), s.weights, correction, n, sum(n), days,
+        s.metric,
+        s.method,
+        FORMULAS[s.method],
+        s.baseline,
+        s.baseline + d,
+        d,
+        rel,
+        None if s.sd is None else float(s.sd),
+        alpha,
+        s.alpha_c,
+        pw,
+        s.alternative,
+        len(s.weights),
+        s.weights,
+        correction,
+        n,
+        sum(n),
+        days,
     )
 
 
 def sample_size(
-    metric: str = "proportion", *, baseline: float, mde: float, relative: bool = False,
-    sd: float | None = None, alpha: float = 0.05, power: float = 0.8,
-    alternative: str = "two-sided", arms: int = 2, weights: Sequence[float] | None = None,
-    correction: str = "bonferroni", method: str | None = None,
-    daily_traffic: float | None = None, traffic_fraction: float = 1.0,
+    metric: str = "proportion",
+    *,
+    baseline: float,
+    mde: float,
+    relative: bool = False,
+    sd: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: str = "two-sided",
+    arms: int = 2,
+    weights: Sequence[float] | None = None,
+    correction: str = "bonferroni",
+    method: str | None = None,
+    daily_traffic: float | None = None,
+    traffic_fraction: float = 1.0,
 ) -> DesignResult:
     """Users needed per arm to detect ``mde`` with the given power.
 
@@ -302,9 +351,13 @@ def sample_size(
     if _min_power(s, lo, d) >= power:
         total = lo
     else:
-        total = optimize.brentq(lambda n: _min_power(s, n, d) - power, lo, hi, xtol=1e-9, rtol=1e-12)
+        total = optimize.brentq(
+            lambda n: _min_power(s, n, d) - power, lo, hi, xtol=1e-9, rtol=1e-12
+        )
     n_total = sum(math.ceil(total * w - 1e-9) for w in s.weights)
-    return _result(s, d, total, _min_power(s, n_total, d), alpha, correction, daily_traffic, traffic_fraction)
+    return _result(
+        s, d, total, _min_power(s, n_total, d), alpha, correction, daily_traffic, traffic_fraction
+    )
 
 
 def _total_from(s: _Setup, total_n, n_per_arm) -> float:
@@ -318,10 +371,20 @@ def _total_from(s: _Setup, total_n, n_per_arm) -> float:
 
 
 def power(
-    metric: str = "proportion", *, baseline: float, mde: float, relative: bool = False,
-    total_n: int | None = None, n_per_arm: int | None = None, sd: float | None = None,
-    alpha: float = 0.05, alternative: str = "two-sided", arms: int = 2,
-    weights: Sequence[float] | None = None, correction: str = "bonferroni", method: str | None = None,
+    metric: str = "proportion",
+    *,
+    baseline: float,
+    mde: float,
+    relative: bool = False,
+    total_n: int | None = None,
+    n_per_arm: int | None = None,
+    sd: float | None = None,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    arms: int = 2,
+    weights: Sequence[float] | None = None,
+    correction: str = "bonferroni",
+    method: str | None = None,
 ) -> DesignResult:
     """Power of each arm-vs-control comparison for a given sample.
 
@@ -338,11 +401,20 @@ def power(
 
 
 def minimum_detectable_effect(
-    metric: str = "proportion", *, baseline: float, total_n: int | None = None,
-    n_per_arm: int | None = None, sd: float | None = None, alpha: float = 0.05,
-    power: float = 0.8, alternative: str = "two-sided", arms: int = 2,
-    weights: Sequence[float] | None = None, correction: str = "bonferroni",
-    method: str | None = None, direction: str = "increase",
+    metric: str = "proportion",
+    *,
+    baseline: float,
+    total_n: int | None = None,
+    n_per_arm: int | None = None,
+    sd: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: str = "two-sided",
+    arms: int = 2,
+    weights: Sequence[float] | None = None,
+    correction: str = "bonferroni",
+    method: str | None = None,
+    direction: str = "increase",
 ) -> DesignResult:
     """Smallest effect detectable with the given power and sample, in natural units.
 
@@ -360,6 +432,14 @@ def minimum_detectable_effect(
     else:
         hi = float(sd) * 1e6
     if _min_power(s, total, sign * hi) < power:
-        raise ValidationError("total_n", round(total), f"is too small: no effect reaches power {power:g}")
-    d = optimize.brentq(lambda x: _min_power(s, total, sign * x) - power, 1e-15 * max(1.0, abs(s.baseline)), hi, xtol=1e-14, rtol=1e-12)
+        raise ValidationError(
+            "total_n", round(total), f"is too small: no effect reaches power {power:g}"
+        )
+    d = optimize.brentq(
+        lambda x: _min_power(s, total, sign * x) - power,
+        1e-15 * max(1.0, abs(s.baseline)),
+        hi,
+        xtol=1e-14,
+        rtol=1e-12,
+    )
     return _result(s, sign * d, total, power, alpha, correction, None, 1.0)

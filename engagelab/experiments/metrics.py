@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,8 +33,21 @@ from engagelab.errors import ValidationError
 __all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation"]
 
 KINDS = ("proportion", "mean", "ratio")
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-            "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "BOOLEAN")
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "BOOLEAN",
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +76,23 @@ class Metric:
         if self.column is None:
             object.__setattr__(self, "column", self.name)
         if self.kind == "ratio" and not self.denominator:
-            raise ValidationError(f"metrics[{self.name!r}].denominator", self.denominator, "must name a column for a ratio metric")
+            raise ValidationError(
+                f"metrics[{self.name!r}].denominator",
+                self.denominator,
+                "must name a column for a ratio metric",
+            )
         if self.kind != "ratio" and self.denominator:
-            raise ValidationError(f"metrics[{self.name!r}].denominator", self.denominator, "is only allowed for ratio metrics")
+            raise ValidationError(
+                f"metrics[{self.name!r}].denominator",
+                self.denominator,
+                "is only allowed for ratio metrics",
+            )
         if self.kind == "ratio" and self.covariate:
-            raise ValidationError(f"metrics[{self.name!r}].covariate", self.covariate, "CUPED is supported for proportion and mean metrics only")
+            raise ValidationError(
+                f"metrics[{self.name!r}].covariate",
+                self.covariate,
+                "CUPED is supported for proportion and mean metrics only",
+            )
 
     def replace(self, **changes: Any) -> Metric:
         """A copy with some fields changed (metrics are immutable)."""
@@ -77,12 +103,22 @@ class Metric:
         """Parse ``COLUMN:KIND[:DENOMINATOR]`` (the CLI form); a ratio is named ``COLUMN/DENOMINATOR``."""
         parts = check_str("metric", text).split(":")
         if len(parts) not in (2, 3) or not all(parts):
-            raise ValidationError("metric", text, "must look like NAME:proportion, NAME:mean or NAME:ratio:DENOMINATOR")
+            raise ValidationError(
+                "metric",
+                text,
+                "must look like NAME:proportion, NAME:mean or NAME:ratio:DENOMINATOR",
+            )
         name, kind = parts[0], parts[1]
         check_choice(f"metrics[{name!r}].kind", kind, KINDS)
         if kind == "ratio" and len(parts) == 3:
             return cls(f"{name}/{parts[2]}", kind, name, parts[2])
-        return cls(name, kind, name, parts[2] if len(parts) == 3 else None, covariate if kind != "ratio" else None)
+        return cls(
+            name,
+            kind,
+            name,
+            parts[2] if len(parts) == 3 else None,
+            covariate if kind != "ratio" else None,
+        )
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -100,11 +136,26 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_LOCAL = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection per thread, reused across calls (connecting costs ~50 ms)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        _LOCAL.con = con
+    return con
+
+
 def as_relation(data: Any, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """A DuckDB relation over a DataFrame, a CSV/Parquet path, a relation or a SQL query."""
     if isinstance(data, duckdb.DuckDBPyRelation):
         return data
-    if isinstance(data, os.PathLike) or (isinstance(data, str) and data.lower().endswith((".csv", ".parquet", ".pq", ".csv.gz"))):
+    if isinstance(data, os.PathLike) or (
+        isinstance(data, str) and data.lower().endswith((".csv", ".parquet", ".pq", ".csv.gz"))
+    ):
         path = os.fspath(data)
         if not os.path.exists(path):
             raise ValidationError("data", path, "file not found")
@@ -115,13 +166,27 @@ def as_relation(data: Any, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRel
         try:
             return con.sql(data)
         except duckdb.Error as exc:
-            raise ValidationError("data", data[:80], f"is neither a CSV/Parquet path nor valid DuckDB SQL ({str(exc).splitlines()[0]})") from None
-    if isinstance(data, pd.DataFrame) or hasattr(data, "to_arrow") or hasattr(data, "__arrow_c_stream__"):
+            raise ValidationError(
+                "data",
+                data[:80],
+                f"is neither a CSV/Parquet path nor valid DuckDB SQL ({str(exc).splitlines()[0]})",
+            ) from None
+    if (
+        isinstance(data, pd.DataFrame)
+        or hasattr(data, "to_arrow")
+        or hasattr(data, "__arrow_c_stream__")
+    ):
         return con.from_arrow(data) if not isinstance(data, pd.DataFrame) else con.from_df(data)
-    raise ValidationError("data", type(data).__name__, "must be a DataFrame, a CSV/Parquet path, a DuckDB relation or a SQL string")
+    raise ValidationError(
+        "data",
+        type(data).__name__,
+        "must be a DataFrame, a CSV/Parquet path, a DuckDB relation or a SQL string",
+    )
 
 
-def aggregate_sql(metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None, source: str = "src") -> str:
+def aggregate_sql(
+    metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None, source: str = "src"
+) -> str:
     """The DuckDB SQL that aggregates the sufficient statistics (users can read it)."""
     cols: list[str] = []
     for m in metrics:
@@ -150,32 +215,44 @@ def aggregate_sql(metrics: Sequence[Metric], arm_col: str, experiment_col: str |
     return f"SELECT {outer}, * EXCLUDE ({group}) FROM ({inner}) ORDER BY {group}"
 
 
-def aggregate(data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None) -> pd.DataFrame:
+def aggregate(
+    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None
+) -> pd.DataFrame:
     """Per-arm sufficient statistics as a small DataFrame.
 
     Columns: ``experiment``, ``arm``, ``n`` and, for every column ``c`` and pair
     ``(y, x)``, ``sum:c``, ``sumsq:c`` and ``cross:y*x``.
     """
-    con = duckdb.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")
-        rel = as_relation(data, con)
-        types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
-        for field, col in (("arm_col", arm_col), ("experiment_col", experiment_col)):
-            if col is not None and col not in types:
-                raise ValidationError(field, col, "must be a column of data: " + ", ".join(repr(c) for c in types))
-        for m in metrics:
-            for role, col in (("column", m.column), ("denominator", m.denominator), ("covariate", m.covariate)):
-                if col is None:
-                    continue
-                if col not in types:
-                    raise ValidationError(f"metrics[{m.name!r}].{role}", col, "must be a column of data: " + ", ".join(repr(c) for c in types))
-                t = types[col]
-                if not (t in _NUMERIC or t.startswith("DECIMAL")):
-                    raise ValidationError(f"metrics[{m.name!r}].{role}", col, f"must be a numeric or boolean column, got {t}")
-        out = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col)).df()
-    finally:
-        con.close()
+    con = _connection()
+    rel = as_relation(data, con)
+    types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+    for field, col in (("arm_col", arm_col), ("experiment_col", experiment_col)):
+        if col is not None and col not in types:
+            raise ValidationError(
+                field, col, "must be a column of data: " + ", ".join(repr(c) for c in types)
+            )
+    for m in metrics:
+        for role, col in (
+            ("column", m.column),
+            ("denominator", m.denominator),
+            ("covariate", m.covariate),
+        ):
+            if col is None:
+                continue
+            if col not in types:
+                raise ValidationError(
+                    f"metrics[{m.name!r}].{role}",
+                    col,
+                    "must be a column of data: " + ", ".join(repr(c) for c in types),
+                )
+            t = types[col]
+            if not (t in _NUMERIC or t.startswith("DECIMAL")):
+                raise ValidationError(
+                    f"metrics[{m.name!r}].{role}",
+                    col,
+                    f"must be a numeric or boolean column, got {t}",
+                )
+    out = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col)).df()
     cols = []
     for m in metrics:
         cols += [c for c in m.columns if c not in cols]

@@ -25,12 +25,40 @@ __all__ = ["COLUMNS", "ExperimentResult", "SRM_THRESHOLD"]
 
 SRM_THRESHOLD = 0.001
 COLUMNS = [
-    "experiment", "metric", "kind", "arm", "control", "n_control", "n_arm", "control_estimate",
-    "arm_estimate", "abs_lift", "abs_ci_low", "abs_ci_high", "rel_lift", "rel_ci_low", "rel_ci_high",
-    "test", "p_value", "log10_p", "p_adjusted", "log10_p_adjusted", "significant", "direction",
-    "seq_p", "seq_ci_low", "seq_ci_high", "bayes_p_beat_control", "bayes_p_best",
-    "bayes_expected_loss", "bayes_ci_low", "bayes_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high",
-    "srm_p", "note",
+    "experiment",
+    "metric",
+    "kind",
+    "arm",
+    "control",
+    "n_control",
+    "n_arm",
+    "control_estimate",
+    "arm_estimate",
+    "abs_lift",
+    "abs_ci_low",
+    "abs_ci_high",
+    "rel_lift",
+    "rel_ci_low",
+    "rel_ci_high",
+    "test",
+    "p_value",
+    "log10_p",
+    "p_adjusted",
+    "log10_p_adjusted",
+    "significant",
+    "direction",
+    "seq_p",
+    "seq_ci_low",
+    "seq_ci_high",
+    "bayes_p_beat_control",
+    "bayes_p_best",
+    "bayes_expected_loss",
+    "bayes_ci_low",
+    "bayes_ci_high",
+    "bayes_rel_ci_low",
+    "bayes_rel_ci_high",
+    "srm_p",
+    "note",
 ]
 
 
@@ -53,8 +81,16 @@ class ExperimentResult:
     sequential: bool
 
     @classmethod
-    def build(cls, rows: list[dict], arm_rows: list[dict], srms: dict, *, alpha: float,
-              correction: str, sequential: bool) -> ExperimentResult:
+    def build(
+        cls,
+        rows: list[dict],
+        arm_rows: list[dict],
+        srms: dict,
+        *,
+        alpha: float,
+        correction: str,
+        sequential: bool,
+    ) -> ExperimentResult:
         df = pd.DataFrame(rows)
         for c in COLUMNS + ["_logp", "_lower"]:
             if c not in df.columns:
@@ -69,12 +105,22 @@ class ExperimentResult:
         better = np.where(df["_lower"].astype(bool), df["abs_lift"] < 0, df["abs_lift"] > 0)
         df["direction"] = np.where(df["abs_lift"].isna(), "", np.where(better, "better", "worse"))
         zero_ctrl = df["control_estimate"] == 0
-        df.loc[zero_ctrl, ["rel_lift", "rel_ci_low", "rel_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high"]] = np.nan
+        df.loc[
+            zero_ctrl,
+            ["rel_lift", "rel_ci_low", "rel_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high"],
+        ] = np.nan
         if not sequential:
             df = df.drop(columns=["seq_p", "seq_ci_low", "seq_ci_high"])
         df["note"] = df["note"].fillna("")
         cols = [c for c in COLUMNS if c in df.columns] + ["_lower"]
-        return cls(df[cols].reset_index(drop=True), pd.DataFrame(arm_rows), dict(srms), alpha, correction, sequential)
+        return cls(
+            df[cols].reset_index(drop=True),
+            pd.DataFrame(arm_rows),
+            dict(srms),
+            alpha,
+            correction,
+            sequential,
+        )
 
     def to_pandas(self) -> pd.DataFrame:
         """The comparison table (a copy), one row per experiment x metric x arm."""
@@ -83,8 +129,10 @@ class ExperimentResult:
     def to_dicts(self) -> list[dict[str, Any]]:
         """The comparison rows as JSON-ready dictionaries (NaN -> None)."""
         df = self.to_pandas().astype(object)
-        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                for r in df.where(df.notna(), None).to_dict("records")]
+        return [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.where(df.notna(), None).to_dict("records")
+        ]
 
     def srm_alarms(self, threshold: float = SRM_THRESHOLD) -> dict[str, SRMResult]:
         """Experiments whose arm sizes do not match the intended split."""
@@ -94,60 +142,106 @@ class ExperimentResult:
         out = []
         for exp, s in self.srm_alarms().items():
             obs = ", ".join(f"{a}={n:,}" for a, n in zip(s.arms, s.observed, strict=True))
-            out.append(f"SAMPLE RATIO MISMATCH in {exp!r}: {obs} (p = {format_p(s.p_value, s.log10_p)}); "
-                       "assignment or logging is broken, do not trust these results")
+            out.append(
+                f"SAMPLE RATIO MISMATCH in {exp!r}: {obs} (p = {format_p(s.p_value, s.log10_p)}); "
+                "assignment or logging is broken, do not trust these results"
+            )
         return out
 
     def __repr__(self) -> str:
-        lines = [f"ExperimentResult({len(self.table)} comparisons, alpha={self.alpha:g}, correction={self.correction})"]
+        lines = [
+            f"ExperimentResult({len(self.table)} comparisons, alpha={self.alpha:g}, correction={self.correction})"
+        ]
         lines += ["  !! " + b for b in self._banner_text()]
         for r in self.table.itertuples(index=False):
             if r.note and not np.isfinite(r.abs_lift if r.abs_lift is not None else np.nan):
                 lines.append(f"  {r.experiment} | {r.metric} | {r.arm} vs {r.control}: {r.note}")
                 continue
             mark = " *" if r.significant else ""
-            rel = "" if not np.isfinite(r.rel_lift) else f" ({r.rel_lift:+.2%} [{r.rel_ci_low:+.2%}, {r.rel_ci_high:+.2%}])"
+            rel = (
+                ""
+                if not np.isfinite(r.rel_lift)
+                else f" ({r.rel_lift:+.2%} [{r.rel_ci_low:+.2%}, {r.rel_ci_high:+.2%}])"
+            )
             lines.append(
                 f"  {r.experiment} | {r.metric} | {r.arm} vs {r.control}: {r.control_estimate:.4g} -> "
                 f"{r.arm_estimate:.4g}, lift {r.abs_lift:+.4g}{rel}, p={format_p(r.p_value, r.log10_p)}, "
                 f"p_adj={format_p(r.p_adjusted, r.log10_p_adjusted)}{mark}"
-                + (f", P(beat control)={r.bayes_p_beat_control:.3f} [Bayesian]" if np.isfinite(r.bayes_p_beat_control) else "")
+                + (
+                    f", P(beat control)={r.bayes_p_beat_control:.3f} [Bayesian]"
+                    if np.isfinite(r.bayes_p_beat_control)
+                    else ""
+                )
                 + (f"; note: {r.note}" if r.note else "")
             )
         return "\n".join(lines)
 
     def _display_frame(self) -> pd.DataFrame:
         t = self.table
-        out = pd.DataFrame({
-            "": np.where(t["significant"], "★", ""),
-            "experiment": t["experiment"], "metric": t["metric"], "arm": t["arm"] + " vs " + t["control"],
-            "n": t["n_arm"].map("{:,}".format) + " / " + t["n_control"].map("{:,}".format),
-            "estimate": [_num(a) + " vs " + _num(c) for a, c in zip(t["arm_estimate"], t["control_estimate"], strict=True)],
-            "abs lift [CI]": [_ci(v, lo, hi, False) for v, lo, hi in zip(t["abs_lift"], t["abs_ci_low"], t["abs_ci_high"], strict=True)],
-            "rel lift [CI]": [_ci(v, lo, hi, True) for v, lo, hi in zip(t["rel_lift"], t["rel_ci_low"], t["rel_ci_high"], strict=True)],
-            "p": [format_p(p, lp) if np.isfinite(lp) else "—" for p, lp in zip(t["p_value"], t["log10_p"], strict=True)],
-            f"p adj ({self.correction})": [format_p(p, lp) if np.isfinite(lp) else "—" for p, lp in zip(t["p_adjusted"], t["log10_p_adjusted"], strict=True)],
-            "P(beat ctrl) [Bayes]": [f"{v:.1%}" if np.isfinite(v) else "—" for v in t["bayes_p_beat_control"]],
-            "SRM p": [format_p(p) for p in t["srm_p"]],
-            "note": t["note"],
-        })
+        out = pd.DataFrame(
+            {
+                "": np.where(t["significant"], "★", ""),
+                "experiment": t["experiment"],
+                "metric": t["metric"],
+                "arm": t["arm"] + " vs " + t["control"],
+                "n": t["n_arm"].map("{:,}".format) + " / " + t["n_control"].map("{:,}".format),
+                "estimate": [
+                    _num(a) + " vs " + _num(c)
+                    for a, c in zip(t["arm_estimate"], t["control_estimate"], strict=True)
+                ],
+                "abs lift [CI]": [
+                    _ci(v, lo, hi, False)
+                    for v, lo, hi in zip(
+                        t["abs_lift"], t["abs_ci_low"], t["abs_ci_high"], strict=True
+                    )
+                ],
+                "rel lift [CI]": [
+                    _ci(v, lo, hi, True)
+                    for v, lo, hi in zip(
+                        t["rel_lift"], t["rel_ci_low"], t["rel_ci_high"], strict=True
+                    )
+                ],
+                "p": [
+                    format_p(p, lp) if np.isfinite(lp) else "—"
+                    for p, lp in zip(t["p_value"], t["log10_p"], strict=True)
+                ],
+                f"p adj ({self.correction})": [
+                    format_p(p, lp) if np.isfinite(lp) else "—"
+                    for p, lp in zip(t["p_adjusted"], t["log10_p_adjusted"], strict=True)
+                ],
+                "P(beat ctrl) [Bayes]": [
+                    f"{v:.1%}" if np.isfinite(v) else "—" for v in t["bayes_p_beat_control"]
+                ],
+                "SRM p": [format_p(p) for p in t["srm_p"]],
+                "note": t["note"],
+            }
+        )
         if self.sequential:
-            out.insert(10, "always-valid p", [f"{v:.3g}" if np.isfinite(v) else "—" for v in t["seq_p"]])
+            out.insert(
+                10, "always-valid p", [f"{v:.3g}" if np.isfinite(v) else "—" for v in t["seq_p"]]
+            )
         return out
 
     def _repr_html_(self) -> str:
         banners = "".join(
             "<div class='el-srm-banner' style='background:#b00020;color:white;padding:8px;"
-            f"font-weight:bold;margin-bottom:6px'>⚠ {html.escape(b)}</div>" for b in self._banner_text()
+            f"font-weight:bold;margin-bottom:6px'>⚠ {html.escape(b)}</div>"
+            for b in self._banner_text()
         )
         df = self._display_frame()
         head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
         body = []
         for sig, r in zip(self.table["significant"], df.itertuples(index=False), strict=True):
             style = " style='background:#e6f4ea;font-weight:bold'" if sig else ""
-            body.append(f"<tr class='{'el-significant' if sig else ''}'{style}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>")
-        caption = (f"<caption>alpha = {self.alpha:g}; ★ = significant after {self.correction} correction; "
-                   "Bayesian columns are labelled [Bayes]</caption>")
+            body.append(
+                f"<tr class='{'el-significant' if sig else ''}'{style}>"
+                + "".join(f"<td>{html.escape(str(v))}</td>" for v in r)
+                + "</tr>"
+            )
+        caption = (
+            f"<caption>alpha = {self.alpha:g}; ★ = significant after {self.correction} correction; "
+            "Bayesian columns are labelled [Bayes]</caption>"
+        )
         return f"{banners}<table class='el-experiment-result'>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
     def plot(self, relative: bool = True, ax: Any = None):
@@ -155,7 +249,11 @@ class ExperimentResult:
         from matplotlib.figure import Figure
 
         t = self.table
-        col, lo, hi = ("rel_lift", "rel_ci_low", "rel_ci_high") if relative else ("abs_lift", "abs_ci_low", "abs_ci_high")
+        col, lo, hi = (
+            ("rel_lift", "rel_ci_low", "rel_ci_high")
+            if relative
+            else ("abs_lift", "abs_ci_low", "abs_ci_high")
+        )
         if ax is None:
             fig = Figure(figsize=(7, 0.45 * max(len(t), 2) + 1.2))
             ax = fig.add_subplot(1, 1, 1)
@@ -170,7 +268,9 @@ class ExperimentResult:
                 ax.errorbar(e, yi, xerr=[[el], [eh]], fmt="o", color=c, capsize=3)
         ax.axvline(0, color="#999999", lw=1, ls="--")
         ax.set_yticks(y)
-        ax.set_yticklabels([f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()])
+        ax.set_yticklabels(
+            [f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()]
+        )
         ax.set_xlabel(("relative" if relative else "absolute") + f" lift, {1 - self.alpha:.0%} CI")
         if self.srm_alarms():
             ax.set_title("SAMPLE RATIO MISMATCH: " + ", ".join(self.srm_alarms()), color="#b00020")

@@ -91,9 +91,14 @@ def group_sequential_bounds(
     joint law of ``(Z_1..Z_K)`` has ``corr(Z_i, Z_j) = sqrt(t_i / t_j)``.
     """
     check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
-    t = [float(check_number(f"information[{i}]", x, low=0, high=1, low_open=True)) for i, x in enumerate(information)]
+    t = [
+        float(check_number(f"information[{i}]", x, low=0, high=1, low_open=True))
+        for i, x in enumerate(information)
+    ]
     if not t or any(b <= a for a, b in zip(t, t[1:], strict=False)):
-        raise ValidationError("information", list(information), "must be increasing fractions in (0, 1]")
+        raise ValidationError(
+            "information", list(information), "must be increasing fractions in (0, 1]"
+        )
     spent = spending(t, alpha, kind)
     bounds: list[float] = []
     cont_prev = 1.0  # P(no crossing up to the previous look)
@@ -111,7 +116,7 @@ def group_sequential_bounds(
             b = np.asarray(bounds + [c])
             return mvn.cdf(b, lower_limit=-b) if k else None
 
-        b = optimize.brentq(lambda c: cont(c) - target, 0.5, 12.0, xtol=1e-6)
+        b = optimize.brentq(lambda c, target=target: cont(c) - target, 0.5, 12.0, xtol=1e-6)
         bounds.append(float(b))
         cont_prev = target
     return bounds

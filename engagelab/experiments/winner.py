@@ -52,7 +52,11 @@ def _pick_metric(result: ExperimentResult, metric: str | None, channel: str | No
     names = list(dict.fromkeys(result.arms["metric"]))
     if metric is not None:
         if metric not in names:
-            raise ValidationError("metric", metric, "must be one of the analysed metrics: " + ", ".join(repr(n) for n in names))
+            raise ValidationError(
+                "metric",
+                metric,
+                "must be one of the analysed metrics: " + ", ".join(repr(n) for n in names),
+            )
         return metric
     keys = ("view", "open") if channel == "email" else ("click",)
     for n in names:
@@ -60,17 +64,27 @@ def _pick_metric(result: ExperimentResult, metric: str | None, channel: str | No
             return n
     if len(names) == 1:
         return names[0]
-    raise ValidationError("metric", metric, "must be given: no metric name contains " + " or ".join(repr(k) for k in keys))
+    raise ValidationError(
+        "metric",
+        metric,
+        "must be given: no metric name contains " + " or ".join(repr(k) for k in keys),
+    )
 
 
 def _experiment(result: ExperimentResult, experiment: str | None) -> str:
     exps = list(dict.fromkeys(result.arms["experiment"]))
     if experiment is None:
         if len(exps) != 1:
-            raise ValidationError("experiment", experiment, "must be given when the result holds several: " + ", ".join(map(repr, exps)))
+            raise ValidationError(
+                "experiment",
+                experiment,
+                "must be given when the result holds several: " + ", ".join(map(repr, exps)),
+            )
         return exps[0]
     if experiment not in exps:
-        raise ValidationError("experiment", experiment, "must be one of " + ", ".join(map(repr, exps)))
+        raise ValidationError(
+            "experiment", experiment, "must be one of " + ", ".join(map(repr, exps))
+        )
     return experiment
 
 
@@ -86,14 +100,25 @@ def _clevertap(result: ExperimentResult, exp: str, metric: str, exclude: str | N
     best = max(rates[a] for a in order)
     tied = [a for a in order if np.isclose(rates[a], best, rtol=1e-12, atol=0)]
     if len(tied) > 1:
-        return Winner(tied[0], "clevertap", f"tie on {metric} ({best:.4g}) between {', '.join(map(repr, tied))}: first variant wins")
+        return Winner(
+            tied[0],
+            "clevertap",
+            f"tie on {metric} ({best:.4g}) between {', '.join(map(repr, tied))}: first variant wins",
+        )
     return Winner(tied[0], "clevertap", f"highest {metric}: {best:.4g}")
 
 
 def choose_winner(
-    result: ExperimentResult, rule: str = "clevertap", *, metric: str | None = None,
-    channel: str | None = None, experiment: str | None = None, guardrails: Sequence[str] = (),
-    threshold: float = 0.95, fallback: str = "control", exclude_control: bool = False,
+    result: ExperimentResult,
+    rule: str = "clevertap",
+    *,
+    metric: str | None = None,
+    channel: str | None = None,
+    experiment: str | None = None,
+    guardrails: Sequence[str] = (),
+    threshold: float = 0.95,
+    fallback: str = "control",
+    exclude_control: bool = False,
 ) -> Winner:
     """Choose the arm to send to the rest of the audience.
 
@@ -129,15 +154,26 @@ def choose_winner(
     if not sig.empty:
         lift = np.where(sig["_lower"].astype(bool), -sig["abs_lift"], sig["abs_lift"])
         r = sig.iloc[int(np.argmax(lift))]
-        return Winner(str(r["arm"]), "statistical",
-                      f"significantly better than {control!r} on {m} after {result.correction} correction "
-                      f"(lift {r['abs_lift']:+.4g}, adjusted p {r['p_adjusted']:.3g})"
-                      + (f"; excluded by guardrails: {sorted(blocked)}" if blocked else ""))
-    arms = result.arms[(result.arms["experiment"] == exp) & (result.arms["metric"] == m) & ~result.arms["arm"].isin(blocked)]
+        return Winner(
+            str(r["arm"]),
+            "statistical",
+            f"significantly better than {control!r} on {m} after {result.correction} correction "
+            f"(lift {r['abs_lift']:+.4g}, adjusted p {r['p_adjusted']:.3g})"
+            + (f"; excluded by guardrails: {sorted(blocked)}" if blocked else ""),
+        )
+    arms = result.arms[
+        (result.arms["experiment"] == exp)
+        & (result.arms["metric"] == m)
+        & ~result.arms["arm"].isin(blocked)
+    ]
     top = arms[arms["bayes_p_best"] >= threshold]
     if not top.empty and str(top.iloc[0]["arm"]) != control:
         r = top.iloc[0]
-        return Winner(str(r["arm"]), "statistical", f"Bayesian P(best) on {m} = {r['bayes_p_best']:.3f} >= {threshold:g}")
+        return Winner(
+            str(r["arm"]),
+            "statistical",
+            f"Bayesian P(best) on {m} = {r['bayes_p_best']:.3f} >= {threshold:g}",
+        )
     why = f"no arm significantly better than {control!r} on {m} or with P(best) >= {threshold:g}"
     if blocked:
         why += f" (guardrails excluded {sorted(blocked)})"

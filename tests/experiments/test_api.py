@@ -32,12 +32,24 @@ def df():
     unsub = (rng.random(n) < np.where(arm == "C", 0.05, 0.02)).astype(int)
     pre = rng.gamma(2, 5, n)
     revenue = clicked * rng.gamma(2, 10, n) + 0.5 * pre
-    return pd.DataFrame({"variant": arm, "clicked": clicked, "unsub": unsub, "revenue": revenue, "pre": pre,
-                         "campaign": np.where(rng.random(n) < 0.5, "c1", "c2")})
+    return pd.DataFrame(
+        {
+            "variant": arm,
+            "clicked": clicked,
+            "unsub": unsub,
+            "revenue": revenue,
+            "pre": pre,
+            "campaign": np.where(rng.random(n) < 0.5, "c1", "c2"),
+        }
+    )
 
 
 def test_every_input_kind_gives_the_same_result(df, tmp_path):
-    kw = dict(arm_col="variant", control="A", metrics=["clicked:proportion", "revenue:mean", "revenue:ratio:clicked"])
+    kw = dict(
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion", "revenue:mean", "revenue:ratio:clicked"],
+    )
     ref = analyze(df, **kw).to_pandas()
     csv, pq = tmp_path / "d.csv", tmp_path / "d.parquet"
     df.to_csv(csv, index=False)
@@ -50,8 +62,14 @@ def test_every_input_kind_gives_the_same_result(df, tmp_path):
 
 
 def test_many_experiments_and_metrics_in_one_call(df):
-    res = analyze(df, arm_col="variant", control="A", experiment_col="campaign",
-                  metrics=["clicked:proportion", Metric("revenue", covariate="pre")], sequential=True)
+    res = analyze(
+        df,
+        arm_col="variant",
+        control="A",
+        experiment_col="campaign",
+        metrics=["clicked:proportion", Metric("revenue", covariate="pre")],
+        sequential=True,
+    )
     t = res.to_pandas()
     assert len(t) == 2 * 2 * 2 and set(t.experiment) == {"c1", "c2"}
     assert {"seq_p", "seq_ci_low", "seq_ci_high", "bayes_p_best", "p_adjusted"} <= set(t.columns)
@@ -83,9 +101,21 @@ def test_rendering_marks_significance_and_srm(df):
 
 
 def test_intended_weights_for_srm(df):
-    res = analyze(df, arm_col="variant", control="A", metrics=["clicked:proportion"], weights={"A": 0.5, "B": 0.25, "C": 0.25})
+    res = analyze(
+        df,
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion"],
+        weights={"A": 0.5, "B": 0.25, "C": 0.25},
+    )
     assert res.srm["all"].p_value < 1e-10
-    ok = analyze(df, arm_col="variant", control="A", metrics=["clicked:proportion"], weights=[1 / 3, 1 / 3, 1 / 3])
+    ok = analyze(
+        df,
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion"],
+        weights=[1 / 3, 1 / 3, 1 / 3],
+    )
     assert ok.srm["all"].p_value > 0.001
 
 
@@ -126,14 +156,18 @@ def test_bad_data_argument():
 
 def test_degenerate_data_gives_notes_not_crashes():
     zeros = pd.DataFrame({"arm": ["A"] * 50 + ["B"] * 50, "y": 0, "rev": 0.0, "den": 0})
-    res = analyze(zeros, arm_col="arm", control="A", metrics=["y:proportion", "rev:mean", "rev:ratio:den"])
+    res = analyze(
+        zeros, arm_col="arm", control="A", metrics=["y:proportion", "rev:mean", "rev:ratio:den"]
+    )
     t = res.to_pandas()
     assert (t.note.str.contains("no inference possible")).all()
     assert t.p_value.isna().all() and (t.n_arm == 50).all()
     one = pd.DataFrame({"arm": ["A", "B", "B"], "y": [1, 0, 1]})
     r1 = analyze(one, arm_col="arm", control="A", metrics=["y:proportion"]).to_pandas().iloc[0]
     assert "fewer than 2 users" in r1.note and np.isnan(r1.p_value)
-    assert "no inference possible" in repr(analyze(one, arm_col="arm", control="A", metrics=["y:proportion"]))
+    assert "no inference possible" in repr(
+        analyze(one, arm_col="arm", control="A", metrics=["y:proportion"])
+    )
     ctrl0 = pd.DataFrame({"arm": ["A"] * 40 + ["B"] * 40, "y": [0] * 40 + [1] * 10 + [0] * 30})
     r2 = analyze(ctrl0, arm_col="arm", control="A", metrics=["y:proportion"]).to_pandas().iloc[0]
     assert r2.p_value < 0.01 and np.isnan(r2.rel_lift) and "relative lift undefined" in r2.note
@@ -141,19 +175,35 @@ def test_degenerate_data_gives_notes_not_crashes():
 
 
 def test_winner_rules(df):
-    res = analyze(df, arm_col="variant", control="A", metrics=["clicked:proportion", Metric("unsub", "proportion", lower_is_better=True)])
+    res = analyze(
+        df,
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion", Metric("unsub", "proportion", lower_is_better=True)],
+    )
     ct = choose_winner(res)
     assert isinstance(ct, Winner) and ct.rule == "clevertap" and ct.variant == "B"
     stat = choose_winner(res, "statistical", metric="clicked", guardrails=["unsub"])
     assert stat.variant == "B" and stat.rule == "statistical" and "holm" in stat.reason
     # a guardrail that B fails: make B's unsubscribes much worse
     worse = df.copy()
-    worse.loc[worse.variant == "B", "unsub"] = (np.random.default_rng(1).random((worse.variant == "B").sum()) < 0.2).astype(int)
-    r2 = analyze(worse, arm_col="variant", control="A", metrics=["clicked:proportion", Metric("unsub", "proportion", lower_is_better=True)])
+    worse.loc[worse.variant == "B", "unsub"] = (
+        np.random.default_rng(1).random((worse.variant == "B").sum()) < 0.2
+    ).astype(int)
+    r2 = analyze(
+        worse,
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion", Metric("unsub", "proportion", lower_is_better=True)],
+    )
     w2 = choose_winner(r2, "statistical", metric="clicked", guardrails=["unsub"])
     assert w2.variant == "A" and "guardrails excluded ['B', 'C']" in w2.reason
-    tie = pd.DataFrame({"variant": ["B"] * 100 + ["A"] * 100, "views": [1, 0] * 100, "clicks": [0] * 200})
-    rt = analyze(tie, arm_col="variant", control="B", metrics=["views:proportion", "clicks:proportion"])
+    tie = pd.DataFrame(
+        {"variant": ["B"] * 100 + ["A"] * 100, "views": [1, 0] * 100, "clicks": [0] * 200}
+    )
+    rt = analyze(
+        tie, arm_col="variant", control="B", metrics=["views:proportion", "clicks:proportion"]
+    )
     w = choose_winner(rt, channel="email")
     assert w.variant == "A" and "tie" in w.reason and "views" in w.reason
     none = choose_winner(rt, "statistical", metric="views", fallback="clevertap")
@@ -166,26 +216,52 @@ def test_winner_rules(df):
 
 def test_cli_layer_returns_plain_data(df, tmp_path):
     d = design_experiment(metric="proportion", baseline=0.05, mde=0.10, relative=True, arms=2)
-    assert d["solved_for"] == "sample_size" and d["method"] == "unpooled" and d["total_n"] == sum(d["n_per_arm"])
+    assert (
+        d["solved_for"] == "sample_size"
+        and d["method"] == "unpooled"
+        and d["total_n"] == sum(d["n_per_arm"])
+    )
     m = design_experiment(metric="proportion", baseline=0.05, n_per_arm=d["n_per_arm"][0])
     assert m["solved_for"] == "mde" and abs(m["mde_rel"] - 0.10) < 1e-3
-    p = design_experiment(metric="proportion", baseline=0.05, mde=0.10, relative=True, n_per_arm=d["n_per_arm"][0])
+    p = design_experiment(
+        metric="proportion", baseline=0.05, mde=0.10, relative=True, n_per_arm=d["n_per_arm"][0]
+    )
     assert p["solved_for"] == "power" and abs(p["power"] - 0.8) < 1e-3
     with pytest.raises(ValidationError, match="^mde =="):
         design_experiment(baseline=0.05)
     path = tmp_path / "d.csv"
     df.to_csv(path, index=False)
-    out = analyze_experiment(str(path), arm_col="variant", control="A", metrics=["clicked:proportion", "revenue:mean"], covariate="pre")
+    out = analyze_experiment(
+        str(path),
+        arm_col="variant",
+        control="A",
+        metrics=["clicked:proportion", "revenue:mean"],
+        covariate="pre",
+    )
     json.dumps(out)
     assert len(out["rows"]) == 4 and out["srm_alarm"] is False
     row = out["rows"][0]
-    for key in ("n_arm", "arm_estimate", "abs_lift", "rel_lift", "abs_ci_low", "p_value", "p_adjusted", "bayes_p_beat_control", "srm_p"):
+    for key in (
+        "n_arm",
+        "arm_estimate",
+        "abs_lift",
+        "rel_lift",
+        "abs_ci_low",
+        "p_value",
+        "p_adjusted",
+        "bayes_p_beat_control",
+        "srm_p",
+    ):
         assert key in row
     assert out["rows"][2]["kind"] == "mean (CUPED)"
 
 
 def test_import_is_light():
-    code = ("import sys, engagelab.experiments; "
-            "print(any(m.split('.')[0] in ('ipywidgets', 'IPython', 'pyspark', 'matplotlib') for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys, engagelab.experiments; "
+        "print(any(m.split('.')[0] in ('ipywidgets', 'IPython', 'pyspark', 'matplotlib') for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

@@ -35,9 +35,10 @@ def test_vectorised_equals_scalar_and_duckdb_sql():
     ids = IDS[:3000] + ["quote'd", "ünï"]
     vec = buckets(ids, "salt'x")
     assert vec.tolist() == [bucket(u, "salt'x") for u in ids]
-    df = pd.DataFrame({"user_id": ids})
+    con = duckdb.connect()
+    con.register("users", pd.DataFrame({"user_id": ids}))
     expr = bucket_sql("user_id", "salt'x")
-    sql = duckdb.sql(f"SELECT {expr} AS b FROM df").fetchnumpy()["b"]
+    sql = con.sql(f"SELECT {expr} AS b FROM users").fetchnumpy()["b"]
     assert np.array_equal(np.asarray(sql, dtype=np.int64), vec)
     ints = np.arange(1000, dtype=np.int64)
     assert buckets(ints, "k").tolist() == [bucket(int(i), "k") for i in ints]

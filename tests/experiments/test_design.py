@@ -29,13 +29,26 @@ def _cases(n=25):
 @pytest.mark.parametrize("case", list(_cases()))
 def test_unpooled_proportion_matches_normalindpower(case):
     p1, rel, wc, alpha, pw, alt = case
-    d = sample_size("proportion", baseline=p1, mde=rel, relative=True, alpha=alpha, power=pw,
-                    alternative=alt, weights=[wc, 1 - wc])
+    d = sample_size(
+        "proportion",
+        baseline=p1,
+        mde=rel,
+        relative=True,
+        alpha=alpha,
+        power=pw,
+        alternative=alt,
+        weights=[wc, 1 - wc],
+    )
     p2 = p1 * (1 + rel)
     ratio = (1 - wc) / wc
     es = abs(p2 - p1) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2) / ratio) / (1 + 1 / ratio))
-    ref = NormalIndPower().solve_power(es, alpha=alpha, power=pw, ratio=ratio,
-                                       alternative="two-sided" if alt == "two-sided" else "larger")
+    ref = NormalIndPower().solve_power(
+        es,
+        alpha=alpha,
+        power=pw,
+        ratio=ratio,
+        alternative="two-sided" if alt == "two-sided" else "larger",
+    )
     assert d.n_per_arm[0] == math.ceil(ref - 1e-6) or abs(d.n_per_arm[0] - ref) <= 1.0
     assert abs(d.n_per_arm[1] - ref * ratio) <= 1.0
     assert d.method == "unpooled" and "unpooled" in d.formula
@@ -44,12 +57,26 @@ def test_unpooled_proportion_matches_normalindpower(case):
 @pytest.mark.parametrize("case", list(_cases(15)))
 def test_arcsine_matches_cohens_h(case):
     p1, rel, wc, alpha, pw, alt = case
-    d = sample_size("proportion", baseline=p1, mde=rel, relative=True, alpha=alpha, power=pw,
-                    alternative=alt, weights=[wc, 1 - wc], method="arcsine")
+    d = sample_size(
+        "proportion",
+        baseline=p1,
+        mde=rel,
+        relative=True,
+        alpha=alpha,
+        power=pw,
+        alternative=alt,
+        weights=[wc, 1 - wc],
+        method="arcsine",
+    )
     h = abs(2 * math.asin(math.sqrt(p1 * (1 + rel))) - 2 * math.asin(math.sqrt(p1)))
     ratio = (1 - wc) / wc
-    ref = NormalIndPower().solve_power(h, alpha=alpha, power=pw, ratio=ratio,
-                                       alternative="two-sided" if alt == "two-sided" else "larger")
+    ref = NormalIndPower().solve_power(
+        h,
+        alpha=alpha,
+        power=pw,
+        ratio=ratio,
+        alternative="two-sided" if alt == "two-sided" else "larger",
+    )
     assert abs(d.n_per_arm[0] - ref) <= 1.0
 
 
@@ -60,8 +87,16 @@ def test_pooled_power_matches_power_proportions_2indep(case):
         return
     n1 = int(RNG.integers(200, 20000))
     ratio = (1 - wc) / wc
-    mine = power("proportion", baseline=p1, mde=rel, relative=True, n_per_arm=n1, alpha=alpha,
-                 weights=[wc, 1 - wc], method="pooled").power
+    mine = power(
+        "proportion",
+        baseline=p1,
+        mde=rel,
+        relative=True,
+        n_per_arm=n1,
+        alpha=alpha,
+        weights=[wc, 1 - wc],
+        method="pooled",
+    ).power
     p2 = p1 * (1 + rel)
     # statsmodels: sample 1 is the treatment, sample 2 (nobs1 * ratio) the control
     ref = power_proportions_2indep(p2 - p1, p1, n1 * ratio, ratio=1 / ratio, alpha=alpha).power
@@ -93,7 +128,9 @@ def test_inverse_problems_round_trip():
     assert back.effect_text.startswith("detects 5.000% -> 5.4")
     pw = power("proportion", baseline=0.05, mde=0.004, n_per_arm=d.n_per_arm[0], arms=3).power
     assert 0.8 <= pw < 0.8005
-    down = minimum_detectable_effect("mean", baseline=10, sd=2, n_per_arm=1000, direction="decrease")
+    down = minimum_detectable_effect(
+        "mean", baseline=10, sd=2, n_per_arm=1000, direction="decrease"
+    )
     assert down.mde_abs < 0 and down.target < 10
 
 
@@ -102,7 +139,9 @@ def test_multi_arm_needs_more_than_two_arms_and_duration():
     four = sample_size("proportion", baseline=0.1, mde=0.01, arms=4, daily_traffic=5000)
     assert four.n_per_arm[0] > two.n_per_arm[0]
     assert four.days == math.ceil(four.total_n / 5000)
-    half = sample_size("proportion", baseline=0.1, mde=0.01, arms=4, daily_traffic=5000, traffic_fraction=0.5)
+    half = sample_size(
+        "proportion", baseline=0.1, mde=0.01, arms=4, daily_traffic=5000, traffic_fraction=0.5
+    )
     assert half.days == math.ceil(four.total_n / 2500)
     assert set(four.to_dict()) >= {"n_per_arm", "total_n", "method", "formula", "effect_text"}
     assert "<table" in four._repr_html_() and "n_per_arm=" in repr(four)

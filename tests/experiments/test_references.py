@@ -23,8 +23,20 @@ def _prop_agg(cases):
     rows = []
     for i, (sc, nc, st, nt) in enumerate(cases):
         rows += [
-            {"experiment": f"e{i:03d}", "arm": "A", "n": nc, "sum:y": float(sc), "sumsq:y": float(sc)},
-            {"experiment": f"e{i:03d}", "arm": "B", "n": nt, "sum:y": float(st), "sumsq:y": float(st)},
+            {
+                "experiment": f"e{i:03d}",
+                "arm": "A",
+                "n": nc,
+                "sum:y": float(sc),
+                "sumsq:y": float(sc),
+            },
+            {
+                "experiment": f"e{i:03d}",
+                "arm": "B",
+                "n": nt,
+                "sum:y": float(st),
+                "sumsq:y": float(st),
+            },
         ]
     return pd.DataFrame(rows)
 
@@ -34,7 +46,9 @@ def _random_prop_cases(rng, k, nmin=200, nmax=50_000):
     for _ in range(k):
         nc, nt = (int(x) for x in rng.integers(nmin, nmax, 2))
         p = rng.uniform(0.01, 0.6)
-        out.append((int(rng.binomial(nc, p)), nc, int(rng.binomial(nt, p * rng.uniform(0.9, 1.15))), nt))
+        out.append(
+            (int(rng.binomial(nc, p)), nc, int(rng.binomial(nt, p * rng.uniform(0.9, 1.15))), nt)
+        )
     return out
 
 
@@ -42,15 +56,22 @@ def test_unpooled_and_pooled_z_match_statsmodels():
     rng = np.random.default_rng(11)
     cases = _random_prop_cases(rng, 60)
     agg = _prop_agg(cases)
-    z = analyze_aggregates(agg, control="A", metrics=["y:proportion"], test="z", bayes_draws=1000).to_pandas()
-    pz = analyze_aggregates(agg, control="A", metrics=["y:proportion"], test="pooled_z", bayes_draws=1000).to_pandas()
+    z = analyze_aggregates(
+        agg, control="A", metrics=["y:proportion"], test="z", bayes_draws=1000
+    ).to_pandas()
+    pz = analyze_aggregates(
+        agg, control="A", metrics=["y:proportion"], test="pooled_z", bayes_draws=1000
+    ).to_pandas()
     for (sc, nc, st, nt), rz, rp in zip(cases, z.itertuples(), pz.itertuples(), strict=True):
         wald = sm_prop_2indep(st, nt, sc, nc, method="wald", compare="diff")
         assert rz.p_value == pytest.approx(wald.pvalue, rel=1e-7, abs=1e-300)
         pooled = proportions_ztest([st, sc], [nt, nc])[1]
         assert rp.p_value == pytest.approx(pooled, rel=1e-7, abs=1e-300)
         # unpooled Wald interval for the difference
-        diff, se = st / nt - sc / nc, math.sqrt(st / nt * (1 - st / nt) / nt + sc / nc * (1 - sc / nc) / nc)
+        diff, se = (
+            st / nt - sc / nc,
+            math.sqrt(st / nt * (1 - st / nt) / nt + sc / nc * (1 - sc / nc) / nc),
+        )
         assert rz.abs_ci_low == pytest.approx(diff - 1.959963984540054 * se, rel=1e-9, abs=1e-12)
 
 
@@ -60,7 +81,11 @@ def test_welch_matches_scipy_on_raw_rows(seed):
     n1, n2 = (int(x) for x in rng.integers(20, 3000, 2))
     y = np.concatenate([rng.lognormal(1, 1, n1), rng.lognormal(1.05, 1.2, n2)])
     df = pd.DataFrame({"arm": ["c"] * n1 + ["t"] * n2, "rev": y})
-    row = analyze(df, arm_col="arm", control="c", metrics=["rev:mean"], bayes_draws=1000).to_pandas().iloc[0]
+    row = (
+        analyze(df, arm_col="arm", control="c", metrics=["rev:mean"], bayes_draws=1000)
+        .to_pandas()
+        .iloc[0]
+    )
     ref = stats.ttest_ind(y[n1:], y[:n1], equal_var=False)
     assert row.test == "welch"
     assert row.p_value == pytest.approx(ref.pvalue, rel=1e-8)
@@ -75,15 +100,25 @@ def test_cuped_lift_equals_ols_with_arm_dummies():
     x = rng.gamma(2, 3, n)
     y = 2 + 0.8 * x + (arm == "b") * 0.4 + rng.normal(0, 2, n)
     df = pd.DataFrame({"arm": arm, "x": x, "y": y})
-    res = analyze(df, arm_col="arm", control="a", metrics=[Metric("y", "mean", covariate="x")], bayes_draws=1000).to_pandas()
+    res = analyze(
+        df,
+        arm_col="arm",
+        control="a",
+        metrics=[Metric("y", "mean", covariate="x")],
+        bayes_draws=1000,
+    ).to_pandas()
     X = sm.add_constant(pd.DataFrame({"b": (arm == "b") * 1.0, "c": (arm == "c") * 1.0, "x": x}))
     ols = sm.OLS(y, X).fit()
     for r in res.itertuples():
         assert r.abs_lift == pytest.approx(ols.params[r.arm], rel=1e-9, abs=1e-12)
         assert r.abs_ci_high - r.abs_ci_low == pytest.approx(2 * 1.96 * ols.bse[r.arm], rel=0.05)
-    plain = analyze(df, arm_col="arm", control="a", metrics=["y:mean"], bayes_draws=1000).to_pandas()
+    plain = analyze(
+        df, arm_col="arm", control="a", metrics=["y:mean"], bayes_draws=1000
+    ).to_pandas()
     # residual sd 2 vs total sd ~3.9: CUPED intervals are about half as wide
-    assert (res.abs_ci_high - res.abs_ci_low).max() < 0.6 * (plain.abs_ci_high - plain.abs_ci_low).min()
+    assert (res.abs_ci_high - res.abs_ci_low).max() < 0.6 * (
+        plain.abs_ci_high - plain.abs_ci_low
+    ).min()
 
 
 def test_ratio_delta_method_matches_closed_form():
@@ -92,7 +127,11 @@ def test_ratio_delta_method_matches_closed_form():
     den = rng.poisson(3, 2 * n)
     num = den * rng.gamma(2, 5, 2 * n)
     df = pd.DataFrame({"arm": ["A"] * n + ["B"] * n, "num": num, "den": den})
-    row = analyze(df, arm_col="arm", control="A", metrics=["num:ratio:den"], bayes_draws=1000).to_pandas().iloc[0]
+    row = (
+        analyze(df, arm_col="arm", control="A", metrics=["num:ratio:den"], bayes_draws=1000)
+        .to_pandas()
+        .iloc[0]
+    )
 
     def est(a, b):
         r = a.sum() / b.sum()
@@ -103,7 +142,9 @@ def test_ratio_delta_method_matches_closed_form():
     rc, vc = est(num[:n], den[:n])
     rt, vt = est(num[n:], den[n:])
     assert row.control_estimate == pytest.approx(rc) and row.arm_estimate == pytest.approx(rt)
-    assert row.p_value == pytest.approx(2 * stats.norm.sf(abs(rt - rc) / math.sqrt(vc + vt)), rel=1e-6)
+    assert row.p_value == pytest.approx(
+        2 * stats.norm.sf(abs(rt - rc) / math.sqrt(vc + vt)), rel=1e-6
+    )
     assert row.metric == "num/den"
 
 
@@ -125,12 +166,26 @@ def test_small_samples_use_fisher_automatically():
     row = analyze(df, arm_col="arm", control="A", metrics=["y:proportion"]).to_pandas().iloc[0]
     assert row.test == "fisher"
     assert row.p_value == pytest.approx(stats.fisher_exact([[2, 9], [10, 3]]).pvalue, rel=1e-9)
-    b = analyze(df, arm_col="arm", control="A", metrics=["y:proportion"], test="barnard").to_pandas().iloc[0]
-    assert b.p_value == pytest.approx(stats.barnard_exact([[2, 9], [10, 3]], pooled=False).pvalue, rel=1e-9)
+    b = (
+        analyze(df, arm_col="arm", control="A", metrics=["y:proportion"], test="barnard")
+        .to_pandas()
+        .iloc[0]
+    )
+    assert b.p_value == pytest.approx(
+        stats.barnard_exact([[2, 9], [10, 3]], pooled=False).pvalue, rel=1e-9
+    )
 
 
-@pytest.mark.parametrize("method, ref", [("holm", "holm"), ("hochberg", "simes-hochberg"),
-                                         ("bonferroni", "bonferroni"), ("bh", "fdr_bh"), ("by", "fdr_by")])
+@pytest.mark.parametrize(
+    "method, ref",
+    [
+        ("holm", "holm"),
+        ("hochberg", "simes-hochberg"),
+        ("bonferroni", "bonferroni"),
+        ("bh", "fdr_bh"),
+        ("by", "fdr_by"),
+    ],
+)
 def test_corrections_match_multipletests(method, ref):
     rng = np.random.default_rng(len(method))
     for _ in range(50):
@@ -143,15 +198,26 @@ def test_corrections_match_multipletests(method, ref):
 def test_tiny_p_values_survive_in_log_space():
     n = 1_000_000
     agg = _prop_agg([(100_000, n, 130_000, n)])
-    row = analyze_aggregates(agg, control="A", metrics=["y:proportion"], bayes_draws=1000).to_pandas().iloc[0]
+    row = (
+        analyze_aggregates(agg, control="A", metrics=["y:proportion"], bayes_draws=1000)
+        .to_pandas()
+        .iloc[0]
+    )
     p1, p2 = 0.1, 0.13
     z = (p2 - p1) / math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
     # independent asymptotic tail: log(2 * phi(z) / z * (1 - 1/z^2 + 3/z^4))
-    ref = (math.log(2) - z * z / 2 - math.log(z * math.sqrt(2 * math.pi)) + math.log1p(-1 / z**2 + 3 / z**4)) / math.log(10)
+    ref = (
+        math.log(2)
+        - z * z / 2
+        - math.log(z * math.sqrt(2 * math.pi))
+        + math.log1p(-1 / z**2 + 3 / z**4)
+    ) / math.log(10)
     assert row.log10_p == pytest.approx(ref, abs=1e-3)
     assert row.log10_p < -900 and row.significant
     assert format_p(row.p_value, row.log10_p).endswith(f"e{math.floor(ref)}")
-    assert "p=0," not in repr(analyze_aggregates(agg, control="A", metrics=["y:proportion"], bayes_draws=1000))
+    assert "p=0," not in repr(
+        analyze_aggregates(agg, control="A", metrics=["y:proportion"], bayes_draws=1000)
+    )
 
 
 def test_bayes_beta_binomial_matches_numerical_integration():
@@ -161,14 +227,21 @@ def test_bayes_beta_binomial_matches_numerical_integration():
         sc, st = int(rng.binomial(nc, 0.1)), int(rng.binomial(nt, 0.11))
         out = bayes_summary([(sc, nc), (st, nt)], "proportion", draws=200_000)
         a, b = stats.beta(1 + sc, 1 + nc - sc), stats.beta(1 + st, 1 + nt - st)
-        p_beat = integrate.quad(lambda x: b.pdf(x) * a.cdf(x), 0, 1, points=[sc / nc, st / nt], limit=200)[0]
+        p_beat = integrate.quad(
+            lambda x, a=a, b=b: b.pdf(x) * a.cdf(x), 0, 1, points=[sc / nc, st / nt], limit=200
+        )[0]
         assert out["p_beat_control"][1] == pytest.approx(p_beat, abs=0.004)
         assert out["p_best"][1] == pytest.approx(p_beat, abs=0.004)
         # E[(Xc - Xt)+] = ∫ f_t(y) (E[Xc; Xc > y] - y P(Xc > y)) dy, with E[X; X > y] closed form for a Beta
         a1 = stats.beta(2 + sc, 1 + nc - sc)
         mean_a = (1 + sc) / (2 + nc)
-        loss = integrate.quad(lambda y: b.pdf(y) * (mean_a * a1.sf(y) - y * a.sf(y)), 0, 1,
-                              points=[sc / nc, st / nt], limit=200)[0]
+        loss = integrate.quad(
+            lambda y, a=a, b=b, a1=a1, m=mean_a: b.pdf(y) * (m * a1.sf(y) - y * a.sf(y)),
+            0,
+            1,
+            points=[sc / nc, st / nt],
+            limit=200,
+        )[0]
         assert out["expected_loss"][1] == pytest.approx(loss, rel=0.03, abs=2e-5)
 
 
@@ -178,8 +251,12 @@ def test_bayes_normal_matches_closed_forms():
     s = math.hypot(sc, stt)
     mu = mt - mc
     assert out["p_beat_control"][1] == pytest.approx(stats.norm.cdf(mu / s), abs=0.003)
-    assert out["expected_loss"][1] == pytest.approx(s * stats.norm.pdf(mu / s) - mu * stats.norm.cdf(-mu / s), rel=0.02)
-    assert (out["ci_low"][1], out["ci_high"][1]) == pytest.approx((mu - 1.96 * s, mu + 1.96 * s), abs=0.005)
+    assert out["expected_loss"][1] == pytest.approx(
+        s * stats.norm.pdf(mu / s) - mu * stats.norm.cdf(-mu / s), rel=0.02
+    )
+    assert (out["ci_low"][1], out["ci_high"][1]) == pytest.approx(
+        (mu - 1.96 * s, mu + 1.96 * s), abs=0.005
+    )
     low = bayes_summary([(mc, sc), (mt, stt)], "normal", lower_is_better=True, draws=400_000)
     assert low["p_beat_control"][1] == pytest.approx(1 - out["p_beat_control"][1], abs=1e-9)
 
