@@ -216,19 +216,23 @@ class World:
         table = pa.concat_tables(list(self.iter_events()), promote_options="none")
         return table if table.num_rows else empty_events()
 
-    def respond(self, messages: pd.DataFrame) -> pa.Table:
+    def respond(self, messages: pd.DataFrame | pa.Table) -> pa.Table:
         """Events produced by users in answer to sent messages.
 
         Args:
             messages: one row per message with columns user_id, campaign_id, variant,
-                channel, send_ts (UTC), labels (list of str) and message_key.
+                channel, send_ts (UTC; naive values are read as UTC), labels (list of
+                str) and message_key; a pandas DataFrame or a pyarrow Table.
 
         Returns:
             'Notification Delivered' / 'Viewed' / 'Clicked' (carrying campaign_id,
             variant, channel, labels, message_key), 'Charged' conversions after clicks
             and extra 'App Launched' from planted label effects. Rows for unknown user
-            ids are omitted. Deterministic per (seed, message_key).
+            ids are omitted. Deterministic per (seed, message_key): the same message
+            always gets the same rows and event ids, whatever else is in the batch.
         """
+        if isinstance(messages, pa.Table):
+            messages = messages.to_pandas()
         return respond(self._pop, self._effects, messages)
 
     # ------------------------------------------------------------------ persistence

@@ -57,6 +57,7 @@ def test_deterministic_and_independent_of_batch(world: World) -> None:
     full = world.respond(msgs)
     assert full.schema == EVENT_SCHEMA
     assert full.equals(world.respond(msgs))
+    assert full.equals(world.respond(pa.Table.from_pandas(msgs, preserve_index=False)))
     subset = msgs.sample(frac=0.3, random_state=1)
     part = world.respond(subset)
     expected = full.to_pandas()
