@@ -1,0 +1,216 @@
+"""The workspace-level campaign API (``Workspace.plan/send/...`` delegate here).
+
+Example:
+    >>> import tempfile, pandas as pd
+    >>> from engagelab import Workspace
+    >>> from engagelab.campaigns import Campaign, Variant
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = ws.ingest(pd.DataFrame({"user_id": ["a", "b", "c"], "email": ["a@x.io", None, "c@x.io"],
+    ...                             "optout_email": [False, False, True]}), table="profiles", quiet=True)
+    >>> c = Campaign(id="hello", channel="email", variants=(Variant("A", {"from": "shop@x.io", "subject": "Hi", "text": "Hello"}),))
+    >>> p = plan(ws, c, "2026-03-02T09:00:00Z")
+    >>> p.reasons()
+    {'unreachable': 1, 'opted_out': 1}
+    >>> r = send(ws, p, "hello-1")
+    >>> r.sent, send(ws, p, "hello-1").already_sent
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from engagelab._validate import check_datetime, check_str
+from engagelab.campaigns import ledger as L
+from engagelab.campaigns.plan import plan
+from engagelab.campaigns.report import campaign_report
+from engagelab.campaigns.send import respond, send
+from engagelab.campaigns.spec import Campaign
+from engagelab.errors import ValidationError
+
+__all__ = [
+    "PULLED_CHANNELS",
+    "campaign_report",
+    "delete_campaign",
+    "inbox",
+    "list_campaigns",
+    "load_campaign",
+    "plan",
+    "recommended_delay",
+    "respond",
+    "save_campaign",
+    "send",
+]
+
+PULLED_CHANNELS = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
+STATUSES = ("draft", "active", "paused", "archived")
+
+
+def save_campaign(ws: Any, campaign: Campaign, status: str = "draft") -> None:
+    """Save (or replace) ``campaign`` in the state DB under its id."""
+    if not isinstance(campaign, Campaign):
+        raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
+    if status not in STATUSES:
+        raise ValidationError("status", status, "must be one of " + ", ".join(map(repr, STATUSES)))
+    L.ensure(ws)
+    now = L.now()
+    vals = {
+        "spec": campaign.to_json(),
+        "channel": campaign.channel,
+        "type": campaign.schedule.type,
+        "status": status,
+        "updated_at": now,
+    }
+    with ws.state.write() as conn:
+        done = conn.execute(
+            L.campaigns_table.update().where(L.campaigns_table.c.id == campaign.id).values(**vals)
+        )
+        if done.rowcount == 0:
+            conn.execute(L.campaigns_table.insert().values(id=campaign.id, created_at=now, **vals))
+
+
+def load_campaign(ws: Any, id: str) -> Campaign:
+    """The saved campaign ``id``."""
+    check_str("id", id)
+    L.ensure(ws)
+    with ws.state.read() as conn:
+        row = conn.execute(
+            sa.select(L.campaigns_table.c.spec).where(L.campaigns_table.c.id == id)
+        ).first()
+    if row is None:
+        raise ValidationError("id", id, "is not a saved campaign (see list_campaigns)")
+    return Campaign.from_json(row.spec)
+
+
+def delete_campaign(ws: Any, id: str) -> None:
+    """Delete the saved campaign ``id`` (its runs, ledger and events stay)."""
+    L.ensure(ws)
+    with ws.state.write() as conn:
+        conn.execute(L.campaigns_table.delete().where(L.campaigns_table.c.id == id))
+
+
+def list_campaigns(ws: Any) -> pd.DataFrame:
+    """Saved campaigns: id, name, channel, type, status, labels, runs, updated_at."""
+    L.ensure(ws)
+    with ws.state.read() as conn:
+        specs = conn.execute(
+            sa.select(L.campaigns_table).order_by(L.campaigns_table.c.id)
+        ).fetchall()
+        nruns = dict(
+            conn.execute(
+                sa.select(L.runs.c.campaign_id, sa.func.count()).group_by(L.runs.c.campaign_id)
+            ).fetchall()
+        )
+    rows = []
+    for r in specs:
+        c = Campaign.from_json(r.spec)
+        rows.append(
+            {
+                "id": r.id,
+                "name": c.name,
+                "channel": r.channel,
+                "type": r.type,
+                "status": r.status,
+                "labels": list(c.labels),
+                "runs": int(nruns.get(r.id, 0)),
+                "updated_at": r.updated_at,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["id", "name", "channel", "type", "status", "labels", "runs", "updated_at"]
+    )
+
+
+def inbox(ws: Any, user_id: str, at: Any = None) -> pd.DataFrame:
+    """Live messages of pulled channels (in-app, app inbox, native display, web pop-up,
+    exit intent) for ``user_id`` at ``at`` (default now): sent, due, and within their TTL.
+
+    Columns: message_key, campaign_id, variant, channel, send_at, expires_at, payload.
+    """
+    check_str("user_id", user_id)
+    t = check_datetime("at", at, allow_none=True) or L.now()
+    t_us = int(pd.Timestamp(t).value // 1000)
+    L.ensure(ws)
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                L.ledger.c.key,
+                L.ledger.c.campaign_id,
+                L.ledger.c.variant,
+                L.ledger.c.channel,
+                L.ledger.c.send_at,
+                L.runs.c.spec,
+            )
+            .join(L.runs, L.runs.c.run_key == L.ledger.c.run_key)
+            .where(
+                L.ledger.c.user_id == user_id,
+                L.ledger.c.status == "sent",
+                L.ledger.c.channel.in_(PULLED_CHANNELS),
+                L.ledger.c.send_at <= t_us,
+            )
+            .order_by(L.ledger.c.send_at.desc())
+        ).fetchall()
+    out = []
+    for r in rows:
+        c = Campaign.from_json(r.spec)
+        ttl = c.delivery.ttl_hours
+        expires = r.send_at + int(ttl * 3600e6) if ttl else None
+        if expires is not None and expires <= t_us:
+            continue
+        content = c.variant(r.variant).content if r.variant else {}
+        payload = content.to_dict() if hasattr(content, "to_dict") else dict(content)
+        out.append(
+            {
+                "message_key": r.key,
+                "campaign_id": r.campaign_id,
+                "variant": r.variant,
+                "channel": r.channel,
+                "send_at": pd.Timestamp(r.send_at, unit="us", tz="UTC"),
+                "expires_at": pd.Timestamp(expires, unit="us", tz="UTC") if expires else pd.NaT,
+                "payload": payload,
+            }
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "message_key",
+            "campaign_id",
+            "variant",
+            "channel",
+            "send_at",
+            "expires_at",
+            "payload",
+        ],
+    )
+
+
+def recommended_delay(ws: Any, did: str, then: str, *, since: Any = None) -> dict[str, Any]:
+    """Median and mean time from event ``did`` to the first following ``then`` (per
+    occurrence of ``did`` that is followed by ``then``), for an inaction campaign's wait.
+
+    Returns ``{"median": timedelta, "mean": timedelta, "pairs": int}``.
+    """
+    check_str("did", did)
+    check_str("then", then)
+    lo = check_datetime("since", since, allow_none=True)
+    sql = (
+        "SELECT epoch_us(min(b.ts) - a.ts) AS gap FROM events AS a JOIN events AS b "
+        "ON b.user_id = a.user_id AND b.event = $b AND b.ts > a.ts "
+        "WHERE a.event = $a"
+        + (" AND a.ts >= $lo" if lo else "")
+        + " GROUP BY a.user_id, a.ts, a.event_id"
+    )
+    params: dict[str, Any] = {"a": did, "b": then} | ({"lo": lo} if lo else {})
+    gaps = ws.sql(sql, params)["gap"].to_numpy(dtype=np.float64)
+    if gaps.size == 0:
+        raise ValidationError("then", then, f"never follows {did!r} in the events")
+    return {
+        "median": dt.timedelta(microseconds=float(np.median(gaps))),
+        "mean": dt.timedelta(microseconds=float(np.mean(gaps))),
+        "pairs": int(gaps.size),
+    }

@@ -1,0 +1,195 @@
+"""State-DB tables of campaigns: saved specs, runs (with their audience snapshot), the
+message ledger and workspace campaign settings (global control group).
+
+The ledger has one row per message key (unique): ``claimed`` before the provider call,
+``sent`` after it succeeded, ``failed`` after a permanent failure, ``suppressed`` when a
+frequency cap or minimum gap turned it down at claim time. Frequency caps are checked
+against the ledger inside the claim transaction, which holds the ``caps`` lock row, so
+two processes never both claim the last slot of a user's cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from engagelab.errors import ValidationError
+from engagelab.state import metadata, utcnow
+
+__all__ = [
+    "campaigns_table",
+    "get_global_control",
+    "history",
+    "ledger",
+    "locks",
+    "runs",
+    "set_global_control",
+    "settings",
+]
+
+campaigns_table = sa.Table(
+    "el_campaign_specs",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "el_campaign_runs",
+    metadata,
+    sa.Column("run_key", sa.String(200), primary_key=True),
+    sa.Column("campaign_id", sa.String(100), nullable=False, index=True),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("logical_date", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.LargeBinary, nullable=False),  # the plan as Parquet
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # running | done
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+ledger = sa.Table(
+    "el_campaign_ledger",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("run_key", sa.String(200), nullable=False, index=True),
+    sa.Column("campaign_id", sa.String(100), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("variant", sa.String(100)),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("send_at", sa.BigInteger, nullable=False),  # µs since epoch, UTC
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reason", sa.String(40)),
+    sa.Column("batch", sa.Integer, nullable=False),
+    sa.Column("event_batch", sa.String(260)),
+    sa.Column("provider_id", sa.String(200)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_el_campaign_ledger_user", "user_id", "send_at"),
+)
+
+locks = sa.Table(
+    "el_campaign_locks",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+settings = sa.Table(
+    "el_campaign_settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+ALL = (campaigns_table, runs, ledger, locks, settings)
+#: Ledger statuses that occupy a frequency-cap slot.
+COUNTED = ("claimed", "sent")
+
+
+def ensure(ws: Any) -> None:
+    """Create the campaign tables if missing."""
+    ws.state.ensure(*ALL)
+
+
+def lock_caps(conn: sa.Connection) -> None:
+    """Take the caps lock for the rest of this write transaction (a row lock on PostgreSQL;
+    SQLite write transactions are already exclusive)."""
+    res = conn.execute(locks.update().where(locks.c.name == "caps").values(n=locks.c.n + 1))
+    if res.rowcount == 0:
+        try:
+            with conn.begin_nested():
+                conn.execute(locks.insert().values(name="caps", n=1))
+        except sa.exc.IntegrityError:
+            pass
+        conn.execute(locks.update().where(locks.c.name == "caps").values(n=locks.c.n + 1))
+
+
+def history(
+    conn: sa.Connection,
+    lo_us: int,
+    hi_us: int,
+    *,
+    users: list[str] | None = None,
+    exclude_run: str | None = None,
+) -> pd.DataFrame:
+    """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)``."""
+    q = sa.select(ledger.c.user_id, ledger.c.send_at, ledger.c.channel, ledger.c.campaign_id).where(
+        ledger.c.send_at >= lo_us, ledger.c.send_at < hi_us, ledger.c.status.in_(COUNTED)
+    )
+    if exclude_run is not None:
+        q = q.where(ledger.c.run_key != exclude_run)
+    if users is not None:
+        q = q.where(ledger.c.user_id.in_(users))
+    rows = conn.execute(q).fetchall()
+    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
+    df["t"] = df["t"].astype(np.int64)
+    return df
+
+
+def set_global_control(ws: Any, fraction: float, salt: str = "global") -> None:
+    """Set the workspace-wide global control group: ``fraction`` of all users, held out of
+    every campaign that respects it (membership is a pure function of ``salt`` and user)."""
+    from engagelab._validate import check_number, check_str
+
+    check_number("fraction", fraction, low=0, high=1, high_open=True)
+    check_str("salt", salt)
+    ensure(ws)
+    with ws.state.write() as conn:
+        for key, value in (
+            ("global_control_fraction", repr(float(fraction))),
+            ("global_control_salt", salt),
+        ):
+            done = conn.execute(settings.update().where(settings.c.key == key).values(value=value))
+            if done.rowcount == 0:
+                conn.execute(settings.insert().values(key=key, value=value))
+
+
+def get_global_control(ws: Any) -> tuple[float, str]:
+    """(fraction, salt) of the workspace's global control group (0 when unset)."""
+    ensure(ws)
+    with ws.state.read() as conn:
+        got = dict(conn.execute(sa.select(settings.c.key, settings.c.value)).fetchall())
+    return float(got.get("global_control_fraction", "0")), got.get("global_control_salt", "global")
+
+
+def previous_run(ws: Any, campaign_id: str, before: dt.datetime) -> dict[str, Any] | None:
+    """The latest run of ``campaign_id`` with a logical date before ``before``."""
+    ensure(ws)
+    with ws.state.read() as conn:
+        row = conn.execute(
+            sa.select(runs.c.run_key, runs.c.logical_date, runs.c.phase)
+            .where(runs.c.campaign_id == campaign_id, runs.c.logical_date < before)
+            .order_by(runs.c.logical_date.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    ld = row.logical_date
+    if ld.tzinfo is None:
+        ld = ld.replace(tzinfo=dt.UTC)
+    return {"run_key": row.run_key, "logical_date": ld, "phase": row.phase}
+
+
+def check_run_key(run_key: Any) -> str:
+    if not isinstance(run_key, str) or not run_key.strip() or len(run_key) > 200:
+        raise ValidationError(
+            "run_key", run_key, "must be a non-empty string of at most 200 characters"
+        )
+    return run_key
+
+
+def now() -> dt.datetime:
+    return utcnow()

@@ -1,0 +1,473 @@
+"""``plan``: who gets what, when, and why not — the vectorised dry run of a campaign.
+
+One row per qualifying user with ``decision`` (``send``, ``control``, ``suppressed``;
+``deferred``/``excluded`` for the two phases of a test-then-winner campaign), a
+``reason`` code for every user not sent, the ``variant``, the send time in UTC and in
+the user's local time, and the message key.
+
+Reason codes, in the order they are checked: ``global_control``, ``control``,
+``opted_out``, ``unreachable``, ``tz_passed``, ``dnd_drop``, ``ttl_expired``,
+``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from engagelab._validate import check_datetime
+from engagelab.campaigns import ledger as L
+from engagelab.campaigns import timing
+from engagelab.campaigns._options import send_time_policy
+from engagelab.campaigns.result import Plan
+from engagelab.campaigns.spec import Campaign
+from engagelab.errors import ValidationError
+from engagelab.experiments import buckets, campaign_split, global_control
+from engagelab.schema import CHANNEL_OPTOUT
+
+__all__ = ["REASONS", "message_keys", "plan", "reach_fields"]
+
+REASONS = (
+    "global_control",
+    "control",
+    "opted_out",
+    "unreachable",
+    "tz_passed",
+    "dnd_drop",
+    "ttl_expired",
+    "cut_off",
+    "min_gap",
+    "frequency_cap",
+    "throttled_to_later",
+)
+_US = 1_000_000
+
+
+def reach_fields(channel: str) -> tuple[str, str | None]:
+    """(profile field that makes a user reachable, opt-out flag or None) for ``channel``."""
+    try:
+        from engagelab.channels import CHANNELS  # type: ignore[attr-defined]
+
+        info = CHANNELS[channel]
+        return info.reach_field, info.optout_field
+    except (ImportError, KeyError):
+        pass
+    if channel in CHANNEL_OPTOUT:
+        return CHANNEL_OPTOUT[channel]
+    return "email", None  # remarketing exports match on hashed e-mail
+
+
+def message_keys(run_key: str, user_ids: pd.Series, step: str) -> np.ndarray:
+    """Message key of each user: the first 32 hex digits of sha256(run key, user, step).
+
+    >>> message_keys("r1", pd.Series(["u1"]), "main")[0] == hashlib.sha256(b"r1\\x1fu1\\x1fmain").hexdigest()[:32]
+    True
+    """
+    prefix = run_key + "\x1f"
+    suffix = "\x1f" + step
+    con = duckdb.connect()
+    try:
+        con.register("u", pd.DataFrame({"uid": user_ids.astype(str).to_numpy()}))
+        out = con.execute(
+            "SELECT left(sha256($p || uid || $s), 32) AS k FROM u", {"p": prefix, "s": suffix}
+        ).fetchnumpy()["k"]
+    finally:
+        con.close()
+    return np.asarray(out, dtype=object)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
+    """Users the schedule picks for the logical date, with a base UTC send time."""
+    s = c.schedule
+    reach, optout = reach_fields(c.channel)
+    cols = ws.engine.refresh().columns
+    pcols = set(cols.get("profiles", {})) | {
+        "user_id",
+        "timezone",
+        "email",
+        "phone",
+        "push_token",
+        "webpush_subscription",
+        "optout_email",
+        "optout_sms",
+        "optout_push",
+        "optout_web_push",
+    }
+    sel = f"p.user_id, p.timezone, CAST(p.{_q(reach)} AS VARCHAR) AS address, " + (
+        f"coalesce(p.{_q(optout)}, false) AS optout"
+        if optout and optout in pcols
+        else "false AS optout"
+    )
+    if c.audience is None:
+        src = "profiles AS p"
+    else:
+        seg_sql = ws._segment_sql(c.audience, ld)
+        src = f"profiles AS p SEMI JOIN ({seg_sql}) AS seg ON p.user_id = seg.user_id"
+    params: dict[str, Any] = {}
+    if s.type in ("one_time", "recurring", "on_date"):
+        where = ""
+        if s.type == "on_date":
+            if s.date_property not in pcols:
+                raise ValidationError(
+                    "schedule.date_property", s.date_property, "is not a profiles column"
+                )
+            d = f"CAST(timezone($tz, p.{_q(s.date_property)}) AS DATE) + INTERVAL ({int(s.offset_days)}) DAY"
+            params["tz"] = s.timezone
+            params["day"] = ld.astimezone(_zone(s.timezone)).date()
+            where = (
+                f" WHERE month({d}) = month($day) AND day({d}) = day($day)"
+                if s.anniversary
+                else f" WHERE CAST({d} AS DATE) = $day"
+            )
+        df = ws.sql(f"SELECT {sel} FROM {src}{where}", params)
+        df["base"] = pd.Timestamp(_base_time(c, ld))
+        return df
+    ev_cols = set(cols.get("events", {}))
+    prev = L.previous_run(ws, c.id, ld)
+    since = prev["logical_date"] if prev else ld - dt.timedelta(days=1)
+    params = {"e": s.event, "lo": since, "hi": ld}
+    filt = ""
+    for i, (k, v) in enumerate(sorted(s.filters.items())):
+        if k not in ev_cols:
+            raise ValidationError(f"schedule.filters.{k}", v, "is not an events column")
+        filt += f" AND e.{_q(k)} = $f{i}"
+        params[f"f{i}"] = v
+    if s.type == "triggered":
+        trig = (
+            "SELECT user_id, min(ts) AS base FROM events AS e WHERE e.event = $e "
+            f"AND e.ts > $lo AND e.ts <= $hi{filt} GROUP BY user_id"
+        )
+    else:
+        w = dt.timedelta(hours=float(s.within_hours))
+        params |= {
+            "lo": since - w,
+            "hi": ld - w,
+            "b": s.not_event,
+            "w_us": int(w.total_seconds() * _US),
+        }
+        trig = (
+            "SELECT a.user_id, max(a.ts) + to_microseconds($w_us) AS base FROM events AS a "
+            f"WHERE a.event = $e AND a.ts > $lo AND a.ts <= $hi{filt.replace('e.', 'a.')} "
+            "AND NOT EXISTS (SELECT 1 FROM events AS b WHERE b.user_id = a.user_id AND b.event = $b "
+            "AND b.ts > a.ts AND b.ts <= a.ts + to_microseconds($w_us)) GROUP BY a.user_id"
+        )
+    return ws.sql(
+        f"SELECT {sel}, t.base FROM {src} JOIN ({trig}) AS t ON t.user_id = p.user_id", params
+    )
+
+
+def _zone(name: str) -> Any:
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(name)
+
+
+def _base_time(c: Campaign, ld: dt.datetime) -> dt.datetime:
+    s = c.schedule
+    if s.type == "one_time":
+        return s.at or ld
+    tz = _zone(s.timezone)
+    if s.type == "recurring":
+        from croniter import croniter
+
+        start = ld.astimezone(tz) - dt.timedelta(microseconds=1)
+        return croniter(s.cron, start).get_next(dt.datetime).astimezone(dt.UTC)
+    h, m = (int(x) for x in s.time.split(":"))
+    local = ld.astimezone(tz).date()
+    naive = dt.datetime(local.year, local.month, local.day) + dt.timedelta(hours=h, minutes=m)
+    return timing.to_utc(pd.Series([naive]), pd.Series([s.timezone])).iloc[0].to_pydatetime()
+
+
+def _assign(ws: Any, c: Campaign, df: pd.DataFrame, phase: str, winner: str | None) -> None:
+    uid = df["user_id"]
+    decision = np.full(len(df), "send", dtype=object)
+    reason = np.full(len(df), None, dtype=object)
+    if c.respect_global_control:
+        frac, salt = L.get_global_control(ws)
+        if frac > 0 and len(df):
+            g = global_control(uid, salt, frac)
+            decision[g], reason[g] = "control", "global_control"
+    variants = list(c.variant_names)
+    if len(df):
+        arm = campaign_split(uid, c.id, variants, c.weights, c.control_percent / 100.0)
+    else:
+        arm = np.array([], dtype=object)
+    ctrl = (arm == "control") & (decision == "send")
+    decision[ctrl], reason[ctrl] = "control", "control"
+    df["variant"] = np.where(arm == "control", None, arm)
+    if c.winner_test is not None and len(df):
+        test = buckets(uid, c.id + ":test") < round(c.winner_test.test_share * 10_000)
+        live = decision == "send"
+        if phase == "test":
+            decision[live & ~test], reason[live & ~test] = "deferred", "awaiting_winner"
+        else:
+            decision[live & test], reason[live & test] = "excluded", "in_test_group"
+            df.loc[~test, "variant"] = winner
+    df["decision"], df["reason"] = decision, reason
+
+
+def _suppress(df: pd.DataFrame, mask: np.ndarray, reason: str) -> None:
+    m = mask & (df["decision"].to_numpy() == "send")
+    df.loc[m, "decision"] = "suppressed"
+    df.loc[m, "reason"] = reason
+
+
+def plan(
+    ws: Any,
+    campaign: Campaign,
+    logical_date: Any,
+    *,
+    now: Any = None,
+    run_key: str | None = None,
+    phase: str | None = None,
+) -> Plan:
+    """Plan ``campaign`` for ``logical_date`` without sending anything (the dry run).
+
+    Args:
+        ws: the workspace.
+        campaign: the :class:`~engagelab.campaigns.Campaign`.
+        logical_date: the run's logical date (UTC instant, date or ISO text).
+        now: the planning instant used for "local time already passed" (default:
+            the logical date, so plans are reproducible).
+        run_key: the run's key (default ``"<campaign id>@<logical date ISO>"``);
+            message keys derive from it.
+        phase: ``'test'`` or ``'winner'`` for a test-then-winner campaign (default:
+            ``'winner'`` once a test run exists, else ``'test'``).
+    """
+    if not isinstance(campaign, Campaign):
+        raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
+    ld = check_datetime("logical_date", logical_date)
+    now_t = check_datetime("now", now, allow_none=True) or ld
+    run_key = L.check_run_key(run_key or f"{campaign.id}@{ld.isoformat()}")
+    L.ensure(ws)
+    check_templates(ws, campaign)
+    phase, winner = _phase(ws, campaign, ld, phase)
+    c, opt = campaign, campaign.delivery
+    df = _candidates(ws, c, ld).drop_duplicates("user_id").sort_values("user_id", ignore_index=True)
+    ok_tz = np.array([isinstance(z, str) and _valid_tz(z) for z in df["timezone"]], dtype=bool)
+    df["timezone"] = df["timezone"].where(ok_tz, opt.default_timezone)
+    base = pd.Series(pd.to_datetime(df["base"], utc=True)).dt.as_unit("us")
+    _assign(ws, c, df, phase, winner)
+    optout = df["optout"].fillna(False).astype(bool).to_numpy()
+    _suppress(df, optout, "opted_out")
+    addr = df["address"]
+    _suppress(
+        df,
+        (addr.isna() | (addr.astype("string").str.strip() == "")).fillna(True).to_numpy(bool),
+        "unreachable",
+    )
+    send = base.copy()
+    note = np.full(len(df), None, dtype=object)
+    if opt.user_timezone and len(df):
+        wall = timing.to_local(base, pd.Series([c.schedule.timezone] * len(df)))
+        send = timing.to_utc(wall, df["timezone"])
+        passed = (send < pd.Timestamp(now_t)).to_numpy()
+        if opt.if_passed == "drop":
+            _suppress(df, passed, "tz_passed")
+        elif passed.any():
+            wall2 = wall.where(~passed, wall + pd.Timedelta(days=1))
+            send = timing.to_utc(wall2, df["timezone"])
+            note[passed] = "next_day"
+    if opt.send_time_policy and len(df):
+        fn = send_time_policy(opt.send_time_policy)
+        got = pd.Series(
+            pd.to_datetime(
+                np.asarray(
+                    fn(
+                        pd.DataFrame(
+                            {"user_id": df["user_id"], "timezone": df["timezone"], "send_at": send}
+                        ),
+                        ld,
+                    )
+                ),
+                utc=True,
+            )
+        )
+        has = got.notna().to_numpy()
+        send = send.where(~has, got.dt.as_unit("us"))
+        note[has] = "best_time"
+    planned = send.copy()
+    if opt.dnd and len(df):
+        send, held, dropped = timing.apply_dnd(send, df["timezone"], opt.dnd)
+        _suppress(df, dropped, "dnd_drop")
+        note[held] = "dnd_hold"
+    if opt.ttl_hours:
+        _suppress(
+            df, (send - planned > pd.Timedelta(hours=opt.ttl_hours)).to_numpy(), "ttl_expired"
+        )
+    if opt.cut_off is not None:
+        _suppress(df, (send > pd.Timestamp(opt.cut_off)).to_numpy(), "cut_off")
+    df["send_at"] = send
+    _caps(ws, c, df, run_key)
+    if opt.throttle_per_minute and len(df):
+        live = np.flatnonzero(df["decision"].to_numpy() == "send")
+        later = timing.throttle(df["send_at"].iloc[live], opt.throttle_per_minute)
+        late = np.zeros(len(df), bool)
+        moved = later.to_numpy() > df["send_at"].iloc[live].to_numpy()
+        over = np.zeros(live.size, bool)
+        if opt.cut_off is not None:
+            over |= later.to_numpy() > np.datetime64(
+                pd.Timestamp(opt.cut_off).tz_localize(None), "us"
+            )
+        if opt.ttl_hours:
+            over |= (later - planned.iloc[live]).to_numpy() > np.timedelta64(
+                int(opt.ttl_hours * 3600 * _US), "us"
+            )
+        late[live[over]] = True
+        df.loc[df.index[live], "send_at"] = later.to_numpy()
+        note[live[moved & ~over]] = "throttled"
+        _suppress(df, late, "throttled_to_later")
+    df["note"] = note
+    df["send_at_local"] = (
+        timing.to_local(df["send_at"], df["timezone"])
+        if len(df)
+        else pd.Series([], dtype="datetime64[us]")
+    )
+    df["message_key"] = (
+        message_keys(run_key, df["user_id"], phase) if len(df) else np.array([], dtype=object)
+    )
+    df["to"] = df["address"].where(df["address"].notna(), None)
+    cols = [
+        "user_id",
+        "decision",
+        "reason",
+        "variant",
+        "send_at",
+        "send_at_local",
+        "timezone",
+        "to",
+        "message_key",
+        "note",
+    ]
+    return Plan(c, ld, run_key, phase, winner, df[cols].reset_index(drop=True))
+
+
+def check_templates(ws: Any, c: Campaign) -> None:
+    """Reject templates that read variables the workspace does not have (before any send)."""
+    from engagelab.channels import known_variables
+
+    known = known_variables(ws, event=False)  # send renders with the profile only
+    for i, v in enumerate(c.variants):
+        if hasattr(v.content, "validate_variables"):
+            try:
+                v.content.validate_variables(known)
+            except ValidationError as exc:
+                raise type(exc)(
+                    f"variants[{i}].content.{exc.field}",
+                    exc.value,
+                    exc.allowed,
+                    message=f"variants[{i}].content: {exc}",
+                ) from None
+
+
+def _valid_tz(name: Any) -> bool:
+    from engagelab._validate import valid_timezone
+
+    return valid_timezone(name)
+
+
+def _caps(ws: Any, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
+    opt = c.delivery
+    caps = () if opt.ignore_caps else opt.caps
+    if not caps and not opt.min_gap_hours:
+        return
+    live = np.flatnonzero(df["decision"].to_numpy() == "send")
+    if live.size == 0:
+        return
+    t = pd.to_datetime(df["send_at"].iloc[live]).dt.as_unit("us").astype("int64").to_numpy()
+    span = (
+        max(
+            [cap.seconds if cap.kind == "rolling" else 32 * 86400 for cap in caps]
+            + [int((opt.min_gap_hours or 0) * 3600)]
+        )
+        * _US
+    )
+    with ws.state.read() as conn:
+        hist = L.history(conn, int(t.min()) - span, int(t.max()) + span, exclude_run=run_key)
+    if hist.empty:
+        return
+    users = df["user_id"].iloc[live].to_numpy()
+    bad_gap = np.zeros(live.size, bool)
+    if opt.min_gap_hours:
+        h = hist[hist["campaign_id"] == c.id]
+        bad_gap = timing.cap_conflicts(
+            users,
+            t,
+            df["timezone"].iloc[live],
+            c.channel,
+            h["user_id"].to_numpy(),
+            h["t"].to_numpy(),
+            h["channel"].to_numpy(),
+            [_gap_cap(opt.min_gap_hours)],
+        )
+    mask = np.zeros(len(df), bool)
+    mask[live[bad_gap]] = True
+    _suppress(df, mask, "min_gap")
+    bad = timing.cap_conflicts(
+        users,
+        t,
+        df["timezone"].iloc[live],
+        c.channel,
+        hist["user_id"].to_numpy(),
+        hist["t"].to_numpy(),
+        hist["channel"].to_numpy(),
+        caps,
+    )
+    mask = np.zeros(len(df), bool)
+    mask[live[bad]] = True
+    _suppress(df, mask, "frequency_cap")
+
+
+def _gap_cap(hours: float) -> Any:
+    from engagelab.campaigns._options import FrequencyCap
+
+    minutes = max(1, int(round(hours * 60)))
+    return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")
+
+
+def _phase(ws: Any, c: Campaign, ld: dt.datetime, phase: str | None) -> tuple[str, str | None]:
+    if c.winner_test is None:
+        if phase not in (None, "main"):
+            raise ValidationError(
+                "phase", phase, "must be None for a campaign without a winner test"
+            )
+        return "main", None
+    if phase not in (None, "test", "winner"):
+        raise ValidationError("phase", phase, "must be one of 'test', 'winner' or None")
+    import sqlalchemy as sa
+
+    with ws.state.read() as conn:
+        test_run = conn.execute(
+            sa.select(L.runs.c.logical_date).where(
+                L.runs.c.campaign_id == c.id, L.runs.c.phase == "test"
+            )
+        ).first()
+    if phase is None:
+        phase = "winner" if test_run is not None else "test"
+    if phase == "test":
+        return "test", None
+    if test_run is None:
+        raise ValidationError("phase", phase, "needs a sent test run of this campaign first")
+    started = (
+        test_run.logical_date
+        if test_run.logical_date.tzinfo
+        else test_run.logical_date.replace(tzinfo=dt.UTC)
+    )
+    if ld < started + dt.timedelta(hours=c.winner_test.wait_hours):
+        raise ValidationError(
+            "logical_date",
+            ld.isoformat(),
+            f"must be at least {c.winner_test.wait_hours:g} h after the test run ({started.isoformat()})",
+        )
+    from engagelab.campaigns.report import choose_campaign_winner
+
+    return "winner", choose_campaign_winner(ws, c).variant

@@ -1,0 +1,536 @@
+"""``send``: effectively-once delivery of a plan, with system events.
+
+Per batch of messages: **claim** (ledger rows inserted as ``claimed`` inside a write
+transaction that holds the caps lock and re-checks frequency caps and the minimum gap
+against the ledger) → **provider call** carrying each message key → **mark** ``sent``
+→ append the batch's 'Notification Sent' events under a fingerprint recorded on the
+ledger rows. A rerun of the same run key uses the audience snapshot stored with the run
+on its first attempt, skips sent messages, re-delivers claimed (in-doubt) ones with the
+same key, and appends any event batch a crash left out.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from engagelab.campaigns import ledger as L
+from engagelab.campaigns import timing
+from engagelab.campaigns.outbox import OutboxProvider, OutgoingMessage
+from engagelab.campaigns.plan import _gap_cap, message_keys
+from engagelab.campaigns.result import Plan, SendResult
+from engagelab.campaigns.spec import Campaign
+from engagelab.errors import ValidationError
+from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
+
+__all__ = ["respond", "send"]
+
+_US = 1_000_000
+_IN = 1000  # keys per IN (...) list
+
+
+def _snapshot(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _unsnapshot(blob: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(blob)).to_pandas()
+
+
+def _start(ws: Any, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, int]:
+    """Snapshot the plan on the first attempt; return (frame, campaign, attempt number)."""
+    L.ensure(ws)
+    with ws.state.write() as conn:
+        row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).first()
+        if row is None:
+            frame = plan.frame
+            if run_key != plan.run_key:
+                frame = frame.assign(
+                    message_key=message_keys(run_key, frame["user_id"], plan.phase)
+                )
+            conn.execute(
+                L.runs.insert().values(
+                    run_key=run_key,
+                    campaign_id=plan.campaign.id,
+                    phase=plan.phase,
+                    logical_date=plan.logical_date,
+                    spec=plan.campaign.to_json(),
+                    snapshot=_snapshot(frame),
+                    rows=len(frame),
+                    attempts=1,
+                    status="running",
+                    created_at=L.now(),
+                )
+            )
+            return frame, plan.campaign, 1
+        if row.campaign_id != plan.campaign.id:
+            raise ValidationError(
+                "run_key",
+                run_key,
+                f"belongs to campaign {row.campaign_id!r}, not {plan.campaign.id!r}",
+            )
+        attempt = row.attempts + 1
+        conn.execute(L.runs.update().where(L.runs.c.run_key == run_key).values(attempts=attempt))
+        return _unsnapshot(row.snapshot), Campaign.from_json(row.spec), attempt
+
+
+def _events(
+    event: str,
+    rows: pd.DataFrame,
+    c: Campaign,
+    *,
+    control_group: Iterable[Any] | None = None,
+    reason: Iterable[Any] | None = None,
+) -> pa.Table:
+    n = len(rows)
+    ts = pd.to_datetime(rows["send_at"], utc=True).dt.as_unit("us")
+
+    def strs(v: Iterable[Any] | None) -> pa.Array:
+        if v is None:
+            return pa.nulls(n, pa.string())
+        return pa.array([x if isinstance(x, str) else None for x in v], pa.string())
+
+    return pa.table(
+        {
+            "user_id": pa.array(rows["user_id"].astype(str).tolist(), pa.string()),
+            "event": pa.array([event] * n, pa.string()),
+            "ts": pa.array(ts, TS_TYPE),
+            "campaign_id": pa.array([c.id] * n, pa.string()),
+            "variant": strs(rows["variant"]),
+            "channel": pa.array([c.channel] * n, pa.string()),
+            "labels": pa.array([list(c.labels)] * n, pa.list_(pa.string())),
+            "message_key": strs(rows["message_key"]),
+            "control_group": strs(control_group),
+            "reason": strs(reason),
+        }
+    )
+
+
+def _append(ws: Any, fp: str, table: pa.Table) -> None:
+    if table.num_rows:
+        ws.append("events", table, fingerprint=fp, source="campaigns")
+
+
+def _plan_events(ws: Any, frame: pd.DataFrame, c: Campaign, run_key: str) -> None:
+    ctrl = frame[frame["decision"] == "control"]
+    grp = np.where(ctrl["reason"] == "global_control", "global", "campaign")
+    _append(ws, f"campaigns:{run_key}:control", _events(CONTROL_GROUP, ctrl, c, control_group=grp))
+    sup = frame[frame["decision"] == "suppressed"]
+    _append(
+        ws,
+        f"campaigns:{run_key}:suppressed",
+        _events(NOTIFICATION_SUPPRESSED, sup, c, reason=sup["reason"]),
+    )
+
+
+def _ledger_events(ws: Any, run_key: str, c: Campaign) -> None:
+    """Append every event batch recorded on the ledger that the store does not hold yet."""
+    with ws.state.read() as conn:
+        fps = [
+            r[0]
+            for r in conn.execute(
+                sa.select(L.ledger.c.event_batch)
+                .where(L.ledger.c.run_key == run_key, L.ledger.c.event_batch.is_not(None))
+                .distinct()
+            )
+        ]
+    for fp in fps:
+        if ws.store.find("events", fp) is not None:
+            continue
+        with ws.state.read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    L.ledger.c.user_id,
+                    L.ledger.c.variant,
+                    L.ledger.c.send_at,
+                    L.ledger.c.key,
+                    L.ledger.c.status,
+                    L.ledger.c.reason,
+                )
+                .where(L.ledger.c.event_batch == fp)
+                .order_by(L.ledger.c.key)
+            ).fetchall()
+        df = pd.DataFrame(
+            rows, columns=["user_id", "variant", "send_at", "message_key", "status", "reason"]
+        )
+        df["send_at"] = pd.to_datetime(df["send_at"].astype(np.int64), unit="us", utc=True)
+        if fp.endswith("#s"):
+            _append(ws, fp, _events(NOTIFICATION_SUPPRESSED, df, c, reason=df["reason"]))
+        else:
+            _append(ws, fp, _events(NOTIFICATION_SENT, df[df["status"] == "sent"], c))
+
+
+def _claim(
+    ws: Any, c: Campaign, run_key: str, b: int, attempt: int, rows: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """Claim a batch; return (rows to deliver, how many of them were in doubt)."""
+    keys = rows["message_key"].tolist()
+    now = L.now()
+    caps = () if c.delivery.ignore_caps else c.delivery.caps
+    with ws.state.write() as conn:
+        if caps or c.delivery.min_gap_hours:
+            L.lock_caps(conn)
+        have: dict[str, str] = {}
+        for i in range(0, len(keys), _IN):
+            q = sa.select(L.ledger.c.key, L.ledger.c.status).where(
+                L.ledger.c.key.in_(keys[i : i + _IN])
+            )
+            have.update(dict(conn.execute(q).fetchall()))
+        new = rows[~rows["message_key"].isin(have.keys())]
+        reason = np.full(len(new), None, dtype=object)
+        if len(new) and (caps or c.delivery.min_gap_hours):
+            t = pd.to_datetime(new["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+            span = (
+                max(
+                    [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
+                    + [int((c.delivery.min_gap_hours or 0) * 3600)]
+                )
+                * _US
+            )
+            users = new["user_id"].astype(str).tolist()
+            hist = pd.concat(
+                [
+                    L.history(
+                        conn, int(t.min()) - span, int(t.max()) + span, users=users[i : i + _IN]
+                    )
+                    for i in range(0, len(users), _IN)
+                ],
+                ignore_index=True,
+            )
+            if not hist.empty:
+                u, tz = new["user_id"].to_numpy(), new["timezone"]
+                if c.delivery.min_gap_hours:
+                    h = hist[hist["campaign_id"] == c.id]
+                    gap = timing.cap_conflicts(
+                        u,
+                        t,
+                        tz,
+                        c.channel,
+                        h["user_id"].to_numpy(),
+                        h["t"].to_numpy(),
+                        h["channel"].to_numpy(),
+                        [_gap_cap(c.delivery.min_gap_hours)],
+                    )
+                    reason[gap] = "min_gap"
+                over = timing.cap_conflicts(
+                    u,
+                    t,
+                    tz,
+                    c.channel,
+                    hist["user_id"].to_numpy(),
+                    hist["t"].to_numpy(),
+                    hist["channel"].to_numpy(),
+                    caps,
+                )
+                reason[over & (reason == None)] = "frequency_cap"  # noqa: E711
+        if len(new):
+            sup = reason != None  # noqa: E711
+            send_us = (
+                pd.to_datetime(new["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+            )
+            recs = [
+                {
+                    "key": k,
+                    "run_key": run_key,
+                    "campaign_id": c.id,
+                    "user_id": str(u),
+                    "channel": c.channel,
+                    "variant": v if isinstance(v, str) else None,
+                    "timezone": tz,
+                    "send_at": int(t),
+                    "status": "suppressed" if r else "claimed",
+                    "reason": r,
+                    "batch": b,
+                    "event_batch": f"{run_key}#{b}#{attempt}#s" if r else None,
+                    "provider_id": None,
+                    "error": None,
+                    "updated_at": now,
+                }
+                for k, u, v, tz, t, r in zip(
+                    new["message_key"],
+                    new["user_id"],
+                    new["variant"],
+                    new["timezone"],
+                    send_us,
+                    reason,
+                    strict=True,
+                )
+            ]
+            conn.execute(L.ledger.insert(), recs)
+        else:
+            sup = np.zeros(0, bool)
+    doubt = [k for k, s in have.items() if s == "claimed"]
+    go = pd.concat([new[~sup], rows[rows["message_key"].isin(doubt)]], ignore_index=True)
+    return go, len(doubt)
+
+
+def _payloads(ws: Any, c: Campaign, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    contents = {v.name: v.content for v in c.variants}
+    static: dict[str, dict[str, Any]] = {}
+    needs: dict[str, Any] = {}
+    for name, content in contents.items():
+        vars_ = content.template_variables() if hasattr(content, "template_variables") else set()
+        if vars_ and hasattr(content, "render"):
+            needs[name] = content
+        else:
+            static[name] = content.to_dict() if hasattr(content, "to_dict") else dict(content)
+    ctx: dict[str, dict[str, Any]] = {}
+    if needs and (rows["variant"].isin(needs.keys())).any():
+        ids = rows.loc[rows["variant"].isin(needs.keys()), "user_id"].astype(str).tolist()
+        prof = ws.sql("SELECT * FROM profiles WHERE user_id IN (SELECT unnest($ids))", {"ids": ids})
+        ctx = {
+            r["user_id"]: {
+                k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()
+            }
+            for r in prof.to_dict("records")
+        }
+    return [
+        needs[v].render(ctx.get(u, {"user_id": u})) if v in needs else static[v]
+        for u, v in zip(rows["user_id"], rows["variant"], strict=True)
+    ]
+
+
+def _mark(ws: Any, run_key: str, b: int, attempt: int, results: list[Any]) -> tuple[int, int, str]:
+    fp = f"{run_key}#{b}#{attempt}"
+    ok = [r.key for r in results if r.ok]
+    perm = [r for r in results if not r.ok and r.permanent]
+    named = [r for r in results if r.ok and r.provider_id not in (None, r.key)]
+    now = L.now()
+    with ws.state.write() as conn:
+        for i in range(0, len(ok), _IN):
+            conn.execute(
+                L.ledger.update()
+                .where(L.ledger.c.key.in_(ok[i : i + _IN]), L.ledger.c.status == "claimed")
+                .values(status="sent", event_batch=fp, updated_at=now)
+            )
+        if named:
+            conn.execute(
+                L.ledger.update()
+                .where(L.ledger.c.key == sa.bindparam("k"))
+                .values(provider_id=sa.bindparam("pid")),
+                [{"k": r.key, "pid": r.provider_id} for r in named],
+            )
+        for r in perm:
+            conn.execute(
+                L.ledger.update()
+                .where(L.ledger.c.key == r.key, L.ledger.c.status == "claimed")
+                .values(status="failed", error=(r.error or "")[:2000], updated_at=now)
+            )
+    return len(ok), len(perm), fp
+
+
+def send(
+    ws: Any,
+    plan: Plan,
+    run_key: str | None = None,
+    provider: Any = None,
+    *,
+    batch_size: int = 5000,
+    retries: int = 2,
+    respond_with_world: bool = False,
+) -> SendResult:
+    """Deliver ``plan`` effectively once under ``run_key`` (default: the plan's).
+
+    Args:
+        ws: the workspace.
+        plan: from :func:`~engagelab.campaigns.plan` (ignored on a rerun: the run's
+            snapshot is used).
+        run_key: the run's key; message keys derive from it.
+        provider: a provider (default: the outbox file of the run).
+        batch_size: messages per claim / provider call.
+        retries: extra provider calls for transient failures within this attempt.
+        respond_with_world: let the workspace's simulated world answer the sent
+            messages (see :func:`respond`).
+    """
+    from engagelab.campaigns import _check_int
+
+    if not isinstance(plan, Plan):
+        raise ValidationError("plan", type(plan).__name__, "must be a Plan from plan(...)")
+    _check_int("batch_size", batch_size, 1)
+    _check_int("retries", retries, 0)
+    run_key = L.check_run_key(run_key or plan.run_key)
+    t0 = time.perf_counter()
+    frame, c, attempt = _start(ws, plan, run_key)
+    _plan_events(ws, frame, c, run_key)
+    _ledger_events(ws, run_key, c)
+    prov = provider if provider is not None else OutboxProvider.for_run(ws, run_key)
+    todo = frame[frame["decision"] == "send"].reset_index(drop=True)
+    ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
+    sent = redelivered = failed = 0
+    prov.open()
+    try:
+        for b, lo in enumerate(range(0, len(todo), batch_size)):
+            rows = todo.iloc[lo : lo + batch_size]
+            go, doubt = _claim(ws, c, run_key, b, attempt, rows)
+            if doubt:
+                redelivered += doubt
+            _flush_suppressed(ws, run_key, b, attempt, c)
+            if go.empty:
+                continue
+            payloads = _payloads(ws, c, go)
+            msgs = [
+                OutgoingMessage(
+                    k,
+                    str(u),
+                    c.id,
+                    v if isinstance(v, str) else None,
+                    c.channel,
+                    to if isinstance(to, str) else None,
+                    p,
+                    t.to_pydatetime().astimezone(UTC),
+                    c.labels,
+                    ttl,
+                )
+                for k, u, v, to, p, t in zip(
+                    go["message_key"],
+                    go["user_id"],
+                    go["variant"],
+                    go["to"],
+                    payloads,
+                    pd.to_datetime(go["send_at"], utc=True),
+                    strict=True,
+                )
+            ]
+            results = prov.deliver(msgs)
+            for attempt_no in range(retries):
+                again = {r.key for r in results if not r.ok and not r.permanent}
+                if not again:
+                    break
+                time.sleep(min(2.0, 0.1 * 2**attempt_no))
+                retry = prov.deliver([m for m in msgs if m.key in again])
+                byk = {r.key: r for r in retry}
+                results = [byk.get(r.key, r) for r in results]
+            n_ok, n_fail, fp = _mark(ws, run_key, b, attempt, results)
+            sent += n_ok
+            failed += n_fail
+            ok_keys = {r.key for r in results if r.ok}
+            _append(
+                ws,
+                fp,
+                _events(
+                    NOTIFICATION_SENT,
+                    go[go["message_key"].isin(ok_keys)].sort_values("message_key"),
+                    c,
+                ),
+            )
+    finally:
+        prov.close()
+    counts = _counts(ws, run_key)
+    pending = counts.get("claimed", 0) + max(0, len(todo) - sum(counts.values()))
+    with ws.state.write() as conn:
+        conn.execute(
+            L.runs.update()
+            .where(L.runs.c.run_key == run_key)
+            .values(
+                status="done" if pending == 0 else "running",
+                finished_at=L.now() if pending == 0 else None,
+            )
+        )
+    if respond_with_world:
+        respond(ws, run_key)
+    reasons = {str(k): int(v) for k, v in frame["reason"].value_counts().items()}
+    with ws.state.read() as conn:
+        for r, n in conn.execute(
+            sa.select(L.ledger.c.reason, sa.func.count())
+            .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "suppressed")
+            .group_by(L.ledger.c.reason)
+        ):
+            reasons[r] = reasons.get(r, 0) + int(n)
+    return SendResult(
+        run_key,
+        c.id,
+        attempt,
+        len(todo),
+        sent - redelivered,
+        counts.get("sent", 0) - sent,
+        redelivered,
+        counts.get("suppressed", 0),
+        counts.get("failed", 0),
+        pending,
+        time.perf_counter() - t0,
+        reasons,
+    )
+
+
+def _flush_suppressed(ws: Any, run_key: str, b: int, attempt: int, c: Campaign) -> None:
+    fp = f"{run_key}#{b}#{attempt}#s"
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                L.ledger.c.user_id,
+                L.ledger.c.variant,
+                L.ledger.c.send_at,
+                L.ledger.c.key,
+                L.ledger.c.reason,
+            )
+            .where(L.ledger.c.event_batch == fp)
+            .order_by(L.ledger.c.key)
+        ).fetchall()
+    if rows:
+        df = pd.DataFrame(rows, columns=["user_id", "variant", "send_at", "message_key", "reason"])
+        df["send_at"] = pd.to_datetime(df["send_at"].astype(np.int64), unit="us", utc=True)
+        _append(ws, fp, _events(NOTIFICATION_SUPPRESSED, df, c, reason=df["reason"]))
+
+
+def _counts(ws: Any, run_key: str) -> dict[str, int]:
+    with ws.state.read() as conn:
+        return {
+            s: int(n)
+            for s, n in conn.execute(
+                sa.select(L.ledger.c.status, sa.func.count())
+                .where(L.ledger.c.run_key == run_key)
+                .group_by(L.ledger.c.status)
+            )
+        }
+
+
+def respond(ws: Any, run_key: str) -> int:
+    """Let the workspace's simulated world answer the sent messages of ``run_key``.
+
+    Appends the world's Delivered / Viewed / Clicked / Charged events once per set of
+    sent messages (idempotent); returns the number of events appended.
+    """
+    from engagelab.worlds import load_world
+
+    world = load_world(ws)
+    L.ensure(ws)
+    with ws.state.read() as conn:
+        run = conn.execute(sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)).first()
+        if run is None:
+            raise ValidationError("run_key", run_key, "is not a run of this workspace")
+        rows = conn.execute(
+            sa.select(L.ledger.c.user_id, L.ledger.c.variant, L.ledger.c.send_at, L.ledger.c.key)
+            .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "sent")
+            .order_by(L.ledger.c.key)
+        ).fetchall()
+    c = Campaign.from_json(run.spec)
+    if not rows:
+        return 0
+    df = pd.DataFrame(rows, columns=["user_id", "variant", "send_ts", "message_key"])
+    df["send_ts"] = pd.to_datetime(df["send_ts"].astype(np.int64), unit="us", utc=True)
+    df["campaign_id"], df["channel"] = c.id, c.channel
+    df["labels"] = [list(c.labels)] * len(df)
+    import hashlib
+
+    fp = (
+        "respond:"
+        + run_key
+        + ":"
+        + hashlib.sha256("\n".join(df["message_key"]).encode()).hexdigest()[:16]
+    )
+    answer = world.respond(df)
+    if ws.store.find("events", fp) is not None:
+        return 0
+    _append(ws, fp, answer)
+    return answer.num_rows
