@@ -47,8 +47,30 @@ __all__ = [
 
 PROVIDER_TYPES = ("outbox", "smtp", "http", "inbox", "export")
 _OPTIONS = {
-    "smtp": ["host", "port", "security", "username", "password", "timeout", "ca_file", "verify", "local_hostname", "message_id_domain", "envelope_from"],
-    "http": ["url", "method", "timeout", "retries", "backoff", "backoff_max", "max_retry_after", "token", "verify"],
+    "smtp": [
+        "host",
+        "port",
+        "security",
+        "username",
+        "password",
+        "timeout",
+        "ca_file",
+        "verify",
+        "local_hostname",
+        "message_id_domain",
+        "envelope_from",
+    ],
+    "http": [
+        "url",
+        "method",
+        "timeout",
+        "retries",
+        "backoff",
+        "backoff_max",
+        "max_retry_after",
+        "token",
+        "verify",
+    ],
     "outbox": ["run_key"],
     "inbox": [],
     "export": ["identifiers"],
