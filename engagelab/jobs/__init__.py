@@ -1,1 +1,35 @@
-"""engagelab.jobs."""
+"""Scheduled jobs: parameterised notebooks run by papermill, keyed by logical date.
+
+``engagelab run JOB --logical-date D`` (:func:`run_job`) is the one entry point that the
+embedded scheduler, cron, Airflow or a Kubernetes CronJob call. A run key (job, logical
+date in the job's time zone) runs at most once at a time (a lease with heartbeats in the
+state database) and is never re-run once it succeeded; every attempt is recorded with
+its outcome class (succeeded, cell_error, dead_kernel, timeout, crashed, bad_parameters).
+"""
+
+from engagelab.jobs.runner import EXIT_CODES, RunResult, run_job
+from engagelab.jobs.schedule import Scheduler, due_slots, next_slot, slots_between
+from engagelab.jobs.spec import CatchUp, JobSpec, Notify, Param, Retries, Schedule
+from engagelab.jobs.store import add_job, get_job, history, list_jobs, remove_job, set_paused
+
+__all__ = [
+    "EXIT_CODES",
+    "CatchUp",
+    "JobSpec",
+    "Notify",
+    "Param",
+    "Retries",
+    "RunResult",
+    "Schedule",
+    "Scheduler",
+    "add_job",
+    "due_slots",
+    "get_job",
+    "history",
+    "list_jobs",
+    "next_slot",
+    "remove_job",
+    "run_job",
+    "set_paused",
+    "slots_between",
+]

@@ -1,0 +1,122 @@
+"""The papermill process of one job attempt (run as a script, never imported by engagelab).
+
+Started by :mod:`engagelab.jobs.execute` *before* the runner has finished its own checks,
+so importing papermill overlaps with them. It asks the kernel to die with it (Linux
+``PR_SET_PDEATHSIG``; the kernel's own parent poller follows), reads one JSON request from
+stdin (an empty stdin means "not needed": exit 0), runs papermill, classifies the outcome
+from the exception type only, scrubs secret values from the output notebook, optionally
+renders HTML, and writes a JSON result file. It imports nothing from engagelab so that
+starting it stays cheap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import traceback
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(3)
+
+
+def _classify(exc: BaseException) -> dict:
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return {"status": "cell_error", "cell_index": exc.cell_index, "error_name": exc.ename,
+                "error_value": str(exc.evalue)}  # fmt: skip
+    if isinstance(exc, CellTimeoutError):
+        return {
+            "status": "timeout",
+            "error_name": "CellTimeoutError",
+            "error_value": _first_line(exc),
+        }
+    if isinstance(exc, DeadKernelError):
+        return {
+            "status": "dead_kernel",
+            "error_name": "DeadKernelError",
+            "error_value": _first_line(exc),
+        }
+    return {"status": "crashed", "error_name": type(exc).__name__, "error_value": _first_line(exc),
+            "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or repr(exc)
+    return text.splitlines()[0][:500] if "\n" in text else text[:500]
+
+
+def _scrub(path: str, secrets: list[str]) -> None:
+    if not secrets or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    new = text
+    for value in secrets:
+        for form in {value, json.dumps(value)[1:-1]}:
+            new = new.replace(form, "***")
+    if new != text:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        os.replace(tmp, path)
+
+
+def _html(src: str, dest: str) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(src, as_version=4))
+    tmp = dest + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(body)
+    os.replace(tmp, dest)
+
+
+def main() -> int:
+    _die_with_parent(int(sys.argv[1]))
+    import papermill  # noqa: F401  (the expensive import, overlapped with the runner's checks)
+
+    raw = sys.stdin.read()
+    if not raw.strip():
+        return 0
+    req = json.loads(raw)
+    result: dict = {"status": "succeeded"}
+    try:
+        import papermill as pm
+
+        pm.execute_notebook(
+            req["input"], req["output"], parameters=req["parameters"], kernel_name=req["kernel_name"],
+            execution_timeout=req.get("cell_timeout"), progress_bar=False, log_output=False,
+            cwd=req.get("cwd"), autosave_cell_every=0,
+        )  # fmt: skip
+    except BaseException as exc:  # noqa: BLE001  (every outcome is classified and reported)
+        result = _classify(exc)
+    secrets = [os.environ[n] for n in req.get("secret_env", []) if len(os.environ.get(n, "")) >= 4]
+    _scrub(req["output"], secrets)
+    if req.get("html") and os.path.exists(req["output"]):
+        try:
+            _html(req["output"], req["html"])
+            result["html_path"] = req["html"]
+        except Exception as exc:  # a report failure must not hide the run's own outcome
+            result["html_error"] = f"{type(exc).__name__}: {exc}"
+    tmp = req["result"] + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+    os.replace(tmp, req["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The jobs' tables in the state database: specs, attempts (run history) and leases.
+
+Portable SQLAlchemy Core only (SQLite or PostgreSQL). One row per *attempt* in
+``el_jobs_runs``; the run key is (job, logical date). ``el_jobs_leases`` holds at most one
+live lease per run key, refreshed by the runner's heartbeat thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from engagelab.errors import SpecError
+from engagelab.jobs.spec import JobSpec
+from engagelab.state import metadata, utcnow
+
+__all__ = [
+    "add_job",
+    "get_job",
+    "history",
+    "jobs_table",
+    "leases_table",
+    "list_jobs",
+    "remove_job",
+    "runs_table",
+    "set_paused",
+]
+
+jobs_table = sa.Table(
+    "el_jobs_specs",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs_table = sa.Table(
+    "el_jobs_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(100), nullable=False, index=True),
+    sa.Column("logical_date", sa.String(10), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # running | succeeded | <failure class>
+    sa.Column("trigger", sa.String(20), nullable=False),  # cli | scheduler | api | widget
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("param_hash", sa.String(64), nullable=False),
+    sa.Column("notebook_hash", sa.String(64), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("output_path", sa.Text),
+    sa.Column("html_path", sa.Text),
+    sa.Column("error_class", sa.String(20)),
+    sa.Column("error_name", sa.Text),
+    sa.Column("error_value", sa.Text),
+    sa.Column("cell_index", sa.Integer),
+    sa.UniqueConstraint("job", "logical_date", "attempt", name="uq_el_jobs_runs_attempt"),
+)
+
+leases_table = sa.Table(
+    "el_jobs_leases",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("logical_date", sa.String(10), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+TABLES = (jobs_table, runs_table, leases_table)
+
+
+def ensure(ws: Any) -> None:
+    """Create the jobs' tables in ``ws``'s state database if missing."""
+    ws.state.ensure(*TABLES)
+
+
+def add_job(ws: Any, spec: JobSpec, *, replace: bool = False) -> JobSpec:
+    """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag)."""
+    ensure(ws)
+    now = utcnow()
+    with ws.state.write() as conn:
+        row = conn.execute(
+            sa.select(jobs_table.c.name).where(jobs_table.c.name == spec.name)
+        ).first()
+        if row is not None and not replace:
+            raise SpecError("name", spec.name, "is already a job (use replace=True / --replace)")
+        if row is None:
+            conn.execute(jobs_table.insert().values(name=spec.name, spec=spec.to_yaml(), paused=False,
+                                                    created_at=now, updated_at=now))  # fmt: skip
+        else:
+            conn.execute(jobs_table.update().where(jobs_table.c.name == spec.name)
+                         .values(spec=spec.to_yaml(), updated_at=now))  # fmt: skip
+    return spec
+
+
+def _row(ws: Any, name: str) -> Any:
+    ensure(ws)
+    with ws.state.read() as conn:
+        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.name == name)).first()
+    if row is None:
+        with ws.state.read() as conn:
+            names = [
+                r[0] for r in conn.execute(sa.select(jobs_table.c.name).order_by(jobs_table.c.name))
+            ]
+        raise SpecError("job", name, "is not a job (known: " + (", ".join(names) or "none") + ")")
+    return row
+
+
+def get_job(ws: Any, name: str) -> JobSpec:
+    """The stored spec of job ``name``."""
+    return JobSpec.from_yaml(_row(ws, name).spec)
+
+
+def job_info(ws: Any, name: str) -> dict[str, Any]:
+    """Spec, paused flag and creation time of job ``name``."""
+    row = _row(ws, name)
+    return {
+        "spec": JobSpec.from_yaml(row.spec),
+        "paused": bool(row.paused),
+        "created_at": row.created_at,
+    }
+
+
+def remove_job(ws: Any, name: str) -> None:
+    """Delete job ``name`` (its run history stays)."""
+    _row(ws, name)
+    with ws.state.write() as conn:
+        conn.execute(jobs_table.delete().where(jobs_table.c.name == name))
+
+
+def set_paused(ws: Any, name: str, paused: bool) -> None:
+    """Pause (the scheduler skips it) or resume job ``name``."""
+    _row(ws, name)
+    with ws.state.write() as conn:
+        conn.execute(jobs_table.update().where(jobs_table.c.name == name)
+                     .values(paused=bool(paused), updated_at=utcnow()))  # fmt: skip
+
+
+def list_jobs(ws: Any) -> pd.DataFrame:
+    """One row per job: name, notebook, cron, time zone, paused, last date and status."""
+    ensure(ws)
+    with ws.state.read() as conn:
+        rows = conn.execute(sa.select(jobs_table).order_by(jobs_table.c.name)).all()
+        last = {}
+        for r in rows:
+            q = (sa.select(runs_table.c.logical_date, runs_table.c.status, runs_table.c.attempt)
+                 .where(runs_table.c.job == r.name).order_by(runs_table.c.id.desc()).limit(1))  # fmt: skip
+            last[r.name] = conn.execute(q).first()
+    out = []
+    for r in rows:
+        spec = JobSpec.from_yaml(r.spec)
+        lr = last[r.name]
+        out.append({
+            "name": r.name, "notebook": spec.notebook,
+            "cron": spec.schedule.cron if spec.schedule else None,
+            "timezone": spec.schedule.timezone if spec.schedule else None,
+            "paused": bool(r.paused),
+            "last_date": lr.logical_date if lr else None,
+            "last_status": lr.status if lr else None,
+        })  # fmt: skip
+    cols = ["name", "notebook", "cron", "timezone", "paused", "last_date", "last_status"]
+    return pd.DataFrame(out, columns=cols)
+
+
+HISTORY_COLUMNS = [
+    "id", "job", "logical_date", "attempt", "status", "trigger", "started_at", "finished_at",
+    "error_class", "error_name", "error_value", "cell_index", "param_hash", "notebook_hash",
+    "output_path", "html_path", "pid", "host",
+]  # fmt: skip
+
+
+def history(ws: Any, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
+    """Every recorded attempt (newest last), optionally of one job and/or logical date."""
+    ensure(ws)
+    q = sa.select(*[runs_table.c[c] for c in HISTORY_COLUMNS]).order_by(runs_table.c.id)
+    if job is not None:
+        q = q.where(runs_table.c.job == job)
+    if logical_date is not None:
+        q = q.where(runs_table.c.logical_date == str(logical_date))
+    with ws.state.read() as conn:
+        rows = conn.execute(q).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=HISTORY_COLUMNS)
