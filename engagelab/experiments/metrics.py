@@ -197,21 +197,23 @@ def aggregate_sql(
     for m in metrics:
         if m.pair and m.pair not in pairs:
             pairs.append(m.pair)
-    val = {c: f"CAST(COALESCE({_q(c)}, 0) AS DOUBLE)" for c in cols}
-    keys = [f"{_q(arm_col)} AS arm"]
+    # 1. project each column once (missing -> 0, as DOUBLE); 2. aggregate on the raw keys;
+    # 3. cast the few result keys to text
+    proj = [f"{_q(arm_col)} AS arm"]
     if experiment_col:
-        keys.insert(0, f"{_q(experiment_col)} AS experiment")
+        proj.insert(0, f"{_q(experiment_col)} AS experiment")
+    proj += [f"CAST(COALESCE({_q(c)}, 0) AS DOUBLE) AS v{i}" for i, c in enumerate(cols)]
+    idx = {c: f"v{i}" for i, c in enumerate(cols)}
     sel = ["COUNT(*) AS n"]
     for i, c in enumerate(cols):
-        sel += [f"SUM({val[c]}) AS s{i}", f"SUM({val[c]} * {val[c]}) AS ss{i}"]
+        sel += [f"SUM({idx[c]}) AS s{i}", f"SUM({idx[c]} * {idx[c]}) AS ss{i}"]
     for j, (a, b) in enumerate(pairs):
-        sel.append(f"SUM({val[a]} * {val[b]}) AS cp{j}")
+        sel.append(f"SUM({idx[a]} * {idx[b]}) AS cp{j}")
     group = "experiment, arm" if experiment_col else "arm"
     outer = "CAST(arm AS VARCHAR) AS arm"
     if experiment_col:
         outer = "CAST(experiment AS VARCHAR) AS experiment, " + outer
-    # group on the raw key columns; cast the few result keys to text afterwards
-    inner = f"SELECT {', '.join(keys + sel)} FROM {source} GROUP BY ALL"
+    inner = f"SELECT {group}, {', '.join(sel)} FROM (SELECT {', '.join(proj)} FROM {source}) GROUP BY {group}"
     return f"SELECT {outer}, * EXCLUDE ({group}) FROM ({inner}) ORDER BY {group}"
 
 
