@@ -1,0 +1,239 @@
+"""Run a retention query on a workspace: validate, build the SQL, aggregate, add intervals.
+
+Example:
+    >>> import tempfile, pandas as pd
+    >>> from engagelab import Workspace
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> ev = pd.DataFrame({
+    ...     "user_id": ["a", "a", "b", "b", "c"],
+    ...     "event": "App Launched",
+    ...     "ts": pd.to_datetime(["2026-01-01 09:00", "2026-01-02 10:00", "2026-01-01 12:00",
+    ...                           "2026-01-03 08:00", "2026-01-02 07:00"], utc=True)})
+    >>> _ = ws.append("events", ev)
+    >>> res = retention(ws, "App Launched", periods=3)
+    >>> res.to_pandas().round(3)  # doctest: +NORMALIZE_WHITESPACE
+                 size  Day 0  Day 1  Day 2
+    cohort
+    2026-01-01      2    1.0  0.500    0.5
+    2026-01-02      1    1.0  0.000    NaN
+    All cohorts     3    1.0  0.333    0.5
+    >>> retention(ws, "App Opened")
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.ValidationError: start_event == 'App Opened', must be an event in the workspace (known: 'App Launched')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engagelab._validate import check_choice
+from engagelab.errors import ValidationError
+from engagelab.retention._sql import ident, lit, retention_sql
+from engagelab.retention._stats import wilson
+from engagelab.retention.result import LONG_COLUMNS, RetentionResult
+from engagelab.retention.spec import CHUNK_US, RetentionSpec
+from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
+
+__all__ = ["retention", "run_query"]
+
+
+def _spec(spec: RetentionSpec | None, start_event: str | None, options: dict[str, Any]) -> RetentionSpec:
+    if spec is not None:
+        if start_event is not None or options:
+            return spec.replace(**({"start_event": start_event} if start_event else {}), **options)
+        return spec
+    if start_event is None:
+        raise ValidationError("start_event", None, "must be an event name (or pass spec=)")
+    return RetentionSpec(start_event, **options)
+
+
+def _known_events(ws: Any) -> list[str]:
+    return sorted(ws.sql("SELECT DISTINCT event FROM events")["event"].tolist())
+
+
+def _unknown_event(ws: Any, field: str, name: str) -> ValidationError:
+    known = _known_events(ws)
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5) or known[:8]
+    listed = ", ".join(repr(k) for k in close) if close else "none: the workspace has no events"
+    return ValidationError(field, name, f"must be an event in the workspace (known: {listed})")
+
+
+def _check_columns(ws: Any, spec: RetentionSpec) -> None:
+    ev_cols = set(CORE_EVENT_COLUMNS) | set(ws.store.columns("events"))
+    for field_name, where in (("start_where", spec.start_where), ("return_where", spec.return_where)):
+        for col, _ in where:
+            if col not in ev_cols:
+                raise ValidationError(
+                    f"{field_name} column", col, "must be an event property: " + ", ".join(sorted(ev_cols))
+                )
+    if spec.breakdown is not None:
+        prof = set(CORE_PROFILE_COLUMNS) | set(ws.store.columns("profiles"))
+        if spec.breakdown not in prof:
+            raise ValidationError("breakdown", spec.breakdown, "must be a profile property: " + ", ".join(sorted(prof)))
+
+
+def _default_until(last_ts: Any) -> dt.datetime:
+    """The end of the UTC day of the last event (data is taken as complete through it)."""
+    day = pd.Timestamp(last_ts).tz_convert("UTC").normalize() + pd.Timedelta(days=1)
+    return day.to_pydatetime()
+
+
+def _period_end(spec: RetentionSpec, cohort: pd.Series, last_t0: pd.Series, hi: int) -> pd.Series:
+    """When period ``hi`` has ended for every member of each cohort."""
+    if spec.window == "rolling":
+        return last_t0 + pd.Timedelta(microseconds=CHUNK_US[spec.period] * (hi + 1))
+    if spec.period == "day":
+        return cohort + pd.Timedelta(days=hi + 1)
+    if spec.period == "week":
+        return cohort + pd.Timedelta(days=7 * (hi + 1))
+    return cohort + pd.DateOffset(months=hi + 1)
+
+
+def run_query(
+    ws: Any,
+    spec: RetentionSpec,
+    *,
+    starts: str | None = None,
+    engine: str = "duckdb",
+    name: str = "",
+    notes: tuple[str, ...] = (),
+    until: Any = None,
+) -> RetentionResult:
+    """Run ``spec`` (optionally with a custom start-rows SQL) and build the result."""
+    check_choice("engine", engine, ["duckdb", "spark"])
+    _check_columns(ws, spec)
+    info = ws.sql(
+        "SELECT max(ts) AS last_ts, min(ts) AS first_ts, coalesce(bool_or(event = $s), false) AS has_s, "
+        "coalesce(bool_or(event = $r), false) AS has_r FROM events",
+        {"s": spec.start_event, "r": spec.return_event},
+    ).iloc[0]
+    if starts is None and not info["has_s"]:
+        raise _unknown_event(ws, "start_event", spec.start_event)
+    if not info["has_r"]:
+        raise _unknown_event(ws, "return_event", spec.return_event)
+    end = spec.until or until or _default_until(info["last_ts"])
+    first = pd.Timestamp(info["first_ts"]).to_pydatetime()
+    if spec.since is not None and spec.since >= end:
+        raise ValidationError(
+            "since", spec.since.isoformat(), f"must be before the end of the data ({end.isoformat()})"
+        )
+    if end <= first:
+        raise ValidationError(
+            "until", end.isoformat(), f"must be after the first event ({first.isoformat()})"
+        )
+    breakdown_sql = f"CAST(p.{ident(spec.breakdown)} AS VARCHAR)" if spec.breakdown else None
+    sql = retention_sql(spec, end, starts=starts, breakdown_sql=breakdown_sql)
+    raw = ws.spark().query(sql) if engine == "spark" else ws.sql(sql)
+    result = assemble(spec, raw, end, sql=sql, name=name, notes=notes)
+    if result.empty and not result.message:
+        object.__setattr__(result, "message", "no user did the start event in the range")
+    elif not result.empty and result.cells["censored"].all():
+        raise ValidationError(
+            "periods",
+            spec.columns()[0],
+            f"does not fit the data range ({first:%Y-%m-%d} to {end:%Y-%m-%d}): every cell is "
+            "censored; use a shorter period, earlier cohorts or a later until",
+        )
+    return result
+
+
+def assemble(
+    spec: RetentionSpec, raw: pd.DataFrame, until: dt.datetime, *, sql: str = "", name: str = "",
+    notes: tuple[str, ...] = (),
+) -> RetentionResult:  # fmt: skip
+    """Turn the query's ``(cohort, grp, k, n, last_t0)`` rows into the long table."""
+    raw = raw.copy()
+    raw["cohort"] = pd.to_datetime(raw["cohort"], utc=True)
+    raw["grp"] = raw["grp"].astype(object).where(raw["grp"].notna(), "(missing)" if spec.breakdown else "")
+    sizes = raw[raw["k"] == -1][["grp", "cohort", "n", "last_t0"]].rename(columns={"n": "size"})
+    if sizes.empty:
+        return RetentionResult(spec, pd.DataFrame(columns=LONG_COLUMNS), until, sql, "", name, notes)
+    sizes["last_t0"] = pd.to_datetime(sizes["last_t0"], utc=True)
+    counts = raw[raw["k"] >= 0].pivot_table(
+        index=["grp", "cohort"], columns="k", values="n", aggfunc="sum", dropna=False
+    ) if not raw[raw["k"] >= 0].empty else pd.DataFrame()  # fmt: skip
+    ncol = spec.n_cells
+    key = pd.MultiIndex.from_frame(sizes[["grp", "cohort"]])
+    mat = np.zeros((len(sizes), ncol))
+    if not counts.empty:
+        counts = counts.reindex(index=key, columns=range(ncol)).fillna(0)
+        mat = counts.to_numpy(dtype=np.float64)
+    if spec.mode == "on-or-after":
+        mat = np.cumsum(mat[:, ::-1], axis=1)[:, ::-1]
+    end = pd.Timestamp(until)
+    observed = np.column_stack(
+        [(_period_end(spec, sizes["cohort"], sizes["last_t0"], hi) <= end).to_numpy() for _, hi in spec.bounds()]
+    )
+    size = sizes["size"].to_numpy(dtype=np.float64)
+    cols = spec.columns()
+    rows = []
+    for j in range(ncol):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group": sizes["grp"].to_numpy(),
+                    "cohort": sizes["cohort"].to_numpy(),
+                    "period": cols[j],
+                    "period_index": j,
+                    "size": size,
+                    "retained": np.where(observed[:, j], mat[:, j], np.nan),
+                    "censored": ~observed[:, j],
+                }
+            )
+        )
+    cells = pd.concat(rows, ignore_index=True)
+    obs = cells[~cells["censored"]]
+    pooled = obs.groupby(["group", "period_index"], dropna=False).agg(
+        size=("size", "sum"), retained=("retained", "sum")
+    ).reset_index()  # fmt: skip
+    groups = cells[["group"]].drop_duplicates()
+    grid = groups.merge(pd.DataFrame({"period_index": range(ncol)}), how="cross")
+    pooled = grid.merge(pooled, on=["group", "period_index"], how="left")
+    pooled["censored"] = pooled["size"].isna()
+    pooled["period"] = [cols[j] for j in pooled["period_index"]]
+    pooled["cohort"] = pd.NaT
+    cells = pd.concat([cells, pooled], ignore_index=True)
+    cells["rate"] = cells["retained"] / cells["size"]
+    lo, hi = wilson(cells["retained"], cells["size"], spec.confidence)
+    cells["ci_low"], cells["ci_high"] = lo, hi
+    cells.loc[cells["censored"], ["retained", "rate", "ci_low", "ci_high"]] = np.nan
+    cells["retained"] = cells["retained"].astype("Int64")
+    cells["size"] = cells["size"].astype("Int64")
+    cells["cohort"] = pd.to_datetime(cells["cohort"], utc=True)
+    cells = cells.sort_values(["group", "cohort", "period_index"], na_position="last", kind="stable")
+    return RetentionResult(spec, cells[LONG_COLUMNS].reset_index(drop=True), until, sql, "", name, notes)
+
+
+def retention(
+    ws: Any,
+    start_event: str | None = None,
+    return_event: str | None = None,
+    *,
+    spec: RetentionSpec | None = None,
+    engine: str = "duckdb",
+    **options: Any,
+) -> RetentionResult:
+    """Cohort retention of ``start_event`` → ``return_event`` on a workspace.
+
+    Args:
+        ws: the workspace.
+        start_event: the cohort-defining event (or give ``spec``).
+        return_event: the return event (default: ``start_event``).
+        spec: a :class:`RetentionSpec` (keyword ``options`` override its fields).
+        engine: ``'duckdb'`` or ``'spark'`` (the same SQL, transpiled).
+        **options: any :class:`RetentionSpec` field: ``period``, ``periods``, ``mode``,
+            ``cohort``, ``window``, ``brackets``, ``start_where``, ``return_where``,
+            ``start_label``, ``breakdown``, ``since``, ``until``, ``confidence``.
+    """
+    if return_event is not None:
+        options["return_event"] = return_event
+    return run_query(ws, _spec(spec, start_event, options), engine=engine)
+
+
+_ = lit  # re-exported helper used by the label module

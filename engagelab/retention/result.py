@@ -1,0 +1,199 @@
+"""RetentionResult: the cohort × period table with intervals, censoring and plots.
+
+``cells`` (long format) holds one row per breakdown group × cohort × column, plus the
+"All cohorts" rows (``cohort`` is NaT there): ``size`` (the users the cell is measured
+on), ``retained``, ``rate`` and the Wilson interval ``ci_low`` / ``ci_high``. A cell
+that cannot be observed yet (its period has not ended by ``until``) is *censored*:
+``retained``, ``rate`` and the interval are missing, never zero. The "All cohorts"
+row of a column pools only the cohorts that reached it, weighted by their size.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engagelab.retention.spec import RetentionSpec
+
+__all__ = ["ALL", "LONG_COLUMNS", "RetentionResult"]
+
+ALL = "All cohorts"
+LONG_COLUMNS = [
+    "group",
+    "cohort",
+    "period",
+    "period_index",
+    "size",
+    "retained",
+    "rate",
+    "ci_low",
+    "ci_high",
+    "censored",
+]
+
+
+def _heat(rate: float) -> str:
+    """Background colour of a rate (white → deep blue)."""
+    a = 0.08 + 0.85 * float(np.clip(rate, 0, 1))
+    return f"background:rgba(31,119,180,{a:.2f});color:{'white' if a > 0.55 else 'black'}"
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """A computed retention table (see the module docstring).
+
+    Attributes:
+        spec: the query.
+        cells: the long table (``LONG_COLUMNS``).
+        until: end of observation used for censoring.
+        sql: the SQL that was run.
+        message: why the result is empty, when it is.
+        name: a title (e.g. the label).
+    """
+
+    spec: RetentionSpec
+    cells: pd.DataFrame
+    until: Any
+    sql: str = ""
+    message: str = ""
+    name: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    # ------------------------------------------------------------------ access
+    @property
+    def empty(self) -> bool:
+        """True when no user started a cohort."""
+        return self.cells.empty
+
+    def long(self, all_cohorts: bool = True) -> pd.DataFrame:
+        """One row per (group,) cohort × column: size, retained, rate, ci_low, ci_high."""
+        out = self.cells if all_cohorts else self.cells[self.cells["cohort"].notna()]
+        out = out.reset_index(drop=True)
+        return out if self.spec.breakdown else out.drop(columns="group")
+
+    def overall(self) -> pd.DataFrame:
+        """The "All cohorts" rows (size-weighted over the cohorts that reached each column)."""
+        return self.long()[lambda d: d["cohort"].isna()].reset_index(drop=True)
+
+    def to_pandas(self, value: str = "rate") -> pd.DataFrame:
+        """The matrix: a row per cohort (and the "All cohorts" row), a column per period.
+
+        Args:
+            value: ``'rate'``, ``'retained'``, ``'ci_low'`` or ``'ci_high'``. The first
+                column is the cohort size.
+        """
+        if value not in ("rate", "retained", "ci_low", "ci_high"):
+            raise ValueError(f"value == {value!r}, must be one of 'rate', 'retained', 'ci_low', 'ci_high'")
+        cols = self.spec.columns()
+        if self.empty:
+            return pd.DataFrame(columns=["size", *cols])
+        d = self.cells.copy()
+        d["cohort_label"] = d["cohort"].map(
+            lambda c: ALL if pd.isna(c) else pd.Timestamp(c).strftime("%Y-%m-%d")
+        )
+        keys = ["group", "cohort_label"] if self.spec.breakdown else ["cohort_label"]
+        wide = d.pivot_table(index=keys, columns="period", values=value, aggfunc="first", dropna=False)
+        wide = wide.reindex(columns=cols)
+        first = d[d["period_index"] == 0] if not self.spec.brackets else d.drop_duplicates(keys)
+        sizes = d[d["cohort"].notna()].drop_duplicates(keys).set_index(keys)["size"]
+        all_size = sizes.groupby(level=0).sum() if self.spec.breakdown else None
+        del first
+        wide.insert(0, "size", np.nan)
+        for idx in wide.index:
+            is_all = (idx[-1] if isinstance(idx, tuple) else idx) == ALL
+            if is_all:
+                wide.loc[idx, "size"] = all_size[idx[0]] if self.spec.breakdown else sizes.sum()
+            else:
+                wide.loc[idx, "size"] = sizes.loc[idx]
+        wide["size"] = wide["size"].astype("int64")
+        order = sorted(wide.index, key=lambda i: (i[:-1], i[-1] == ALL, i[-1]) if isinstance(i, tuple) else (i == ALL, i))
+        wide = wide.loc[order]
+        wide.index.names = ["group", "cohort"] if self.spec.breakdown else ["cohort"]
+        wide.columns.name = None
+        return wide
+
+    # ----------------------------------------------------------------- display
+    def _title(self) -> str:
+        s = self.spec
+        what = f"{s.cohort}-time" if s.cohort == "first" else "recurring"
+        return (
+            f"{self.name + ': ' if self.name else ''}{what} cohorts of {s.start_event!r}"
+            f"{f' labelled {s.start_label!r}' if s.start_label else ''}, return {s.return_event!r} "
+            f"{s.mode} {s.period} N ({s.window}); {int(s.confidence * 100)}% Wilson intervals"
+        )
+
+    def __repr__(self) -> str:
+        if self.empty:
+            return f"RetentionResult(empty: {self.message})"
+        ov = self.overall()
+        head = ", ".join(
+            f"{p}={r:.3f}" for p, r in zip(ov["period"], ov["rate"], strict=True) if pd.notna(r)
+        )
+        n = int(self.cells["cohort"].nunique())
+        return f"RetentionResult({self._title()}; {n} cohorts; all cohorts: {head})"
+
+    def _repr_html_(self) -> str:
+        title = html.escape(self._title())
+        if self.empty:
+            return f"<div class='el-retention-empty'><b>{title}</b><br>{html.escape(self.message)}</div>"
+        rate = self.to_pandas("rate")
+        lo, hi = self.to_pandas("ci_low"), self.to_pandas("ci_high")
+        cols = list(rate.columns[1:])
+        idx_names = list(rate.index.names)
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [*idx_names, "size", *cols])
+        rows = []
+        for idx in rate.index:
+            keys = idx if isinstance(idx, tuple) else (idx,)
+            is_all = keys[-1] == ALL
+            tds = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
+            tds += f"<td>{int(rate.loc[idx, 'size']):,}</td>"
+            for c in cols:
+                r = rate.loc[idx, c]
+                if pd.isna(r):
+                    tds += "<td class='el-censored' title='not observable yet'></td>"
+                else:
+                    tip = f"{r:.1%} [{lo.loc[idx, c]:.1%}, {hi.loc[idx, c]:.1%}]"
+                    tds += f"<td class='el-cell' style='{_heat(r)}' title='{tip}'>{r:.1%}</td>"
+            style = " style='font-weight:bold;border-top:2px solid #333'" if is_all else ""
+            rows.append(f"<tr{style}>{tds}</tr>")
+        notes = "".join(f"<div class='el-note'>{html.escape(n)}</div>" for n in self.notes)
+        return (
+            f"<div class='el-retention'>{notes}<table class='el-retention-table'>"
+            f"<caption>{title}; blank cells are not observable yet (censored)</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        )
+
+    def plot(self, ax: Any = None, cohorts: bool = False) -> Any:
+        """Retention curves with interval bands ("All cohorts", or every cohort); returns the Figure."""
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            fig = Figure(figsize=(7, 4))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        d = self.long() if self.spec.breakdown else self.long().assign(group=None)
+        d = d if cohorts else d[d["cohort"].isna()]
+        for (grp, coh), part in d.groupby(["group", "cohort"], dropna=False, sort=True):
+            part = part.sort_values("period_index")
+            name = ALL if pd.isna(coh) else pd.Timestamp(coh).strftime("%Y-%m-%d")
+            if grp is not None and not pd.isna(grp):
+                name = f"{grp}: {name}"
+            x = part["period_index"].to_numpy()
+            (line,) = ax.plot(x, part["rate"].to_numpy(dtype=float), marker="o", label=name)
+            ax.fill_between(
+                x, part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float),
+                color=line.get_color(), alpha=0.2,
+            )  # fmt: skip
+        cols = self.spec.columns()
+        ax.set_xticks(range(len(cols)), cols, rotation=45 if len(cols) > 8 else 0)
+        ax.set_ylabel("retained share")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(self.name or f"{self.spec.return_event} after {self.spec.start_event}")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        return fig
