@@ -42,6 +42,7 @@ CREDENTIAL_WORDS = (
 )
 _CREDENTIAL_RE = re.compile("|".join(re.escape(w) for w in CREDENTIAL_WORDS), re.I)
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 _EMAIL_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 
 
@@ -97,7 +98,8 @@ def url(field: str, value: Any, *, web: bool = True, required: bool = True) -> s
         raise ValidationError(field, value, "must be an http:// or https:// URL")
     if not web and not _SCHEME_RE.match(value):
         raise ValidationError(field, value, "must be a URL with a scheme, e.g. myapp://home")
-    if len(value) > 2048 or any(c in value for c in " \n\r\t"):
+    bare = _TAG_RE.sub("", value)
+    if len(value) > 2048 or any(c in bare for c in " \n\r\t"):
         raise ValidationError(field, value, "must be a URL without spaces, at most 2048 chars")
     return value
 

@@ -256,8 +256,13 @@ class WebhookContent(Content):
             raise ValidationError(self.field("body"), self.body, f"must be empty for {self.method}")
 
     def finish(self, rendered: dict[str, Any]) -> dict[str, Any]:
-        if not rendered["url"].lower().startswith(("http://", "https://")):
-            raise TemplateError(self.field("url"), rendered["url"], "must render to an http(s) URL")
+        u = rendered["url"]
+        if not u.lower().startswith(("http://", "https://")) or any(c in u for c in " \n\r\t"):
+            raise TemplateError(
+                self.field("url"),
+                u,
+                "must render to an http(s) URL without spaces (use | urlencode)",
+            )
         return rendered
 
 

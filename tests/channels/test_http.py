@@ -1,0 +1,128 @@
+"""HTTP/webhook provider against a real local HTTP server that injects failures."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from engagelab.channels import WebhookContent, preview
+from engagelab.channels.http import HttpProvider, backoff_delay, retry_after_seconds
+from engagelab.channels.providers import provider_for
+
+from .conftest import message
+from .servers import HttpServer
+
+
+def hooks(url, keys):
+    content = WebhookContent(
+        url=url + "/hook/{{ profile.user_id }}",
+        headers={"X-Campaign": "spring"},
+        body={"user": "{{ profile.user_id }}", "plan": "{{ profile.plan | default('free') }}"},
+    )
+    return [
+        message(k, None, preview(content, {"user_id": f"u-{k}", "plan": "pro"}), channel="webhook")
+        for k in keys
+    ]
+
+
+def test_failures_are_retried_and_each_key_processed_once():
+    script = {
+        "k500": ["500", "503"],
+        "k429": ["429:1"],
+        "kslow": ["slow:0.8"],  # processed, answered after the client's timeout
+        "kdrop": ["drop"],  # connection closed before processing
+        "kpdrop": ["process_drop"],  # processed, then the connection dropped
+        "k400": ["400"],
+    }
+    keys = ["kok", *script]
+    with HttpServer(script) as srv:
+        p = HttpProvider(timeout=0.4, retries=3, backoff=0.05, backoff_max=0.2, concurrency=3)
+        t0 = time.monotonic()
+        res = {r.key: r for r in p.deliver(hooks(srv.url, keys))}
+        p.close()
+        elapsed = time.monotonic() - t0
+    for k in ["kok", "k500", "k429", "kslow", "kdrop", "kpdrop"]:
+        assert res[k].ok, (k, res[k])
+        assert srv.processed[k] == 1, k  # effectively once at the provider
+    assert srv.attempts["kok"] == 1
+    assert srv.attempts["k500"] == 3 and p.attempts["k500"] == 3
+    assert srv.attempts["k429"] == 2
+    assert srv.attempts["kslow"] == 2 and srv.attempts["kdrop"] == 2 and srv.attempts["kpdrop"] == 2
+    # the 429's Retry-After: 1 was honoured although the backoff alone is <= 0.2 s
+    t429 = srv.times["k429"]
+    assert t429[1] - t429[0] >= 0.95
+    assert elapsed < 10
+    # 4xx: not retried, permanent
+    assert res["k400"].ok is False and res["k400"].permanent is True
+    assert srv.attempts["k400"] == 1 and srv.processed["k400"] == 0
+    # what arrived: rendered URL, method, headers, body and the idempotency key
+    body = srv.bodies["kok"]
+    assert body["method"] == "POST" and body["path"] == "/hook/u-kok"
+    assert body["json"] == {"user": "u-kok", "plan": "pro"}
+    assert srv.headers["kok"]["Idempotency-Key"] == "kok"
+    assert srv.headers["kok"]["X-Campaign"] == "spring"
+    assert res["kok"].provider_id == "msg-kok"
+
+
+def test_gives_up_after_retries_as_a_transient_failure():
+    with HttpServer({"k": ["500"] * 10}) as srv:
+        p = HttpProvider(retries=2, backoff=0.01, concurrency=1)
+        [r] = p.deliver(hooks(srv.url, ["k"]))
+        p.close()
+    assert not r.ok and not r.permanent and "gave up after 3 attempts" in r.error
+    assert srv.attempts["k"] == 3 and srv.processed["k"] == 0
+
+
+def test_rerun_of_an_in_doubt_message_is_not_processed_twice():
+    with HttpServer() as srv:
+        batch = hooks(srv.url, ["a", "b"])
+        for _ in range(2):  # the second run re-delivers in-doubt messages with the same keys
+            p = HttpProvider()
+            assert all(r.ok for r in p.deliver(batch))
+            p.close()
+    assert srv.attempts == {"a": 2, "b": 2}
+    assert srv.processed == {"a": 1, "b": 1}
+
+
+def test_connection_refused_is_retried_then_transient():
+    with HttpServer() as srv:
+        url = srv.url
+    slept = []
+    p = HttpProvider(retries=2, backoff=0.5, backoff_max=1.0, sleep=slept.append, concurrency=1)
+    [r] = p.deliver(hooks(url, ["x"]))
+    assert not r.ok and not r.permanent and "ConnectError" in r.error
+    assert len(slept) == 2
+    assert 0.25 <= slept[0] <= 0.5 and 0.5 <= slept[1] <= 1.0  # exponential with jitter
+
+
+def test_gateway_envelope_for_other_channels(ws, monkeypatch):
+    with HttpServer() as srv:
+        ws.config["providers"] = {"push": {"type": "http", "url": srv.url + "/push"}}
+        monkeypatch.setenv("ENGAGELAB_HTTP_TOKEN", "tok-123")
+        p = provider_for("push", ws)
+        assert isinstance(p, HttpProvider)
+        m = message("pk", "device-token", {"title": "Hi", "body": "B"}, channel="push")
+        [r] = p.deliver([m])
+        p.close()
+    assert r.ok
+    got = srv.bodies["pk"]["json"]
+    assert got["to"] == "device-token" and got["payload"] == {"title": "Hi", "body": "B"}
+    assert got["labels"] == ["Onboarding"] and got["channel"] == "push"
+    assert srv.headers["pk"]["Authorization"] == "Bearer tok-123"
+
+
+def test_backoff_and_retry_after_helpers():
+    rng = random.Random(1)
+    for attempt, lo, hi in [(1, 0.25, 0.5), (2, 0.5, 1.0), (3, 1.0, 2.0), (10, 15.0, 30.0)]:
+        for _ in range(50):
+            assert lo <= backoff_delay(attempt, 0.5, 30.0, rng) <= hi
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_http_provider_needs_a_url_for_gateways():
+    with pytest.raises(ValueError, match=r"providers.sms.url"):
+        HttpProvider(channel="sms")
