@@ -1,1 +1,53 @@
-"""engagelab.besttime."""
+"""Best send time: choose, for each user, the local time a message is most likely engaged with.
+
+Two models share one interface (:func:`fit` -> :class:`BestTimeModel`):
+
+* ``mode='clevertap'``: CleverTap-faithful: one engagement event, twelve two-hour local
+  buckets, the bucket where the user was most active in the last 180 days (ties to the
+  earliest); users without the event get the default slot.
+* ``mode='bayes'``: hour histogram over several events with recency weights, shrunk toward
+  a segment/global prior with a Dirichlet-multinomial prior strength fitted by maximum
+  marginal likelihood; returns the slot and a confidence (the weight of the user's own
+  history).
+
+:func:`send_times` turns slots into UTC send times on a campaign's logical date (delivery
+window, DND, passed slots, exploration with propensities); :func:`policy` /
+:func:`register_policy` plug it into campaigns; :func:`evaluate` compares policies on a
+time split (hit rate, replay on exploration logs, simulator truth).
+
+Example:
+    >>> o = BestTimeOptions(mode="clevertap", window=("09:00", "21:00"))
+    >>> o.mode, o.window
+    ('clevertap', ('09:00', '21:00'))
+"""
+
+from engagelab.besttime.delivery import local_to_utc, policy, register_policy, send_times
+from engagelab.besttime.evaluate import (
+    POLICIES,
+    BestTimeEvaluation,
+    evaluate,
+    exploration_logs,
+    policy_slots,
+    replay,
+)
+from engagelab.besttime.explore import activity_heatmap
+from engagelab.besttime.model import REASONS, BestTimeModel, fit
+from engagelab.besttime.options import BestTimeOptions
+
+__all__ = [
+    "POLICIES",
+    "REASONS",
+    "BestTimeEvaluation",
+    "BestTimeModel",
+    "BestTimeOptions",
+    "activity_heatmap",
+    "evaluate",
+    "exploration_logs",
+    "fit",
+    "local_to_utc",
+    "policy",
+    "policy_slots",
+    "register_policy",
+    "replay",
+    "send_times",
+]

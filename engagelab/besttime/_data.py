@@ -109,7 +109,7 @@ class History:
     Attributes:
         users: the user table (index = row of the arrays).
         counts: ``(users, 24)`` raw event counts.
-        weights: ``(users, 24)`` recency-weighted counts.
+        weights: ``(users, 24)`` recency-weighted counts (scaled to sum to the event count).
         start, end: the period ``[start, end)``.
     """
 
@@ -191,6 +191,10 @@ def history(
     else:
         age_days = (end_us - t) / 86_400e6
         w = np.exp2(-age_days / half_life_days)
+        # Rescaled so the weights sum to the number of events: recency changes the
+        # relative weight of old and new events, not the evidence scale the prior
+        # strength is fitted on.
+        w *= t.size / max(float(w.sum()), 1e-300)
         weights = np.bincount(key, weights=w, minlength=n * 24).reshape(n, 24)
     return History(users, counts, weights, start, end)
 
