@@ -27,7 +27,6 @@ from engagelab.campaigns._options import (  # noqa: E402
     FrequencyCap,
     register_send_time_policy,
 )
-from engagelab.channels.providers import DeliveryResult, OutgoingMessage, Provider  # noqa: E402
 from engagelab.campaigns.api import (  # noqa: E402
     campaign_report,
     delete_campaign,
@@ -46,6 +45,7 @@ from engagelab.campaigns.plan import REASONS  # noqa: E402
 from engagelab.campaigns.report import CampaignReport  # noqa: E402
 from engagelab.campaigns.result import Plan, SendResult  # noqa: E402
 from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest  # noqa: E402
+from engagelab.channels.providers import DeliveryResult, OutgoingMessage, Provider  # noqa: E402
 
 __all__ = [
     "DND",

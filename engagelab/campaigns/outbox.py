@@ -25,13 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-try:  # the channels module owns the protocol once it lands
-    from engagelab.channels.providers import (  # type: ignore[import-not-found]
-        DeliveryResult,
-        OutgoingMessage,
-    )
-except ImportError:
-    from engagelab.campaigns._protocol import DeliveryResult, OutgoingMessage
+from engagelab.channels.providers import DeliveryResult, OutgoingMessage
 
 __all__ = ["OutboxProvider", "outbox_path", "read_outbox"]
 

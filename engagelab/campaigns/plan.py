@@ -13,7 +13,6 @@ Reason codes, in the order they are checked: ``global_control``, ``control``,
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Any
 
 import duckdb
@@ -65,6 +64,7 @@ def reach_fields(channel: str) -> tuple[str, str | None]:
 def message_keys(run_key: str, user_ids: pd.Series, step: str) -> np.ndarray:
     """Message key of each user: the first 32 hex digits of sha256(run key, user, step).
 
+    >>> import hashlib
     >>> message_keys("r1", pd.Series(["u1"]), "main")[0] == hashlib.sha256(b"r1\\x1fu1\\x1fmain").hexdigest()[:32]
     True
     """
@@ -312,18 +312,16 @@ def plan(
         live = np.flatnonzero(df["decision"].to_numpy() == "send")
         later = timing.throttle(df["send_at"].iloc[live], opt.throttle_per_minute)
         late = np.zeros(len(df), bool)
-        moved = later.to_numpy() > df["send_at"].iloc[live].to_numpy()
+        new_us = _us(later)
+        moved = new_us > _us(df["send_at"].iloc[live])
         over = np.zeros(live.size, bool)
         if opt.cut_off is not None:
-            over |= later.to_numpy() > np.datetime64(
-                pd.Timestamp(opt.cut_off).tz_localize(None), "us"
-            )
+            over |= new_us > _us(pd.Series([pd.Timestamp(opt.cut_off)]))[0]
         if opt.ttl_hours:
-            over |= (later - planned.iloc[live]).to_numpy() > np.timedelta64(
-                int(opt.ttl_hours * 3600 * _US), "us"
-            )
+            over |= new_us - _us(planned.iloc[live]) > int(opt.ttl_hours * 3600 * _US)
         late[live[over]] = True
         df.loc[df.index[live], "send_at"] = later.to_numpy()
+        df["send_at"] = pd.to_datetime(df["send_at"], utc=True).dt.as_unit("us")
         note[live[moved & ~over]] = "throttled"
         _suppress(df, late, "throttled_to_later")
     df["note"] = note
@@ -367,6 +365,11 @@ def check_templates(ws: Any, c: Campaign) -> None:
                     exc.allowed,
                     message=f"variants[{i}].content: {exc}",
                 ) from None
+
+
+def _us(s: pd.Series) -> np.ndarray:
+    """int64 microseconds since the epoch of a UTC datetime Series."""
+    return pd.to_datetime(s, utc=True).dt.as_unit("us").astype("int64").to_numpy()
 
 
 def _valid_tz(name: Any) -> bool:
