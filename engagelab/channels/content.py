@@ -288,6 +288,10 @@ class _Pulled(Content):
         text(self.field("button_text"), self.button_text, max_len=50, required=False)
         url(self.field("button_url"), self.button_url, web=False, required=False)
         url(self.field("image_url"), self.image_url, required=False)
+        if isinstance(self.display, dict):
+            object.__setattr__(
+                self, "display", DisplayRules.from_dict(self.display, self.field("display"))
+            )
         if not isinstance(self.display, DisplayRules):
             raise ValidationError(self.field("display"), self.display, "must be DisplayRules")
         ttl(self.field("ttl_seconds"), self.ttl_seconds)
@@ -320,6 +324,8 @@ class AppInboxContent(_Pulled):
 
     def validate(self) -> None:
         super().validate()
+        if isinstance(self.tags, list):
+            object.__setattr__(self, "tags", tuple(self.tags))
         if not isinstance(self.tags, tuple):
             raise ValidationError(self.field("tags"), self.tags, "must be a list of strings")
         for i, t in enumerate(self.tags):
@@ -370,6 +376,8 @@ class _Audience(Content):
 
     def validate(self) -> None:
         text(self.field("audience_name"), self.audience_name, max_len=200)
+        if isinstance(self.identifiers, list):
+            object.__setattr__(self, "identifiers", tuple(self.identifiers))
         if not isinstance(self.identifiers, tuple) or not self.identifiers:
             raise ValidationError(
                 self.field("identifiers"), self.identifiers, "must list 'email' and/or 'phone'"

@@ -1,0 +1,94 @@
+"""Client inbox for pulled channels: TTL, display rules, impressions (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from engagelab.channels import AppInboxContent, InAppContent, WebPopupContent, preview
+from engagelab.channels.inbox import InboxProvider, dismiss, inbox
+from engagelab.channels.providers import OutgoingMessage, provider_for
+
+T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+
+
+def msg(key, user, content, *, at=T0, ttl=None):
+    payload = preview(content, {"user_id": user, "name": "Ada"})
+    return OutgoingMessage(
+        key, user, "camp", "A", content.channel, user, payload, at, ("Promo",), ttl
+    )
+
+
+def test_ttl_max_impressions_and_idempotent_delivery(any_ws):
+    ws = any_ws
+    once = InAppContent(title="Hi {{ profile.name }}", body="b", ttl_seconds=2 * 3600)
+    thrice = InAppContent(title="Thrice", body="b", display={"max_impressions": 3})
+    later = AppInboxContent(title="Later", body="b")  # unlimited impressions, 30 days
+    p = provider_for("in_app", ws)
+    assert isinstance(p, InboxProvider)
+    batch = [msg("k1", "u1", once), msg("k2", "u1", thrice), msg("k3", "u1", later, at=T0 + HOUR)]
+    assert all(r.ok for r in p.deliver(batch))
+    assert all(r.ok for r in p.deliver(batch))  # redelivery of in-doubt keys: no duplicates
+    assert sorted(m.key for m in inbox(ws, "u1", now=T0, record=False)) == ["k1", "k2"]
+    first = inbox(ws, "u1", now=T0 + HOUR)
+    assert [m.key for m in first] == ["k3", "k1", "k2"]  # newest first, k3 now available
+    assert first[1].payload["title"] == "Hi Ada"
+    assert [m.impressions for m in first] == [1, 1, 1]
+    second = inbox(ws, "u1", now=T0 + HOUR)
+    assert [m.key for m in second] == ["k3", "k2"]  # k1 had max_impressions 1
+    third = inbox(ws, "u1", now=T0 + 3 * HOUR)
+    assert [(m.key, m.impressions) for m in third] == [("k3", 3), ("k2", 3)]
+    assert [m.key for m in inbox(ws, "u1", now=T0 + 3 * HOUR)] == ["k3"]  # k2 used up
+    # k3 expires after 30 days
+    assert [m.key for m in inbox(ws, "u1", now=T0 + dt.timedelta(days=30, minutes=59))] == ["k3"]
+    assert len(inbox(ws, "u1", now=T0 + dt.timedelta(days=30, hours=1, seconds=1))) == 0
+    assert len(inbox(ws, "nobody", now=T0)) == 0
+
+
+def test_message_ttl_overrides_content_ttl_and_dismiss(ws):
+    c = AppInboxContent(title="t", body="b")
+    InboxProvider(ws, "app_inbox").deliver([msg("k", "u", c, ttl=60)])
+    assert len(inbox(ws, "u", now=T0 + dt.timedelta(seconds=59), record=False)) == 1
+    assert len(inbox(ws, "u", now=T0 + dt.timedelta(seconds=60), record=False)) == 0
+    InboxProvider(ws, "app_inbox").deliver([msg("k2", "u", c)])
+    assert dismiss(ws, "u", "k2", now=T0) and not dismiss(ws, "other", "k2")
+    assert len(inbox(ws, "u", now=T0 + dt.timedelta(minutes=2))) == 0  # k expired, k2 dismissed
+
+
+def test_trigger_event_and_pages(ws):
+    on_event = InAppContent(title="t", body="b", display={"trigger_event": "Cart Viewed"})
+    pages = WebPopupContent(title="p", body="b", display={"pages": ["https://shop.example/cart*"]})
+    InboxProvider(ws, "in_app").deliver([msg("ev", "u", on_event), msg("pg", "u", pages)])
+    assert len(inbox(ws, "u", now=T0, record=False)) == 0
+    assert [m.key for m in inbox(ws, "u", now=T0, event="App Launched", record=False)] == []
+    assert [m.key for m in inbox(ws, "u", now=T0, event="Cart Viewed", record=False)] == ["ev"]
+    got = inbox(ws, "u", now=T0, page="https://shop.example/cart?x=1", record=False)
+    assert [m.key for m in got] == ["pg"]
+    assert len(inbox(ws, "u", now=T0, page="https://shop.example/home", record=False)) == 0
+    assert [m.key for m in inbox(ws, "u", now=T0, event="Cart Viewed", channel="web_popup",
+                                 record=False)] == []  # fmt: skip
+    df = got.to_pandas()
+    assert df["payload.title"].tolist() == ["p"] and "Inbox of 'u'" in repr(got)
+
+
+def test_concurrent_fetches_never_exceed_max_impressions(tmp_path):
+    from engagelab import Workspace
+
+    ws = Workspace.create(tmp_path / "w")
+    c = InAppContent(title="t", body="b", display={"max_impressions": 2})
+    InboxProvider(ws, "in_app").deliver([msg("k", "u", c)])
+    seen = []
+
+    def fetch():
+        w = Workspace.open(ws.path)
+        seen.extend(m.key for m in inbox(w, "u", now=T0))
+        w.close()
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == ["k", "k"]
+    ws.close()
