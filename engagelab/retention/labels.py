@@ -1,0 +1,319 @@
+"""Message-label cohorts and the label's effect on retention, with a causal holdout comparison.
+
+* :func:`label_retention` — for each label ``L``, the cohort of users sent a message
+  carrying ``L`` (cohort date = their first such 'Notification Sent'); labels side by side.
+* :func:`label_effect` — N-day retention of three groups and their differences:
+
+  - **sent**: users sent ``L``, dated at their first send;
+  - **holdout**: users held out by the campaign or global control group of a campaign
+    carrying ``L`` (their 'Control Group' events), dated at the moment they would have
+    been sent, never sent ``L`` themselves;
+  - **everyone else** (observational): every other user seen before ``L`` was first
+    sent, dated at that first send.
+
+  ``sent − holdout`` is the label's causal effect (holdouts are chosen at random from
+  the same audiences); ``sent − everyone else`` is labelled *observational*: who gets
+  sent is selected (reachable, active, targeted users), so it mixes the effect with
+  selection bias. Differences carry Newcombe hybrid score intervals.
+
+Example:
+    >>> import tempfile, pandas as pd
+    >>> from engagelab import Workspace
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = ws.append("events", pd.DataFrame({"user_id": ["a"], "event": ["App Launched"],
+    ...                                       "ts": pd.to_datetime(["2026-01-01"], utc=True)}))
+    >>> label_retention(ws, ["Onboarding"])["Onboarding"].message
+    "label 'Onboarding' was never sent (no message in this workspace carries a label)"
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engagelab._validate import check_int, check_str
+from engagelab.errors import ValidationError
+from engagelab.retention._sql import lit
+from engagelab.retention._stats import newcombe, wilson
+from engagelab.retention.engine import run_query
+from engagelab.retention.result import LONG_COLUMNS, RetentionResult
+from engagelab.retention.spec import RetentionSpec
+from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
+
+__all__ = ["LabelEffect", "LabelRetention", "label_effect", "label_retention", "labels_in_use"]
+
+SELECTION_WARNING = (
+    "observational: users sent a label are selected (reachable, active, targeted), so "
+    "'sent − everyone else' mixes the label's effect with selection bias; use the holdout "
+    "comparison for the effect"
+)
+
+
+def labels_in_use(ws: Any) -> list[str]:
+    """Labels carried by at least one 'Notification Sent' event."""
+    if "labels" not in ws.store.columns("events"):
+        return []
+    d = ws.sql(
+        "SELECT DISTINCT unnest(labels) AS label FROM events WHERE event = $e",
+        {"e": NOTIFICATION_SENT},
+    )
+    return sorted(x for x in d["label"].tolist() if x is not None)
+
+
+def _never_sent(ws: Any, label: str) -> str | None:
+    used = labels_in_use(ws)
+    if label in used:
+        return None
+    if not used:
+        return f"label {label!r} was never sent (no message in this workspace carries a label)"
+    return f"label {label!r} was never sent (labels in use: {', '.join(map(repr, used))})"
+
+
+def sent_sql(label: str) -> str:
+    """Start rows of the users sent ``label``."""
+    return (
+        f"SELECT user_id, ts FROM events WHERE event = {lit(NOTIFICATION_SENT)} "
+        f"AND list_contains(labels, {lit(label)})"
+    )
+
+
+def holdout_sql(label: str, has_campaign: bool = True) -> str:
+    """Start rows of the users held out of campaigns carrying ``label`` (never sent it)."""
+    cond = f"list_contains(labels, {lit(label)})"
+    if has_campaign:
+        cond = (
+            f"({cond} OR campaign_id IN (SELECT DISTINCT campaign_id FROM events WHERE event = "
+            f"{lit(NOTIFICATION_SENT)} AND list_contains(labels, {lit(label)})))"
+        )
+    return (
+        f"SELECT user_id, ts FROM events WHERE event = {lit(CONTROL_GROUP)} AND {cond} "
+        f"AND user_id NOT IN (SELECT user_id FROM ({sent_sql(label)}) AS sent_users)"
+    )
+
+
+def others_sql(label: str, has_campaign: bool = True) -> str:
+    """Start rows of everyone else seen before ``label`` was first sent, dated at that send."""
+    first = f"(SELECT min(ts) FROM ({sent_sql(label)}) AS fs)"
+    return (
+        f"SELECT DISTINCT user_id, {first} AS ts FROM events WHERE ts < {first} "
+        f"AND user_id NOT IN (SELECT user_id FROM ({sent_sql(label)}) AS s1) "
+        f"AND user_id NOT IN (SELECT user_id FROM ({holdout_sql(label, has_campaign)}) AS h1)"
+    )
+
+
+# ----------------------------------------------------------------------- label cohorts
+@dataclass(frozen=True)
+class LabelRetention:
+    """Retention of several label cohorts side by side (one :class:`RetentionResult` each)."""
+
+    results: dict[str, RetentionResult]
+
+    def __getitem__(self, label: str) -> RetentionResult:
+        return self.results[label]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The "All cohorts" row of every label: a row per label, a column per period."""
+        rows = {}
+        for label, res in self.results.items():
+            if res.empty:
+                rows[label] = pd.Series(dtype=float)
+            else:
+                rows[label] = res.overall().set_index("period")["rate"]
+        cols = next(iter(self.results.values())).spec.columns() if self.results else []
+        return pd.DataFrame(rows).T.reindex(columns=cols).rename_axis("label")
+
+    def long(self) -> pd.DataFrame:
+        """Every label's long table with a ``label`` column."""
+        parts = [r.long().assign(label=k) for k, r in self.results.items() if not r.empty]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["label", *LONG_COLUMNS])
+
+    def __repr__(self) -> str:
+        return "LabelRetention(" + "; ".join(f"{k}: {r!r}" for k, r in self.results.items()) + ")"
+
+    def _repr_html_(self) -> str:
+        return "".join(r._repr_html_() for r in self.results.values())
+
+    def plot(self, ax: Any = None) -> Any:
+        """The labels' "All cohorts" curves with interval bands on one axis."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4))
+        ax = ax or fig.add_subplot()
+        for label, res in self.results.items():
+            if not res.empty:
+                object.__setattr__(res, "name", label)
+                res.plot(ax=ax)
+                ax.get_lines()[-1].set_label(label)
+        ax.set_title("retention by label")
+        ax.legend(fontsize="small")
+        return ax.figure
+
+
+def label_retention(
+    ws: Any, labels: str | Iterable[str], return_event: str = "App Launched", *, engine: str = "duckdb",
+    **options: Any,
+) -> LabelRetention:  # fmt: skip
+    """Retention of the cohorts of users sent each label (first send dates the cohort).
+
+    ``options`` are :class:`RetentionSpec` fields (period, periods, mode, window, ...).
+    A label never sent gives an empty result whose ``message`` says so.
+    """
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    if not labels:
+        raise ValidationError("labels", [], "must name at least one label")
+    out = {}
+    for label in labels:
+        check_str("label", label)
+        spec = RetentionSpec(NOTIFICATION_SENT, return_event, start_label=label, **options)
+        why = _never_sent(ws, label)
+        if why:
+            out[label] = RetentionResult(spec, pd.DataFrame(columns=LONG_COLUMNS), None, "", why, label)
+        else:
+            out[label] = run_query(ws, spec, starts=sent_sql(label), engine=engine, name=label)
+    return LabelRetention(out)
+
+
+# ------------------------------------------------------------------------ the effect
+@dataclass(frozen=True)
+class LabelEffect:
+    """N-day retention of sent / holdout / everyone else, and the differences.
+
+    Attributes:
+        label, day, return_event: what was measured.
+        groups: a row per group: size (users who reached day N), retained, rate, ci_low, ci_high.
+        comparisons: ``sent − holdout`` (kind 'causal') and ``sent − everyone else``
+            (kind 'observational'): difference, ci_low, ci_high (Newcombe).
+        notes: warnings to read with the numbers.
+    """
+
+    label: str
+    day: int
+    return_event: str
+    groups: pd.DataFrame
+    comparisons: pd.DataFrame
+    notes: tuple[str, ...] = field(default=())
+    results: dict[str, RetentionResult] = field(default_factory=dict, repr=False)
+
+    @property
+    def effect(self) -> float:
+        """The causal estimate (sent − holdout); NaN without a holdout."""
+        c = self.comparisons[self.comparisons["kind"] == "causal"]
+        return float(c["difference"].iloc[0]) if len(c) else float("nan")
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The comparisons table."""
+        return self.comparisons.copy()
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{r.comparison} ({r.kind}) = {r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+            for r in self.comparisons.itertuples()
+        ]
+        return f"LabelEffect({self.label!r}, day {self.day} {self.return_event!r}: {'; '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        def table(df: pd.DataFrame, cls: str) -> str:
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+            body = "".join(
+                "<tr>" + "".join(
+                    f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
+                    for v in row
+                ) + "</tr>"
+                for row in df.itertuples(index=False)
+            )  # fmt: skip
+            return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+        notes = "".join(
+            f"<div class='el-warning' style='background:#fff3cd;padding:6px;margin:4px 0'>⚠ {html.escape(n)}</div>"
+            for n in self.notes
+        )
+        return (
+            f"<div class='el-label-effect'><b>Label {html.escape(self.label)!s}: day-{self.day} "
+            f"retention ({html.escape(self.return_event)})</b>{notes}"
+            f"{table(self.groups, 'el-label-groups')}{table(self.comparisons, 'el-label-comparisons')}</div>"
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """Bar chart of the groups' rates with their Wilson intervals."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5, 3.5))
+        ax = ax or fig.add_subplot()
+        g = self.groups
+        err = np.vstack([g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]])
+        ax.bar(g["group"], g["rate"], yerr=err, capsize=6, color=["#1f77b4", "#7f7f7f", "#c7c7c7"][: len(g)])
+        ax.set_ylabel(f"day-{self.day} retention")
+        ax.set_title(f"{self.label}: sent vs holdout vs everyone else")
+        return ax.figure
+
+
+def label_effect(
+    ws: Any, label: str, *, day: int = 30, return_event: str = "App Launched", window: str = "rolling",
+    confidence: float = 0.95, observational: bool = True, engine: str = "duckdb",
+) -> LabelEffect:  # fmt: skip
+    """The label's effect on day-``day`` retention: sent vs holdout (causal), vs everyone else.
+
+    Retention on day N means a ``return_event`` in period N after the group's start time
+    (a 24-hour window with ``window='rolling'``, the UTC calendar day with 'calendar');
+    users whose day N has not ended are left out (censored), not counted as lost.
+    """
+    check_str("label", label)
+    check_int("day", day, low=0, high=3650)
+    why = _never_sent(ws, label)
+    if why:
+        raise ValidationError("label", label, why.replace(f"label {label!r} ", "must have been sent; it "))
+    cols = ws.store.columns("events")
+    has_campaign = "campaign_id" in cols
+    spec = RetentionSpec(
+        NOTIFICATION_SENT, return_event, brackets=(day, day + 1), window=window, confidence=confidence
+    )
+    queries = {"sent": sent_sql(label)}
+    holdout_present = "control_group" in cols or has_campaign
+    if holdout_present:
+        queries["holdout"] = holdout_sql(label, has_campaign)
+    if observational:
+        queries["everyone else"] = others_sql(label, has_campaign)
+    rows, results = [], {}
+    for group, sql in queries.items():
+        try:
+            res = run_query(ws, spec, starts=sql, engine=engine, name=f"{label}: {group}")
+        except ValidationError:  # every cell censored for this group
+            res = None
+        if res is None or res.empty:
+            rows.append({"group": group, "size": 0, "retained": 0})
+            continue
+        results[group] = res
+        ov = res.overall().iloc[0]
+        size = 0 if pd.isna(ov["size"]) else int(ov["size"])
+        rows.append({"group": group, "size": size, "retained": 0 if size == 0 else int(ov["retained"])})
+    groups = pd.DataFrame(rows)
+    groups["rate"] = groups["retained"] / groups["size"].where(groups["size"] > 0)
+    lo, hi = wilson(groups["retained"], groups["size"], confidence)
+    groups["ci_low"], groups["ci_high"] = lo, hi
+    g = groups.set_index("group")
+    notes: list[str] = []
+    comps = []
+    if int(g.loc["sent", "size"]) == 0:
+        notes.append(f"no user sent {label!r} has reached day {day} yet: nothing to compare")
+    for other, kind in (("holdout", "causal"), ("everyone else", "observational")):
+        if other not in g.index:
+            continue
+        if int(g.loc[other, "size"]) == 0:
+            notes.append(
+                f"no {other} users who reached day {day}"
+                + (": campaigns carrying this label had no control group" if other == "holdout" else "")
+            )
+            continue
+        d, dl, dh = newcombe(g.loc["sent", "retained"], g.loc["sent", "size"],
+                             g.loc[other, "retained"], g.loc[other, "size"], confidence)  # fmt: skip
+        comps.append({"comparison": f"sent − {other}", "kind": kind, "difference": float(d),
+                      "ci_low": float(dl), "ci_high": float(dh)})  # fmt: skip
+    if observational and "everyone else" in g.index:
+        notes.append(SELECTION_WARNING)
+    comparisons = pd.DataFrame(comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"])
+    return LabelEffect(label, day, return_event, groups, comparisons, tuple(notes), results)
