@@ -115,13 +115,14 @@ def due_slots(ws: Any, name: str, now: dt.datetime | None = None) -> list[Slot]:
     slots = slots_between(spec.schedule, begin, now) if begin <= now else []
     if not slots:
         return []
-    pending = _pending(ws, spec, {s.logical_date for s in slots}, now)
+    pending = _pending(ws, spec, {s.logical_date for s in slots}, utcnow())
     if cu.policy == "latest":
         return [slots[-1]] if slots[-1].logical_date in pending else []
     return [s for s in slots if s.logical_date in pending]
 
 
-def _pending(ws: Any, spec: JobSpec, dates: set[str], now: dt.datetime) -> set[str]:
+def _pending(ws: Any, spec: JobSpec, dates: set[str], clock: dt.datetime) -> set[str]:
+    # lease ages are measured on the real clock (heartbeats are real), not the pass's ``now``
     ensure(ws)
     with ws.state.read() as conn:
         runs = conn.execute(sa.select(runs_table.c.logical_date, runs_table.c.status)
@@ -138,7 +139,7 @@ def _pending(ws: Any, spec: JobSpec, dates: set[str], now: dt.datetime) -> set[s
             out.add(d)
         elif "running" in st and "succeeded" not in st:
             hb = leases.get(d)
-            if hb is None or (now - hb).total_seconds() >= spec.stale_after:
+            if hb is None or (clock - hb).total_seconds() >= spec.stale_after:
                 out.add(d)
     return out
 

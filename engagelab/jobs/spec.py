@@ -461,6 +461,8 @@ def _sub(cls: type, name: str, value: Any) -> Any:
     if value is None or isinstance(value, cls):
         return value
     if isinstance(value, Mapping):
+        # YAML 1.1 reads a bare ``on:`` key as True
+        value = {("on" if k is True else k): v for k, v in value.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         for k in value:
             if k not in names:
