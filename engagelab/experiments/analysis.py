@@ -42,7 +42,7 @@ from engagelab.experiments.assignment import SRMResult, srm_check
 from engagelab.experiments.bayes import bayes_summary
 from engagelab.experiments.metrics import Metric, aggregate
 from engagelab.experiments.result import ExperimentResult
-from engagelab.experiments.sequential import always_valid
+from engagelab.experiments.sequential import always_valid, group_sequential_bounds
 
 __all__ = ["TESTS", "analyze", "analyze_aggregates"]
 
@@ -187,6 +187,9 @@ def analyze_aggregates(
     arms: Sequence[str] | None = None,
     sequential: bool = False,
     tuning_n: float = 10_000,
+    gs_information: Sequence[float] | None = None,
+    gs_look: int | None = None,
+    gs_spending: str = "obf",
     bayes_draws: int = 20_000,
     seed: int = 20261127,
 ) -> ExperimentResult:
@@ -197,6 +200,15 @@ def analyze_aggregates(
     check_choice("test", test, TESTS)
     check_choice("alternative", alternative, ("two-sided", "greater", "less"))
     check_int("bayes_draws", bayes_draws, low=1000)
+    gs_bound = None
+    if gs_information is not None:
+        bounds = group_sequential_bounds(gs_information, alpha, gs_spending)
+        look = (
+            len(bounds)
+            if gs_look is None
+            else check_int("gs_look", gs_look, low=1, high=len(bounds))
+        )
+        gs_bound = bounds[look - 1]
     control = str(control)
     rows, arm_rows, srms = [], [], {}
     for exp, g in agg.groupby("experiment", sort=True):
@@ -261,6 +273,13 @@ def analyze_aggregates(
                     row |= _compare(m, c, t, test, alpha, alternative)
                     if c["estimate"] == 0:
                         note = "control estimate is 0: relative lift undefined"
+                    if gs_bound is not None:
+                        z = row["abs_lift"] / row["_se"] if row["_se"] > 0 else math.nan
+                        row |= {
+                            "gs_z": z,
+                            "gs_bound": gs_bound,
+                            "gs_reject": bool(abs(z) >= gs_bound),
+                        }
                     if sequential:
                         lp, lo, hi = always_valid(
                             row["abs_lift"], row["_se"] ** 2, c["n"] + t["n"], alpha, tuning_n
@@ -275,7 +294,13 @@ def analyze_aggregates(
                 row |= {"srm_p": srm.p_value, "note": note, "_lower": m.lower_is_better}
                 rows.append(row)
     return ExperimentResult.build(
-        rows, arm_rows, srms, alpha=alpha, correction=correction, sequential=sequential
+        rows,
+        arm_rows,
+        srms,
+        alpha=alpha,
+        correction=correction,
+        sequential=sequential,
+        group_sequential=gs_bound is not None,
     )
 
 
@@ -336,6 +361,9 @@ def analyze(
     arms: Sequence[str] | None = None,
     sequential: bool = False,
     tuning_n: float = 10_000,
+    gs_information: Sequence[float] | None = None,
+    gs_look: int | None = None,
+    gs_spending: str = "obf",
     bayes_draws: int = 20_000,
     seed: int = 20261127,
 ) -> ExperimentResult:
@@ -359,6 +387,11 @@ def analyze(
         arms: arms that must be present (an absent arm is an error: zero users).
         sequential: add always-valid p-values and confidence sequences (mSPRT).
         tuning_n: sample size at which the confidence sequence is tightest.
+        gs_information: planned information fractions of all looks of a group-sequential
+            design (e.g. ``[0.25, 0.5, 0.75, 1]``); adds ``gs_z``, ``gs_bound`` (Lan-DeMets
+            boundary of this look) and ``gs_reject``.
+        gs_look: which look this analysis is (1-based; default the last).
+        gs_spending: ``"obf"`` (O'Brien-Fleming type) or ``"pocock"``.
         bayes_draws: Monte Carlo draws for the Bayesian columns.
         seed: seed of those draws.
 
@@ -381,6 +414,9 @@ def analyze(
         arms=arms,
         sequential=sequential,
         tuning_n=tuning_n,
+        gs_information=gs_information,
+        gs_look=gs_look,
+        gs_spending=gs_spending,
         bayes_draws=bayes_draws,
         seed=seed,
     )

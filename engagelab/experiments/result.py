@@ -47,6 +47,9 @@ COLUMNS = [
     "log10_p_adjusted",
     "significant",
     "direction",
+    "gs_z",
+    "gs_bound",
+    "gs_reject",
     "seq_p",
     "seq_ci_low",
     "seq_ci_high",
@@ -90,6 +93,7 @@ class ExperimentResult:
         alpha: float,
         correction: str,
         sequential: bool,
+        group_sequential: bool = False,
     ) -> ExperimentResult:
         df = pd.DataFrame(rows)
         for c in COLUMNS + ["_logp", "_lower"]:
@@ -111,6 +115,8 @@ class ExperimentResult:
         ] = np.nan
         if not sequential:
             df = df.drop(columns=["seq_p", "seq_ci_low", "seq_ci_high"])
+        if not group_sequential:
+            df = df.drop(columns=["gs_z", "gs_bound", "gs_reject"])
         df["note"] = df["note"].fillna("")
         cols = [c for c in COLUMNS if c in df.columns] + ["_lower"]
         return cls(
@@ -216,6 +222,17 @@ class ExperimentResult:
                 "note": t["note"],
             }
         )
+        if "gs_reject" in t.columns:
+            out.insert(
+                10,
+                "group-sequential",
+                [
+                    "—"
+                    if not np.isfinite(z)
+                    else ("stop: reject" if r else "continue") + f" (|z| {abs(z):.2f} vs {b:.2f})"
+                    for z, b, r in zip(t["gs_z"], t["gs_bound"], t["gs_reject"], strict=True)
+                ],
+            )
         if self.sequential:
             out.insert(
                 10, "always-valid p", [f"{v:.3g}" if np.isfinite(v) else "—" for v in t["seq_p"]]

@@ -265,3 +265,20 @@ def test_import_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+def test_group_sequential_option(df):
+    kw = dict(arm_col="variant", control="A", metrics=["clicked:proportion"])
+    first = analyze(df, **kw, gs_information=[0.5, 1.0], gs_look=1).to_pandas()
+    last = analyze(df, **kw, gs_information=[0.5, 1.0]).to_pandas()
+    # rpact getDesignGroupSequential(kMax=2, alpha=0.05, sided=2, typeOfDesign="asOF")
+    assert first.gs_bound.iloc[0] == pytest.approx(2.963, abs=2e-3)
+    assert last.gs_bound.iloc[0] == pytest.approx(1.969, abs=2e-3)
+    z = first.abs_lift / ((first.abs_ci_high - first.abs_ci_low) / (2 * 1.959963984540054))
+    assert np.allclose(first.gs_z, z)
+    assert (first.gs_reject == (first.gs_z.abs() >= first.gs_bound)).all()
+    html = analyze(df, **kw, gs_information=[0.5, 1.0], gs_look=1)._repr_html_()
+    assert "group-sequential" in html
+    with pytest.raises(ValidationError, match="^gs_look =="):
+        analyze(df, **kw, gs_information=[0.5, 1.0], gs_look=3)
+    assert "gs_z" not in analyze(df, **kw).to_pandas().columns
