@@ -27,7 +27,7 @@ from engagelab.campaigns.result import Plan
 from engagelab.campaigns.spec import Campaign
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
-from engagelab.schema import CHANNEL_OPTOUT
+from engagelab.schema import CHANNEL_OPTOUT, CORE_PROFILE_COLUMNS
 
 __all__ = ["REASONS", "message_keys", "plan", "reach_fields"]
 
@@ -90,18 +90,7 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     s = c.schedule
     reach, optout = reach_fields(c.channel)
     cols = ws.engine.refresh().columns
-    pcols = set(cols.get("profiles", {})) | {
-        "user_id",
-        "timezone",
-        "email",
-        "phone",
-        "push_token",
-        "webpush_subscription",
-        "optout_email",
-        "optout_sms",
-        "optout_push",
-        "optout_web_push",
-    }
+    pcols = set(cols.get("profiles", {})) | set(CORE_PROFILE_COLUMNS)
     sel = f"p.user_id, p.timezone, CAST(p.{_q(reach)} AS VARCHAR) AS address, " + (
         f"coalesce(p.{_q(optout)}, false) AS optout"
         if optout and optout in pcols
