@@ -262,7 +262,7 @@ def test_recommended_delay_matches_pandas(ws):
     ws.append("events", ev)
     got = recommended_delay(ws, "Viewed", "Bought")
     gaps = []
-    for u, g in ev.groupby("user_id"):
+    for _u, g in ev.groupby("user_id"):
         a = g[g.event == "Viewed"]["ts"].iloc[0]
         b = g[(g.event == "Bought") & (g.ts > a)]["ts"]
         if len(b):
