@@ -152,8 +152,9 @@ def _compare(
     elif test == "pooled_z":
         _, logp = _stats.pooled_z(c["successes"], c["n"], t["successes"], t["n"], alt)
     elif test in ("fisher", "barnard"):
-        args = [int(round(v)) for v in (c["successes"], c["n"], t["successes"], t["n"])]
-        logp = (_stats.fisher if test == "fisher" else _stats.barnard)(*args, alternative=alt)
+        sc, nc, st, nt = (int(round(v)) for v in (c["successes"], c["n"], t["successes"], t["n"]))
+        exact = _stats.fisher if test == "fisher" else _stats.barnard
+        logp = exact(sc, nc, st, nt, alternative=alt)
     else:
         _, logp = _stats.z_test(diff, se, alt)
     logp = float(logp)
@@ -212,7 +213,9 @@ def analyze_aggregates(
     control = str(control)
     rows, arm_rows, srms = [], [], {}
     for exp, g in agg.groupby("experiment", sort=True):
-        recs = {str(r["arm"]): r for r in g.to_dict("records")}
+        recs: dict[str, dict[str, Any]] = {
+            str(r["arm"]): {str(k): v for k, v in r.items()} for r in g.to_dict("records")
+        }
         present = list(recs)
         if control not in present:
             raise ValidationError(

@@ -45,7 +45,7 @@ def design_experiment(
     ``mde`` without a sample size -> sample size (and duration with ``daily_traffic``);
     a sample size without ``mde`` -> minimum detectable effect; both -> power.
     """
-    common = dict(
+    common: dict[str, Any] = dict(
         baseline=baseline,
         sd=sd,
         alpha=alpha,

@@ -167,7 +167,7 @@ class _Setup:
 
 def _variance(s: _Setup, mean: float) -> float:
     if s.metric == "mean":
-        return float(s.sd) ** 2
+        return float(s.sd or 0.0) ** 2
     return mean * (1.0 - mean)
 
 
@@ -182,7 +182,7 @@ def _power_one(s: _Setup, total: float, d: float, w_i: float) -> float:
         df = n_c + n_i - 2
         if df <= 0:
             return 0.0
-        nc = abs(d) / float(s.sd) / math.sqrt(1 / n_c + 1 / n_i)
+        nc = abs(d) / float(s.sd or 0.0) / math.sqrt(1 / n_c + 1 / n_i)
         crit = stats.t.isf(s.alpha_c / 2 if two else s.alpha_c, df)
         pw = stats.nct.sf(crit, df, nc)
         low = stats.nct.cdf(-crit, df, nc) if two else 0.0
@@ -430,7 +430,7 @@ def minimum_detectable_effect(
     if metric == "proportion":
         hi = (1 - s.baseline if sign > 0 else s.baseline) * (1 - 1e-9)
     else:
-        hi = float(sd) * 1e6
+        hi = float(sd or 0.0) * 1e6
     if _min_power(s, total, sign * hi) < power:
         raise ValidationError(
             "total_n", round(total), f"is too small: no effect reaches power {power:g}"

@@ -129,7 +129,7 @@ class Metric:
     def pair(self) -> tuple[str, str] | None:
         """The (y, x) pair whose cross-product is needed, if any."""
         other = self.denominator or self.covariate
-        return (self.column, other) if other else None
+        return (self.column or self.name, other) if other else None
 
 
 def _q(name: str) -> str:
@@ -254,7 +254,10 @@ def aggregate(
                     col,
                     f"must be a numeric or boolean column, got {t}",
                 )
-    out = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col)).df()
+    query = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col))
+    if query is None:  # pragma: no cover - DuckDB returns a relation for a SELECT
+        raise ValidationError("data", "<query>", "did not produce a result")
+    out = query.df()
     cols = []
     for m in metrics:
         cols += [c for c in m.columns if c not in cols]

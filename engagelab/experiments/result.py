@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,7 @@ class ExperimentResult:
         """The comparison rows as JSON-ready dictionaries (NaN -> None)."""
         df = self.to_pandas().astype(object)
         return [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in df.where(df.notna(), None).to_dict("records")
         ]
 
@@ -159,7 +160,8 @@ class ExperimentResult:
             f"ExperimentResult({len(self.table)} comparisons, alpha={self.alpha:g}, correction={self.correction})"
         ]
         lines += ["  !! " + b for b in self._banner_text()]
-        for r in self.table.itertuples(index=False):
+        for rec in self.table.to_dict("records"):
+            r = SimpleNamespace(**{str(k): v for k, v in rec.items()})
             if r.note and not np.isfinite(r.abs_lift if r.abs_lift is not None else np.nan):
                 lines.append(f"  {r.experiment} | {r.metric} | {r.arm} vs {r.control}: {r.note}")
                 continue

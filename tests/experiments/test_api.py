@@ -282,3 +282,11 @@ def test_group_sequential_option(df):
     with pytest.raises(ValidationError, match="^gs_look =="):
         analyze(df, **kw, gs_information=[0.5, 1.0], gs_look=3)
     assert "gs_z" not in analyze(df, **kw).to_pandas().columns
+
+
+def test_public_surface_is_sorted_and_resolves():
+    import engagelab.experiments as ex
+
+    assert list(ex.__all__) == sorted(ex.__all__)
+    for name in ex.__all__:
+        assert getattr(ex, name) is not None
