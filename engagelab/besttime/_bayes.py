@@ -9,7 +9,7 @@ given ``p_u``. ``alpha`` maximises the Dirichlet-multinomial marginal likelihood
 
 over users with history (only non-zero cells contribute to the inner sum), and the
 posterior mean ``(x_u + alpha * prior) / (n_u + alpha)`` shrinks sparse users toward
-their group. Fractional (recency-weighted) counts use the same formula.
+their group. A user's prior leaves out the user's own counts (:func:`loo_priors`). Fractional (recency-weighted) counts use the same formula.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-__all__ = ["dm_loglik", "fit_alpha", "group_priors", "posterior_mean"]
+__all__ = ["dm_loglik", "fit_alpha", "group_priors", "loo_priors", "posterior_mean"]
 
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)
 
@@ -38,6 +38,30 @@ def group_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np
     np.add.at(sums, group, x)
     sums += smoothing * k * glob
     return sums / sums.sum(axis=1, keepdims=True)
+
+
+def loo_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """Each user's group prior computed without the user's own counts (leave one out).
+
+    With few users the pooled prior would otherwise already contain each user's
+    history, explaining it twice and pushing the fitted prior strength to infinity.
+
+    >>> x = np.array([[4.0, 0.0], [0.0, 4.0]])
+    >>> loo_priors(x, np.array([0, 0])).round(3)
+    array([[0.   , 1.   ],
+           [1.   , 0.   ]])
+    """
+    k = x.shape[1]
+    others = x.sum(axis=0)[None, :] - x + 1e-6  # everyone else, and a little uniform mass
+    glob = others / others.sum(axis=1, keepdims=True)
+    g = int(group.max()) + 1 if group.size else 1
+    sums = np.zeros((g, k))
+    np.add.at(sums, group, x)
+    out = sums[group] - x
+    np.maximum(out, 0.0, out=out)
+    out += smoothing * glob
+    out /= out.sum(axis=1, keepdims=True)
+    return out
 
 
 def dm_loglik(alpha: float, x: np.ndarray, prior: np.ndarray) -> float:

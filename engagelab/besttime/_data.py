@@ -92,9 +92,9 @@ def user_table(ws: Workspace, users: pd.DataFrame | None, prior_by: str | None) 
 def utc_offsets(zones: list[str], start_us: int, end_us: int) -> np.ndarray:
     """UTC offset in microseconds of each zone at each quarter hour from ``start_us``."""
     n = max(1, -(-(end_us - start_us) // _Q_US))
-    grid = pd.DatetimeIndex(start_us + np.arange(n + 1, dtype=np.int64) * _Q_US, tz="UTC").as_unit(
-        "us"
-    )
+    grid = pd.DatetimeIndex(
+        pd.to_datetime(start_us + np.arange(n + 1, dtype=np.int64) * _Q_US, unit="us", utc=True)
+    ).as_unit("us")
     out = np.zeros((len(zones), n + 1), dtype=np.int64)
     naive = grid.tz_localize(None).asi8
     for i, z in enumerate(zones):

@@ -271,7 +271,8 @@ def fit(
         return BestTimeModel(o, hist, None, None, codes, list(names), buckets, (n > 0).astype(float))
     x = hist.weights
     priors = _bayes.group_priors(x, codes)
-    alpha = _bayes.fit_alpha(x, priors[codes])
-    post = _bayes.posterior_mean(x, priors[codes], alpha)
+    own = _bayes.loo_priors(x, codes)
+    alpha = _bayes.fit_alpha(x, own)
+    post = _bayes.posterior_mean(x, own, alpha)
     nw = x.sum(axis=1)
     return BestTimeModel(o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha))
