@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -91,7 +92,7 @@ def test_airflow_dag_parses_and_calls_the_entry_point(jws, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     path = json.loads(r.stdout)["airflow"]
-    tree = ast.parse(open(path).read())
+    tree = ast.parse(Path(path).read_text())
     calls = {
         n.func.id: n
         for n in ast.walk(tree)
