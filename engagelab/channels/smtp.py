@@ -25,11 +25,15 @@ import contextlib
 import hashlib
 import re
 import smtplib
+import socket
 import ssl
+import threading
+from base64 import encodebytes
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, parseaddr
+from concurrent.futures import ThreadPoolExecutor
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
+from html import escape
 from typing import Any
 
 from engagelab._validate import check_choice, check_int, check_number
@@ -48,6 +52,27 @@ def message_id(key: str, domain: str = "engagelab.local") -> str:
     if not _TOKEN.match(token):
         token = hashlib.sha256(key.encode()).hexdigest()[:40]
     return f"<{token}@{domain}>"
+
+
+def _header(value: str) -> str:
+    """A header value: as is if short printable ASCII, else RFC 2047 encoded and folded."""
+    if value.isascii() and value.isprintable() and len(value) <= 900:
+        return value
+    return Header(value, "utf-8").encode(linesep="\r\n")
+
+
+def _body(subtype: str, body: str, eight_bit: bool) -> list[str]:
+    """Headers, a blank line and the encoded body of one text part."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    short = all(len(line.encode("utf-8")) <= 998 for line in text.split("\n"))
+    if short and (text.isascii() or eight_bit):
+        cte = "7bit" if text.isascii() else "8bit"
+        encoded = text.rstrip("\n").replace("\n", "\r\n")
+    else:
+        cte = "base64"
+        encoded = encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", "\r\n").rstrip()
+    ctype = f'Content-Type: text/{subtype}; charset="utf-8"'
+    return [ctype, f"Content-Transfer-Encoding: {cte}", "", encoded]
 
 
 def _bool(value: Any) -> bool:
@@ -78,6 +103,7 @@ class SmtpProvider:
         local_hostname: str | None = None,
         message_id_domain: str = "engagelab.local",
         envelope_from: str | None = None,
+        connections: int | str = 1,
     ):
         self.security = check_choice("smtp.security", security, ["none", "starttls", "ssl"])
         default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
@@ -102,8 +128,16 @@ class SmtpProvider:
                 "is required with a username: set ENGAGELAB_SMTP_PASSWORD or providers: email: "
                 "password_env in engagelab.yaml",
             )
-        self._smtp: smtplib.SMTP | None = None
-        #: connections opened so far (reuse means this stays at 1 for a healthy server)
+        try:
+            self.pool_size = check_int("smtp.connections", int(connections), low=1, high=32)
+        except ValueError:
+            raise ValidationError(
+                "smtp.connections", connections, "must be an integer in [1, 32]"
+            ) from None
+        #: the open sessions, one per slot (a batch is spread over ``pool_size`` of them)
+        self._slots: list[smtplib.SMTP | None] = [None] * self.pool_size
+        self._lock = threading.Lock()
+        #: connections opened so far (reuse keeps this at ``pool_size`` for a healthy server)
         self.connections = 0
 
     def __repr__(self) -> str:
@@ -118,7 +152,7 @@ class SmtpProvider:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, slot: int = 0) -> smtplib.SMTP:
         try:
             if self.security == "ssl":
                 s: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -132,6 +166,7 @@ class SmtpProvider:
                 s = smtplib.SMTP(
                     self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
                 )
+            s.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.ehlo()
             if self.security == "starttls":
                 s.starttls(context=self._context())
@@ -148,90 +183,124 @@ class SmtpProvider:
                 f"cannot use SMTP server {self.host}:{self.port} ({self.security}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        self.connections += 1
-        self._smtp = s
+        with self._lock:
+            self.connections += 1
+        self._slots[slot] = s
         return s
 
-    def _drop(self) -> None:
-        if self._smtp is not None:
-            try:
-                self._smtp.close()
-            finally:
-                self._smtp = None
+    def _drop(self, slot: int = 0) -> None:
+        s, self._slots[slot] = self._slots[slot], None
+        if s is not None:
+            with contextlib.suppress(OSError):
+                s.close()
 
     def open(self) -> None:
         """Connect (and log in); raises :class:`SmtpError` if the server cannot be used."""
-        if self._smtp is None:
-            self._connect()
+        if self._slots[0] is None:
+            self._connect(0)
 
     def close(self) -> None:
-        """Say QUIT and close the connection."""
-        if self._smtp is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                self._smtp.quit()
-            self._drop()
+        """Say QUIT and close the connections."""
+        for slot, s in enumerate(self._slots):
+            if s is not None:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    s.quit()
+                self._drop(slot)
 
     # ------------------------------------------------------------------ messages
-    def build(self, m: OutgoingMessage) -> EmailMessage:
-        """The e-mail of one outgoing message."""
+    def build(self, m: OutgoingMessage, eight_bit: bool = False) -> bytes:
+        """The raw RFC 5322 message (CRLF line ends) of one outgoing message.
+
+        Built directly rather than with :class:`email.message.EmailMessage`, whose header
+        registry costs several milliseconds a message. Bodies are UTF-8, sent as they are
+        (``7bit``, or ``8bit`` when the server offers 8BITMIME and ``eight_bit``) when no
+        line exceeds 998 bytes, else in base64; headers with non-ASCII text are RFC 2047
+        encoded.
+        """
         p = m.payload
-        em = EmailMessage(policy=SMTP_POLICY)
-        em["From"] = p["from"]
-        em["To"] = m.to
-        em["Subject"] = p["subject"]
+        name, addr = parseaddr(p["from"])
+        head = [
+            ("From", formataddr((name, addr), charset="utf-8")),
+            ("To", m.to),
+            ("Subject", _header(p["subject"])),
+        ]
         if p.get("reply_to"):
-            em["Reply-To"] = p["reply_to"]
-        em["Date"] = formatdate(m.send_at.timestamp(), usegmt=True)
-        em["Message-ID"] = message_id(m.key, self.domain)
-        em["X-Engagelab-Key"] = m.key
-        em["X-Engagelab-Campaign"] = m.campaign_id
+            rname, raddr = parseaddr(p["reply_to"])
+            head.append(("Reply-To", formataddr((rname, raddr), charset="utf-8")))
+        head += [
+            ("Date", formatdate(m.send_at.timestamp(), usegmt=True)),
+            ("Message-ID", message_id(m.key, self.domain)),
+            ("X-Engagelab-Key", _header(m.key)),
+            ("X-Engagelab-Campaign", _header(m.campaign_id)),
+            ("MIME-Version", "1.0"),
+        ]
         html, text = p.get("html"), p.get("text")
         if html is not None and p.get("preheader"):
             hidden = '<div style="display:none;max-height:0;overflow:hidden">{}</div>'
-            from html import escape
-
             html = hidden.format(escape(p["preheader"])) + html
-        if text is not None:
-            em.set_content(text)
-            if html is not None:
-                em.add_alternative(html, subtype="html")
+        parts = [("plain", text)] if text is not None else []
+        if html is not None:
+            parts.append(("html", html))
+        lines = [f"{k}: {v}" for k, v in head]
+        if len(parts) == 1:
+            lines += _body(parts[0][0], parts[0][1], eight_bit)
         else:
-            em.set_content(html or "", subtype="html")
-        return em
+            boundary = "=_el." + hashlib.sha256(m.key.encode()).hexdigest()[:24]
+            lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
+            for subtype, body in parts:
+                lines += [f"--{boundary}", *_body(subtype, body, eight_bit)]
+            lines.append(f"--{boundary}--")
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
     def deliver(self, batch: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
-        """Send each message over the shared connection; one result per message."""
-        return [self._send_one(m) for m in batch]
+        """Send each message over the kept-open connection(s); one result per message.
 
-    def _send_one(self, m: OutgoingMessage) -> DeliveryResult:
+        With ``connections > 1`` the batch is split into that many contiguous parts, each
+        sent over its own long-lived connection in a thread.
+        """
+        n = min(self.pool_size, len(batch))
+        if n <= 1:
+            return [self._send_one(m, 0) for m in batch]
+        size = -(-len(batch) // n)
+        parts = [batch[i * size : (i + 1) * size] for i in range(n)]
+        with ThreadPoolExecutor(n) as pool:
+            done = pool.map(lambda i: [self._send_one(m, i) for m in parts[i]], range(n))
+            return [r for part in done for r in part]
+
+    def _send_one(self, m: OutgoingMessage, slot: int = 0) -> DeliveryResult:
         mid = message_id(m.key, self.domain)
         if not m.to or not _ADDR.match(parseaddr(m.to)[1] or ""):
             return DeliveryResult(m.key, False, True, error=f"invalid recipient {m.to!r}")
+        built: dict[bool, bytes] = {}
         try:
-            em = self.build(m)
-        except (KeyError, ValueError, TypeError) as exc:
+            built[False] = self.build(m)
+            sender = self.envelope_from or parseaddr(m.payload["from"])[1]
+        except (KeyError, ValueError, TypeError, UnicodeError) as exc:
             return DeliveryResult(m.key, False, True, error=f"bad e-mail payload: {exc}")
-        sender = self.envelope_from or parseaddr(m.payload["from"])[1]
         last = "not sent"
         for _attempt in range(2):
             try:
-                smtp = self._smtp or self._connect()
-                smtp.send_message(em, from_addr=sender, to_addrs=[m.to])
+                smtp = self._slots[slot] or self._connect(slot)
+                eight = bool(smtp.has_extn("8bitmime"))
+                if eight not in built:
+                    built[eight] = self.build(m, eight_bit=eight)
+                opts = [] if built[eight].isascii() else ["BODY=8BITMIME"]
+                smtp.sendmail(sender, [m.to], built[eight], mail_options=opts)
                 return DeliveryResult(m.key, True, provider_id=mid)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 return self._refused(m.key, code, text)
             except smtplib.SMTPResponseException as exc:
                 if exc.smtp_code == 421:  # service closing: reconnect, retry once
-                    self._drop()
+                    self._drop(slot)
                     last = f"421 {exc.smtp_error!r}"
                     continue
                 return self._refused(m.key, exc.smtp_code, exc.smtp_error)
             except SmtpError as exc:
-                self._drop()
+                self._drop(slot)
                 return DeliveryResult(m.key, False, False, error=str(exc))
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                self._drop()
+                self._drop(slot)
                 last = f"{type(exc).__name__}: {exc}"
         return DeliveryResult(m.key, False, False, error=f"connection lost: {last}")
 

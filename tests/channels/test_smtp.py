@@ -177,3 +177,30 @@ def test_provider_for_email_reads_env_and_workspace_config(ws, monkeypatch, tls_
         p.close()
     assert len(srv.messages) == 2
     assert "pw-from-env" not in repr(p)
+
+
+def test_bodies_arrive_intact_in_every_transfer_encoding():
+    content = EmailContent(
+        sender="Grüße Shop <news@shop.example>",
+        subject="Grüße, {{ profile.name }} — ein sehr langer Betreff " + "x" * 100,
+        text="Hallo {{ profile.name }}\n.a line starting with a dot\n\nÄÖÜ ß €",
+        html="<p>" + "long " * 400 + "</p>",  # one 2000-byte line: base64
+    )
+    profile = {"email": "u@x.example", "name": "Jörg"}
+    m = message("k-enc", "u@x.example", preview(content, profile))
+    with SmtpServer() as srv:
+        p = SmtpProvider("127.0.0.1", srv.port)
+        assert p.deliver([m])[0].ok
+        p.close()
+    msg = srv.messages[0]["message"]
+    assert msg["Subject"] == "Grüße, Jörg — ein sehr langer Betreff " + "x" * 100
+    assert msg["From"].addresses[0].display_name == "Grüße Shop"
+    plain = msg.get_body(("plain",))
+    assert plain["Content-Transfer-Encoding"] == "8bit"
+    got = plain.get_content().replace("\r\n", "\n")  # the test server keeps CRLF line ends
+    assert got == "Hallo Jörg\n.a line starting with a dot\n\nÄÖÜ ß €"
+    html = msg.get_body(("html",))
+    assert html["Content-Transfer-Encoding"] == "base64"
+    assert html.get_content() == "<p>" + "long " * 400 + "</p>"
+    ascii_only = SmtpProvider("127.0.0.1", 1).build(mails(1)[0])
+    assert b"Content-Transfer-Encoding: 7bit" in ascii_only and ascii_only.isascii()

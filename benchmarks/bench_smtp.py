@@ -1,0 +1,170 @@
+"""Benchmark: e-mail through SmtpProvider to a loopback aiosmtpd server.
+
+The server runs in its own process (aiosmtpd, a handler that counts and discards
+messages), so the client's Python thread is not shared with it. The client, in a child
+process whose peak RSS is recorded, renders a personalised EmailContent for each user
+and delivers:
+
+* ``reuse``: one SmtpProvider, one connection, batches of 500 messages;
+* ``per-message``: a new connection (connect, EHLO, send, QUIT) for every message.
+
+Every message is counted at the server; three runs of each, medians reported in the
+``smtp`` section of ``benchmarks/RESULTS.md`` (only that section is replaced).
+
+Run: ``python benchmarks/bench_smtp.py [--messages 3000] [--single 300] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, median, now, run_child, write_section  # noqa: E402
+
+SERVER = r"""
+import sys, threading
+from aiosmtpd.controller import Controller
+
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 OK"
+
+c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+for line in sys.stdin:
+    if line.strip() == "count":
+        print(Count.n, flush=True)
+    elif line.strip() == "stop":
+        break
+c.stop()
+"""
+
+CLIENT = r"""
+import datetime as dt, json, sys, time
+from engagelab.channels import EmailContent, preview
+from engagelab.channels.providers import OutgoingMessage
+from engagelab.channels.smtp import SmtpProvider
+
+port, n, mode, tag, conns = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+content = EmailContent(
+    sender="Shop <news@shop.example>",
+    subject="{{ profile.name | default('Hello') }}, your spring offer",
+    html="<h1>Hi {{ profile.name | default('there') }}</h1><p>" + "Offer text. " * 40 + "</p>",
+    text="Hi {{ profile.name | default('there') }}\n" + "Offer text. " * 40,
+)
+t0 = time.perf_counter()
+msgs = []
+at = dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC)
+for i in range(n):
+    profile = {"user_id": f"u{i}", "email": f"u{i}@x.example", "name": f"User {i}"}
+    msgs.append(OutgoingMessage(f"{tag}.u{i}.0", f"u{i}", "bench", "A", "email", profile["email"],
+                                preview(content, profile), at, ("Bench",), None))
+render_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+ok = 0
+if mode == "reuse":
+    p = SmtpProvider("127.0.0.1", port, connections=conns)
+    p.open()
+    for i in range(0, n, 500):
+        ok += sum(r.ok for r in p.deliver(msgs[i:i + 500]))
+    p.close()
+    conns = p.connections
+else:
+    conns = 0
+    for m in msgs:
+        p = SmtpProvider("127.0.0.1", port)
+        p.open()
+        ok += sum(r.ok for r in p.deliver([m]))
+        p.close()
+        conns += p.connections
+send_s = time.perf_counter() - t0
+print(json.dumps({"ok": ok, "render_s": render_s, "send_s": send_s, "connections": conns}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--single", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=4, help="kept-open connections (reuse)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.channels.servers import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+
+        def count() -> int:
+            server.stdin.write("count\n")
+            server.stdin.flush()
+            return int(server.stdout.readline())
+
+        results: dict[str, list[dict]] = {"reuse": [], "per-message": []}
+        for run in range(args.runs):
+            for mode, n in (("reuse", args.messages), ("per-message", args.single)):
+                before = count()
+                out, rss = run_child(
+                    CLIENT, str(port), str(n), mode, f"r{run}{mode}", str(args.connections)
+                )
+                r = json.loads(out.strip().splitlines()[-1])
+                r["rss_mb"] = rss
+                r["server_count"] = count() - before
+                assert r["ok"] == n == r["server_count"], r
+                r["rate"] = n / r["send_s"]
+                results[mode].append(r)
+                print(f"run {run + 1} {mode:<12} {n:>6} msgs  {r['rate']:8.0f} msg/s  "
+                      f"{r['connections']} connection(s)  peak RSS {rss} MB", flush=True)  # fmt: skip
+    finally:
+        server.stdin.write("stop\n")
+        server.stdin.flush()
+        server.wait(timeout=30)
+
+    reuse, single = results["reuse"], results["per-message"]
+    r_rate, s_rate = median([r["rate"] for r in reuse]), median([r["rate"] for r in single])
+    body = "\n".join(
+        [
+            "## SMTP delivery to a loopback aiosmtpd server (`benchmarks/bench_smtp.py`)",
+            "",
+            f"Measured {now()} on {machine(('aiosmtpd', 'jinja2'))}.",
+            "",
+            "Client: `SmtpProvider` in a child process (peak RSS below), rendering a personalised "
+            "multipart e-mail (HTML + text, ~1 KB) per user; server: aiosmtpd in its own process, "
+            "counting every message it accepted (all counts matched). Median of "
+            f"{args.runs} runs.",
+            "",
+            "| mode | messages | send time (s) | messages/s | connections | render (s) | peak RSS (MB) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| one connection reused, batches of 500 | {args.messages:,} | "
+            f"{median([r['send_s'] for r in reuse]):.2f} | **{r_rate:,.0f}** | 1 | "
+            f"{median([r['render_s'] for r in reuse]):.2f} | {max(r['rss_mb'] for r in reuse)} |",
+            f"| new connection per message | {args.single:,} | "
+            f"{median([r['send_s'] for r in single]):.2f} | {s_rate:,.0f} | {args.single:,} | "
+            f"{median([r['render_s'] for r in single]):.2f} | {max(r['rss_mb'] for r in single)} |",
+            "",
+            f"Connection reuse is {r_rate / s_rate:.1f}x faster than a connection per message; "
+            f"target >= 500 messages/s: {'met' if r_rate >= 500 else 'NOT met'}.",
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section("smtp", body)
+
+
+if __name__ == "__main__":
+    main()
