@@ -44,6 +44,7 @@ def compact(ws: Workspace, table: str, *, min_files: int = 2) -> BatchInfo | Non
     order = "event, ts, user_id" if table == "events" else "user_id"
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     new_files: list[str] = []
     rows = 0
     try:

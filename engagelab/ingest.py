@@ -696,48 +696,62 @@ def _raw_text(raw: pa.Table) -> pd.DataFrame:
 
 
 class _DuplicateFinder:
-    """Finds event ids (or profile user ids) already seen in this batch or in the store."""
+    """Finds event ids (or profile user ids) already seen in this batch or in the store.
+
+    Within a chunk: pandas' exact ``duplicated``. Across the chunks of this batch: Arrow's
+    hash-based ``is_in`` against the ids kept so far. Against the store: one DuckDB
+    semi-join with the ``event_id`` column of the live files (skipped when no live file
+    has that column). All exact, all vectorised.
+    """
 
     def __init__(self, ws: Workspace, table: str):
         import duckdb
 
-        self.ws = ws
         self.key = "event_id" if table == "events" else "user_id"
         self.reason = "duplicate_event_id" if table == "events" else "duplicate_user_id"
-        self.check_store = table == "events"
+        files = [str(p) for p in ws.store.live_files(table)] if table == "events" else []
+        self.store_files = files if files and "event_id" in _columns_of(files) else []
         self.con = duckdb.connect(":memory:")
-        self.con.execute("CREATE TABLE seen (k VARCHAR)")
-        self.store_files = [str(p) for p in ws.store.live_files(table)] if self.check_store else []
+        self.con.execute("SET enable_progress_bar = false")
+        self.earlier: list[pa.Array] = []
 
     def check(self, typed: pa.Table, candidate: np.ndarray) -> np.ndarray | None:
         if self.key not in typed.column_names:
             return None
-        keys = typed.column(self.key)
-        n = len(keys)
-        pos = pa.table({"k": keys, "i": pa.array(np.arange(n)), "c": pa.array(candidate)})
-        self.con.register("chunk", pos)
-        sql = (
-            "SELECT i FROM (SELECT i, k, row_number() OVER (PARTITION BY k ORDER BY i) AS r "
-            "FROM chunk WHERE c AND k IS NOT NULL) "
-            "WHERE r > 1 OR k IN (SELECT k FROM seen)"
+        keys = typed.column(self.key).combine_chunks()
+        present = candidate & np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        dup = np.zeros(len(keys), dtype=bool)
+        idx = np.flatnonzero(present)
+        if len(idx) == 0:
+            return dup
+        dup[idx] = (
+            pd.Series(keys.take(pa.array(idx)).to_pandas()).duplicated(keep="first").to_numpy()
         )
-        if self.store_files and "event_id" in _columns_of(self.store_files):
-            self.con.execute("SET VARIABLE files = $f", {"f": self.store_files})
-            sql += (
-                " OR k IN (SELECT event_id FROM read_parquet(getvariable('files'), union_by_name = true) "
-                "WHERE event_id IN (SELECT k FROM chunk))"
+        if self.earlier:
+            seen = pa.concat_arrays(self.earlier) if len(self.earlier) > 1 else self.earlier[0]
+            self.earlier = [seen]
+            dup |= present & np.asarray(
+                pc.fill_null(pc.is_in(keys, value_set=seen), False).to_numpy(zero_copy_only=False),
+                dtype=bool,
             )
-        hits = self.con.execute(sql).fetchnumpy()["i"]
-        self.con.unregister("chunk")
-        mask = np.zeros(n, dtype=bool)
-        mask[np.asarray(hits, dtype=np.int64)] = True
-        return mask
+        if self.store_files:
+            self.con.register("chunk", pa.table({"k": keys}))
+            hits = self.con.sql(
+                "SELECT DISTINCT event_id FROM read_parquet($files, union_by_name = true) "
+                "WHERE event_id IN (SELECT k FROM chunk)",
+                params={"files": self.store_files},
+            ).to_arrow_table()
+            self.con.unregister("chunk")
+            if hits.num_rows:
+                found = pc.is_in(keys, value_set=hits.column(0).combine_chunks())
+                dup |= present & np.asarray(
+                    pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool
+                )
+        return dup
 
     def remember(self, good: pa.Table) -> None:
         if self.key in good.column_names:
-            self.con.register("good", pa.table({"k": good.column(self.key)}))
-            self.con.execute("INSERT INTO seen SELECT k FROM good WHERE k IS NOT NULL")
-            self.con.unregister("good")
+            self.earlier.append(good.column(self.key).combine_chunks().drop_null())
 
     def close(self) -> None:
         self.con.close()

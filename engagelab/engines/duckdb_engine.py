@@ -45,6 +45,7 @@ class DuckDBEngine:
         self._lock = threading.RLock()
         self._conn = duckdb.connect(":memory:")
         self._conn.execute("SET TimeZone = 'UTC'")
+        self._conn.execute("SET enable_progress_bar = false")
         if threads:
             self._conn.execute(f"SET threads = {int(threads)}")
         if memory_limit:
