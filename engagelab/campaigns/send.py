@@ -173,8 +173,9 @@ def _ledger_events(ws: Any, run_key: str, c: Campaign) -> None:
 
 def _claim(
     ws: Any, c: Campaign, run_key: str, b: int, attempt: int, rows: pd.DataFrame
-) -> tuple[pd.DataFrame, int]:
-    """Claim a batch; return (rows to deliver, how many of them were in doubt)."""
+) -> tuple[pd.DataFrame, int, int]:
+    """Claim a batch; return (rows to deliver, how many of them were in doubt, how many
+    the caps turned down)."""
     keys = rows["message_key"].tolist()
     now = L.now()
     caps = () if c.delivery.ignore_caps else c.delivery.caps
@@ -272,7 +273,7 @@ def _claim(
             sup = np.zeros(0, bool)
     doubt = [k for k, s in have.items() if s == "claimed"]
     go = pd.concat([new[~sup], rows[rows["message_key"].isin(doubt)]], ignore_index=True)
-    return go, len(doubt)
+    return go, len(doubt), int(sup.sum())
 
 
 def _payloads(ws: Any, c: Campaign, rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -372,10 +373,10 @@ def send(
     try:
         for b, lo in enumerate(range(0, len(todo), batch_size)):
             rows = todo.iloc[lo : lo + batch_size]
-            go, doubt = _claim(ws, c, run_key, b, attempt, rows)
-            if doubt:
-                redelivered += doubt
-            _flush_suppressed(ws, run_key, b, attempt, c)
+            go, doubt, capped = _claim(ws, c, run_key, b, attempt, rows)
+            redelivered += doubt
+            if capped:
+                _flush_suppressed(ws, run_key, b, attempt, c)
             if go.empty:
                 continue
             payloads = _payloads(ws, c, go)
