@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
 
@@ -94,9 +95,13 @@ def label_programme(
         }
     )
     ws.append("events", ctrl, fingerprint=f"label-demo-control:{campaign_id}:{seed}", source="demo")
-    answers = world.respond(messages)
-    ws.append("events", answers, fingerprint=f"label-demo-answers:{campaign_id}:{seed}", source="demo")
     later = world.baseline_events(days, days + observe_days)
+    # the world answers with the planted launches of the next ``retention_days`` at once;
+    # keep only what has happened by the end of the observation period (its last event)
+    answers = world.respond(messages)
+    horizon = pc.max(later.column("ts")) if later.num_rows else pa.scalar(send_ts.to_pydatetime(), answers.schema.field("ts").type)
+    answers = answers.filter(pc.less_equal(answers.column("ts"), horizon))
+    ws.append("events", answers, fingerprint=f"label-demo-answers:{campaign_id}:{seed}", source="demo")
     ws.append("events", later, fingerprint=f"label-demo-observe:{seed}:{days}:{observe_days}", source="demo")
     ev = answers.column("event").to_numpy(zero_copy_only=False)
     planted = answers.filter(pa.array(ev == "App Launched")).column("event_id").to_pylist()
