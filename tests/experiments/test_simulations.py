@@ -47,13 +47,13 @@ def test_aa_false_positive_rate_proportions_and_means():
 
 def test_analyze_aggregates_agrees_with_vectorised_decisions():
     rng = np.random.default_rng(102)
-    sc, nc, st, nt = _aa_proportions(rng, reps=250)
-    exp = np.repeat([f"e{i:03d}" for i in range(250)], 2)
+    sc, nc, st, nt = _aa_proportions(rng, reps=120)
+    exp = np.repeat([f"e{i:03d}" for i in range(120)], 2)
     s = np.column_stack([sc, st]).ravel().astype(float)
     agg = pd.DataFrame(
         {
             "experiment": exp,
-            "arm": np.tile(["A", "B"], 250),
+            "arm": np.tile(["A", "B"], 120),
             "n": np.column_stack([nc, nt]).ravel(),
             "sum:y": s,
             "sumsq:y": s,
