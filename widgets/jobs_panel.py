@@ -219,8 +219,8 @@ class JobsPanel(w.VBox):
 
 
 def _status_span(status: Any, job: str = "") -> str:
-    if status is None or (isinstance(status, float) and pd.isna(status)):
-        return "<span class='el-jobs-laststatus' data-job='%s'>—</span>" % html.escape(job)
+    if not isinstance(status, str):
+        return f"<span class='el-jobs-laststatus' data-job='{html.escape(job)}'>—</span>"
     colour = _COLOURS.get(str(status), "#b00020")
     return (f"<span class='el-jobs-laststatus' data-job='{html.escape(job)}' "
             f"style='color:{colour}'>{html.escape(str(status))}</span>")  # fmt: skip
