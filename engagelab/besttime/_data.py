@@ -157,9 +157,10 @@ def local_minutes(tzi: np.ndarray, t_us: np.ndarray, zones: list[str], start_us:
     if t_us.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     table = utc_offsets(zones, start_us, end_us)
-    local = t_us + table[tzi, (t_us - start_us) // _Q_US]
-    local_min = np.floor_divide(local, _MIN_US)
-    day = np.floor_divide(local_min, 1440)
+    q = (t_us - start_us) // _Q_US
+    q += tzi * table.shape[1]
+    local_min = (t_us + table.ravel()[q]) // _MIN_US
+    day = local_min // 1440
     return local_min - day * 1440, (day + 3) % 7  # 1970-01-01 was a Thursday
 
 

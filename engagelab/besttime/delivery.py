@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from engagelab._validate import check_datetime
-from engagelab.besttime.model import BestTimeModel, fit
-from engagelab.besttime.options import BestTimeOptions, format_minute
+from engagelab.besttime.model import _LABELS, BestTimeModel, fit
+from engagelab.besttime.options import BestTimeOptions
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def send_times(
         {
             "user_id": ids,
             "send_at_utc": send.to_numpy(),
-            "slot_local": [format_minute(m) if m >= 0 else None for m in minute],
+            "slot_local": _LABELS[minute],
             "reason": reason,
             "propensity": propensity,
             "confidence": s["confidence"].to_numpy(),

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["REASONS", "BestTimeModel", "fit", "latest_event_time", "choose"]
 
+#: 'HH:MM' of every minute of the day, and None at index -1 (no slot).
+_LABELS = np.array([format_minute(m) for m in range(1440)] + [None], dtype=object)
+
 REASONS = (
     "chosen",
     "fallback_no_history",
@@ -174,7 +177,7 @@ class BestTimeModel:
                 "user_id": users["user_id"].to_numpy(),
                 "timezone": users["timezone"].to_numpy(),
                 "slot_minute": minute.astype(np.int64),
-                "slot_local": [format_minute(m) if m >= 0 else None for m in minute],
+                "slot_local": _LABELS[minute],
                 "reason": reason,
                 "confidence": np.where(bad_tz, np.nan, self.confidence),
                 "n_events": n,

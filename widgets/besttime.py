@@ -1,0 +1,218 @@
+"""``BestTimeExplorer``: when does a segment engage, which slots were chosen, and does it help.
+
+The widget is thin: its inputs make :class:`~engagelab.besttime.BestTimeOptions`; the core
+fits (:func:`~engagelab.besttime.fit`), draws the local hour x weekday activity
+(:func:`~engagelab.besttime.activity_heatmap`) and evaluates against baselines
+(:func:`~engagelab.besttime.evaluate`, on a button since it takes a while). Every error
+(an unknown event, an inverted window, no data) shows on the widget's error line.
+
+Example (headless)::
+
+    >>> import tempfile
+    >>> from engagelab import Workspace
+    >>> from engagelab.worlds import simulate_into
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = simulate_into(ws, n_users=300, days=21, seed=3)
+    >>> ex = BestTimeExplorer(ws, debounce=0)
+    >>> ex.error, len(ex.slots) == 300
+    ('', True)
+    >>> ex.latest.value = "07:00"
+    >>> ex.error
+    "ValidationError: window == ('08:00', '07:00'), must be (earliest, latest) with earliest < latest"
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+import traitlets
+from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
+
+from engagelab.besttime import BestTimeOptions, activity_heatmap, evaluate, fit
+
+__all__ = ["BestTimeExplorer"]
+
+EVERYONE = "(everyone)"
+
+
+def _css(widget: w.Widget, name: str) -> w.Widget:
+    widget.add_class(f"el-bt-{name}")
+    return widget
+
+
+def _error_line(self: BestTimeExplorer) -> ErrorLine:
+    return self.error_line
+
+
+def heatmap_html(grid: pd.DataFrame) -> str:
+    """A local weekday x hour table with cells shaded by count."""
+    top = max(int(grid.to_numpy().max()), 1)
+    head = "".join(f"<th style='font-weight:normal'>{h}</th>" for h in grid.columns)
+    rows = []
+    for day, values in grid.iterrows():
+        cells = "".join(
+            f"<td title='{day} {h:02d}:00 — {int(v)}' style='background:rgba(33,102,172,{v / top:.2f});"
+            f"width:14px;height:14px'></td>"
+            for h, v in values.items()
+        )
+        rows.append(f"<tr><th>{html.escape(str(day))}</th>{cells}</tr>")
+    return (f"<table class='el-bt-heat'><caption>events by local hour and weekday (max {top})</caption>"
+            f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
+
+
+def bars_html(counts: pd.Series, caption: str) -> str:
+    """Horizontal bars of a small count series."""
+    total = max(int(counts.sum()), 1)
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td><div style='background:#2166ac;height:10px;"
+        f"width:{200 * v / total:.0f}px'></div></td><td>{int(v)} ({100 * v / total:.1f}%)</td></tr>"
+        for k, v in counts.items()
+    )
+    return f"<table><caption>{html.escape(caption)}</caption>{rows}</table>"
+
+
+class BestTimeExplorer(w.VBox):
+    """Explore best send times for a segment: heatmap, chosen slots, fallbacks, lookup, evaluation.
+
+    Args:
+        ws: the workspace.
+        mode: ``'bayes'`` or ``'clevertap'``.
+        window: initial local delivery window.
+        debounce: seconds to wait after the last change before refitting (0 = at once).
+
+    Attributes:
+        model: the fitted :class:`~engagelab.besttime.BestTimeModel` (None on error).
+        slots: its per-user slots (DataFrame).
+        heatmap: the activity table behind the heatmap.
+        evaluation: the last :class:`~engagelab.besttime.BestTimeEvaluation` (after Evaluate).
+    """
+
+    generation = traitlets.Int(0)
+
+    def __init__(self, ws: Any, *, mode: str = "bayes", window: tuple[str, str] = ("08:00", "22:00"),
+                 debounce: float = 0.3):  # fmt: skip
+        super().__init__()
+        _css(self, "explorer")
+        self.ws = ws
+        self.model: Any = None
+        self.slots = pd.DataFrame()
+        self.heatmap = pd.DataFrame()
+        self.evaluation: Any = None
+        self.error_line = ErrorLine("el-bt-error")
+        saved = [EVERYONE] + list(ws.segments()["name"]) if len(ws.segments()) else [EVERYONE]
+        self.segment = _css(w.Dropdown(options=saved, value=EVERYONE, description="segment"), "segment")
+        self.mode = _css(w.Dropdown(options=["bayes", "clevertap"], value=mode, description="mode"), "mode")
+        self.events = _css(w.Text(value="App Launched", description="events"), "events")
+        self.earliest = _css(w.Text(value=window[0], description="earliest"), "earliest")
+        self.latest = _css(w.Text(value=window[1], description="latest"), "latest")
+        self.lookup = _css(w.Text(value="", placeholder="user id", description="user"), "lookup")
+        self.lookup_out = _css(w.HTML(), "lookup-out")
+        self.evaluate_button = _css(w.Button(description="Evaluate"), "evaluate")
+        self.summary_html = _css(w.HTML(), "summary")
+        self.heat_html = _css(w.HTML(), "heatmap")
+        self.slots_html = _css(w.HTML(), "slots")
+        self.reasons_html = _css(w.HTML(), "reasons")
+        self.eval_html = _css(w.HTML(), "eval")
+        self._debouncer = Debouncer(debounce, self._show)
+        for c in (self.segment, self.mode, self.events, self.earliest, self.latest):
+            c.observe(self._changed, names="value")
+        self.lookup.observe(self._lookup, names="value")
+        self.evaluate_button.on_click(self._evaluate)
+        self.children = [
+            w.HBox([self.segment, self.mode, self.events]),
+            w.HBox([self.earliest, self.latest, self.evaluate_button]),
+            self.error_line, self.summary_html, self.heat_html,
+            w.HBox([self.slots_html, self.reasons_html]),
+            w.HBox([self.lookup, self.lookup_out]), self.eval_html,
+        ]  # fmt: skip
+        self._changed()
+
+    # ----------------------------------------------------------------- state
+    @property
+    def error(self) -> str:
+        """The error shown (``""`` when none)."""
+        return self.error_line.text
+
+    def options(self) -> BestTimeOptions:
+        """The options the inputs describe (raises on invalid input)."""
+        events = tuple(e.strip() for e in self.events.value.split(",") if e.strip())
+        if self.mode.value == "clevertap":
+            events = events[:1]
+        return BestTimeOptions(mode=self.mode.value, window=(self.earliest.value, self.latest.value), events=events)
+
+    def _users(self) -> pd.DataFrame | None:
+        if self.segment.value == EVERYONE:
+            return None
+        ids = self.ws.user_ids(self.ws.load_segment(self.segment.value))
+        prof = self.ws.sql("SELECT user_id, timezone FROM profiles")
+        return prof[prof["user_id"].isin(set(ids))].reset_index(drop=True)
+
+    def wait(self, timeout: float | None = 30) -> bool:
+        """Block until the newest refit has been shown (for tests)."""
+        return self._debouncer.wait(timeout)
+
+    # ------------------------------------------------------------- callbacks
+    @guarded(_error_line)
+    def _changed(self, _change: Any = None) -> None:
+        opts = self.options()  # validation errors show at once
+        self.error_line.clear()
+        users = self._users()
+        seg = None if self.segment.value == EVERYONE else self.ws.load_segment(self.segment.value)
+
+        def work() -> tuple[Any, pd.DataFrame]:
+            return fit(self.ws, opts, users=users), activity_heatmap(self.ws, seg, opts.events)
+
+        self._debouncer.request(work)
+
+    def _show(self, result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.model, self.slots = None, pd.DataFrame()
+            self.error_line.show(error)
+            self.generation += 1
+            return
+        self.error_line.clear()
+        self.model, self.heatmap = result
+        self.slots = self.model.slots()
+        s = self.model.summary()
+        self.summary_html.value = (
+            f"<b>{s['users']:,}</b> users, <b>{s['events']:,}</b> events ({html.escape(s['history'])}); "
+            f"prior strength α = {s['alpha']}"
+        )
+        self.heat_html.value = heatmap_html(self.heatmap)
+        chosen = self.slots[self.slots["slot_minute"] >= 0]
+        self.slots_html.value = bars_html(chosen["slot_local"].value_counts().sort_index(), "chosen slots (local)")
+        self.reasons_html.value = bars_html(self.slots["reason"].value_counts(), "reasons (share on fallback and why)")
+        self._lookup()
+        self.generation += 1
+
+    @guarded(_error_line)
+    def _lookup(self, _change: Any = None) -> None:
+        uid = self.lookup.value.strip()
+        if not uid or self.slots.empty:
+            self.lookup_out.value = ""
+            return
+        row = self.slots[self.slots["user_id"] == uid]
+        if row.empty:
+            self.lookup_out.value = f"<i>{html.escape(uid)}: not in this segment</i>"
+            return
+        r = row.iloc[0]
+        conf = "" if pd.isna(r["confidence"]) else f", confidence {r['confidence']:.2f}"
+        self.lookup_out.value = (
+            f"<span class='el-bt-lookup-text'>{html.escape(uid)}: {r['slot_local']} "
+            f"{html.escape(str(r['timezone']))} ({r['reason']}, {int(r['n_events'])} events{conf})</span>"
+        )
+
+    @guarded(_error_line)
+    def _evaluate(self, _button: Any = None) -> None:
+        self.error_line.clear()
+        self.eval_html.value = "<i>evaluating…</i>"
+        ev = evaluate(self.ws, self.options())
+        self.evaluation = ev
+        table = ev.compare("hit_rate")
+        self.eval_html.value = (
+            "<b>hit rate</b> (engaged within ±1 h of the slot in the evaluation weeks), by history size"
+            + table.round(3).to_html(classes="el-bt-eval-table")
+        )
