@@ -396,16 +396,16 @@ def _not_allowed(field: str, source: str, what: str) -> TemplateError:
 
 
 def _check_tree(field: str, tree: nodes.Template) -> set[str]:
-    for node in tree.find_all(_FORBIDDEN_NODES):
-        tag = type(node).__name__.lower().replace("assign", "set").replace("block", " block")
+    for bad in tree.find_all(_FORBIDDEN_NODES):
+        tag = type(bad).__name__.lower().replace("assign", "set").replace("block", " block")
         raise _not_allowed(field, "", f"{{% {tag} %}} (templates use expressions, if and for)")
-    for node in tree.find_all(nodes.Getattr):
-        if node.attr.startswith("_"):
+    for ga in tree.find_all(nodes.Getattr):
+        if ga.attr.startswith("_"):
             raise _not_allowed(
-                field, "", f"attribute {node.attr!r} (names starting with '_' are private)"
+                field, "", f"attribute {ga.attr!r} (names starting with '_' are private)"
             )
-    for node in tree.find_all(nodes.Getitem):
-        arg = node.arg
+    for gi in tree.find_all(nodes.Getitem):
+        arg = gi.arg
         if (
             isinstance(arg, nodes.Const)
             and isinstance(arg.value, str)
@@ -414,13 +414,13 @@ def _check_tree(field: str, tree: nodes.Template) -> set[str]:
             raise _not_allowed(
                 field, "", f"key {arg.value!r} (names starting with '_' are private)"
             )
-    for node in tree.find_all(nodes.Name):
-        if node.name.startswith("_") or node.name == "self":
-            raise _not_allowed(field, "", f"name {node.name!r}")
-    for node in tree.find_all(nodes.Filter):
-        if node.name not in _ENVS[False].filters:
+    for nm in tree.find_all(nodes.Name):
+        if nm.name.startswith("_") or nm.name == "self":
+            raise _not_allowed(field, "", f"name {nm.name!r}")
+    for flt in tree.find_all(nodes.Filter):
+        if flt.name not in _ENVS[False].filters:
             allowed = ", ".join(sorted(_ENVS[False].filters))
-            raise _not_allowed(field, "", f"filter {node.name!r} (allowed: {allowed})")
+            raise _not_allowed(field, "", f"filter {flt.name!r} (allowed: {allowed})")
     unknown = meta.find_undeclared_variables(tree) - set(ROOTS)
     if unknown:
         name = sorted(unknown)[0]
@@ -431,24 +431,27 @@ def _check_tree(field: str, tree: nodes.Template) -> set[str]:
             "event.<property>",
         )
     variables: set[str] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
+    for acc in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        base = acc.node  # type: ignore[attr-defined]
         if isinstance(base, nodes.Name) and base.name in ROOTS:
-            if isinstance(node, nodes.Getattr):
-                variables.add(f"{base.name}.{node.attr}")
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                variables.add(f"{base.name}.{node.arg.value}")
+            if isinstance(acc, nodes.Getattr):
+                variables.add(f"{base.name}.{acc.attr}")
+            elif isinstance(acc.arg, nodes.Const) and isinstance(acc.arg.value, str):  # type: ignore[attr-defined]
+                variables.add(f"{base.name}.{acc.arg.value}")  # type: ignore[attr-defined]
             else:
                 raise _not_allowed(field, "", f"computed property names on {base.name}")
-    for node in tree.find_all(nodes.Name):
-        if node.name in ROOTS and not _is_accessed(tree, node):
+    for root in tree.find_all(nodes.Name):
+        if root.name in ROOTS and not _is_accessed(tree, root):
             raise TemplateError(
                 field,
-                node.name,
-                message=f"{field}: use {node.name}.<property>, not {node.name} itself",
+                root.name,
+                message=f"{field}: use {root.name}.<property>, not {root.name} itself",
             )
     return variables
 
 
 def _is_accessed(tree: nodes.Template, name: nodes.Name) -> bool:
-    return any(node.node is name for node in tree.find_all((nodes.Getattr, nodes.Getitem)))
+    return any(
+        acc.node is name  # type: ignore[attr-defined]
+        for acc in tree.find_all((nodes.Getattr, nodes.Getitem))
+    )

@@ -236,7 +236,7 @@ def inbox(
         record: count this fetch as an impression of every returned message.
     """
     ws.state.ensure(inbox_messages)
-    t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))
+    t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))  # type: ignore[arg-type]
     m = inbox_messages.c
     q = sa.select(inbox_messages).where(
         m.user_id == str(user_id),
@@ -289,7 +289,7 @@ def inbox(
 def dismiss(ws: Any, user_id: str, key: str, now: Any = None) -> bool:
     """Mark a message dismissed by the user (it is not shown again); True if it existed."""
     ws.state.ensure(inbox_messages)
-    t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))
+    t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))  # type: ignore[arg-type]
     with ws.state.write() as conn:
         n = conn.execute(
             inbox_messages.update()

@@ -75,6 +75,10 @@ def _body(subtype: str, body: str, eight_bit: bool) -> list[str]:
     return [ctype, f"Content-Transfer-Encoding: {cte}", "", encoded]
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("0", "false", "no", "off", "")
@@ -166,7 +170,8 @@ class SmtpProvider:
                 s = smtplib.SMTP(
                     self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
                 )
-            s.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if s.sock is not None:
+                s.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.ehlo()
             if self.security == "starttls":
                 s.starttls(context=self._context())
@@ -176,7 +181,7 @@ class SmtpProvider:
         except smtplib.SMTPAuthenticationError as exc:
             raise SmtpError(
                 f"SMTP login to {self.host}:{self.port} as {self.username!r} failed: "
-                f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+                f"{exc.smtp_code} {_text(exc.smtp_error)}"
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise SmtpError(
@@ -306,5 +311,4 @@ class SmtpProvider:
 
     @staticmethod
     def _refused(key: str, code: int, text: bytes | str) -> DeliveryResult:
-        msg = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-        return DeliveryResult(key, False, permanent=code >= 500, error=f"{code} {msg}")
+        return DeliveryResult(key, False, permanent=code >= 500, error=f"{code} {_text(text)}")
