@@ -56,7 +56,19 @@ def test_every_input_kind_gives_the_same_result(df, tmp_path):
     df.to_parquet(pq)
     con = duckdb.connect()
     con.register("t", df)
-    for data in (str(csv), pq, str(pq), con.table("t"), f"SELECT * FROM read_parquet('{pq}')"):
+    import polars as pl
+    import pyarrow as pa
+
+    sources = (
+        str(csv),
+        pq,
+        str(pq),
+        con.table("t"),
+        f"SELECT * FROM read_parquet('{pq}')",
+        pl.from_pandas(df),
+        pa.Table.from_pandas(df),
+    )
+    for data in sources:
         got = analyze(data, **kw).to_pandas()
         pd.testing.assert_frame_equal(got, ref, rtol=1e-9)
 
