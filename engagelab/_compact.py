@@ -25,11 +25,15 @@ __all__ = ["compact"]
 ROWS_PER_FILE = 4_000_000
 
 
-def compact(ws: Workspace, table: str, *, min_files: int = 2) -> BatchInfo | None:
-    """Compact ``table`` if it has at least ``min_files`` live files; return the new batch."""
+def compact(ws: Workspace, table: str) -> BatchInfo | None:
+    """Rewrite ``table``'s live files into few sorted files; return the new batch.
+
+    Returns None (and writes nothing) when the table is empty or already is the single
+    result of an earlier compaction.
+    """
     live = ws.store.live_batches(table)
     files = [f for _, fs, _ in live for f in fs]
-    if len(files) < min_files:
+    if not files or (len(live) == 1 and ws.store.is_compacted(live[0][0])):
         return None
     full = ws.store.catalog()
     catalog = Catalog(

@@ -279,3 +279,19 @@ def test_large_chunks_stream_through(ws, tmp_path):
     assert int(ws.sql("SELECT count(DISTINCT event_id) AS n FROM events")["n"][0]) == n - 1
     q = r.quarantined()
     assert q["_row"].tolist() == [n - 1]
+
+
+def test_compaction_clusters_events_and_is_idempotent(ws):
+    import pyarrow.parquet as pq
+
+    df = pd.DataFrame({"user_id": ["b", "a", "c", "a"], "event": ["Z", "A", "A", "Z"],
+                       "ts": ["2026-01-03", "2026-01-02", "2026-01-01", "2026-01-01"]})
+    ws.ingest(df, quiet=True)
+    first = ws.compact("events")["events"]
+    assert first is not None
+    (path,) = ws.store.live_files("events")
+    got = pq.read_table(path).to_pandas()
+    assert got["event"].tolist() == ["A", "A", "Z", "Z"]  # clustered by event, then time
+    assert got["user_id"].tolist() == ["c", "a", "a", "b"]
+    assert ws.compact("events")["events"] is None  # already compacted: nothing rewritten
+    assert ws.compact("profiles")["profiles"] is None  # empty table: nothing to do
