@@ -211,6 +211,9 @@ class Content:
         for name in self.JSON_FIELDS:
             _json_templates(self.field(name), getattr(self, name), (name,), tpls)
         object.__setattr__(self, "_tpls", tuple(tpls))
+        object.__setattr__(self, "_static", None)
+        object.__setattr__(self, "_base", self.to_dict())
+        object.__setattr__(self, "_nested", {p[0] for p, _ in tpls if len(p) > 1})
 
     # -- overridden per channel
     def validate(self) -> None:
@@ -308,12 +311,33 @@ class Content:
 
         ``context`` is ``{"profile": {...}, "event": {...}}`` (event optional), or a flat
         profile record (a dict of profile columns).
+
+        Content without variables renders the same for everyone: it is rendered once and
+        the same dict is returned to every caller (do not mutate it).
         """
+        static = self._static  # type: ignore[attr-defined]
+        if static is not None:
+            return static  # type: ignore[no-any-return]
         ctx = make_context(*split_context(context))
-        out = self.to_dict()
+        out = dict(self._base)  # type: ignore[attr-defined]
+        back = {v: k for k, v in self.ALIASES.items()}
+        for name in self._nested:  # type: ignore[attr-defined]
+            key = back.get(name, name)
+            out[key] = _copy_json(out[key])
         for path, t in self._tpls:  # type: ignore[attr-defined]
             _set_path(out, path, t.render(ctx), self.ALIASES)
-        return self.finish(out)
+        out = self.finish(out)
+        if not self.template_variables():
+            object.__setattr__(self, "_static", out)
+        return out
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def _json_templates(
