@@ -26,21 +26,28 @@ __all__ = [
     "check_no_credentials",
 ]
 
-#: Keys that look like secrets: a spec or a notebook parameter carrying one is refused.
+#: Words that make a key look like a secret: a spec or a notebook parameter carrying one is
+#: refused. Matched as whole parts of the key (``smtp_password``, ``client-secret``); tokens
+#: only as credential tokens (``token``, ``access_token``), not ``push_token``.
 CREDENTIAL_WORDS = (
     "password",
     "passwd",
     "secret",
-    "token",
     "api_key",
     "apikey",
     "authorization",
     "credential",
+    "credentials",
     "private_key",
     "access_key",
-    "x-api-key",
+    "token",
 )
-_CREDENTIAL_RE = re.compile("|".join(re.escape(w) for w in CREDENTIAL_WORDS), re.I)
+_CREDENTIAL_RE = re.compile(
+    r"(^|[_\-. ])(password|passwd|passphrase|secret|api[_\-]?key|apikey|authorization|"
+    r"credentials?|private[_\-]?key|access[_\-]?key)($|[_\-. ])"
+    r"|^((access|auth|api|bearer|refresh|id|client|session)[_\-]?)?token$",
+    re.I,
+)
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 _EMAIL_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")

@@ -118,3 +118,18 @@ def test_bad_provider_settings(ws, monkeypatch):
         ValidationError, match=r"providers.push.type == 'export', is only for remarketing"
     ):
         provider_for("push", ws, {"type": "export"})
+
+
+def test_credential_detection_is_by_key_part_not_substring():
+    for key in ("password", "smtp_password", "client-secret", "api_key", "apiKey", "x-api-key",
+                "Authorization", "token", "access_token", "credentials", "private_key"):  # fmt: skip
+        with pytest.raises(ValidationError, match="credentials are not allowed"):
+            check_no_credentials({key: "v"})
+    for key in (
+        "push_token",
+        "device_token",
+        "webpush_subscription",
+        "passwordless_login",
+        "tokens",
+    ):
+        check_no_credentials({key: "v", "nested": [{key: 1}]})
