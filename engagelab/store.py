@@ -323,6 +323,12 @@ class Store:
             )
             return [(int(i), list(f), int(n)) for i, f, n in rows]
 
+    def is_compacted(self, batch_id: int) -> bool:
+        """True if the batch was written by compaction."""
+        with self.state.read() as conn:
+            fp = conn.execute(sa.select(batches.c.fingerprint).where(batches.c.id == batch_id)).scalar_one()
+        return fp.startswith("compact:")
+
     def gc(
         self, *, orphan_age: timedelta = ORPHAN_AGE, grace: timedelta = REPLACED_GRACE
     ) -> list[str]:
