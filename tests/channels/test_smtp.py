@@ -204,3 +204,17 @@ def test_bodies_arrive_intact_in_every_transfer_encoding():
     assert html.get_content() == "<p>" + "long " * 400 + "</p>"
     ascii_only = SmtpProvider("127.0.0.1", 1).build(mails(1)[0])
     assert b"Content-Transfer-Encoding: 7bit" in ascii_only and ascii_only.isascii()
+
+
+def test_parallel_kept_open_connections():
+    with SmtpServer(reject={"u3@x.example": "550 no"}) as srv:
+        p = SmtpProvider("127.0.0.1", srv.port, connections=3)
+        r1 = p.deliver(mails(9))
+        r2 = p.deliver(mails(9, start=9))
+        p.close()
+    assert [r.key for r in r1] == [f"run1.u{i}.0" for i in range(9)]  # results in batch order
+    assert [r.ok for r in r1 + r2].count(False) == 1 and not r1[3].ok and r1[3].permanent
+    assert p.connections == 3 and len({m["session"] for m in srv.messages}) == 3
+    assert sorted(m["key"] for m in srv.messages) == sorted(
+        f"run1.u{i}.0" for i in range(18) if i != 3
+    )
