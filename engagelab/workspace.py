@@ -378,6 +378,62 @@ class Workspace:
         with self.state.write() as conn:
             conn.execute(saved_segments.delete().where(saved_segments.c.name == name))
 
+    # ------------------------------------------------------------ campaigns
+    def plan(self, campaign: Any, logical_date: Any, **options: Any) -> Any:
+        """The plan of ``campaign`` for ``logical_date``: one row per qualifying user with
+        decision, reason, variant and send times; also the "estimate only" dry run.
+        See :func:`engagelab.campaigns.plan`."""
+        from engagelab.campaigns import plan
+
+        return plan(self, self._campaign(campaign), logical_date, **options)
+
+    def send(self, plan: Any, run_key: str | None = None, provider: Any = None, **options: Any) -> Any:
+        """Deliver a plan effectively once (rerunnable with the same ``run_key``).
+        See :func:`engagelab.campaigns.send`."""
+        from engagelab.campaigns import send
+
+        return send(self, plan, run_key, provider, **options)
+
+    def save_campaign(self, campaign: Any, status: str = "draft") -> None:
+        """Save (or replace) a campaign spec in the state database."""
+        from engagelab.campaigns import save_campaign
+
+        save_campaign(self, campaign, status)
+
+    def load_campaign(self, id: str) -> Any:
+        """The saved campaign ``id``."""
+        from engagelab.campaigns import load_campaign
+
+        return load_campaign(self, id)
+
+    def campaigns(self) -> pd.DataFrame:
+        """Saved campaigns with their channel, type, status and labels."""
+        from engagelab.campaigns import list_campaigns
+
+        return list_campaigns(self)
+
+    def campaign_report(self, **filters: Any) -> Any:
+        """The consolidated report across campaigns (filters: channel, label, status,
+        since, until, text). See :func:`engagelab.campaigns.campaign_report`."""
+        from engagelab.campaigns import campaign_report
+
+        return campaign_report(self, **filters)
+
+    def inbox(self, user_id: str, at: Any = None) -> pd.DataFrame:
+        """Live messages of pulled channels for ``user_id`` (honours TTL and display rules)."""
+        from engagelab.campaigns import inbox
+
+        return inbox(self, user_id, at)
+
+    def _campaign(self, campaign: Any) -> Any:
+        from engagelab.campaigns import Campaign
+
+        if isinstance(campaign, str):
+            return self.load_campaign(campaign)
+        if isinstance(campaign, dict):
+            return Campaign.from_dict(campaign)
+        return campaign
+
     # -------------------------------------------------------------- summary
     def summary(self) -> WorkspaceSummary:
         """Counts of users, events and event names; the time span of the events."""
