@@ -56,7 +56,22 @@ def start_rows_sql(spec: RetentionSpec) -> str:
     return f"SELECT user_id, ts FROM events WHERE {' AND '.join(conds)}"
 
 
-def _period_index(spec: RetentionSpec, t0: str, ts: str) -> str:
+_DAY_US = 86_400_000_000
+
+
+def _period_index(spec: RetentionSpec, t0: str, ts: str, portable: bool) -> str:
+    """Period number of ``ts`` after ``t0``.
+
+    DuckDB gets integer arithmetic on ``epoch_us`` (UTC days; weeks start on Monday, and
+    1970-01-01 was a Thursday), which avoids time-zone-aware casts per row; ``portable``
+    SQL (for Spark via sqlglot) uses ``date_diff`` on dates, which sqlglot transpiles.
+    """
+    if not portable and spec.window == "rolling":
+        return f"((epoch_us({ts}) - epoch_us({t0})) // {CHUNK_US[spec.period]})"
+    if not portable and spec.period == "day":
+        return f"(epoch_us({ts}) // {_DAY_US} - epoch_us({t0}) // {_DAY_US})"
+    if not portable and spec.period == "week":
+        return f"((epoch_us({ts}) // {_DAY_US} + 3) // 7 - (epoch_us({t0}) // {_DAY_US} + 3) // 7)"
     if spec.window == "rolling":
         return f"CAST(floor(date_diff('microsecond', {t0}, {ts}) / {CHUNK_US[spec.period]}.0) AS BIGINT)"
     if spec.period == "day":
@@ -93,6 +108,7 @@ def retention_sql(
     *,
     starts: str | None = None,
     breakdown_sql: str | None = None,
+    portable: bool = False,
 ) -> str:
     """The whole retention query (see the module docstring for its output).
 
@@ -101,6 +117,7 @@ def retention_sql(
         until: end of observation (exclusive): later starts and returns are ignored.
         starts: SQL returning ``user_id, ts`` of the start events (default from ``spec``).
         breakdown_sql: SQL expression over profile alias ``p`` for the breakdown group.
+        portable: avoid DuckDB-only functions (for transpiling to Spark SQL).
     """
     starts = starts or start_rows_sql(spec)
     grp = breakdown_sql or "CAST(NULL AS VARCHAR)"
@@ -124,7 +141,7 @@ def retention_sql(
         inst_g = f"SELECT user_id, t0, date_trunc('{unit}', t0) AS cohort, {grp} AS grp FROM ({inst}) AS i"
     ret_conds = [f"event = {lit(spec.return_event)}", f"ts < {t_until}", *_filters(spec.return_where)]
     returns = f"SELECT user_id, ts FROM events WHERE {' AND '.join(ret_conds)}"
-    k = _period_index(spec, "s.t0", "r.ts")
+    k = _period_index(spec, "s.t0", "r.ts", portable)
     joined = (
         f"SELECT s.user_id, s.cohort, s.grp, {k} AS k FROM s "
         f"JOIN ({returns}) AS r ON r.user_id = s.user_id AND r.ts >= s.t0"

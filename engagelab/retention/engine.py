@@ -128,7 +128,7 @@ def run_query(
             "until", end.isoformat(), f"must be after the first event ({first.isoformat()})"
         )
     breakdown_sql = f"CAST(p.{ident(spec.breakdown)} AS VARCHAR)" if spec.breakdown else None
-    sql = retention_sql(spec, end, starts=starts, breakdown_sql=breakdown_sql)
+    sql = retention_sql(spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=engine == "spark")
     raw = ws.spark().query(sql) if engine == "spark" else ws.sql(sql)
     result = assemble(spec, raw, end, sql=sql, name=name, notes=notes)
     if result.empty and not result.message:
