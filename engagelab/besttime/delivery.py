@@ -180,7 +180,8 @@ def policy(
 
     ``users`` needs ``user_id`` and ``timezone``; the result has one time per row (NaT for
     users the policy does not place: dropped passed slots and invalid time zones). The
-    workspace is ``ws`` or, when ``None``, :func:`engagelab.current_workspace` at call time.
+    workspace is ``ws`` or, when ``None``, :func:`engagelab.current_workspace` at call time;
+    ``now`` (what has passed) defaults to the logical date, as in campaign plans.
     """
     o = options if options is not None else BestTimeOptions()
 
@@ -188,7 +189,9 @@ def policy(
         from engagelab.workspace import current_workspace
 
         w = ws if ws is not None else current_workspace()
-        plan = send_times(w, users, logical_date, o, now=now)
+        # like campaign plans, "now" defaults to the logical date so plans are reproducible
+        when = now if now is not None else check_datetime("logical_date", logical_date)
+        plan = send_times(w, users, logical_date, o, now=when)
         return pd.Series(plan["send_at_utc"].to_numpy(), index=users.index)
 
     best_time.options = o  # type: ignore[attr-defined]
