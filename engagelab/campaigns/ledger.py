@@ -126,14 +126,29 @@ def history(
     exclude_run: str | None = None,
 ) -> pd.DataFrame:
     """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)``."""
-    q = sa.select(ledger.c.user_id, ledger.c.send_at, ledger.c.channel, ledger.c.campaign_id).where(
-        ledger.c.send_at >= lo_us, ledger.c.send_at < hi_us, ledger.c.status.in_(COUNTED)
+    sql = (
+        "SELECT user_id, send_at, channel, campaign_id FROM el_campaign_ledger "
+        "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'sent')"
     )
+    params: list[Any] = [int(lo_us), int(hi_us)]
     if exclude_run is not None:
-        q = q.where(ledger.c.run_key != exclude_run)
+        sql += " AND run_key <> ?"
+        params.append(exclude_run)
     if users is not None:
-        q = q.where(ledger.c.user_id.in_(users))
-    rows = conn.execute(q).fetchall()
+        if not users:
+            return pd.DataFrame(
+                {"user_id": [], "t": np.array([], np.int64), "channel": [], "campaign_id": []}
+            )
+        sql += " AND user_id IN (" + ", ".join("?" * len(users)) + ")"
+        params += list(users)
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("?", "%s")
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
     df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
     df["t"] = df["t"].astype(np.int64)
     return df

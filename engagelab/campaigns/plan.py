@@ -242,7 +242,9 @@ def plan(
     phase, winner = _phase(ws, campaign, ld, phase)
     c, opt = campaign, campaign.delivery
     df = _candidates(ws, c, ld).drop_duplicates("user_id").sort_values("user_id", ignore_index=True)
-    ok_tz = np.array([isinstance(z, str) and _valid_tz(z) for z in df["timezone"]], dtype=bool)
+    zones = df["timezone"].astype(object)
+    good = {z for z in zones.dropna().unique() if isinstance(z, str) and _valid_tz(z)}
+    ok_tz = zones.isin(good).to_numpy(dtype=bool)
     df["timezone"] = df["timezone"].where(ok_tz, opt.default_timezone)
     base = pd.Series(pd.to_datetime(df["base"], utc=True)).dt.as_unit("us")
     _assign(ws, c, df, phase, winner)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterable
-from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,21 @@ from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPP
 __all__ = ["respond", "send"]
 
 _US = 1_000_000
-_IN = 1000  # keys per IN (...) list
+_IN = 5000  # keys per IN (...) list
+
+
+def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns ``send`` needs as numpy arrays (plain Python strings, None for missing)."""
+
+    def obj(col: str) -> np.ndarray:
+        v = frame[col].to_numpy(dtype=object, na_value=None)
+        return np.asarray(v, dtype=object)
+
+    out = {c: obj(c) for c in ("user_id", "variant", "to", "message_key", "timezone")}
+    out["send_us"] = (
+        pd.to_datetime(frame["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    )
+    return out
 
 
 def _snapshot(frame: pd.DataFrame) -> bytes:
@@ -93,8 +106,11 @@ def _events(
     control_group: Iterable[Any] | None = None,
     reason: Iterable[Any] | None = None,
 ) -> pa.Table:
-    n = len(rows)
-    ts = pd.to_datetime(rows["send_at"], utc=True).dt.as_unit("us")
+    n = len(rows["user_id"])
+    if "send_us" in rows:
+        ts = pa.array(np.asarray(rows["send_us"], dtype=np.int64), TS_TYPE)
+    else:
+        ts = pa.array(pd.to_datetime(rows["send_at"], utc=True).dt.as_unit("us"), TS_TYPE)
 
     def strs(v: Iterable[Any] | None) -> pa.Array:
         if v is None:
@@ -103,9 +119,9 @@ def _events(
 
     return pa.table(
         {
-            "user_id": pa.array(rows["user_id"].astype(str).tolist(), pa.string()),
+            "user_id": pa.array([str(u) for u in rows["user_id"]], pa.string()),
             "event": pa.array([event] * n, pa.string()),
-            "ts": pa.array(ts, TS_TYPE),
+            "ts": ts,
             "campaign_id": pa.array([c.id] * n, pa.string()),
             "variant": strs(rows["variant"]),
             "channel": pa.array([c.channel] * n, pa.string()),
@@ -171,112 +187,136 @@ def _ledger_events(ws: Any, run_key: str, c: Campaign) -> None:
             _append(ws, fp, _events(NOTIFICATION_SENT, df[df["status"] == "sent"], c))
 
 
+def _fetch(conn: sa.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows of a query on the DBAPI cursor of this transaction (``?`` placeholders)."""
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("?", "%s")
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, params)
+        return [tuple(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def _stamp(conn: sa.Connection) -> Any:
+    """The current time as the driver should bind it for a DateTime column (SQLite keeps
+    SQLAlchemy's text format, bound once instead of adapted per row)."""
+    now = L.now()
+    if conn.dialect.name == "sqlite":
+        return now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return now
+
+
+def _many(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``executemany`` on the DBAPI cursor of this transaction (``?`` placeholders are
+    rewritten for drivers with the ``format``/``pyformat`` style)."""
+    if not rows:
+        return
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("?", "%s")
+    cur = conn.connection.cursor()
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
+
+
+_INSERT = (
+    'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
+    "timezone, send_at, status, reason, batch, event_batch, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _take(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in rows.items()}
+
+
+def _cat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
 def _claim(
-    ws: Any, c: Campaign, run_key: str, b: int, attempt: int, rows: pd.DataFrame
-) -> tuple[pd.DataFrame, int, int]:
+    ws: Any, c: Campaign, run_key: str, b: int, attempt: int, rows: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], int, int]:
     """Claim a batch; return (rows to deliver, how many of them were in doubt, how many
     the caps turned down)."""
     keys = rows["message_key"].tolist()
-    now = L.now()
     caps = () if c.delivery.ignore_caps else c.delivery.caps
+    gap = c.delivery.min_gap_hours
     with ws.state.write() as conn:
-        if caps or c.delivery.min_gap_hours:
+        now = _stamp(conn)
+        if caps or gap:
             L.lock_caps(conn)
         have: dict[str, str] = {}
         for i in range(0, len(keys), _IN):
-            q = sa.select(L.ledger.c.key, L.ledger.c.status).where(
-                L.ledger.c.key.in_(keys[i : i + _IN])
-            )
-            have.update(dict(conn.execute(q).fetchall()))
-        new = rows[~rows["message_key"].isin(have.keys())]
-        reason = np.full(len(new), None, dtype=object)
-        if len(new) and (caps or c.delivery.min_gap_hours):
-            t = pd.to_datetime(new["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
-            span = (
-                max(
-                    [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
-                    + [int((c.delivery.min_gap_hours or 0) * 3600)]
+            part = keys[i : i + _IN]
+            have.update(
+                _fetch(
+                    conn,
+                    'SELECT "key", status FROM el_campaign_ledger WHERE "key" IN ('
+                    + ", ".join("?" * len(part))
+                    + ")",
+                    part,
                 )
-                * _US
             )
-            users = new["user_id"].astype(str).tolist()
+        is_new = np.array([k not in have for k in keys], dtype=bool)
+        new = _take(rows, is_new)
+        n_new = int(is_new.sum())
+        reason = np.full(n_new, None, dtype=object)
+        if n_new and (caps or gap):
+            t = new["send_us"]
+            spans = [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
+            span = max(spans + [int((gap or 0) * 3600)]) * _US
+            users = new["user_id"].tolist()
             hist = pd.concat(
                 [
                     L.history(
-                        conn, int(t.min()) - span, int(t.max()) + span, users=users[i : i + _IN]
+                        conn,
+                        int(t.min()) - span,
+                        int(t.max()) + span,
+                        users=users[i : i + _IN],
+                        exclude_run=run_key,
                     )
                     for i in range(0, len(users), _IN)
                 ],
                 ignore_index=True,
             )
             if not hist.empty:
-                u, tz = new["user_id"].to_numpy(), new["timezone"]
-                if c.delivery.min_gap_hours:
+                u, tz = new["user_id"], pd.Series(new["timezone"])
+                if gap:
                     h = hist[hist["campaign_id"] == c.id]
-                    gap = timing.cap_conflicts(
-                        u,
-                        t,
-                        tz,
-                        c.channel,
-                        h["user_id"].to_numpy(),
-                        h["t"].to_numpy(),
-                        h["channel"].to_numpy(),
-                        [_gap_cap(c.delivery.min_gap_hours)],
-                    )
-                    reason[gap] = "min_gap"
+                    hit = timing.cap_conflicts(
+                        u, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
+                        h["channel"].to_numpy(), [_gap_cap(gap)],
+                    )  # fmt: skip
+                    reason[hit] = "min_gap"
                 over = timing.cap_conflicts(
-                    u,
-                    t,
-                    tz,
-                    c.channel,
-                    hist["user_id"].to_numpy(),
-                    hist["t"].to_numpy(),
-                    hist["channel"].to_numpy(),
-                    caps,
-                )
+                    u, t, tz, c.channel, hist["user_id"].to_numpy(), hist["t"].to_numpy(),
+                    hist["channel"].to_numpy(), caps,
+                )  # fmt: skip
                 reason[over & (reason == None)] = "frequency_cap"  # noqa: E711
-        if len(new):
-            sup = reason != None  # noqa: E711
-            send_us = (
-                pd.to_datetime(new["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
-            )
-            recs = [
-                {
-                    "key": k,
-                    "run_key": run_key,
-                    "campaign_id": c.id,
-                    "user_id": str(u),
-                    "channel": c.channel,
-                    "variant": v if isinstance(v, str) else None,
-                    "timezone": tz,
-                    "send_at": int(t),
-                    "status": "suppressed" if r else "claimed",
-                    "reason": r,
-                    "batch": b,
-                    "event_batch": f"{run_key}#{b}#{attempt}#s" if r else None,
-                    "provider_id": None,
-                    "error": None,
-                    "updated_at": now,
-                }
+        sup = reason != None  # noqa: E711
+        sup_fp = f"{run_key}#{b}#{attempt}#s"
+        _many(
+            conn,
+            _INSERT,
+            [
+                (k, run_key, c.id, u, c.channel, v, tz, int(t), "suppressed" if r else "claimed",
+                 r, b, sup_fp if r else None, now)
                 for k, u, v, tz, t, r in zip(
-                    new["message_key"],
-                    new["user_id"],
-                    new["variant"],
-                    new["timezone"],
-                    send_us,
-                    reason,
-                    strict=True,
+                    new["message_key"], new["user_id"], new["variant"], new["timezone"],
+                    new["send_us"].tolist(), reason, strict=True,
                 )
-            ]
-            conn.execute(L.ledger.insert(), recs)
-        else:
-            sup = np.zeros(0, bool)
-    doubt = [k for k, s in have.items() if s == "claimed"]
-    go = pd.concat([new[~sup], rows[rows["message_key"].isin(doubt)]], ignore_index=True)
-    return go, len(doubt), int(sup.sum())
+            ],
+        )  # fmt: skip
+    doubt_mask = np.array([have.get(k) == "claimed" for k in keys], dtype=bool)
+    go = _cat(_take(new, ~sup), _take(rows, doubt_mask))
+    return go, int(doubt_mask.sum()), int(sup.sum())
 
 
-def _payloads(ws: Any, c: Campaign, rows: pd.DataFrame) -> list[dict[str, Any]]:
+def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     contents = {v.name: v.content for v in c.variants}
     static: dict[str, dict[str, Any]] = {}
     needs: dict[str, Any] = {}
@@ -286,16 +326,14 @@ def _payloads(ws: Any, c: Campaign, rows: pd.DataFrame) -> list[dict[str, Any]]:
             needs[name] = content
         else:
             static[name] = content.to_dict() if hasattr(content, "to_dict") else dict(content)
-    ctx: dict[str, dict[str, Any]] = {}
-    if needs and (rows["variant"].isin(needs.keys())).any():
-        ids = rows.loc[rows["variant"].isin(needs.keys()), "user_id"].astype(str).tolist()
-        prof = ws.sql("SELECT * FROM profiles WHERE user_id IN (SELECT unnest($ids))", {"ids": ids})
-        ctx = {
-            r["user_id"]: {
-                k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()
-            }
-            for r in prof.to_dict("records")
-        }
+    if not needs:
+        return [static[v] for v in rows["variant"]]
+    ids = [u for u, v in zip(rows["user_id"], rows["variant"], strict=True) if v in needs]
+    prof = ws.sql("SELECT * FROM profiles WHERE user_id IN (SELECT unnest($ids))", {"ids": ids})
+    ctx = {
+        r["user_id"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+        for r in prof.to_dict("records")
+    }
     return [
         needs[v].render(ctx.get(u, {"user_id": u})) if v in needs else static[v]
         for u, v in zip(rows["user_id"], rows["variant"], strict=True)
@@ -307,27 +345,25 @@ def _mark(ws: Any, run_key: str, b: int, attempt: int, results: list[Any]) -> tu
     ok = [r.key for r in results if r.ok]
     perm = [r for r in results if not r.ok and r.permanent]
     named = [r for r in results if r.ok and r.provider_id not in (None, r.key)]
-    now = L.now()
     with ws.state.write() as conn:
-        for i in range(0, len(ok), _IN):
-            conn.execute(
-                L.ledger.update()
-                .where(L.ledger.c.key.in_(ok[i : i + _IN]), L.ledger.c.status == "claimed")
-                .values(status="sent", event_batch=fp, updated_at=now)
-            )
-        if named:
-            conn.execute(
-                L.ledger.update()
-                .where(L.ledger.c.key == sa.bindparam("k"))
-                .values(provider_id=sa.bindparam("pid")),
-                [{"k": r.key, "pid": r.provider_id} for r in named],
-            )
-        for r in perm:
-            conn.execute(
-                L.ledger.update()
-                .where(L.ledger.c.key == r.key, L.ledger.c.status == "claimed")
-                .values(status="failed", error=(r.error or "")[:2000], updated_at=now)
-            )
+        now = _stamp(conn)
+        _many(
+            conn,
+            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
+            "WHERE \"key\" = ? AND status = 'claimed'",
+            [(fp, now, k) for k in ok],
+        )
+        _many(
+            conn,
+            'UPDATE el_campaign_ledger SET provider_id = ? WHERE "key" = ?',
+            [(r.provider_id, r.key) for r in named],
+        )
+        _many(
+            conn,
+            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ? "
+            "WHERE \"key\" = ? AND status = 'claimed'",
+            [((r.error or "")[:2000], now, r.key) for r in perm],
+        )
     return len(ok), len(perm), fp
 
 
@@ -366,40 +402,31 @@ def send(
     _plan_events(ws, frame, c, run_key)
     _ledger_events(ws, run_key, c)
     prov = provider if provider is not None else OutboxProvider.for_run(ws, run_key)
-    todo = frame[frame["decision"] == "send"].reset_index(drop=True)
+    todo = _arrays(frame[frame["decision"] == "send"])
+    n_todo = len(todo["message_key"])
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
     sent = redelivered = failed = 0
     prov.open()
     try:
-        for b, lo in enumerate(range(0, len(todo), batch_size)):
-            rows = todo.iloc[lo : lo + batch_size]
+        for b, lo in enumerate(range(0, n_todo, batch_size)):
+            rows = {k: v[lo : lo + batch_size] for k, v in todo.items()}
             go, doubt, capped = _claim(ws, c, run_key, b, attempt, rows)
             redelivered += doubt
             if capped:
                 _flush_suppressed(ws, run_key, b, attempt, c)
-            if go.empty:
+            if not len(go["message_key"]):
                 continue
             payloads = _payloads(ws, c, go)
+            when = pd.to_datetime(go["send_us"], unit="us", utc=True).to_pydatetime()
             msgs = [
-                OutgoingMessage(
-                    k,
-                    str(u),
-                    c.id,
-                    v if isinstance(v, str) else None,
-                    c.channel,
-                    to if isinstance(to, str) else None,
-                    p,
-                    t.to_pydatetime().astimezone(UTC),
-                    c.labels,
-                    ttl,
-                )
+                OutgoingMessage(k, u, c.id, v, c.channel, to, p, t, c.labels, ttl)
                 for k, u, v, to, p, t in zip(
                     go["message_key"],
                     go["user_id"],
                     go["variant"],
                     go["to"],
                     payloads,
-                    pd.to_datetime(go["send_at"], utc=True),
+                    when,
                     strict=True,
                 )
             ]
@@ -416,19 +443,14 @@ def send(
             sent += n_ok
             failed += n_fail
             ok_keys = {r.key for r in results if r.ok}
-            _append(
-                ws,
-                fp,
-                _events(
-                    NOTIFICATION_SENT,
-                    go[go["message_key"].isin(ok_keys)].sort_values("message_key"),
-                    c,
-                ),
-            )
+            ok = np.array([k in ok_keys for k in go["message_key"]], dtype=bool)
+            done = _take(go, ok)
+            order = np.argsort(done["message_key"].astype(str), kind="stable")
+            _append(ws, fp, _events(NOTIFICATION_SENT, _take(done, order), c))
     finally:
         prov.close()
     counts = _counts(ws, run_key)
-    pending = counts.get("claimed", 0) + max(0, len(todo) - sum(counts.values()))
+    pending = counts.get("claimed", 0) + max(0, n_todo - sum(counts.values()))
     with ws.state.write() as conn:
         conn.execute(
             L.runs.update()
@@ -452,7 +474,7 @@ def send(
         run_key,
         c.id,
         attempt,
-        len(todo),
+        n_todo,
         sent - redelivered,
         counts.get("sent", 0) - sent,
         redelivered,

@@ -31,6 +31,13 @@ __all__ = ["apply_dnd", "calendar_start", "throttle", "to_local", "to_utc"]
 _US = "datetime64[us]"
 
 
+def _as_utc(s: pd.Series) -> pd.Series:
+    """A UTC ``datetime64[us]`` Series with a fresh 0..n-1 index (no per-row objects)."""
+    idx = pd.DatetimeIndex(s)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    return pd.Series(idx.as_unit("us"))
+
+
 def _groups(tz: pd.Series) -> dict[str, np.ndarray]:
     codes, uniques = pd.factorize(tz, sort=False)
     order = np.argsort(codes, kind="stable")
@@ -40,7 +47,7 @@ def _groups(tz: pd.Series) -> dict[str, np.ndarray]:
 
 def to_local(utc: pd.Series, tz: pd.Series) -> pd.Series:
     """Naive local wall-clock time of each UTC instant in its row's time zone."""
-    utc = pd.Series(pd.to_datetime(utc.to_numpy(), utc=True)).dt.as_unit("us")
+    utc = _as_utc(utc)
     out = np.empty(len(utc), dtype=_US)
     for zone, idx in _groups(tz.reset_index(drop=True)).items():
         part = pd.DatetimeIndex(utc.iloc[idx]).tz_convert(zone).tz_localize(None)
@@ -81,7 +88,7 @@ def apply_dnd(
     >>> out.astype(str).tolist(), held.tolist()
     (['2026-01-06 08:00:00+00:00', '2026-01-05 12:00:00+00:00'], [True, False])
     """
-    utc = pd.Series(pd.to_datetime(utc.to_numpy(), utc=True)).dt.as_unit("us")
+    utc = _as_utc(utc)
     tz = tz.reset_index(drop=True)
     n = len(utc)
     held = np.zeros(n, bool)
@@ -152,7 +159,7 @@ def throttle(utc: pd.Series, per_minute: int) -> pd.Series:
     >>> throttle(t, 2).dt.strftime("%H:%M").tolist()
     ['09:00', '09:00', '09:01', '09:01', '09:02']
     """
-    values = pd.to_datetime(utc.to_numpy(), utc=True).as_unit("us").asi8
+    values = pd.DatetimeIndex(_as_utc(utc)).asi8
     order = np.argsort(values, kind="stable")
     t = values[order].copy()
     minute = 60_000_000

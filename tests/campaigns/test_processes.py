@@ -118,7 +118,7 @@ def test_caps_hold_across_two_concurrent_processes(ws):
     ws.close()
     pa_, pb = _spawn(ws, a, "capA-1", 50, 0.0), _spawn(ws, b, "capB-1", 50, 0.0)
     outs = [p.communicate(timeout=300) for p in (pa_, pb)]
-    for p, (o, e) in zip((pa_, pb), outs, strict=True):
+    for p, (_o, e) in zip((pa_, pb), outs, strict=True):
         assert p.returncode == 0, e.decode()[-3000:]
     ra, rb = (json.loads(o.decode().strip().splitlines()[-1]) for o, _ in outs)
     ws2 = Workspace.open(ws.path)
