@@ -41,6 +41,7 @@ __all__ = [
     "list_campaigns",
     "load_campaign",
     "plan",
+    "preview",
     "recommended_delay",
     "respond",
     "save_campaign",
@@ -187,6 +188,37 @@ def inbox(ws: Any, user_id: str, at: Any = None) -> pd.DataFrame:
             "payload",
         ],
     )
+
+
+def preview(
+    ws: Any, campaign: Campaign, user_id: str, variant: str | None = None
+) -> dict[str, Any]:
+    """The real message ``user_id`` would get from ``campaign`` (rendered with their profile).
+
+    ``variant`` defaults to the user's assigned variant (the first one for control users).
+    """
+    from engagelab.channels import preview as render_preview
+    from engagelab.experiments import campaign_split
+
+    check_str("user_id", user_id)
+    prof = ws.sql("SELECT * FROM profiles WHERE user_id = $u", {"u": user_id})
+    if prof.empty:
+        raise ValidationError("user_id", user_id, "is not a user of this workspace")
+    if variant is None:
+        arm = campaign_split(
+            [user_id],
+            campaign.id,
+            list(campaign.variant_names),
+            campaign.weights,
+            campaign.control_percent / 100.0,
+        )[0]
+        variant = arm if arm != "control" else campaign.variant_names[0]
+    row = {
+        k: (None if isinstance(v, float) and v != v else v)
+        for k, v in prof.iloc[0].to_dict().items()
+    }
+    out = render_preview(campaign.variant(variant).content, row)
+    return {"variant": variant, **out}
 
 
 def recommended_delay(ws: Any, did: str, then: str, *, since: Any = None) -> dict[str, Any]:

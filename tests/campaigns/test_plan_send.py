@@ -329,3 +329,17 @@ def test_plan_result_rendering(ws):
     assert "send 20" in repr(p) and "el-plan" in p._repr_html_()
     assert p.summary().to_dict("records") == [{"decision": "send", "reason": "", "users": 20}]
     json.dumps(send(ws, p, "r-1").to_dict())
+
+
+def test_preview_renders_for_one_user(ws):
+    add_users(ws, profiles(3).assign(name=["Ann", "Bo", None]))
+    c = campaign("pv", variants=(email("A", subject="Hi {{ profile.name | default('there') }}"),))
+    from engagelab.campaigns import preview
+
+    assert preview(ws, c, "u00000")["subject"] == "Hi Ann"
+    got = preview(ws, c, "u00002")
+    assert (
+        got["subject"] == "Hi there" and got["to"] == "u00002@example.com" and got["variant"] == "A"
+    )
+    with pytest.raises(ValidationError, match="user_id"):
+        preview(ws, c, "nobody")
