@@ -1,0 +1,176 @@
+"""Headless tests of ExperimentDesigner and VariantReport: trait changes and clicks,
+values equal to the core functions' results (and to plain scipy references)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from engagelab.experiments import analyze, choose_winner, sample_size
+from engagelab.widgets.experiment_designer import ExperimentDesigner
+from engagelab.widgets.variant_report import VariantReport
+
+
+def test_designer_live_values_equal_core():
+    d = ExperimentDesigner(baseline=0.05, mde=0.10, relative=True, daily_traffic=5000)
+    core = sample_size("proportion", baseline=0.05, mde=0.10, relative=True, daily_traffic=5000)
+    assert d.n_per_arm == list(core.n_per_arm) and d.total_n == core.total_n and d.days == core.days
+    assert "5.000% -&gt; 5.500%" in d.summary.value or "5.000% -> 5.500%" in d.summary.value
+    assert "unpooled" in d.formula.value and f"{core.total_n:,}" in d.n_html.value
+    assert d.plot_image.value[:4] == b"\x89PNG"
+    seen = []
+    d.observe(lambda c: seen.append(c["new"]), names="total_n")
+    d.mde.value = 0.2
+    assert seen == [sample_size("proportion", baseline=0.05, mde=0.2, relative=True).total_n]
+    d.relative.value = False
+    d.mde.value = 0.01
+    assert d.total_n == sample_size("proportion", baseline=0.05, mde=0.01).total_n
+    d.alpha.value, d.power.value = 0.1, 0.9
+    d.alternative.value = "one-sided"
+    exp = sample_size("proportion", baseline=0.05, mde=0.01, alpha=0.1, power=0.9, alternative="one-sided")
+    assert d.n_per_arm == list(exp.n_per_arm)
+    d.method.value = "pooled"
+    assert d.result.method == "pooled" and "Fleiss" in d.formula.value
+
+
+def test_designer_multi_arm_weights_mean_and_spec(tmp_path):
+    d = ExperimentDesigner(variants=["A", "B", "C"], weights=[0.5, 0.25, 0.25], plot=False)
+    core = sample_size("proportion", baseline=0.05, mde=0.10, relative=True, arms=3,
+                       weights=[0.5, 0.25, 0.25])  # fmt: skip
+    assert d.n_per_arm == list(core.n_per_arm)
+    d.weights.value = "40, 30, 30"  # percentages are accepted
+    assert d.n_per_arm == list(sample_size("proportion", baseline=0.05, mde=0.10, relative=True,
+                                           arms=3, weights=[0.4, 0.3, 0.3]).n_per_arm)  # fmt: skip
+    d.correction.value = "none"
+    assert d.result.alpha_per_comparison == 0.05
+    d.metric.value = "mean"
+    assert d.method.options == ("unpooled", "t") and d.sd.layout.display is None
+    d.baseline.value, d.sd.value, d.relative.value, d.mde.value = 10.0, 4.0, False, 0.5
+    d.method.value = "t"
+    exp = sample_size("mean", baseline=10.0, sd=4.0, mde=0.5, arms=3, weights=[0.4, 0.3, 0.3],
+                      correction="none", method="t")  # fmt: skip
+    assert d.n_per_arm == list(exp.n_per_arm)
+    d.export_button.click()
+    spec = json.loads(d.spec_text.value)
+    assert spec["variants"] == ["A", "B", "C"] and spec["control"] == "A"
+    assert spec["design"]["n_per_arm"] == list(exp.n_per_arm) and spec["design"]["method"] == "t"
+    d.export_spec(tmp_path / "spec.json")
+    assert json.loads((tmp_path / "spec.json").read_text()) == spec
+
+
+@pytest.mark.parametrize(
+    "attr, value, field",
+    [
+        ("mde", 0.0, "mde"),
+        ("weights", "0.5, 0.6", "weights"),
+        ("weights", "0.5", "weights"),
+        ("variants", "only", "variants"),
+        ("alpha", 1.0, "alpha"),
+        ("baseline", 1.5, "baseline"),
+    ],
+)
+def test_designer_errors_shown_in_widget(attr, value, field):
+    d = ExperimentDesigner(plot=False)
+    getattr(d, attr).value = value
+    assert d.total_n is None and d.result is None
+    assert d.error_line.text.startswith("ValidationError: " + field)
+    assert d.error_line.layout.display is None
+    d.export_button.click()  # the export shows the same error, does not raise
+    assert field in d.error_line.text
+    fresh = ExperimentDesigner(plot=False)
+    assert fresh.error_line.text == "" and fresh.total_n == 62462
+
+
+@pytest.fixture(scope="module")
+def campaigns():
+    rng = np.random.default_rng(11)
+    rows = []
+    for camp, lift in (("c1", 0.05), ("c2", 0.0)):
+        n = 3000
+        arm = rng.choice(["A", "B", "ctrl"], size=n)
+        click = rng.random(n) < np.where(arm == "B", 0.10 + lift, 0.10)
+        unsub = rng.random(n) < 0.02
+        rev = click * rng.gamma(2.0, 5.0, n)
+        rows.append(pd.DataFrame({"campaign": camp, "variant": arm, "clicked": click.astype(int),
+                                  "unsub": unsub.astype(int), "revenue": rev}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_report_matches_core_and_scipy(campaigns):
+    r = VariantReport(campaigns, arm_col="variant", control="ctrl", experiment_col="campaign",
+                      metrics=["clicked:proportion", "revenue:mean"], rule="statistical")  # fmt: skip
+    assert r.error_line.text == ""
+    core = analyze(campaigns, arm_col="variant", control="ctrl", experiment_col="campaign",
+                   metrics=["clicked:proportion", "revenue:mean"], sequential=True)  # fmt: skip
+    pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
+    assert r.table.value == core._repr_html_()
+    for exp in ("c1", "c2"):
+        assert r.winners[exp] == choose_winner(core, rule="statistical", metric="clicked", experiment=exp)
+        assert f"rule <code>{r.winners[exp].rule}</code>" in r.recommendation.value
+    # the click lift of B in c1 against a plain two-proportion z interval
+    g = campaigns[campaigns.campaign == "c1"]
+    c, b = g[g.variant == "ctrl"].clicked, g[g.variant == "B"].clicked
+    d = b.mean() - c.mean()
+    se = math.sqrt(b.mean() * (1 - b.mean()) / len(b) + c.mean() * (1 - c.mean()) / len(c))
+    row = r.result.table.query("experiment == 'c1' and metric == 'clicked' and arm == 'B'").iloc[0]
+    assert row.abs_lift == pytest.approx(d, rel=1e-9)
+    assert row.abs_ci_low == pytest.approx(d - stats.norm.isf(0.025) * se, rel=1e-9)
+    assert "el-vr-srm-ok" in r.srm_banner.value and "Sequential status" in r.sequential.value
+    assert r.plot_image.value[:4] == b"\x89PNG"
+
+
+def test_report_picks_and_rules(campaigns):
+    r = VariantReport(campaigns, arm_col="variant", control="ctrl", experiment_col="campaign",
+                      metrics=["clicked:proportion", "unsub:proportion"], plot=False)  # fmt: skip
+    r.experiments.value = ("c2",)
+    assert set(r.result.table["experiment"]) == {"c2"} and list(r.winners) == ["c2"]
+    r.metrics.value = ("clicked",)
+    assert set(r.result.table["metric"]) == {"clicked"}
+    r.rule.value = "clevertap"
+    sub = campaigns[campaigns.campaign == "c2"]
+    rates = sub.groupby("variant").clicked.mean()
+    assert r.winner.variant == rates.idxmax() and r.winner.rule == "clevertap"
+    assert r.winner.reason == f"highest clicked: {rates.max():.4g}"
+    r.alpha.value = 0.01
+    r.correction.value = "bonferroni"
+    assert r.result.alpha == 0.01 and r.result.correction == "bonferroni"
+    r.metrics.value = ()
+    assert r.error_line.text.startswith("ValidationError: metrics == []")
+    assert r.result is None and r.table.value == ""
+    r.metrics.value = ("clicked", "unsub")
+    r.refresh_button.click()
+    assert r.error_line.text == "" and r.result is not None
+
+
+def test_report_srm_banner_and_sequential_status(tmp_path):
+    df = pd.DataFrame({"arm": ["a"] * 700 + ["b"] * 300, "y": [0] * 600 + [1] * 100 + [0] * 100 + [1] * 200})
+    df.to_csv(tmp_path / "x.csv", index=False)
+    r = VariantReport(str(tmp_path / "x.csv"), arm_col="arm", control="a", metrics=["y:proportion"], plot=False)
+    assert "el-vr-srm-alarm" in r.srm_banner.value and "SAMPLE RATIO MISMATCH" in r.srm_banner.value
+    assert "SAMPLE RATIO MISMATCH" in r.table.value
+    seq = r.result.table.iloc[0]
+    assert seq.seq_p < 0.05 and "can stop" in r.sequential.value
+
+
+def test_report_workspace_sql_source(tmp_path):
+    from engagelab import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    sql = ("SELECT i AS user_id, CASE WHEN i % 2 = 0 THEN 'A' ELSE 'B' END AS arm, "
+           "CASE WHEN i % 7 = 0 THEN 1 ELSE 0 END AS y FROM range(400) t(i)")  # fmt: skip
+    r = VariantReport(sql, ws=ws, arm_col="arm", control="A", metrics=["y:proportion"], plot=False)
+    core = analyze(ws.sql(sql), arm_col="arm", control="A", metrics=["y:proportion"], sequential=True)
+    pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
+
+
+def test_report_bad_input():
+    df = pd.DataFrame({"arm": ["a", "b"] * 10, "y": [0, 1] * 10})
+    with pytest.raises(Exception, match="arm_col == 'nope'"):
+        VariantReport(df, arm_col="nope", control="a", metrics=["y:proportion"])
+    r = VariantReport(df, arm_col="arm", control="zz", metrics=["y:proportion"], plot=False)
+    assert r.error_line.text.startswith("ValidationError: control == 'zz'") and r.result is None
