@@ -714,6 +714,7 @@ class CampaignBuilder(w.VBox):
         )
         try:
             c = self.campaign
+            _ = self.at  # the dry run's logical date must parse too
             self.error_line.clear()
             self.spec_json = c.to_json()
         except Exception as exc:
