@@ -86,6 +86,7 @@ def _html(src: str, dest: str) -> None:
 
 def main() -> int:
     _die_with_parent(int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     import papermill  # noqa: F401  (the expensive import, overlapped with the runner's checks)
 
     raw = sys.stdin.read()
