@@ -47,20 +47,34 @@ def build(ws: Workspace, n_users: int, n_events: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     zones = sorted({c.timezone for c in CITIES})
     tz = rng.integers(0, len(zones), n_users)
-    ws.append("profiles", pa.table({"user_id": _ids(np.arange(n_users)),
-                                    "timezone": pa.array(np.array(zones, dtype=object)[tz])}))
+    ws.append(
+        "profiles",
+        pa.table(
+            {
+                "user_id": _ids(np.arange(n_users)),
+                "timezone": pa.array(np.array(zones, dtype=object)[tz]),
+            }
+        ),
+    )
     pref = rng.integers(0, 24, n_users)
     user = rng.integers(0, n_users, n_events)
     focused = rng.random(n_events) < 0.6
-    hour = np.where(focused, pref[user] + rng.normal(0, 0.6, n_events), rng.uniform(0, 24, n_events))
+    hour = np.where(
+        focused, pref[user] + rng.normal(0, 0.6, n_events), rng.uniform(0, 24, n_events)
+    )
     day = rng.integers(0, DAYS, n_events)
     # local wall time -> UTC with a fixed offset guess; exact local times do not matter here
     start = np.datetime64(AT.replace(tzinfo=None) - dt.timedelta(days=DAYS), "us")
     ts = start + (day * 86_400e6 + np.mod(hour, 24) * 3.6e9).astype("timedelta64[us]")
     step = 2_000_000
     parts = (
-        pa.table({"user_id": _ids(user[i : i + step]), "event": pa.array(["App Launched"] * len(user[i : i + step])),
-                  "ts": pa.array(ts[i : i + step]).cast(TS_TYPE)})
+        pa.table(
+            {
+                "user_id": _ids(user[i : i + step]),
+                "event": pa.array(["App Launched"] * len(user[i : i + step])),
+                "ts": pa.array(ts[i : i + step]).cast(TS_TYPE),
+            }
+        )
         for i in range(0, n_events, step)
     )
     ws.append("events", parts)
@@ -71,7 +85,9 @@ def pandas_clevertap(events: pd.DataFrame, profiles: pd.DataFrame) -> pd.Series:
     bucket = np.empty(len(df), dtype=np.int64)
     for zone, rows in df.groupby("timezone", sort=False).indices.items():
         bucket[rows] = df["ts"].iloc[rows].dt.tz_convert(zone).dt.hour.to_numpy() // 2
-    counts = df.assign(bucket=bucket).groupby(["user_id", "bucket"]).size().rename("n").reset_index()
+    counts = (
+        df.assign(bucket=bucket).groupby(["user_id", "bucket"]).size().rename("n").reset_index()
+    )
     counts = counts.sort_values(["user_id", "n", "bucket"], ascending=[True, False, True])
     best = counts.drop_duplicates("user_id").set_index("user_id")["bucket"]
     return best * 120

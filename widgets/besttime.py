@@ -59,8 +59,10 @@ def heatmap_html(grid: pd.DataFrame) -> str:
             for h, v in values.items()
         )
         rows.append(f"<tr><th>{html.escape(str(day))}</th>{cells}</tr>")
-    return (f"<table class='el-bt-heat'><caption>events by local hour and weekday (max {top})</caption>"
-            f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
+    return (
+        f"<table class='el-bt-heat'><caption>events by local hour and weekday (max {top})</caption>"
+        f"<tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
 def bars_html(counts: pd.Series, caption: str) -> str:
@@ -103,8 +105,12 @@ class BestTimeExplorer(w.VBox):
         self.evaluation: Any = None
         self.error_line = ErrorLine("el-bt-error")
         saved = [EVERYONE] + list(ws.segments()["name"]) if len(ws.segments()) else [EVERYONE]
-        self.segment = _css(w.Dropdown(options=saved, value=EVERYONE, description="segment"), "segment")
-        self.mode = _css(w.Dropdown(options=["bayes", "clevertap"], value=mode, description="mode"), "mode")
+        self.segment = _css(
+            w.Dropdown(options=saved, value=EVERYONE, description="segment"), "segment"
+        )
+        self.mode = _css(
+            w.Dropdown(options=["bayes", "clevertap"], value=mode, description="mode"), "mode"
+        )
         self.events = _css(w.Text(value="App Launched", description="events"), "events")
         self.earliest = _css(w.Text(value=window[0], description="earliest"), "earliest")
         self.latest = _css(w.Text(value=window[1], description="latest"), "latest")
@@ -141,7 +147,9 @@ class BestTimeExplorer(w.VBox):
         events = tuple(e.strip() for e in self.events.value.split(",") if e.strip())
         if self.mode.value == "clevertap":
             events = events[:1]
-        return BestTimeOptions(mode=self.mode.value, window=(self.earliest.value, self.latest.value), events=events)
+        return BestTimeOptions(
+            mode=self.mode.value, window=(self.earliest.value, self.latest.value), events=events
+        )
 
     def _users(self) -> pd.DataFrame | None:
         if self.segment.value == EVERYONE:
@@ -183,8 +191,12 @@ class BestTimeExplorer(w.VBox):
         )
         self.heat_html.value = heatmap_html(self.heatmap)
         chosen = self.slots[self.slots["slot_minute"] >= 0]
-        self.slots_html.value = bars_html(chosen["slot_local"].value_counts().sort_index(), "chosen slots (local)")
-        self.reasons_html.value = bars_html(self.slots["reason"].value_counts(), "reasons (share on fallback and why)")
+        self.slots_html.value = bars_html(
+            chosen["slot_local"].value_counts().sort_index(), "chosen slots (local)"
+        )
+        self.reasons_html.value = bars_html(
+            self.slots["reason"].value_counts(), "reasons (share on fallback and why)"
+        )
         self._lookup()
         self.generation += 1
 

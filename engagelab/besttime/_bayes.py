@@ -48,8 +48,8 @@ def loo_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.n
 
     >>> x = np.array([[4.0, 0.0], [0.0, 4.0]])
     >>> loo_priors(x, np.array([0, 0])).round(3)
-    array([[0.   , 1.   ],
-           [1.   , 0.   ]])
+    array([[0., 1.],
+           [1., 0.]])
     """
     k = x.shape[1]
     others = x.sum(axis=0)[None, :] - x + 1e-6  # everyone else, and a little uniform mass

@@ -205,7 +205,9 @@ def local_hours_sql(ws: Workspace, users: pd.DataFrame, events: tuple[str, ...],
     con = connect(ws)
     try:
         ok = users[users["tz_ok"]]
-        con.register("__bt_ref", pa.table({"user_id": ok["user_id"].astype(str), "tz": ok["timezone"]}))
+        con.register(
+            "__bt_ref", pa.table({"user_id": ok["user_id"].astype(str), "tz": ok["timezone"]})
+        )
         return con.execute(
             """
             SELECT e.user_id, CAST(hour(timezone(u.tz, e.ts)) AS INTEGER) AS hour, count(*) AS n

@@ -75,6 +75,10 @@ def register(sub, common, wsopt) -> None:
         else:
             a.add_argument("--fit-weeks", type=int, default=None)
             a.add_argument("--eval-weeks", type=int, default=2)
-            a.add_argument("--sim-days", type=int, default=0,
-                           help="simulated sends per policy (workspaces with a simulated world)")
+            a.add_argument(
+                "--sim-days",
+                type=int,
+                default=0,
+                help="simulated sends per policy (workspaces with a simulated world)",
+            )
         a.set_defaults(func=func)

@@ -68,7 +68,9 @@ def exploration_draw(
     allowed = np.flatnonzero(options.allowed_minutes())
     salt = f"besttime:{options.seed}:{logical_date.isoformat()}"
     explored = _uniform(user_ids, salt + ":explore") < options.explore_share
-    pick = np.minimum((_uniform(user_ids, salt + ":minute") * allowed.size).astype(np.int64), allowed.size - 1)
+    pick = np.minimum(
+        (_uniform(user_ids, salt + ":minute") * allowed.size).astype(np.int64), allowed.size - 1
+    )
     minute = allowed[pick]
     per_hour = np.bincount(allowed // 60, minlength=24) / allowed.size
     return explored, minute, per_hour[minute // 60]
@@ -81,8 +83,15 @@ def local_to_utc(day: dt.date | np.ndarray, minute: np.ndarray, timezone: np.nda
     first valid instant; an ambiguous one (fall back) takes its first occurrence.
     """
     n = len(minute)
-    days = np.broadcast_to(np.asarray(np.datetime64(day, "D") if isinstance(day, dt.date) else day, dtype="datetime64[D]"), (n,))
-    wall = days.astype("datetime64[us]") + minute.astype(np.int64) * np.timedelta64(60_000_000, "us")
+    days = np.broadcast_to(
+        np.asarray(
+            np.datetime64(day, "D") if isinstance(day, dt.date) else day, dtype="datetime64[D]"
+        ),
+        (n,),
+    )
+    wall = days.astype("datetime64[us]") + minute.astype(np.int64) * np.timedelta64(
+        60_000_000, "us"
+    )
     out = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
     tz = pd.Series(timezone, dtype=object)
     for zone, rows in tz.groupby(tz, sort=False).indices.items():
@@ -126,7 +135,9 @@ def send_times(
     day = _date(logical_date)
     now_t = pd.Timestamp(check_datetime("now", now if now is not None else dt.datetime.now(dt.UTC)))
     if not isinstance(users, pd.DataFrame) or not {"user_id", "timezone"} <= set(users.columns):
-        raise ValidationError("users", type(users).__name__, "must be a DataFrame with user_id and timezone")
+        raise ValidationError(
+            "users", type(users).__name__, "must be a DataFrame with user_id and timezone"
+        )
     if model is None:
         cutoff = min(now_t, pd.Timestamp(day).tz_localize("UTC"))
         model = fit(ws, o, at=cutoff.to_pydatetime(), users=users[["user_id", "timezone"]])

@@ -21,7 +21,6 @@ intervals, split by the users' history size in the fit period.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import html
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +49,9 @@ def history_group(n: np.ndarray, min_events: int) -> np.ndarray:
     """History-size label of each user: '0', '1-(m-1)', 'm-9', '10+'."""
     little = f"1-{min_events - 1}" if min_events > 2 else "1"
     some = f"{min_events}-9" if min_events < 10 else None
-    out = np.where(n == 0, "0", np.where(n < min_events, little, np.where(n < 10, some or "10+", "10+")))
+    out = np.where(
+        n == 0, "0", np.where(n < min_events, little, np.where(n < 10, some or "10+", "10+"))
+    )
     return out.astype(object)
 
 
@@ -92,8 +93,14 @@ def _rate_rows(policy: str, group: str, values: np.ndarray) -> dict[str, Any]:
     n = values.size
     mean = float(values.mean()) if n else np.nan
     se = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    return {"policy": policy, "history": group, "n": n, "estimate": mean,
-            "ci_low": mean - _Z * se, "ci_high": mean + _Z * se}
+    return {
+        "policy": policy,
+        "history": group,
+        "n": n,
+        "estimate": mean,
+        "ci_low": mean - _Z * se,
+        "ci_high": mean + _Z * se,
+    }
 
 
 def _table(values: dict[str, np.ndarray], groups: np.ndarray) -> pd.DataFrame:
@@ -108,7 +115,9 @@ def _table(values: dict[str, np.ndarray], groups: np.ndarray) -> pd.DataFrame:
         for p, v in values.items():
             rows.append(_rate_rows(p, g, v[m]))
         if "bayes" in values and "clevertap" in values:
-            rows.append(_rate_rows("bayes - clevertap", g, values["bayes"][m] - values["clevertap"][m]))
+            rows.append(
+                _rate_rows("bayes - clevertap", g, values["bayes"][m] - values["clevertap"][m])
+            )
     return pd.DataFrame(rows)
 
 
@@ -117,7 +126,9 @@ def _circ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(d, 1440 - d)
 
 
-def hit_rates(ws: Workspace, slots: pd.DataFrame, options: BestTimeOptions, start, end) -> pd.DataFrame:
+def hit_rates(
+    ws: Workspace, slots: pd.DataFrame, options: BestTimeOptions, start, end
+) -> pd.DataFrame:
     """Hit rate per policy among users with an engagement event in ``[start, end)``."""
     users = slots[["user_id", "timezone"]].assign(tz_ok=True)
     con = connect(ws)
@@ -145,7 +156,9 @@ def replay(logs: pd.DataFrame, slots: pd.DataFrame, reward: str = "reward") -> p
     """
     need = {"user_id", "send_at_utc", "propensity", reward}
     if not need <= set(logs.columns):
-        raise ValidationError("logs columns", sorted(logs.columns), "must include " + ", ".join(sorted(need)))
+        raise ValidationError(
+            "logs columns", sorted(logs.columns), "must include " + ", ".join(sorted(need))
+        )
     df = logs.merge(slots, on="user_id", how="inner")
     if df.empty:
         raise ValidationError("logs", len(logs), "share no user with the evaluated users")
@@ -159,7 +172,11 @@ def replay(logs: pd.DataFrame, slots: pd.DataFrame, reward: str = "reward") -> p
 
 
 def exploration_logs(
-    world: World, users: pd.DataFrame, options: BestTimeOptions, days: list[Any], channel: str = "push"
+    world: World,
+    users: pd.DataFrame,
+    options: BestTimeOptions,
+    days: list[Any],
+    channel: str = "push",
 ) -> pd.DataFrame:
     """Send every user a message at a uniformly random slot of the window on each of
     ``days`` and let the simulated world answer: the logs :func:`replay` needs
@@ -170,25 +187,46 @@ def exploration_logs(
         day = pd.Timestamp(d).date()
         _, minute, prop = exploration_draw(ids, day, options.replace(explore_share=1.0))
         send = local_to_utc(day, minute, users["timezone"].to_numpy(dtype=object))
-        parts.append(pd.DataFrame({"user_id": ids, "send_at_utc": send.to_numpy(), "propensity": prop,
-                                   "message_key": [f"bt-explore:{day}:{u}" for u in ids]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user_id": ids,
+                    "send_at_utc": send.to_numpy(),
+                    "propensity": prop,
+                    "message_key": [f"bt-explore:{day}:{u}" for u in ids],
+                }
+            )
+        )
     logs = pd.concat(parts, ignore_index=True)
     return _answered(world, logs, channel)
 
 
 def _answered(world: World, sends: pd.DataFrame, channel: str) -> pd.DataFrame:
-    msgs = pd.DataFrame({"user_id": sends["user_id"], "campaign_id": "besttime-eval", "variant": None,
-                         "channel": channel, "send_ts": sends["send_at_utc"], "labels": None,
-                         "message_key": sends["message_key"]})
+    msgs = pd.DataFrame(
+        {
+            "user_id": sends["user_id"],
+            "campaign_id": "besttime-eval",
+            "variant": None,
+            "channel": channel,
+            "send_ts": sends["send_at_utc"],
+            "labels": None,
+            "message_key": sends["message_key"],
+        }
+    )
     ans = world.respond(msgs).select(["event", "message_key"]).to_pandas()
     out = sends.copy()
-    for name, event in (("reward_viewed", "Notification Viewed"), ("reward_clicked", "Notification Clicked")):
+    for name, event in (
+        ("reward_viewed", "Notification Viewed"),
+        ("reward_clicked", "Notification Clicked"),
+    ):
         keys = set(ans.loc[ans["event"] == event, "message_key"])
         out[name] = out["message_key"].isin(keys).astype(int)
     return out
 
 
-def simulated_sends(world: World, slots: pd.DataFrame, days: list[Any], channel: str = "push") -> pd.DataFrame:
+def simulated_sends(
+    world: World, slots: pd.DataFrame, days: list[Any], channel: str = "push"
+) -> pd.DataFrame:
     """On-policy simulated engagement: each policy's send on each day, answered by the world;
     the per-user view rate per policy and the paired ``bayes - clevertap`` difference."""
     values = {}
@@ -199,8 +237,13 @@ def simulated_sends(world: World, slots: pd.DataFrame, days: list[Any], channel:
         for d in days:
             day = pd.Timestamp(d).date()
             send = local_to_utc(day, slots[p].to_numpy(), tz)
-            sends = pd.DataFrame({"user_id": ids, "send_at_utc": send.to_numpy(),
-                                  "message_key": [f"bt-eval:{p}:{day}:{u}" for u in ids]})
+            sends = pd.DataFrame(
+                {
+                    "user_id": ids,
+                    "send_at_utc": send.to_numpy(),
+                    "message_key": [f"bt-eval:{p}:{day}:{u}" for u in ids],
+                }
+            )
             total += _answered(world, sends, channel)["reward_viewed"].to_numpy()
         values[p] = total / len(days)
     return _table(values, slots["history"].to_numpy())
@@ -209,7 +252,10 @@ def simulated_sends(world: World, slots: pd.DataFrame, days: list[Any], channel:
 def truth_recovery(slots: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Share of users whose chosen slot falls in their true preferred hour (``estimate``)."""
     df = slots.merge(truth[["user_id", "preferred_hour"]], on="user_id")
-    values = {p: (df[p].to_numpy() // 60 == df["preferred_hour"].to_numpy()).astype(float) for p in POLICIES}
+    values = {
+        p: (df[p].to_numpy() // 60 == df["preferred_hour"].to_numpy()).astype(float)
+        for p in POLICIES
+    }
     return _table(values, df["history"].to_numpy())
 
 
@@ -244,7 +290,9 @@ class BestTimeEvaluation:
         return t.pivot(index="history", columns="policy", values="estimate")
 
     def __repr__(self) -> str:
-        lines = [f"BestTimeEvaluation(cutoff={self.info['cutoff']}, eval_end={self.info['eval_end']})"]
+        lines = [
+            f"BestTimeEvaluation(cutoff={self.info['cutoff']}, eval_end={self.info['eval_end']})"
+        ]
         for k, t in self.tables().items():
             a = t[t["history"] == "all"].set_index("policy")["estimate"].round(4).to_dict()
             lines.append(f"  {k}: {a}")
@@ -253,7 +301,10 @@ class BestTimeEvaluation:
     def _repr_html_(self) -> str:
         parts = [f"<h4>Best-time evaluation</h4><p>{html.escape(str(self.info))}</p>"]
         for k, t in self.tables().items():
-            parts.append(f"<h5>{html.escape(k)}</h5>" + t.round(4).to_html(index=False, classes="el-besttime-eval"))
+            parts.append(
+                f"<h5>{html.escape(k)}</h5>"
+                + t.round(4).to_html(index=False, classes="el-besttime-eval")
+            )
         return "".join(parts)
 
 
@@ -286,10 +337,14 @@ def evaluate(
     """
     o = options if options is not None else BestTimeOptions()
     check_int("eval_weeks", eval_weeks, low=1)
-    first, last = ws.engine.arrow(
-        "SELECT min(ts) AS a, max(ts) AS b FROM events WHERE event IN (SELECT unnest($e))",
-        {"e": list(o.events)},
-    ).to_pylist()[0].values()
+    first, last = (
+        ws.engine.arrow(
+            "SELECT min(ts) AS a, max(ts) AS b FROM events WHERE event IN (SELECT unnest($e))",
+            {"e": list(o.events)},
+        )
+        .to_pylist()[0]
+        .values()
+    )
     if first is None:
         raise ValidationError("events", list(o.events), "have no occurrences in this workspace")
     start = pd.Timestamp(first).tz_convert("UTC").normalize()
@@ -298,7 +353,9 @@ def evaluate(
     elif fit_weeks is not None:
         cut = start + pd.Timedelta(weeks=check_int("fit_weeks", fit_weeks, low=1))
     else:
-        cut = (pd.Timestamp(last).tz_convert("UTC").normalize() + pd.Timedelta(days=1)) - pd.Timedelta(weeks=eval_weeks)
+        cut = (
+            pd.Timestamp(last).tz_convert("UTC").normalize() + pd.Timedelta(days=1)
+        ) - pd.Timedelta(weeks=eval_weeks)
         if cut <= start:
             raise ValidationError("eval_weeks", eval_weeks, "leaves no data to fit on")
     end = cut + pd.Timedelta(weeks=eval_weeks)
@@ -314,6 +371,13 @@ def evaluate(
         if sim_days:
             days = [(cut + pd.Timedelta(days=i)).date() for i in range(sim_days)]
             sim = simulated_sends(world, slots, days)
-    info = {"cutoff": str(cut), "eval_end": str(end), "fit_from": str(models["bayes"].history.start),
-            "alpha": models["bayes"].alpha, "users": len(slots), "window": o.window, "events": o.events}
+    info = {
+        "cutoff": str(cut),
+        "eval_end": str(end),
+        "fit_from": str(models["bayes"].history.start),
+        "alpha": models["bayes"].alpha,
+        "users": len(slots),
+        "window": o.window,
+        "events": o.events,
+    }
     return BestTimeEvaluation(hits, rep, rec, sim, slots, models, info)

@@ -63,4 +63,6 @@ def activity_heatmap(
     s_us, e_us = int(pd.Timestamp(start).value // 1000), int(pd.Timestamp(end).value // 1000)
     minute, weekday = local_minutes(tzi, t, zones, s_us, e_us)
     grid = np.bincount(weekday * 24 + minute // 60, minlength=7 * 24).reshape(7, 24)
-    return pd.DataFrame(grid, index=pd.Index(WEEKDAYS, name="weekday"), columns=pd.Index(range(24), name="hour"))
+    return pd.DataFrame(
+        grid, index=pd.Index(WEEKDAYS, name="weekday"), columns=pd.Index(range(24), name="hour")
+    )

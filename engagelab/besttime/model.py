@@ -27,7 +27,12 @@ import pandas as pd
 from engagelab._validate import check_datetime
 from engagelab.besttime import _bayes
 from engagelab.besttime._data import History, connect, history, user_table
-from engagelab.besttime.options import CLEVERTAP_DEFAULT_SLOT, BestTimeOptions, format_minute, parse_time
+from engagelab.besttime.options import (
+    CLEVERTAP_DEFAULT_SLOT,
+    BestTimeOptions,
+    format_minute,
+    parse_time,
+)
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -271,11 +276,15 @@ def fit(
     n = hist.counts.sum(axis=1)
     if o.mode == "clevertap":
         buckets = hist.counts.reshape(-1, 12, 2).sum(axis=2).astype(np.float64)
-        return BestTimeModel(o, hist, None, None, codes, list(names), buckets, (n > 0).astype(float))
+        return BestTimeModel(
+            o, hist, None, None, codes, list(names), buckets, (n > 0).astype(float)
+        )
     x = hist.weights
     priors = _bayes.group_priors(x, codes)
     own = _bayes.loo_priors(x, codes)
     alpha = _bayes.fit_alpha(x, own)
     post = _bayes.posterior_mean(x, own, alpha)
     nw = x.sum(axis=1)
-    return BestTimeModel(o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha))
+    return BestTimeModel(
+        o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha)
+    )

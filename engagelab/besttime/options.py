@@ -123,7 +123,9 @@ class BestTimeOptions:
             check_str("event name", e)
         object.__setattr__(self, "events", tuple(dict.fromkeys(events)))
         if self.mode == "clevertap" and len(self.events) != 1:
-            raise ValidationError("events", self.events, "must be exactly one event in clevertap mode")
+            raise ValidationError(
+                "events", self.events, "must be exactly one event in clevertap mode"
+            )
         check_int("lookback_days", self.lookback_days, low=1, high=3660)
         check_number("half_life_days", self.half_life_days, low=0, low_open=True, allow_none=True)
         check_int("min_events", self.min_events, low=1)
@@ -179,7 +181,9 @@ class BestTimeOptions:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValidationError("BestTimeOptions key", unknown[0], "must be one of " + ", ".join(names))
+            raise ValidationError(
+                "BestTimeOptions key", unknown[0], "must be one of " + ", ".join(names)
+            )
         kw = dict(data)
         for key in ("window",):
             if isinstance(kw.get(key), list):

@@ -26,7 +26,9 @@ def local_events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
 def make_ws(path, profiles: dict[str, str | None], rows) -> Workspace:
     """A workspace with users ``{user_id: timezone}`` and the given local-time events."""
     ws = Workspace.create(path)
-    ws.append("profiles", pd.DataFrame({"user_id": list(profiles), "timezone": list(profiles.values())}))
+    ws.append(
+        "profiles", pd.DataFrame({"user_id": list(profiles), "timezone": list(profiles.values())})
+    )
     if rows:
         ws.append("events", local_events(rows))
     return ws

@@ -66,4 +66,6 @@ def test_group_priors_follow_their_groups():
     x[0, 0] = x[1, 0] = 10
     x[2, 2] = x[3, 2] = 10
     pri = group_priors(x, np.array([0, 0, 1, 1]), smoothing=0.0)
-    assert pri[0] == pytest.approx([1, 0, 0], abs=1e-6) and pri[1] == pytest.approx([0, 0, 1], abs=1e-6)
+    assert pri[0] == pytest.approx([1, 0, 0], abs=1e-6) and pri[1] == pytest.approx(
+        [0, 0, 1], abs=1e-6
+    )

@@ -10,7 +10,21 @@ from engagelab.cli import main
 
 
 def test_fit_and_evaluate_json(sim_ws, capsys):
-    assert main(["besttime", "fit", "--workspace", str(sim_ws.path), "--mode", "clevertap", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "besttime",
+                "fit",
+                "--workspace",
+                str(sim_ws.path),
+                "--mode",
+                "clevertap",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["mode"] == "clevertap" and out["users"] == 3000
     slots = pd.read_csv(out["slots_file"])

@@ -31,12 +31,18 @@ def _users(ws):
 
 def test_nonexistent_and_ambiguous_local_times(dst_ws):
     o = BestTimeOptions(mode="clevertap", window=("00:00", "23:00"), fallback_slot="02:30")
-    spring = send_times(dst_ws, _users(dst_ws), "2026-03-29", o, now="2026-03-20").set_index("user_id")
+    spring = send_times(dst_ws, _users(dst_ws), "2026-03-29", o, now="2026-03-20").set_index(
+        "user_id"
+    )
     # 02:30 does not exist in Berlin on 2026-03-29: shifted forward to 03:00 CEST = 01:00 UTC
     assert spring.loc["new", "send_at_utc"] == pd.Timestamp("2026-03-29 01:00", tz="UTC")
     assert spring.loc["new", "reason"] == "fallback_no_history"
-    assert spring.loc["busy", "send_at_utc"] == pd.Timestamp("2026-03-29 16:00", tz="UTC")  # 18:00 CEST
-    autumn = send_times(dst_ws, _users(dst_ws), "2026-10-25", o, now="2026-03-20").set_index("user_id")
+    assert spring.loc["busy", "send_at_utc"] == pd.Timestamp(
+        "2026-03-29 16:00", tz="UTC"
+    )  # 18:00 CEST
+    autumn = send_times(dst_ws, _users(dst_ws), "2026-10-25", o, now="2026-03-20").set_index(
+        "user_id"
+    )
     # 02:30 happens twice on 2026-10-25: the first occurrence (CEST) = 00:30 UTC
     assert autumn.loc["new", "send_at_utc"] == pd.Timestamp("2026-10-25 00:30", tz="UTC")
     assert autumn.loc["ny", "send_at_utc"] == pd.Timestamp("2026-10-25 06:30", tz="UTC")  # EDT
@@ -62,13 +68,17 @@ def test_history_after_the_plan_time_is_not_used(dst_ws):
     # from, which is an error, not a silent default for everyone
     with pytest.raises(ValidationError, match="have no occurrences for these users"):
         send_times(dst_ws, _users(dst_ws), "2026-03-02", o, now="2026-03-01 12:00")
-    later = send_times(dst_ws, _users(dst_ws), "2026-03-05", o, now="2026-03-04").set_index("user_id")
+    later = send_times(dst_ws, _users(dst_ws), "2026-03-05", o, now="2026-03-04").set_index(
+        "user_id"
+    )
     assert later.loc["busy", "reason"] == "chosen" and later.loc["busy", "slot_local"] == "18:00"
 
 
 def test_invalid_time_zone_is_a_per_user_reason(dst_ws):
     users = pd.DataFrame({"user_id": ["busy", "new"], "timezone": ["Europe/Berlin", "Not/AZone"]})
-    out = send_times(dst_ws, users, "2026-03-25", BestTimeOptions(), now="2026-03-20").set_index("user_id")
+    out = send_times(dst_ws, users, "2026-03-25", BestTimeOptions(), now="2026-03-20").set_index(
+        "user_id"
+    )
     assert out.loc["new", "reason"] == "invalid_timezone" and pd.isna(out.loc["new", "send_at_utc"])
     assert out.loc["busy", "send_at_utc"].tz is not None
     with pytest.raises(ValidationError, match="must be a DataFrame with user_id and timezone"):
@@ -87,7 +97,9 @@ def test_exploration_share_uniformity_and_propensities(sim_ws):
     ex = a[a["reason"] == "exploration"]
     n = len(a)
     assert abs(len(ex) - 0.3 * n) < 4 * np.sqrt(n * 0.3 * 0.7)
-    minute = ex["slot_local"].str.slice(0, 2).astype(int) * 60 + ex["slot_local"].str.slice(3).astype(int)
+    minute = ex["slot_local"].str.slice(0, 2).astype(int) * 60 + ex["slot_local"].str.slice(
+        3
+    ).astype(int)
     assert minute.between(8 * 60, 21 * 60 + 30).all()
     hour = minute // 60
     allowed = np.bincount(np.flatnonzero(o.allowed_minutes()) // 60, minlength=24)
@@ -101,9 +113,17 @@ def test_exploration_share_uniformity_and_propensities(sim_ws):
 
 
 def test_policy_callable_for_campaigns(dst_ws):
-    fn = policy(BestTimeOptions(mode="clevertap", window=("08:00", "22:00")), dst_ws, now="2026-03-20")
-    users = pd.DataFrame({"user_id": ["busy", "ny"], "timezone": ["Europe/Berlin", "America/New_York"],
-                          "send_at": pd.Timestamp("2026-03-25 09:00", tz="UTC")}, index=[10, 11])
+    fn = policy(
+        BestTimeOptions(mode="clevertap", window=("08:00", "22:00")), dst_ws, now="2026-03-20"
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": ["busy", "ny"],
+            "timezone": ["Europe/Berlin", "America/New_York"],
+            "send_at": pd.Timestamp("2026-03-25 09:00", tz="UTC"),
+        },
+        index=[10, 11],
+    )
     got = fn(users, "2026-03-25")
     assert list(got.index) == [10, 11]
     assert got.loc[10] == pd.Timestamp("2026-03-25 17:00", tz="UTC")

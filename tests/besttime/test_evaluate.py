@@ -12,6 +12,8 @@ import pytest
 from engagelab.besttime import POLICIES, BestTimeOptions, evaluate, exploration_logs
 from engagelab.worlds import load_world
 
+pytestmark = pytest.mark.slow
+
 OPTS = BestTimeOptions(window=("06:00", "23:59"))
 
 
@@ -21,7 +23,9 @@ def result(sim_ws):
     users = sim_ws.sql("SELECT user_id, timezone FROM profiles")
     days = [world.date_of(d) for d in range(28, 40)]
     logs = exploration_logs(world, users, OPTS, days)
-    return evaluate(sim_ws, OPTS, fit_weeks=4, eval_weeks=2, logs=logs, world=world, sim_days=6), logs
+    return evaluate(
+        sim_ws, OPTS, fit_weeks=4, eval_weeks=2, logs=logs, world=world, sim_days=6
+    ), logs
 
 
 def _row(table, policy, history="all"):
@@ -90,6 +94,8 @@ def test_hit_rate_against_a_zoneinfo_reference(result, sim_ws):
 def test_replay_only_uses_logs_inside_the_evaluation_period(result, sim_ws):
     ev, logs = result
     assert _row(ev.replay, "fixed")["n"] == len(logs)
-    early = logs.assign(send_at_utc=pd.to_datetime(logs["send_at_utc"], utc=True) - pd.Timedelta(weeks=3))
+    early = logs.assign(
+        send_at_utc=pd.to_datetime(logs["send_at_utc"], utc=True) - pd.Timedelta(weeks=3)
+    )
     again = evaluate(sim_ws, OPTS, fit_weeks=4, eval_weeks=2, logs=pd.concat([logs, early]))
     pd.testing.assert_frame_equal(again.replay, ev.replay)

@@ -11,9 +11,16 @@ from engagelab.errors import ValidationError
 
 def test_json_round_trip_and_immutability():
     o = BestTimeOptions(
-        mode="bayes", window=("07:30", "21:00"), fallback_slot="12:00", passed="drop",
-        explore_share=0.2, seed=4, events=("App Launched", "Page Viewed"), half_life_days=None,
-        prior_by="country", dnd=(("12:00", "13:00"),),
+        mode="bayes",
+        window=("07:30", "21:00"),
+        fallback_slot="12:00",
+        passed="drop",
+        explore_share=0.2,
+        seed=4,
+        events=("App Launched", "Page Viewed"),
+        half_life_days=None,
+        prior_by="country",
+        dnd=(("12:00", "13:00"),),
     )
     again = BestTimeOptions.from_json(o.to_json())
     assert again == o and again.window == ("07:30", "21:00") and again.dnd == (("12:00", "13:00"),)
@@ -25,7 +32,10 @@ def test_json_round_trip_and_immutability():
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"window": ("21:00", "08:00")}, "window == ('21:00', '08:00'), must be (earliest, latest) with earliest < latest"),
+        (
+            {"window": ("21:00", "08:00")},
+            "window == ('21:00', '08:00'), must be (earliest, latest) with earliest < latest",
+        ),
         ({"window": ("08:00", "08:00")}, "must be (earliest, latest) with earliest < latest"),
         ({"window": ("8am", "10:00")}, "window earliest == '8am', must be a local time 'HH:MM'"),
         ({"window": ("08:00", "09:00"), "dnd": (("07:00", "10:00"),)}, "leaves no allowed minute"),
@@ -33,7 +43,10 @@ def test_json_round_trip_and_immutability():
         ({"passed": "later"}, "passed == 'later'"),
         ({"explore_share": 1.5}, "explore_share == 1.5, must be in [0, 1]"),
         ({"events": ()}, "events == (), must be a non-empty list of event names"),
-        ({"mode": "clevertap", "events": ("A", "B")}, "must be exactly one event in clevertap mode"),
+        (
+            {"mode": "clevertap", "events": ("A", "B")},
+            "must be exactly one event in clevertap mode",
+        ),
         ({"fallback_slot": "25:00"}, "fallback_slot == '25:00'"),
         ({"dnd": (("10:00", "10:00"),)}, "must have start != end"),
     ],

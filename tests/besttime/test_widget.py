@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-pytest.importorskip("ipywidgets")
+pytestmark = pytest.mark.slow
+
+from engagelab.widgets.besttime import BestTimeExplorer  # noqa: E402
 
 from engagelab.besttime import BestTimeOptions, activity_heatmap, fit  # noqa: E402
 from engagelab.segments import prop  # noqa: E402
-from engagelab.widgets.besttime import BestTimeExplorer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,10 @@ def test_mode_window_and_errors(explorer, sim_ws):
     ex.latest.value = "20:00"
     assert ex.error == "" and ex.slots["slot_minute"].max() <= 20 * 60
     ex.events.value = "Nope"
-    assert ex.error == "ValidationError: events == 'Nope', is not an event name found in this workspace"
+    assert (
+        ex.error
+        == "ValidationError: events == 'Nope', is not an event name found in this workspace"
+    )
     assert ex.model is None
     ex.events.value = "App Launched"
     ex.mode.value = "bayes"

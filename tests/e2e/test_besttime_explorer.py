@@ -14,7 +14,13 @@ from playwright.sync_api import Page, expect
 
 from engagelab import Workspace
 from engagelab.besttime import BestTimeOptions, fit
-from tests.e2e.lab import TIMEOUT_MS, open_notebook, run_all_cells, wait_for_selector, write_notebook
+from tests.e2e.lab import (
+    TIMEOUT_MS,
+    open_notebook,
+    run_all_cells,
+    wait_for_selector,
+    write_notebook,
+)
 from tests.servers import JupyterLabServer
 
 pytestmark = pytest.mark.browser
@@ -39,7 +45,9 @@ def _reason_text(slots, reason: str) -> str:
     return f"{n} ({100 * n / len(slots):.1f}%)"
 
 
-def test_explorer_follows_the_ui(page: Page, lab_server: JupyterLabServer, notebook_dir: Path) -> None:
+def test_explorer_follows_the_ui(
+    page: Page, lab_server: JupyterLabServer, notebook_dir: Path
+) -> None:
     ws_path = notebook_dir / "ws"
     nb = write_notebook(notebook_dir, "besttime.ipynb", _cells(ws_path))
     open_notebook(page, lab_server, nb)
@@ -59,7 +67,9 @@ def test_explorer_follows_the_ui(page: Page, lab_server: JupyterLabServer, noteb
 
     user = ct[ct["reason"] == "chosen"].iloc[0]
     page.locator(".el-bt-lookup input").fill(user["user_id"])
-    expect(page.locator(".el-bt-lookup-text")).to_contain_text(f"{user['user_id']}: {user['slot_local']}")
+    expect(page.locator(".el-bt-lookup-text")).to_contain_text(
+        f"{user['user_id']}: {user['slot_local']}"
+    )
 
     latest = page.locator(".el-bt-latest input")
     latest.fill("07:00")
@@ -69,4 +79,6 @@ def test_explorer_follows_the_ui(page: Page, lab_server: JupyterLabServer, noteb
     expect(error).to_be_hidden()
 
     page.locator(".el-bt-evaluate").click()
-    expect(page.locator(".el-bt-eval-table")).to_contain_text("most_frequent_hour", timeout=TIMEOUT_MS)
+    expect(page.locator(".el-bt-eval-table")).to_contain_text(
+        "most_frequent_hour", timeout=TIMEOUT_MS
+    )
