@@ -121,11 +121,14 @@ def main() -> None:
         ev = pd.read_parquet(src)
         pd_times, ref = timed(lambda: pandas_retention(ev), max(1, min(args.runs, 3)))
     got = res.long(all_cohorts=False).dropna(subset=["retained"])
-    got = got.assign(cohort=got["cohort"].dt.tz_convert("UTC").dt.tz_localize(None), k=got["period_index"])
+    got = got.assign(
+        cohort=got["cohort"].dt.tz_convert("UTC").dt.tz_localize(None), k=got["period_index"]
+    )
     ref = ref.assign(cohort=pd.to_datetime(ref["cohort"]).dt.tz_localize(None))
     hand = hand.assign(cohort=pd.to_datetime(hand["cohort"]))
     m = got.merge(ref, on=["cohort", "k"], how="left", suffixes=("", "_pd")).merge(
-        hand, on=["cohort", "k"], how="left", suffixes=("", "_sql"))
+        hand, on=["cohort", "k"], how="left", suffixes=("", "_sql")
+    )
     m[["retained_pd", "retained_sql"]] = m[["retained_pd", "retained_sql"]].fillna(0)
     if not ((m["retained"] == m["retained_pd"]) & (m["retained"] == m["retained_sql"])).all():
         raise SystemExit("retained counts differ between engagelab, hand-written SQL and pandas")

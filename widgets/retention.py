@@ -88,14 +88,18 @@ class CohortRetentionExplorer(w.VBox):
         self.return_event = _css(w.Dropdown(options=events, value=return_event or default,
                                             description="return"), "return")  # fmt: skip
         self.period = _css(w.ToggleButtons(options=["day", "week", "month"], value="day"), "period")
-        self.periods = _css(w.BoundedIntText(value=8, min=1, max=400, description="periods"), "periods")
+        self.periods = _css(
+            w.BoundedIntText(value=8, min=1, max=400, description="periods"), "periods"
+        )
         self.mode = _css(w.Dropdown(options=[("on period N", "on"), ("on or after N", "on-or-after")],
                                     value="on", description="mode"), "mode")  # fmt: skip
         self.cohort = _css(w.Dropdown(options=[("first time", "first"), ("recurring", "recurring")],
                                       value="first", description="cohort"), "cohort")  # fmt: skip
         self.window = _css(w.Dropdown(options=["calendar", "rolling"], value="calendar",
                                       description="window"), "window")  # fmt: skip
-        self.brackets = _css(w.Text(value="", placeholder="e.g. 1,4,8,15", description="brackets"), "brackets")
+        self.brackets = _css(
+            w.Text(value="", placeholder="e.g. 1,4,8,15", description="brackets"), "brackets"
+        )
         self.day = _css(w.BoundedIntText(value=7, min=0, max=3650, description="effect day"), "day")
         self.status = _css(w.HTML(value=""), "status")
         self.heatmap = _css(w.HTML(value=""), "heatmap")
@@ -131,7 +135,9 @@ class CohortRetentionExplorer(w.VBox):
             try:
                 brackets = tuple(int(x) for x in text.replace(" ", "").split(","))
             except ValueError:
-                raise ValidationError("brackets", text, "must be comma-separated whole numbers") from None
+                raise ValidationError(
+                    "brackets", text, "must be comma-separated whole numbers"
+                ) from None
         return RetentionSpec(
             self.start_event.value or "", self.return_event.value, period=self.period.value,
             periods=int(self.periods.value), mode=self.mode.value, cohort=self.cohort.value,
@@ -163,7 +169,9 @@ class CohortRetentionExplorer(w.VBox):
         day = int(self.day.value)
         self._debouncer.request(lambda: self._compute(spec, labels, day))
 
-    def _compute(self, spec: RetentionSpec, labels: list[str], day: int) -> tuple[Any, dict[str, Any]]:
+    def _compute(
+        self, spec: RetentionSpec, labels: list[str], day: int
+    ) -> tuple[Any, dict[str, Any]]:
         opts = {k: v for k, v in spec.to_dict().items()
                 if k in ("period", "periods", "mode", "cohort", "window", "brackets")}  # fmt: skip
         if opts["brackets"] is not None:
@@ -189,11 +197,11 @@ class CohortRetentionExplorer(w.VBox):
         self.heatmap.value = res._repr_html_()
         self.curves.value = _png(res.plot())
         self.comparison.value = "".join(e._repr_html_() for e in effects.values())
-        self.status.value = f"<span class='el-cre-done'>{len(getattr(res, 'results', [None]))} table(s)</span>"
+        self.status.value = (
+            f"<span class='el-cre-done'>{len(getattr(res, 'results', [None]))} table(s)</span>"
+        )
         self.result = res
         self.generation += 1
 
     def __repr__(self) -> str:
         return f"CohortRetentionExplorer({self.spec().start_event!r}, labels={list(self.labels.value)})"
-
-

@@ -123,13 +123,16 @@ def retention_sql(
     grp = breakdown_sql or "CAST(NULL AS VARCHAR)"
     unit = spec.period
     t_until = lit(until)
-    t_since = f" AND ts >= {lit(spec.since)}" if spec.since is not None else ""
+
+    def since(col: str) -> str:
+        return f" AND {col} >= {lit(spec.since)}" if spec.since is not None else ""
+
     if spec.cohort == "first":
         first = f"SELECT user_id, min(ts) AS t0 FROM ({starts}) AS st GROUP BY user_id"
-        inst = f"SELECT user_id, t0 FROM ({first}) AS f WHERE t0 < {t_until}{t_since.replace('ts', 't0')}"
+        inst = f"SELECT user_id, t0 FROM ({first}) AS f WHERE t0 < {t_until}{since('t0')}"
     else:
         inst = (
-            f"SELECT user_id, min(ts) AS t0 FROM ({starts}) AS st WHERE ts < {t_until}{t_since} "
+            f"SELECT user_id, min(ts) AS t0 FROM ({starts}) AS st WHERE ts < {t_until}{since('ts')} "
             f"GROUP BY user_id, date_trunc('{unit}', ts)"
         )
     if breakdown_sql:
@@ -139,7 +142,11 @@ def retention_sql(
         )
     else:
         inst_g = f"SELECT user_id, t0, date_trunc('{unit}', t0) AS cohort, {grp} AS grp FROM ({inst}) AS i"
-    ret_conds = [f"event = {lit(spec.return_event)}", f"ts < {t_until}", *_filters(spec.return_where)]
+    ret_conds = [
+        f"event = {lit(spec.return_event)}",
+        f"ts < {t_until}",
+        *_filters(spec.return_where),
+    ]
     returns = f"SELECT user_id, ts FROM events WHERE {' AND '.join(ret_conds)}"
     k = _period_index(spec, "s.t0", "r.ts", portable)
     joined = (

@@ -30,7 +30,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
     if args.until:
         opts["until"] = args.until
     if args.label:
-        res = label_retention(ws, args.label, args.return_event or "App Launched", **opts)[args.label]
+        res = label_retention(ws, args.label, args.return_event or "App Launched", **opts)[
+            args.label
+        ]
         if res.empty:
             emit({"label": args.label, "rows": [], "message": res.message} if args.format == "json"
                  else res.message, args.format)  # fmt: skip
@@ -42,7 +44,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
             raise ValidationError("--start-event", None, "is required (or pass --label)")
         res = retention(ws, args.start_event, args.return_event, **opts)
     table = res.long()
-    table["cohort"] = [None if c is None or c != c else c.strftime("%Y-%m-%d") for c in table["cohort"]]
+    table["cohort"] = [
+        None if c is None or c != c else c.strftime("%Y-%m-%d") for c in table["cohort"]
+    ]
     if args.format == "json":
         rows = []
         for r in table.to_dict("records"):
@@ -64,14 +68,20 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.ArgumentParser
+) -> None:
     """Add the ``retention`` subcommand."""
     p = subparsers.add_parser(
         "retention", parents=[common, wsopt],
         help="cohort retention (N-day or on-or-after; first-time or recurring cohorts)",
     )  # fmt: skip
-    p.add_argument("--start-event", help="cohort-defining event (default with --label: Notification Sent)")
-    p.add_argument("--return-event", help="return event (default: the start event; App Launched with --label)")
+    p.add_argument(
+        "--start-event", help="cohort-defining event (default with --label: Notification Sent)"
+    )
+    p.add_argument(
+        "--return-event", help="return event (default: the start event; App Launched with --label)"
+    )
     p.add_argument("--period", choices=["day", "week", "month"], default="day")
     p.add_argument("--periods", type=int, default=8, help="number of periods, period 0 included")
     p.add_argument("--mode", choices=["on", "on-or-after"], default="on")

@@ -54,7 +54,7 @@ def label_programme(
         (so tests can compute the counterfactual).
     """
     from engagelab.experiments import campaign_split, global_control
-    from engagelab.worlds import simulate_into, load_world
+    from engagelab.worlds import load_world, simulate_into
 
     simulate_into(ws, n_users=n_users, days=days, seed=seed, label_effects={label: effect})
     world = load_world(ws)
@@ -66,7 +66,9 @@ def label_programme(
         "AND coalesce(p.optout_push, false) = false ORDER BY 1",
         {"a": week_ago.to_pydatetime(), "b": send_ts.to_pydatetime()},
     )["user_id"].to_numpy(dtype=object)
-    arm = campaign_split(active, salt=campaign_id, variants=["A"], control_fraction=control_fraction)
+    arm = campaign_split(
+        active, salt=campaign_id, variants=["A"], control_fraction=control_fraction
+    )
     glob = global_control(active, workspace_salt="demo", fraction=global_fraction)
     held = np.where(glob, "global", np.where(arm == "control", "campaign", None))
     treated = active[held == None]  # noqa: E711 (elementwise)
@@ -83,7 +85,9 @@ def label_programme(
     )
     sent_rows = messages.rename(columns={"send_ts": "ts"}).assign(event=NOTIFICATION_SENT)
     sent_rows["ts"] = sent_rows["ts"].astype("datetime64[us, UTC]")
-    ws.append("events", sent_rows, fingerprint=f"label-demo-sent:{campaign_id}:{seed}", source="demo")
+    ws.append(
+        "events", sent_rows, fingerprint=f"label-demo-sent:{campaign_id}:{seed}", source="demo"
+    )
     hold = active[held != None]  # noqa: E711
     ctrl = pd.DataFrame(
         {
@@ -99,10 +103,21 @@ def label_programme(
     # the world answers with the planted launches of the next ``retention_days`` at once;
     # keep only what has happened by the end of the observation period (its last event)
     answers = world.respond(messages)
-    horizon = pc.max(later.column("ts")) if later.num_rows else pa.scalar(send_ts.to_pydatetime(), answers.schema.field("ts").type)
+    horizon = (
+        pc.max(later.column("ts"))
+        if later.num_rows
+        else pa.scalar(send_ts.to_pydatetime(), answers.schema.field("ts").type)
+    )
     answers = answers.filter(pc.less_equal(answers.column("ts"), horizon))
-    ws.append("events", answers, fingerprint=f"label-demo-answers:{campaign_id}:{seed}", source="demo")
-    ws.append("events", later, fingerprint=f"label-demo-observe:{seed}:{days}:{observe_days}", source="demo")
+    ws.append(
+        "events", answers, fingerprint=f"label-demo-answers:{campaign_id}:{seed}", source="demo"
+    )
+    ws.append(
+        "events",
+        later,
+        fingerprint=f"label-demo-observe:{seed}:{days}:{observe_days}",
+        source="demo",
+    )
     ev = answers.column("event").to_numpy(zero_copy_only=False)
     planted = answers.filter(pa.array(ev == "App Launched")).column("event_id").to_pylist()
     return {

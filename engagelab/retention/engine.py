@@ -43,7 +43,9 @@ from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
 __all__ = ["retention", "run_query"]
 
 
-def _spec(spec: RetentionSpec | None, start_event: str | None, options: dict[str, Any]) -> RetentionSpec:
+def _spec(
+    spec: RetentionSpec | None, start_event: str | None, options: dict[str, Any]
+) -> RetentionSpec:
     if spec is not None:
         if start_event is not None or options:
             return spec.replace(**({"start_event": start_event} if start_event else {}), **options)
@@ -66,16 +68,25 @@ def _unknown_event(ws: Any, field: str, name: str) -> ValidationError:
 
 def _check_columns(ws: Any, spec: RetentionSpec) -> None:
     ev_cols = set(CORE_EVENT_COLUMNS) | set(ws.store.columns("events"))
-    for field_name, where in (("start_where", spec.start_where), ("return_where", spec.return_where)):
+    for field_name, where in (
+        ("start_where", spec.start_where),
+        ("return_where", spec.return_where),
+    ):
         for col, _ in where:
             if col not in ev_cols:
                 raise ValidationError(
-                    f"{field_name} column", col, "must be an event property: " + ", ".join(sorted(ev_cols))
+                    f"{field_name} column",
+                    col,
+                    "must be an event property: " + ", ".join(sorted(ev_cols)),
                 )
     if spec.breakdown is not None:
         prof = set(CORE_PROFILE_COLUMNS) | set(ws.store.columns("profiles"))
         if spec.breakdown not in prof:
-            raise ValidationError("breakdown", spec.breakdown, "must be a profile property: " + ", ".join(sorted(prof)))
+            raise ValidationError(
+                "breakdown",
+                spec.breakdown,
+                "must be a profile property: " + ", ".join(sorted(prof)),
+            )
 
 
 def _default_until(last_ts: Any) -> dt.datetime:
@@ -121,14 +132,18 @@ def run_query(
     first = pd.Timestamp(info["first_ts"]).to_pydatetime()
     if spec.since is not None and spec.since >= end:
         raise ValidationError(
-            "since", spec.since.isoformat(), f"must be before the end of the data ({end.isoformat()})"
+            "since",
+            spec.since.isoformat(),
+            f"must be before the end of the data ({end.isoformat()})",
         )
     if end <= first:
         raise ValidationError(
             "until", end.isoformat(), f"must be after the first event ({first.isoformat()})"
         )
     breakdown_sql = f"CAST(p.{ident(spec.breakdown)} AS VARCHAR)" if spec.breakdown else None
-    sql = retention_sql(spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=engine == "spark")
+    sql = retention_sql(
+        spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=engine == "spark"
+    )
     raw = ws.spark().query(sql) if engine == "spark" else ws.sql(sql)
     result = assemble(spec, raw, end, sql=sql, name=name, notes=notes)
     if result.empty and not result.message:
@@ -150,10 +165,14 @@ def assemble(
     """Turn the query's ``(cohort, grp, k, n, last_t0)`` rows into the long table."""
     raw = raw.copy()
     raw["cohort"] = pd.to_datetime(raw["cohort"], utc=True)
-    raw["grp"] = raw["grp"].astype(object).where(raw["grp"].notna(), "(missing)" if spec.breakdown else "")
+    raw["grp"] = (
+        raw["grp"].astype(object).where(raw["grp"].notna(), "(missing)" if spec.breakdown else "")
+    )
     sizes = raw[raw["k"] == -1][["grp", "cohort", "n", "last_t0"]].rename(columns={"n": "size"})
     if sizes.empty:
-        return RetentionResult(spec, pd.DataFrame(columns=LONG_COLUMNS), until, sql, "", name, notes)
+        return RetentionResult(
+            spec, pd.DataFrame(columns=LONG_COLUMNS), until, sql, "", name, notes
+        )
     sizes["last_t0"] = pd.to_datetime(sizes["last_t0"], utc=True)
     counts = raw[raw["k"] >= 0].pivot_table(
         index=["grp", "cohort"], columns="k", values="n", aggfunc="sum", dropna=False
@@ -168,7 +187,10 @@ def assemble(
         mat = np.cumsum(mat[:, ::-1], axis=1)[:, ::-1]
     end = pd.Timestamp(until)
     observed = np.column_stack(
-        [(_period_end(spec, sizes["cohort"], sizes["last_t0"], hi) <= end).to_numpy() for _, hi in spec.bounds()]
+        [
+            (_period_end(spec, sizes["cohort"], sizes["last_t0"], hi) <= end).to_numpy()
+            for _, hi in spec.bounds()
+        ]
     )
     size = sizes["size"].to_numpy(dtype=np.float64)
     cols = spec.columns()
@@ -206,8 +228,12 @@ def assemble(
     cells["retained"] = cells["retained"].astype("Int64")
     cells["size"] = cells["size"].astype("Int64")
     cells["cohort"] = pd.to_datetime(cells["cohort"], utc=True)
-    cells = cells.sort_values(["group", "cohort", "period_index"], na_position="last", kind="stable")
-    return RetentionResult(spec, cells[LONG_COLUMNS].reset_index(drop=True), until, sql, "", name, notes)
+    cells = cells.sort_values(
+        ["group", "cohort", "period_index"], na_position="last", kind="stable"
+    )
+    return RetentionResult(
+        spec, cells[LONG_COLUMNS].reset_index(drop=True), until, sql, "", name, notes
+    )
 
 
 def retention(

@@ -130,7 +130,11 @@ class LabelRetention:
     def long(self) -> pd.DataFrame:
         """Every label's long table with a ``label`` column."""
         parts = [r.long().assign(label=k) for k, r in self.results.items() if not r.empty]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["label", *LONG_COLUMNS])
+        return (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=["label", *LONG_COLUMNS])
+        )
 
     def __repr__(self) -> str:
         return "LabelRetention(" + "; ".join(f"{k}: {r!r}" for k, r in self.results.items()) + ")"
@@ -172,7 +176,9 @@ def label_retention(
         spec = RetentionSpec(NOTIFICATION_SENT, return_event, start_label=label, **options)
         why = _never_sent(ws, label)
         if why:
-            out[label] = RetentionResult(spec, pd.DataFrame(columns=LONG_COLUMNS), None, "", why, label)
+            out[label] = RetentionResult(
+                spec, pd.DataFrame(columns=LONG_COLUMNS), None, "", why, label
+            )
         else:
             out[label] = run_query(ws, spec, starts=sent_sql(label), engine=engine, name=label)
     return LabelRetention(out)
@@ -214,7 +220,9 @@ class LabelEffect:
             f"{r.comparison} ({r.kind}) = {r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
             for r in self.comparisons.itertuples()
         ]
-        return f"LabelEffect({self.label!r}, day {self.day} {self.return_event!r}: {'; '.join(parts)})"
+        return (
+            f"LabelEffect({self.label!r}, day {self.day} {self.return_event!r}: {'; '.join(parts)})"
+        )
 
     def _repr_html_(self) -> str:
         def table(df: pd.DataFrame, cls: str) -> str:
@@ -226,7 +234,9 @@ class LabelEffect:
                 ) + "</tr>"
                 for row in df.itertuples(index=False)
             )  # fmt: skip
-            return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            return (
+                f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
 
         notes = "".join(
             f"<div class='el-warning' style='background:#fff3cd;padding:6px;margin:4px 0'>⚠ {html.escape(n)}</div>"
@@ -246,7 +256,13 @@ class LabelEffect:
         ax = ax or fig.add_subplot()
         g = self.groups
         err = np.vstack([g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]])
-        ax.bar(g["group"], g["rate"], yerr=err, capsize=6, color=["#1f77b4", "#7f7f7f", "#c7c7c7"][: len(g)])
+        ax.bar(
+            g["group"],
+            g["rate"],
+            yerr=err,
+            capsize=6,
+            color=["#1f77b4", "#7f7f7f", "#c7c7c7"][: len(g)],
+        )
         ax.set_ylabel(f"day-{self.day} retention")
         ax.set_title(f"{self.label}: sent vs holdout vs everyone else")
         return ax.figure
@@ -266,11 +282,17 @@ def label_effect(
     check_int("day", day, low=0, high=3650)
     why = _never_sent(ws, label)
     if why:
-        raise ValidationError("label", label, why.replace(f"label {label!r} ", "must have been sent; it "))
+        raise ValidationError(
+            "label", label, why.replace(f"label {label!r} ", "must have been sent; it ")
+        )
     cols = ws.store.columns("events")
     has_campaign = "campaign_id" in cols
     spec = RetentionSpec(
-        NOTIFICATION_SENT, return_event, brackets=(day, day + 1), window=window, confidence=confidence
+        NOTIFICATION_SENT,
+        return_event,
+        brackets=(day, day + 1),
+        window=window,
+        confidence=confidence,
     )
     queries = {"sent": sent_sql(label)}
     holdout_present = "control_group" in cols or has_campaign
@@ -290,7 +312,9 @@ def label_effect(
         results[group] = res
         ov = res.overall().iloc[0]
         size = 0 if pd.isna(ov["size"]) else int(ov["size"])
-        rows.append({"group": group, "size": size, "retained": 0 if size == 0 else int(ov["retained"])})
+        rows.append(
+            {"group": group, "size": size, "retained": 0 if size == 0 else int(ov["retained"])}
+        )
     groups = pd.DataFrame(rows)
     groups["rate"] = groups["retained"] / groups["size"].where(groups["size"] > 0)
     lo, hi = wilson(groups["retained"], groups["size"], confidence)
@@ -306,7 +330,11 @@ def label_effect(
         if int(g.loc[other, "size"]) == 0:
             notes.append(
                 f"no {other} users who reached day {day}"
-                + (": campaigns carrying this label had no control group" if other == "holdout" else "")
+                + (
+                    ": campaigns carrying this label had no control group"
+                    if other == "holdout"
+                    else ""
+                )
             )
             continue
         d, dl, dh = newcombe(g.loc["sent", "retained"], g.loc["sent", "size"],
@@ -315,5 +343,7 @@ def label_effect(
                       "ci_low": float(dl), "ci_high": float(dh)})  # fmt: skip
     if observational and "everyone else" in g.index:
         notes.append(SELECTION_WARNING)
-    comparisons = pd.DataFrame(comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"])
+    comparisons = pd.DataFrame(
+        comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"]
+    )
     return LabelEffect(label, day, return_event, groups, comparisons, tuple(notes), results)

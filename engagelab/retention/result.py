@@ -87,7 +87,9 @@ class RetentionResult:
                 column is the cohort size.
         """
         if value not in ("rate", "retained", "ci_low", "ci_high"):
-            raise ValueError(f"value == {value!r}, must be one of 'rate', 'retained', 'ci_low', 'ci_high'")
+            raise ValueError(
+                f"value == {value!r}, must be one of 'rate', 'retained', 'ci_low', 'ci_high'"
+            )
         cols = self.spec.columns()
         if self.empty:
             return pd.DataFrame(columns=["size", *cols])
@@ -96,12 +98,12 @@ class RetentionResult:
             lambda c: ALL if pd.isna(c) else pd.Timestamp(c).strftime("%Y-%m-%d")
         )
         keys = ["group", "cohort_label"] if self.spec.breakdown else ["cohort_label"]
-        wide = d.pivot_table(index=keys, columns="period", values=value, aggfunc="first", dropna=False)
+        wide = d.pivot_table(
+            index=keys, columns="period", values=value, aggfunc="first", dropna=False
+        )
         wide = wide.reindex(columns=cols)
-        first = d[d["period_index"] == 0] if not self.spec.brackets else d.drop_duplicates(keys)
         sizes = d[d["cohort"].notna()].drop_duplicates(keys).set_index(keys)["size"]
         all_size = sizes.groupby(level=0).sum() if self.spec.breakdown else None
-        del first
         wide.insert(0, "size", np.nan)
         for idx in wide.index:
             is_all = (idx[-1] if isinstance(idx, tuple) else idx) == ALL
@@ -110,7 +112,10 @@ class RetentionResult:
             else:
                 wide.loc[idx, "size"] = sizes.loc[idx]
         wide["size"] = wide["size"].astype("int64")
-        order = sorted(wide.index, key=lambda i: (i[:-1], i[-1] == ALL, i[-1]) if isinstance(i, tuple) else (i == ALL, i))
+        order = sorted(
+            wide.index,
+            key=lambda i: (i[:-1], i[-1] == ALL, i[-1]) if isinstance(i, tuple) else (i == ALL, i),
+        )
         wide = wide.loc[order]
         wide.index.names = ["group", "cohort"] if self.spec.breakdown else ["cohort"]
         wide.columns.name = None

@@ -178,5 +178,7 @@ class RetentionSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValidationError("retention key", unknown[0], "must be one of " + ", ".join(sorted(names)))
+            raise ValidationError(
+                "retention key", unknown[0], "must be one of " + ", ".join(sorted(names))
+            )
         return cls(**dict(data))

@@ -14,7 +14,13 @@ from playwright.sync_api import Page, expect
 
 from engagelab import Workspace
 from engagelab.retention import retention
-from tests.e2e.lab import TIMEOUT_MS, open_notebook, run_all_cells, wait_for_selector, write_notebook
+from tests.e2e.lab import (
+    TIMEOUT_MS,
+    open_notebook,
+    run_all_cells,
+    wait_for_selector,
+    write_notebook,
+)
 from tests.servers import JupyterLabServer
 
 pytestmark = pytest.mark.browser
@@ -38,7 +44,9 @@ def _all_row(page: Page):
     return page.locator(".el-cre-heatmap tr", has_text="All cohorts").first
 
 
-def test_explorer_follows_the_ui(page: Page, lab_server: JupyterLabServer, notebook_dir: Path) -> None:
+def test_explorer_follows_the_ui(
+    page: Page, lab_server: JupyterLabServer, notebook_dir: Path
+) -> None:
     ws_path = notebook_dir / "ws"
     nb = write_notebook(notebook_dir, "retention.ipynb", _cells(ws_path))
     open_notebook(page, lab_server, nb)
@@ -70,11 +78,17 @@ def test_explorer_follows_the_ui(page: Page, lab_server: JupyterLabServer, noteb
         # choose the label: the comparison panel shows sent / holdout sizes
         page.locator(".el-cre-period button", has_text="day").click()
         page.locator(".el-cre-labels select").select_option("Onboarding")
-        sent = int(ws.sql("SELECT count(DISTINCT user_id) AS n FROM events WHERE event = 'Notification Sent'")["n"][0])
+        sent = int(
+            ws.sql(
+                "SELECT count(DISTINCT user_id) AS n FROM events WHERE event = 'Notification Sent'"
+            )["n"][0]
+        )
         panel = page.locator(".el-cre-comparison")
         expect(panel).to_contain_text("sent − holdout", timeout=TIMEOUT_MS)
         expect(panel).to_contain_text("causal")
         expect(panel).to_contain_text("selection bias")
-        expect(panel.locator(".el-label-groups tr", has_text="sent").first).to_contain_text(str(sent))
+        expect(panel.locator(".el-label-groups tr", has_text="sent").first).to_contain_text(
+            str(sent)
+        )
     finally:
         ws.close()

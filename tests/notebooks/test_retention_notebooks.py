@@ -19,18 +19,38 @@ pytestmark = pytest.mark.slow
 
 
 def _run(nb, out, **params):
-    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
-                        progress_bar=False, cwd=str(nb.parent))
+    pm.execute_notebook(
+        str(nb),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(nb.parent),
+    )
     cells = nbformat.read(out, as_version=4).cells
-    assert not [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])
-                if o.output_type == "error"]
+    assert not [
+        o
+        for c in cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
     return cells
 
 
 def test_label_retention_notebook(tmp_path):
     ws = tmp_path / "ws"
-    _run(LABEL_NB, tmp_path / "out.ipynb", workspace=str(ws), users=3000, days=14,
-         observe_days=12, seed=4, effect=0.3, day=10)
+    _run(
+        LABEL_NB,
+        tmp_path / "out.ipynb",
+        workspace=str(ws),
+        users=3000,
+        days=14,
+        observe_days=12,
+        seed=4,
+        effect=0.3,
+        day=10,
+    )
     summary = json.loads((ws / "outputs" / "label_retention.json").read_text())
     groups = {g["group"]: g for g in summary["groups"]}
     comps = {c["kind"]: c for c in summary["comparisons"]}
@@ -45,16 +65,26 @@ def test_label_retention_notebook(tmp_path):
 
 def test_label_retention_notebook_rejects_bad_parameter(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="users"):
-        pm.execute_notebook(str(LABEL_NB), str(tmp_path / "bad.ipynb"), parameters={"users": "many"},
-                            kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(LABEL_NB),
+            str(tmp_path / "bad.ipynb"),
+            parameters={"users": "many"},
+            kernel_name="python3",
+            progress_bar=False,
+        )
 
 
 def test_cdnow_notebook_cohorts_match_plain_pandas(tmp_path):
     ws = tmp_path / "ws"
     _run(CDNOW_NB, tmp_path / "out.ipynb", workspace=str(ws), data_path=str(CDNOW), periods=6)
     summary = json.loads((ws / "outputs" / "cdnow_cohorts.json").read_text())
-    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None, names=["id", "date", "cds", "dollars"],
-                      dtype={"id": str, "date": str})
+    raw = pd.read_csv(
+        CDNOW,
+        sep=r"\s+",
+        header=None,
+        names=["id", "date", "cds", "dollars"],
+        dtype={"id": str, "date": str},
+    )
     raw = raw[raw["date"].str.fullmatch(r"\d{8}")]  # skip the header line
     assert len(raw) == 69_659
     raw["month"] = raw["date"].str[:6]
@@ -65,7 +95,8 @@ def test_cdnow_notebook_cohorts_match_plain_pandas(tmp_path):
     # repeat purchase in month k after the first-purchase month, by plain pandas
     m = raw.merge(first.rename("first"), left_on="id", right_index=True)
     k = (m["month"].str[:4].astype(int) - m["first"].str[:4].astype(int)) * 12 + (
-        m["month"].str[4:].astype(int) - m["first"].str[4:].astype(int))
+        m["month"].str[4:].astype(int) - m["first"].str[4:].astype(int)
+    )
     m = m.assign(k=k)
     on = pd.DataFrame(summary["on"])
     for cohort, kk in [("1997-01", 1), ("1997-02", 3), ("1997-03", 5)]:

@@ -11,7 +11,9 @@ from engagelab import Workspace
 EVENTS = ["App Launched", "Charged", "Page Viewed"]
 
 
-def random_events(seed: int = 1, n_users: int = 150, days: int = 75) -> tuple[pd.DataFrame, pd.DataFrame]:
+def random_events(
+    seed: int = 1, n_users: int = 150, days: int = 75
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     users = [f"u{i:03d}" for i in range(n_users)]
     # each user: a sign-up day and a number of events after it
@@ -23,9 +25,14 @@ def random_events(seed: int = 1, n_users: int = 150, days: int = 75) -> tuple[pd
         offs = signup + np.sort(rng.exponential(86_400 * rng.choice([2, 10, 30]), size=n + 1))
         offs = offs[offs < days * 86_400]
         for o in offs:
-            rows.append((u, EVENTS[rng.choice(3, p=[0.6, 0.15, 0.25])],
-                         t_start + pd.Timedelta(microseconds=int(o * 1e6)),
-                         rng.choice(["ios", "android", "web"])))
+            rows.append(
+                (
+                    u,
+                    EVENTS[rng.choice(3, p=[0.6, 0.15, 0.25])],
+                    t_start + pd.Timedelta(microseconds=int(o * 1e6)),
+                    rng.choice(["ios", "android", "web"]),
+                )
+            )
     ev = pd.DataFrame(rows, columns=["user_id", "event", "ts", "platform"])
     ev["ts"] = ev["ts"].astype("datetime64[us, UTC]")
     prof = pd.DataFrame({"user_id": users, "plan": rng.choice(["free", "pro", None], size=n_users)})

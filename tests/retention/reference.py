@@ -50,14 +50,32 @@ def _match(df, where):
     return m
 
 
-def reference(events, *, start, ret, period="day", periods=8, mode="on", cohort="first",
-              window="calendar", brackets=None, start_where=None, return_where=None,
-              until, profiles=None, breakdown=None):
+def reference(
+    events,
+    *,
+    start,
+    ret,
+    period="day",
+    periods=8,
+    mode="on",
+    cohort="first",
+    window="calendar",
+    brackets=None,
+    start_where=None,
+    return_where=None,
+    until,
+    profiles=None,
+    breakdown=None,
+):
     """Long table: group, cohort (NaT = all), column, size, retained (NaN if censored)."""
     until = pd.Timestamp(until)
     s = events[(events["event"] == start) & _match(events, start_where) & (events["ts"] < until)]
     if cohort == "first":
-        first = events[(events["event"] == start) & _match(events, start_where)].groupby("user_id")["ts"].min()
+        first = (
+            events[(events["event"] == start) & _match(events, start_where)]
+            .groupby("user_id")["ts"]
+            .min()
+        )
         inst = [(u, t) for u, t in first.items() if t < until]
     else:
         inst = []
@@ -66,12 +84,17 @@ def reference(events, *, start, ret, period="day", periods=8, mode="on", cohort=
                 inst.append((u, g["ts"].min()))
     r = events[(events["event"] == ret) & _match(events, return_where) & (events["ts"] < until)]
     ret_by_user = {u: sorted(g["ts"]) for u, g in r.groupby("user_id")}
-    bounds = (list(zip(brackets[:-1], [b - 1 for b in brackets[1:]])) if brackets
-              else [(k, k) for k in range(periods)])
+    bounds = (
+        list(zip(brackets[:-1], [b - 1 for b in brackets[1:]], strict=True))
+        if brackets
+        else [(k, k) for k in range(periods)]
+    )
     grp_of = {}
     if breakdown:
-        grp_of = {u: ("(missing)" if pd.isna(v) else str(v))
-                  for u, v in profiles.set_index("user_id")[breakdown].items()}
+        grp_of = {
+            u: ("(missing)" if pd.isna(v) else str(v))
+            for u, v in profiles.set_index("user_id")[breakdown].items()
+        }
     rows = []
     for u, t0 in inst:
         ks = [period_number(t0, t, period, window) for t in ret_by_user.get(u, []) if t >= t0]
@@ -81,8 +104,14 @@ def reference(events, *, start, ret, period="day", periods=8, mode="on", cohort=
                 hit.append(any(lo <= k <= hi for k in ks))
             else:
                 hit.append(any(k >= lo for k in ks))
-        rows.append({"group": grp_of.get(u, "(missing)") if breakdown else "",
-                     "cohort": trunc(t0, period), "t0": t0, "hits": hit})
+        rows.append(
+            {
+                "group": grp_of.get(u, "(missing)") if breakdown else "",
+                "cohort": trunc(t0, period),
+                "t0": t0,
+                "hits": hit,
+            }
+        )
     out = []
     inst_df = pd.DataFrame(rows)
     if inst_df.empty:
@@ -91,13 +120,25 @@ def reference(events, *, start, ret, period="day", periods=8, mode="on", cohort=
         last = part["t0"].max()
         for j, (_lo, hi) in enumerate(bounds):
             seen = period_end(c, last, hi, period, window) <= until
-            out.append({"group": g, "cohort": c, "j": j, "size": len(part),
-                        "retained": float(sum(h[j] for h in part["hits"])) if seen else np.nan})
+            out.append(
+                {
+                    "group": g,
+                    "cohort": c,
+                    "j": j,
+                    "size": len(part),
+                    "retained": float(sum(h[j] for h in part["hits"])) if seen else np.nan,
+                }
+            )
     out = pd.DataFrame(out)
-    pooled = (out.dropna(subset=["retained"]).groupby(["group", "j"])
-              .agg(size=("size", "sum"), retained=("retained", "sum")).reset_index())
-    grid = pd.DataFrame([(g, j) for g in out["group"].unique() for j in range(len(bounds))],
-                        columns=["group", "j"])
+    pooled = (
+        out.dropna(subset=["retained"])
+        .groupby(["group", "j"])
+        .agg(size=("size", "sum"), retained=("retained", "sum"))
+        .reset_index()
+    )
+    grid = pd.DataFrame(
+        [(g, j) for g in out["group"].unique() for j in range(len(bounds))], columns=["group", "j"]
+    )
     pooled = grid.merge(pooled, on=["group", "j"], how="left")
     pooled["cohort"] = pd.NaT
     return pd.concat([out, pooled], ignore_index=True)

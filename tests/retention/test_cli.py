@@ -24,20 +24,56 @@ def run(*args):
 
 def test_cli_json_rows_match_reference_and_censoring_is_null(rand_ws):
     ws, ev, _ = rand_ws
-    proc = run("retention", "--workspace", str(ws.path), "--start-event", "App Launched",
-               "--return-event", "Charged", "--period", "week", "--periods", "5",
-               "--mode", "on-or-after", "--cohort", "recurring", "--format", "json")
+    proc = run(
+        "retention",
+        "--workspace",
+        str(ws.path),
+        "--start-event",
+        "App Launched",
+        "--return-event",
+        "Charged",
+        "--period",
+        "week",
+        "--periods",
+        "5",
+        "--mode",
+        "on-or-after",
+        "--cohort",
+        "recurring",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = pd.DataFrame(json.loads(proc.stdout))
-    assert list(rows.columns) == ["cohort", "period", "period_index", "size", "retained", "rate",
-                                  "ci_low", "ci_high", "censored"]
-    ref = reference(ev, start="App Launched", ret="Charged", period="week", periods=5,
-                    mode="on-or-after", cohort="recurring", until=_default_until(ev["ts"].max()))
+    assert list(rows.columns) == [
+        "cohort",
+        "period",
+        "period_index",
+        "size",
+        "retained",
+        "rate",
+        "ci_low",
+        "ci_high",
+        "censored",
+    ]
+    ref = reference(
+        ev,
+        start="App Launched",
+        ret="Charged",
+        period="week",
+        periods=5,
+        mode="on-or-after",
+        cohort="recurring",
+        until=_default_until(ev["ts"].max()),
+    )
     ref["cohort"] = [None if pd.isna(c) else c.strftime("%Y-%m-%d") for c in ref["cohort"]]
-    m = rows.merge(ref, left_on=["cohort", "period_index"], right_on=["cohort", "j"],
-                   suffixes=("", "_ref"))
+    m = rows.merge(
+        ref, left_on=["cohort", "period_index"], right_on=["cohort", "j"], suffixes=("", "_ref")
+    )
     assert len(m) == len(rows) == len(ref)
-    assert np.array_equal(m["retained"].to_numpy(float), m["retained_ref"].to_numpy(float), equal_nan=True)
+    assert np.array_equal(
+        m["retained"].to_numpy(float), m["retained_ref"].to_numpy(float), equal_nan=True
+    )
     censored = rows[rows["censored"]]
     assert len(censored) > 0 and censored["rate"].isna().all() and censored["retained"].isna().all()
     assert (rows.loc[~rows["censored"], "retained"] >= 0).all()

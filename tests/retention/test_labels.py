@@ -10,7 +10,6 @@ day-30 retention and their retention without the events the label effect planted
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,10 +33,16 @@ def world_ws(tmp_path_factory):
 
 def _day30(ws, event, extra_where=""):
     """Per user of ``event`` start rows: (actual, counterfactual) day-30 retention, in pandas."""
-    starts = ws.sql(f"SELECT user_id, min(ts) AS t0 FROM events WHERE event = $e {extra_where} "
-                    "GROUP BY user_id", {"e": event})
-    launches = ws.sql("SELECT user_id, ts, event_id FROM events WHERE event = 'App Launched' "
-                      "AND user_id IN (SELECT user_id FROM events WHERE event = $e)", {"e": event})
+    starts = ws.sql(
+        f"SELECT user_id, min(ts) AS t0 FROM events WHERE event = $e {extra_where} "
+        "GROUP BY user_id",
+        {"e": event},
+    )
+    launches = ws.sql(
+        "SELECT user_id, ts, event_id FROM events WHERE event = 'App Launched' "
+        "AND user_id IN (SELECT user_id FROM events WHERE event = $e)",
+        {"e": event},
+    )
     m = launches.merge(starts, on="user_id")
     m = m[(m["ts"] >= m["t0"] + 30 * DAY) & (m["ts"] < m["t0"] + 31 * DAY)]
     return starts, m

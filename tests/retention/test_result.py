@@ -18,10 +18,19 @@ matplotlib.use("Agg")
 def tiny(tmp_path):
     """Hand-made: cohort Jan 1 (a, b, c), cohort Jan 5 (d); data ends Jan 6."""
     t = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
-    rows = [("a", "2026-01-01 10:00"), ("a", "2026-01-02 09:00"), ("a", "2026-01-04 09:00"),
-            ("b", "2026-01-01 11:00"), ("c", "2026-01-01 23:00"), ("c", "2026-01-03 01:00"),
-            ("d", "2026-01-05 08:00"), ("e", "2026-01-06 12:00")]
-    ev = pd.DataFrame({"user_id": [r[0] for r in rows], "event": "Open", "ts": [t(r[1]) for r in rows]})
+    rows = [
+        ("a", "2026-01-01 10:00"),
+        ("a", "2026-01-02 09:00"),
+        ("a", "2026-01-04 09:00"),
+        ("b", "2026-01-01 11:00"),
+        ("c", "2026-01-01 23:00"),
+        ("c", "2026-01-03 01:00"),
+        ("d", "2026-01-05 08:00"),
+        ("e", "2026-01-06 12:00"),
+    ]
+    ev = pd.DataFrame(
+        {"user_id": [r[0] for r in rows], "event": "Open", "ts": [t(r[1]) for r in rows]}
+    )
     ev["ts"] = ev["ts"].astype("datetime64[us, UTC]")
     ws = Workspace.create(tmp_path / "ws")
     ws.append("events", ev)
@@ -34,7 +43,9 @@ def test_censored_cells_are_missing_not_zero_and_all_row_averages_reached_cohort
     m = res.to_pandas()
     # data through Jan 6: cohort Jan 1 sees days 0..3 (Jan 1..Jan 4)
     assert m.loc["2026-01-01", "size"] == 3
-    assert m.loc["2026-01-01", ["Day 1", "Day 2", "Day 3"]].tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    assert m.loc["2026-01-01", ["Day 1", "Day 2", "Day 3"]].tolist() == pytest.approx(
+        [1 / 3, 1 / 3, 1 / 3]
+    )
     # cohort Jan 5 (d): day 1 = Jan 6 observed, d did not return -> 0, not missing
     assert m.loc["2026-01-05", "Day 1"] == 0.0
     # day 2 = Jan 7 is after the data: missing, never 0
@@ -54,7 +65,9 @@ def test_rolling_windows_and_explicit_until(tiny):
     m = res.to_pandas()
     # a: +23 h (rolling day 0, calendar day 1), +71 h (rolling day 2, calendar day 3);
     # c: +26 h (rolling day 1, calendar day 2)
-    assert m.loc["2026-01-01", ["Day 1", "Day 2", "Day 3"]].tolist() == pytest.approx([1 / 3, 1 / 3, 0])
+    assert m.loc["2026-01-01", ["Day 1", "Day 2", "Day 3"]].tolist() == pytest.approx(
+        [1 / 3, 1 / 3, 0]
+    )
     cal = retention(tiny, "Open", periods=4, until="2026-01-09").to_pandas()
     assert cal.loc["2026-01-01", "Day 3"] == pytest.approx(1 / 3)
     # d started Jan 5 08:00: rolling day 2 ends Jan 8 08:00 < until, day 3 ends Jan 9 08:00 > until
@@ -75,13 +88,18 @@ def test_html_plot_and_repr(tiny):
 
 
 def test_bad_input_messages(tiny):
-    with pytest.raises(ValidationError, match="start_event == 'Opn', must be an event in the workspace \\(known: 'Open'\\)"):
+    with pytest.raises(
+        ValidationError,
+        match="start_event == 'Opn', must be an event in the workspace \\(known: 'Open'\\)",
+    ):
         retention(tiny, "Opn")
     with pytest.raises(ValidationError, match="return_event == 'Buy'"):
         retention(tiny, "Open", "Buy")
     with pytest.raises(ValidationError, match="period == 'year'"):
         retention(tiny, "Open", period="year")
-    with pytest.raises(ValidationError, match="start_where column == 'plan', must be an event property"):
+    with pytest.raises(
+        ValidationError, match="start_where column == 'plan', must be an event property"
+    ):
         retention(tiny, "Open", start_where={"plan": "pro"})
     with pytest.raises(ValidationError, match="breakdown == 'plan', must be a profile property"):
         retention(tiny, "Open", breakdown="plan")

@@ -33,10 +33,12 @@ def _same(a, b):
 
 @pytest.mark.parametrize(
     "opts",
-    [dict(period="day", periods=31, mode="on", cohort="first"),  # the benchmark's query
-     dict(period="week", periods=3, mode="on-or-after", cohort="recurring"),
-     dict(period="day", periods=5, window="rolling", brackets=(1, 3, 6), mode="on"),
-     dict(period="month", periods=2, mode="on", breakdown="plan")],
+    [
+        dict(period="day", periods=31, mode="on", cohort="first"),  # the benchmark's query
+        dict(period="week", periods=3, mode="on-or-after", cohort="recurring"),
+        dict(period="day", periods=5, window="rolling", brackets=(1, 3, 6), mode="on"),
+        dict(period="month", periods=2, mode="on", breakdown="plan"),
+    ],
 )
 def test_duckdb_and_spark_agree(spark_ws, opts):
     kw = {k: v for k, v in opts.items()}

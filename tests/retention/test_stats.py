@@ -25,10 +25,12 @@ def test_wilson_empty_group_is_nan():
 
 @pytest.mark.parametrize(
     ("counts", "published"),
-    [((56, 70, 48, 80), (0.0524, 0.3339)),  # Newcombe (1998) Table II, examples (a)-(d)
-     ((9, 10, 3, 10), (0.1705, 0.8090)),
-     ((6, 7, 2, 7), (0.0582, 0.8062)),
-     ((5, 56, 0, 29), (-0.0381, 0.1926))],
+    [
+        ((56, 70, 48, 80), (0.0524, 0.3339)),  # Newcombe (1998) Table II, examples (a)-(d)
+        ((9, 10, 3, 10), (0.1705, 0.8090)),
+        ((6, 7, 2, 7), (0.0582, 0.8062)),
+        ((5, 56, 0, 29), (-0.0381, 0.1926)),
+    ],
 )
 def test_newcombe_matches_published_values(counts, published):
     _, lo, hi = newcombe(*counts)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from engagelab.widgets.retention import CohortRetentionExplorer
 
 from engagelab import Workspace
 from engagelab.retention import retention
 from engagelab.retention.demo import label_programme
 from engagelab.retention.labels import label_effect
-from engagelab.widgets.retention import CohortRetentionExplorer
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,9 @@ def small_ws(tmp_path_factory):
 def test_event_cohorts_follow_inputs(small_ws):
     ex = CohortRetentionExplorer(small_ws, debounce=0)
     assert ex.error == "" and bytes(ex.curves.value).startswith(b"\x89PNG")
-    pd.testing.assert_frame_equal(ex.result.to_pandas(), retention(small_ws, "App Launched").to_pandas())
+    pd.testing.assert_frame_equal(
+        ex.result.to_pandas(), retention(small_ws, "App Launched").to_pandas()
+    )
     ex.period.value = "week"
     ex.periods.value = 3
     ex.mode.value = "on-or-after"
