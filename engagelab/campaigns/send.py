@@ -250,7 +250,9 @@ def _claim(
         if caps or gap:
             L.lock_caps(conn)
         have: dict[str, str] = {}
-        for i in range(0, len(keys), _IN):
+        # keys derive from the run key: on a run's first attempt none can exist yet (a
+        # concurrent second attempt of the same run would make our insert fail, not resend)
+        for i in range(0, len(keys) if attempt > 1 else 0, _IN):
             part = keys[i : i + _IN]
             have.update(
                 _fetch(
@@ -400,7 +402,8 @@ def send(
     t0 = time.perf_counter()
     frame, c, attempt = _start(ws, plan, run_key)
     _plan_events(ws, frame, c, run_key)
-    _ledger_events(ws, run_key, c)
+    if attempt > 1:
+        _ledger_events(ws, run_key, c)
     prov = provider if provider is not None else OutboxProvider.for_run(ws, run_key)
     todo = _arrays(frame[frame["decision"] == "send"])
     n_todo = len(todo["message_key"])
