@@ -13,8 +13,8 @@ from engagelab.jobs.spec import CatchUp, JobSpec, Notify, Param, Retries, Schedu
 from engagelab.jobs.store import add_job, get_job, history, list_jobs, remove_job, set_paused
 
 __all__ = [
-    "EXIT_CODES",
     "CatchUp",
+    "EXIT_CODES",
     "JobSpec",
     "Notify",
     "Param",
