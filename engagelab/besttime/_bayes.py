@@ -22,6 +22,15 @@ __all__ = ["dm_loglik", "fit_alpha", "group_priors", "loo_priors", "posterior_me
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)
 
 
+def _group_sums(x: np.ndarray, group: np.ndarray, g: int) -> np.ndarray:
+    """``(g, K)`` column sums of ``x`` per group code."""
+    if g == 1:
+        return x.sum(axis=0)[None, :].astype(np.float64)
+    return np.stack(
+        [np.bincount(group, weights=x[:, j], minlength=g) for j in range(x.shape[1])], axis=1
+    )
+
+
 def group_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
     """Pooled hour distribution of each group (rows), lightly smoothed toward the global one.
 
@@ -34,8 +43,7 @@ def group_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np
     total = x.sum(axis=0) + 1e-9
     glob = total / total.sum()
     g = int(group.max()) + 1 if group.size else 1
-    sums = np.zeros((g, k))
-    np.add.at(sums, group, x)
+    sums = _group_sums(x, group, g)
     sums += smoothing * k * glob
     return sums / sums.sum(axis=1, keepdims=True)
 
@@ -51,12 +59,10 @@ def loo_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.n
     array([[0., 1.],
            [1., 0.]])
     """
-    k = x.shape[1]
     others = x.sum(axis=0)[None, :] - x + 1e-6  # everyone else, and a little uniform mass
     glob = others / others.sum(axis=1, keepdims=True)
     g = int(group.max()) + 1 if group.size else 1
-    sums = np.zeros((g, k))
-    np.add.at(sums, group, x)
+    sums = _group_sums(x, group, g)
     out = sums[group] - x
     np.maximum(out, 0.0, out=out)
     out += smoothing * glob
