@@ -4,17 +4,20 @@
 #                 (tests/servers.py; as root it runs as the `postgres` OS user)
 #   - chromium:   the browser tests drive a real JupyterLab (tests/e2e)
 #   - default-jre-headless: the Spark parity tests (skipped if java is already there)
+#   - openssl:    the SMTP STARTTLS/TLS tests make a throwaway certificate with it
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1; }
 have_java() { command -v java >/dev/null 2>&1; }
+have_openssl() { command -v openssl >/dev/null 2>&1; }
 
 need=()
 have_postgres || need+=(postgresql)
 have_chromium || need+=(chromium)
 have_java || need+=(default-jre-headless)
+have_openssl || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -32,6 +35,7 @@ apt_quiet install -y --no-install-recommends "${need[@]}" \
 
 missing=()
 have_postgres || missing+=("postgresql (no /usr/lib/postgresql/*/bin/initdb)")
+have_openssl || missing+=("openssl")
 have_chromium || missing+=("chromium (not on PATH)")
 have_java || missing+=("java (not on PATH)")
 if [ ${#missing[@]} -ne 0 ]; then

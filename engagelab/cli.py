@@ -32,6 +32,7 @@ EXIT_USAGE = 2
 PLUGINS = (
     "engagelab.experiments.cli",
     "engagelab.campaigns.cli",
+    "engagelab.channels.cli",
     "engagelab.jobs.cli",
     "engagelab.besttime.cli",
     "engagelab.retention.cli",

@@ -419,11 +419,13 @@ class Workspace:
 
         return campaign_report(self, **filters)
 
-    def inbox(self, user_id: str, at: Any = None) -> pd.DataFrame:
-        """Live messages of pulled channels for ``user_id`` (honours TTL and display rules)."""
-        from engagelab.campaigns import inbox
+    def inbox(self, user_id: str, at: Any = None, **options: Any) -> pd.DataFrame:
+        """Live messages of pulled channels (in-app, app inbox, native display, web pop-up,
+        exit intent) for ``user_id``, honouring TTL and display rules; fetching records an
+        impression. See :func:`engagelab.channels.inbox.inbox`."""
+        from engagelab.channels.inbox import inbox
 
-        return inbox(self, user_id, at)
+        return inbox(self, user_id, at, **options)
 
     def _campaign(self, campaign: Any) -> Any:
         from engagelab.campaigns import Campaign
