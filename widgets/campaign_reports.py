@@ -88,6 +88,7 @@ class CampaignReports(w.VBox):
         self.daily_df = pd.DataFrame()
         self.suppression_df = pd.DataFrame()
         self._busy = False
+        self._cache: dict[str, Any] = {}  # filters -> report, until the next refresh()
 
         self.channel = _css(w.Dropdown(options=[("any channel", "")] + [(c, c) for c in CHANNELS],
                                        value="", description="channel"), "channel")  # fmt: skip
@@ -158,7 +159,12 @@ class CampaignReports(w.VBox):
         return self.error_line.text
 
     def refresh(self) -> None:
-        """Reload labels and recompute the report for the current filters."""
+        """Reload labels and recompute the report for the current filters.
+
+        Reports are kept per filter setting until the next refresh (the "Refresh" button),
+        so flipping a filter back and forth does not recompute them.
+        """
+        self._cache.clear()
         labels = sorted({x for ls in list_campaigns(self.ws)["labels"] for x in ls})
         keep = self.label.value
         self._busy = True
@@ -187,7 +193,10 @@ class CampaignReports(w.VBox):
     def _compute(self) -> None:
         try:
             filters = self.filters
-            self.report = campaign_report(self.ws, **filters)
+            key = repr(sorted(filters.items()))
+            if key not in self._cache:
+                self._cache[key] = campaign_report(self.ws, **filters)
+            self.report = self._cache[key]
         except Exception as exc:
             self.report = None
             self.table_df = pd.DataFrame(columns=list(COLUMNS))

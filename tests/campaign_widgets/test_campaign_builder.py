@@ -106,7 +106,8 @@ def test_template_errors_show_in_the_widget(sim_ws):
     assert cb.error == "" and cb.preview_error is None and cb.spec_json
     sandbox = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     cb.variants[0].fields["body"].value = sandbox
-    assert cb.error != "" or cb.preview_error is not None  # the sandbox refuses it visibly
+    assert cb.error.startswith("SpecError: variants[0].content.push.body: not allowed in a template")
+    assert isinstance(cb.preview_error, TemplateError)  # the sandbox refuses it, visibly
 
 
 def test_variants_add_remove_and_weights_must_sum_to_one(sim_ws):
