@@ -117,26 +117,31 @@ class ExperimentDesigner(w.VBox):
         self._plot = plot
         self._ready = False
         self.error_line = ErrorLine("el-ed-error")
-        s = {"style": {"description_width": "130px"}, "layout": w.Layout(width="330px")}
-        self.variants = _css(w.Text(value=", ".join(variants), description="variants", **s), "variants")
-        self.weights = _css(w.Text(value="" if weights is None else ", ".join(f"{x:g}" for x in weights),
-                                   placeholder="equal", description="weights", **s), "weights")  # fmt: skip
+
+        def box(widget: w.Widget, name: str) -> w.Widget:  # one Layout each: hiding sd must hide only sd
+            widget.style.description_width = "130px"
+            widget.layout = w.Layout(width="330px")
+            return _css(widget, name)
+
+        self.variants = box(w.Text(value=", ".join(variants), description="variants"), "variants")
+        self.weights = box(w.Text(value="" if weights is None else ", ".join(f"{x:g}" for x in weights),
+                                   placeholder="equal", description="weights"), "weights")  # fmt: skip
         self.metric = _css(w.ToggleButtons(options=["proportion", "mean"], value=metric,
                                            style={"button_width": "90px"}), "metric")  # fmt: skip
-        self.baseline = _css(w.FloatText(value=baseline, description="baseline", **s), "baseline")
-        self.sd = _css(w.FloatText(value=sd, description="standard deviation", **s), "sd")
-        self.mde = _css(w.FloatText(value=mde, description="MDE", **s), "mde")
+        self.baseline = box(w.FloatText(value=baseline, description="baseline"), "baseline")
+        self.sd = box(w.FloatText(value=sd, description="standard deviation"), "sd")
+        self.mde = box(w.FloatText(value=mde, description="MDE"), "mde")
         self.relative = _css(w.ToggleButtons(options=[("relative", True), ("absolute", False)],
                                              value=relative, style={"button_width": "80px"}), "relative")  # fmt: skip
-        self.alpha = _css(w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α", **s), "alpha")
-        self.power = _css(w.BoundedFloatText(value=power, min=0.0, max=1.0, step=0.05, description="power", **s), "power")
-        self.alternative = _css(w.Dropdown(options=["two-sided", "one-sided"], value=alternative,
-                                           description="sides", **s), "alternative")  # fmt: skip
-        self.correction = _css(w.Dropdown(options=["bonferroni", "none"], value=correction,
-                                          description="correction", **s), "correction")  # fmt: skip
-        self.method = _css(w.Dropdown(options=list(core_design.METHODS[metric]), description="formula", **s), "method")
+        self.alpha = box(w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha")
+        self.power = box(w.BoundedFloatText(value=power, min=0.0, max=1.0, step=0.05, description="power"), "power")
+        self.alternative = box(w.Dropdown(options=["two-sided", "one-sided"], value=alternative,
+                                           description="sides"), "alternative")  # fmt: skip
+        self.correction = box(w.Dropdown(options=["bonferroni", "none"], value=correction,
+                                          description="correction"), "correction")  # fmt: skip
+        self.method = box(w.Dropdown(options=list(core_design.METHODS[metric]), description="formula"), "method")
         self.method.value = method or core_design.METHODS[metric][0]
-        self.daily_traffic = _css(w.FloatText(value=daily_traffic, description="daily traffic", **s), "traffic")
+        self.daily_traffic = box(w.FloatText(value=daily_traffic, description="daily traffic"), "traffic")
         self.summary = _css(w.HTML(value=""), "summary")
         self.n_html = _css(w.HTML(value=""), "n")
         self.formula = _css(w.HTML(value=""), "formula")

@@ -23,6 +23,9 @@ def test_designer_live_values_equal_core():
     assert "5.000% -&gt; 5.500%" in d.summary.value or "5.000% -> 5.500%" in d.summary.value
     assert "unpooled" in d.formula.value and f"{core.total_n:,}" in d.n_html.value
     assert d.plot_image.value[:4] == b"\x89PNG"
+    # only the standard deviation is hidden for proportions (each input has its own Layout)
+    assert d.sd.layout.display == "none"
+    assert all(x.layout.display is None for x in (d.mde, d.baseline, d.alpha, d.power, d.variants))
     seen = []
     d.observe(lambda c: seen.append(c["new"]), names="total_n")
     d.mde.value = 0.2
