@@ -5,6 +5,20 @@ embedded scheduler, cron, Airflow or a Kubernetes CronJob call. A run key (job, 
 date in the job's time zone) runs at most once at a time (a lease with heartbeats in the
 state database) and is never re-run once it succeeded; every attempt is recorded with
 its outcome class (succeeded, cell_error, dead_kernel, timeout, crashed, bad_parameters).
+
+Example (registering a job and asking what a restarted scheduler would run; ``run_job``
+then executes each slot in a papermill kernel):
+
+    >>> import datetime as dt, tempfile
+    >>> from engagelab import Workspace
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = add_job(ws, JobSpec(name="daily", notebook="daily.ipynb", start="2026-03-27",
+    ...     schedule={"cron": "30 2 * * *", "timezone": "Europe/Berlin"}, catch_up={"policy": "all"}))
+    >>> now = dt.datetime(2026, 3, 30, 12, tzinfo=dt.UTC)
+    >>> [s.logical_date for s in due_slots(ws, "daily", now)]
+    ['2026-03-27', '2026-03-28', '2026-03-29', '2026-03-30']
+    >>> EXIT_CODES["already_running"], EXIT_CODES["already_succeeded"]
+    (20, 21)
 """
 
 from engagelab.jobs.runner import EXIT_CODES, RunResult, run_job

@@ -76,6 +76,22 @@ class Executor:
             self.proc.stdin.close()  # type: ignore[union-attr]
         except BrokenPipeError:
             pass
+        try:
+            return self._wait(request, result_path, timeout, lost, stop)
+        except BaseException:  # KeyboardInterrupt, a failing check: never leave a notebook running
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise
+
+    def _wait(
+        self,
+        request: dict[str, Any],
+        result_path: Path,
+        timeout: float | None,
+        lost: threading.Event | None,
+        stop: threading.Event | None,
+    ) -> Attempt:
         start = time.monotonic()
         killed = ""
         while self.proc.poll() is None:

@@ -177,8 +177,12 @@ def run_job(
     hashes = {"params": _digest(json.dumps(resolved, sort_keys=True).encode()), "notebook": nb_hash,
               "spec": spec.fingerprint()}  # fmt: skip
     owner = uuid.uuid4().hex
-    claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after, params=resolved,
-                         hashes=hashes, trigger=trigger)  # fmt: skip
+    try:
+        claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after, params=resolved,
+                             hashes=hashes, trigger=trigger)  # fmt: skip
+    except BaseException:
+        executor.cancel()
+        raise
     if claim.state != "acquired":
         executor.cancel()
         status = f"already_{claim.state}"
