@@ -166,8 +166,11 @@ class Scheduler:
         """Ask the loop to end (safe from a signal handler)."""
         self.stop_event.set()
 
-    def run_due(self, now: dt.datetime | None = None) -> list[Any]:
-        """One pass: run every due slot of every unpaused job, oldest first; the results."""
+    def run_due(self, now: dt.datetime | None = None, *, progress: Any = None) -> list[Any]:
+        """One pass: run every due slot of every unpaused job, oldest first; the results.
+
+        ``progress(text)``, if given, is called before and after each run.
+        """
         from engagelab.jobs.runner import run_job
 
         ensure(self.ws)
@@ -180,9 +183,13 @@ class Scheduler:
             for slot in due_slots(self.ws, name, now):
                 if self.stop_event.is_set():
                     return results
+                if progress:
+                    progress(f"{name} {slot.logical_date}: running")
                 results.append(
                     run_job(self.ws, name, slot.logical_date, trigger="scheduler", stop=abandon)
                 )
+                if progress:
+                    progress(repr(results[-1]))
         return results
 
     def serve(self, *, log: Any = None) -> int:
