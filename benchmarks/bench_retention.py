@@ -48,12 +48,15 @@ def generate(path: Path, n_users: int, n_events: int, seed: int = 7) -> None:
     """Users sign up on a random day and come back at a decaying rate (seeded numpy)."""
     rng = np.random.default_rng(seed)
     signup = rng.uniform(0, DAYS, n_users)
-    user = (n_users * rng.power(0.7, n_events)).astype(np.int64)
-    # a return some days after sign-up: a mix of short and long gaps, inside the window
-    gap = rng.exponential(rng.choice([2.0, 10.0, 40.0], n_events))
-    days = signup[user] + gap
-    keep = days < DAYS
-    user, days = user[keep], days[keep]
+    user = np.empty(0, dtype=np.int64)
+    days = np.empty(0)
+    while user.size < n_events:  # returns after the window are dropped: draw until n_events
+        u = (n_users * rng.power(0.7, n_events)).astype(np.int64)
+        # a return some days after sign-up: a mix of short and long gaps
+        d = signup[u] + rng.exponential(rng.choice([2.0, 10.0, 40.0], n_events))
+        keep = d < DAYS
+        user, days = np.concatenate([user, u[keep]]), np.concatenate([days, d[keep]])
+    user, days = user[:n_events], days[:n_events]
     ts = np.datetime64(START, "us") + (days * 86_400e6).astype("timedelta64[us]")
     events = pa.table({
         "user_id": pc.binary_join_element_wise("u", pc.cast(pa.array(user), pa.string()), ""),
