@@ -50,7 +50,9 @@ def _css(widget: w.Widget, name: str) -> w.Widget:
 def _names(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if len(names) < 2:
-        raise ValidationError("variants", text, "must name at least 2 arms, control first, comma-separated")
+        raise ValidationError(
+            "variants", text, "must name at least 2 arms, control first, comma-separated"
+        )
     if len(set(names)) != len(names):
         raise ValidationError("variants", text, "must be distinct names")
     return names
@@ -118,7 +120,9 @@ class ExperimentDesigner(w.VBox):
         self._ready = False
         self.error_line = ErrorLine("el-ed-error")
 
-        def box(widget: w.Widget, name: str) -> w.Widget:  # one Layout each: hiding sd must hide only sd
+        def box(
+            widget: w.Widget, name: str
+        ) -> w.Widget:  # one Layout each: hiding sd must hide only sd
             widget.style.description_width = "130px"
             widget.layout = w.Layout(width="330px")
             return _css(widget, name)
@@ -133,21 +137,35 @@ class ExperimentDesigner(w.VBox):
         self.mde = box(w.FloatText(value=mde, description="MDE"), "mde")
         self.relative = _css(w.ToggleButtons(options=[("relative", True), ("absolute", False)],
                                              value=relative, style={"button_width": "80px"}), "relative")  # fmt: skip
-        self.alpha = box(w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha")
-        self.power = box(w.BoundedFloatText(value=power, min=0.0, max=1.0, step=0.05, description="power"), "power")
+        self.alpha = box(
+            w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha"
+        )
+        self.power = box(
+            w.BoundedFloatText(value=power, min=0.0, max=1.0, step=0.05, description="power"),
+            "power",
+        )
         self.alternative = box(w.Dropdown(options=["two-sided", "one-sided"], value=alternative,
                                            description="sides"), "alternative")  # fmt: skip
         self.correction = box(w.Dropdown(options=["bonferroni", "none"], value=correction,
                                           description="correction"), "correction")  # fmt: skip
-        self.method = box(w.Dropdown(options=list(core_design.METHODS[metric]), description="formula"), "method")
+        self.method = box(
+            w.Dropdown(options=list(core_design.METHODS[metric]), description="formula"), "method"
+        )
         self.method.value = method or core_design.METHODS[metric][0]
-        self.daily_traffic = box(w.FloatText(value=daily_traffic, description="daily traffic"), "traffic")
+        self.daily_traffic = box(
+            w.FloatText(value=daily_traffic, description="daily traffic"), "traffic"
+        )
         self.summary = _css(w.HTML(value=""), "summary")
         self.n_html = _css(w.HTML(value=""), "n")
         self.formula = _css(w.HTML(value=""), "formula")
         self.plot_image = _css(w.Image(format="png", layout=w.Layout(width="420px")), "plot")
-        self.export_button = _css(w.Button(description="Export spec", tooltip="experiment spec as JSON"), "export")
-        self.spec_text = _css(w.Textarea(value="", disabled=True, layout=w.Layout(width="100%", height="160px")), "spec")
+        self.export_button = _css(
+            w.Button(description="Export spec", tooltip="experiment spec as JSON"), "export"
+        )
+        self.spec_text = _css(
+            w.Textarea(value="", disabled=True, layout=w.Layout(width="100%", height="160px")),
+            "spec",
+        )
 
         for x in (self.variants, self.weights, self.baseline, self.sd, self.mde, self.relative,
                   self.alpha, self.power, self.alternative, self.correction, self.method,
@@ -250,7 +268,9 @@ class ExperimentDesigner(w.VBox):
         names = _names(self.variants.value)
         self.n_html.value = (
             "<div class='el-ed-n-text'><b>"
-            + " · ".join(f"{html.escape(a)}: {n:,}" for a, n in zip(names, res.n_per_arm, strict=True))
+            + " · ".join(
+                f"{html.escape(a)}: {n:,}" for a, n in zip(names, res.n_per_arm, strict=True)
+            )
             + f"</b><br>total: <b class='el-ed-total'>{res.total_n:,}</b> users"
             + (f" · duration: <b>{res.days} days</b>" if res.days is not None else "")
             + "</div>"
@@ -259,7 +279,9 @@ class ExperimentDesigner(w.VBox):
             f"{html.escape(res.effect_text)} with power {res.power:.3f} at α = {res.alpha:g} "
             f"{res.alternative} ({res.correction}: {res.alpha_per_comparison:.4g} per comparison)"
         )
-        self.formula.value = f"<i>formula: {html.escape(res.method)} — {html.escape(res.formula)}</i>"
+        self.formula.value = (
+            f"<i>formula: {html.escape(res.method)} — {html.escape(res.formula)}</i>"
+        )
         self.total_n = res.total_n
         self.days = res.days
         if self._plot:

@@ -93,19 +93,32 @@ class VariantReport(w.VBox):
         _css(self, "report")
         if ws is not None:
             if not isinstance(data, str):
-                raise ValidationError("data", type(data).__name__, "must be a SQL string when ws is given")
+                raise ValidationError(
+                    "data", type(data).__name__, "must be a SQL string when ws is given"
+                )
             data = ws.sql(data)
         if isinstance(data, str) and data.lower().endswith((".csv", ".parquet", ".pq")):
-            data = pd.read_parquet(data) if data.lower().endswith((".parquet", ".pq")) else pd.read_csv(data)
+            data = (
+                pd.read_parquet(data)
+                if data.lower().endswith((".parquet", ".pq"))
+                else pd.read_csv(data)
+            )
         if not isinstance(data, pd.DataFrame):
-            raise ValidationError("data", type(data).__name__, "must be a DataFrame, a CSV/Parquet path or SQL with ws=")
+            raise ValidationError(
+                "data",
+                type(data).__name__,
+                "must be a DataFrame, a CSV/Parquet path or SQL with ws=",
+            )
         for col in (arm_col, experiment_col):
             if col is not None and col not in data.columns:
                 raise ValidationError("arm_col" if col == arm_col else "experiment_col", col,
                                       "must be a column of the data: " + ", ".join(map(str, data.columns)))  # fmt: skip
         self.data, self.arm_col, self.control = data, arm_col, control
         self.experiment_col, self.covariate, self.weights = experiment_col, covariate, weights
-        self._metrics = {m.name: m for m in (x if isinstance(x, Metric) else Metric.parse(x, covariate) for x in metrics)}
+        self._metrics = {
+            m.name: m
+            for m in (x if isinstance(x, Metric) else Metric.parse(x, covariate) for x in metrics)
+        }
         self._plot = plot
         self._ready = False
         self.result: ExperimentResult | None = None
@@ -121,11 +134,18 @@ class VariantReport(w.VBox):
                                              rows=min(max(len(names), 2), 6)), "metrics")  # fmt: skip
         self.correction = _css(w.Dropdown(options=["holm", "hochberg", "bonferroni", "bh", "by", "none"],
                                           value=correction, description="correction"), "correction")  # fmt: skip
-        self.alpha = _css(w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha")
-        self.rule = _css(w.Dropdown(options=["statistical", "clevertap"], value=rule, description="winner rule"), "rule")
+        self.alpha = _css(
+            w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha"
+        )
+        self.rule = _css(
+            w.Dropdown(options=["statistical", "clevertap"], value=rule, description="winner rule"),
+            "rule",
+        )
         self.guardrails = _css(w.SelectMultiple(options=names, value=tuple(guardrails), description="guardrails",
                                                 rows=min(max(len(names), 2), 6)), "guardrails")  # fmt: skip
-        self.primary = _css(w.Dropdown(options=names, value=names[0], description="primary"), "primary")
+        self.primary = _css(
+            w.Dropdown(options=names, value=names[0], description="primary"), "primary"
+        )
         self.srm_banner = _css(w.HTML(value=""), "srm")
         self.table = _css(w.HTML(value=""), "table")
         self.plot_image = _css(w.Image(format="png"), "plot")
@@ -138,9 +158,13 @@ class VariantReport(w.VBox):
             x.observe(self._changed, names="value")
         self.refresh_button.on_click(self._refresh_clicked)
         self.children = [
-            w.HBox([w.VBox([self.experiments, self.metrics]),
+            w.HBox(
+                [
+                    w.VBox([self.experiments, self.metrics]),
                     w.VBox([self.correction, self.alpha, self.refresh_button]),
-                    w.VBox([self.rule, self.primary, self.guardrails])]),  # fmt: skip
+                    w.VBox([self.rule, self.primary, self.guardrails]),
+                ]
+            ),  # fmt: skip
             self.error_line,
             self.srm_banner,
             self.recommendation,
@@ -193,7 +217,11 @@ class VariantReport(w.VBox):
         self.srm_banner.value = self._srm_html(res)
         self.table.value = res._repr_html_()
         self.sequential.value = self._sequential_html(res)
-        primary = self.primary.value if self.primary.value in self.metrics.value else self.metrics.value[0]
+        primary = (
+            self.primary.value
+            if self.primary.value in self.metrics.value
+            else self.metrics.value[0]
+        )
         guards = [g for g in self.guardrails.value if g in self.metrics.value and g != primary]
         for exp in dict.fromkeys(res.table["experiment"]):
             self.winners[str(exp)] = choose_winner(res, rule=self.rule.value, metric=primary,

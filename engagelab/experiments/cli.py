@@ -31,7 +31,9 @@ def _weights(text: str | None) -> list[float] | None:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
-        raise ValidationError("--weights", text, "must be comma-separated numbers, control first") from None
+        raise ValidationError(
+            "--weights", text, "must be comma-separated numbers, control first"
+        ) from None
 
 
 def cmd_design(args: argparse.Namespace) -> int:
@@ -116,7 +118,9 @@ def _p(v: Any) -> str:
     return f"{v:.3g}"
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.ArgumentParser
+) -> None:
     """Add ``experiment design`` and ``experiment analyze``."""
     p = subparsers.add_parser("experiment", parents=[common], help="design and analyse A/B/n tests")
     sub = p.add_subparsers(dest="experiment_cmd", required=True, metavar="ACTION")
@@ -128,23 +132,35 @@ def register(subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.A
     d.add_argument("--metric", default="proportion", help="proportion (default) or mean")
     d.add_argument("--baseline", type=float, required=True, help="control rate or mean")
     d.add_argument("--sd", type=float, help="standard deviation per user (mean metrics)")
-    d.add_argument("--mde", type=float, help="minimum detectable effect (absolute unless --relative)")
-    d.add_argument("--relative", action="store_true", help="read --mde as a fraction of the baseline")
+    d.add_argument(
+        "--mde", type=float, help="minimum detectable effect (absolute unless --relative)"
+    )
+    d.add_argument(
+        "--relative", action="store_true", help="read --mde as a fraction of the baseline"
+    )
     d.add_argument("--alpha", type=float, default=0.05)
     d.add_argument("--power", type=float, default=0.8)
     d.add_argument("--alternative", default="two-sided", help="two-sided (default) or one-sided")
     d.add_argument("--arms", type=int, default=2, help="number of arms, control included")
     d.add_argument("--weights", help="allocation weights, control first, e.g. 0.5,0.25,0.25")
     d.add_argument("--correction", default="bonferroni", help="bonferroni (default) or none")
-    d.add_argument("--method", help="formula: unpooled (default), pooled, arcsine (proportions), t (means)")
+    d.add_argument(
+        "--method", help="formula: unpooled (default), pooled, arcsine (proportions), t (means)"
+    )
     d.add_argument("--n-per-arm", type=int, help="users in the control arm (solve for MDE/power)")
     d.add_argument("--total-n", type=int, help="users in all arms (solve for MDE/power)")
-    d.add_argument("--daily-traffic", type=float, help="eligible users per day (gives the duration)")
-    d.add_argument("--traffic-fraction", type=float, default=1.0, help="share of daily traffic enrolled")
+    d.add_argument(
+        "--daily-traffic", type=float, help="eligible users per day (gives the duration)"
+    )
+    d.add_argument(
+        "--traffic-fraction", type=float, default=1.0, help="share of daily traffic enrolled"
+    )
     d.set_defaults(func=cmd_design)
 
     a = sub.add_parser("analyze", parents=[common], help="analyse a CSV/Parquet file of users")
-    a.add_argument("--data", required=True, metavar="FILE", help=".csv or .parquet, one row per user")
+    a.add_argument(
+        "--data", required=True, metavar="FILE", help=".csv or .parquet, one row per user"
+    )
     a.add_argument("--arm-col", required=True, metavar="COL")
     a.add_argument("--control", required=True, metavar="VALUE")
     a.add_argument(
@@ -152,7 +168,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.A
         help="proportion, mean or ratio:DENOMINATOR (repeatable)",
     )  # fmt: skip
     a.add_argument("--covariate", metavar="COL", help="CUPED pre-period covariate")
-    a.add_argument("--correction", default="holm", help="holm (default), hochberg, bonferroni, bh, by, none")
+    a.add_argument(
+        "--correction", default="holm", help="holm (default), hochberg, bonferroni, bh, by, none"
+    )
     a.add_argument("--alpha", type=float, default=0.05)
     a.add_argument("--experiment-col", metavar="COL", help="column naming the experiment")
     a.add_argument("--weights", help="intended allocation for the SRM check, control first")

@@ -76,7 +76,10 @@ def test_design_solves_mde_and_power():
     [
         (["--baseline", "0.05", "--mde", "0"], "mde"),
         (["--baseline", "0.05", "--mde", "0.01", "--alpha", "1.5"], "alpha"),
-        (["--baseline", "0.05", "--mde", "0.01", "--arms", "3", "--weights", "0.5,0.3,0.3"], "weights"),
+        (
+            ["--baseline", "0.05", "--mde", "0.01", "--arms", "3", "--weights", "0.5,0.3,0.3"],
+            "weights",
+        ),
         (["--baseline", "0.05", "--mde", "0.01", "--weights", "a,b"], "--weights"),
         (["--metric", "mean", "--baseline", "3", "--mde", "0.1"], "sd"),
         (["--metric", "median", "--baseline", "3", "--mde", "0.1"], "metric"),
@@ -134,7 +137,10 @@ def test_analyze_json_rows_against_references(ab_file, ext):
         r = next(r for r in rows if r["arm"] == arm and r["metric"] == "converted")
         dd, lo, hi, p = _z_interval(c.converted.sum(), len(c), t.converted.sum(), len(t))
         assert r["abs_lift"] == pytest.approx(dd, rel=1e-9)
-        assert (r["abs_ci_low"], r["abs_ci_high"]) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        assert (r["abs_ci_low"], r["abs_ci_high"]) == (
+            pytest.approx(lo, rel=1e-9),
+            pytest.approx(hi, rel=1e-9),
+        )
         assert r["p_value"] == pytest.approx(p, rel=1e-6)
         assert r["n_arm"] == len(t)
         w = next(r for r in rows if r["arm"] == arm and r["metric"] == "revenue")
@@ -175,7 +181,10 @@ def test_analyze_srm_banner_in_table(tmp_path):
         (["--control", "ctrl", "--metric", "label:mean"], "metric"),
         (["--control", "ctrl", "--metric", "converted"], "metric"),
         (["--control", "ctrl", "--metric", "converted:proportion", "--alpha", "0"], "alpha"),
-        (["--control", "ctrl", "--metric", "converted:proportion", "--correction", "x"], "correction"),
+        (
+            ["--control", "ctrl", "--metric", "converted:proportion", "--correction", "x"],
+            "correction",
+        ),
     ],
 )
 def test_analyze_bad_input_one_line(ab_file, extra, field):
@@ -187,7 +196,10 @@ def test_analyze_bad_input_one_line(ab_file, extra, field):
 
 
 def test_analyze_missing_file_and_bad_suffix(tmp_path):
-    for path, msg in ((tmp_path / "none.csv", "file not found"), (tmp_path / "x.txt", "must be a .csv")):
+    for path, msg in (
+        (tmp_path / "none.csv", "file not found"),
+        (tmp_path / "x.txt", "must be a .csv"),
+    ):
         proc = run("experiment", "analyze", "--data", str(path), "--arm-col", "a", "--control", "b",
                    "--metric", "y:proportion")  # fmt: skip
         assert proc.returncode == 1 and msg in proc.stderr and "--data" in proc.stderr

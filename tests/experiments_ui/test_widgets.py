@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from engagelab.widgets.experiment_designer import ExperimentDesigner
+from engagelab.widgets.variant_report import VariantReport
 from scipy import stats
 
 from engagelab.experiments import analyze, choose_winner, sample_size
-from engagelab.widgets.experiment_designer import ExperimentDesigner
-from engagelab.widgets.variant_report import VariantReport
 
 
 def test_designer_live_values_equal_core():
@@ -35,7 +35,9 @@ def test_designer_live_values_equal_core():
     assert d.total_n == sample_size("proportion", baseline=0.05, mde=0.01).total_n
     d.alpha.value, d.power.value = 0.1, 0.9
     d.alternative.value = "one-sided"
-    exp = sample_size("proportion", baseline=0.05, mde=0.01, alpha=0.1, power=0.9, alternative="one-sided")
+    exp = sample_size(
+        "proportion", baseline=0.05, mde=0.01, alpha=0.1, power=0.9, alternative="one-sided"
+    )
     assert d.n_per_arm == list(exp.n_per_arm)
     d.method.value = "pooled"
     assert d.result.method == "pooled" and "Fleiss" in d.formula.value
@@ -113,7 +115,9 @@ def test_report_matches_core_and_scipy(campaigns):
     pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
     assert r.table.value == core._repr_html_()
     for exp in ("c1", "c2"):
-        assert r.winners[exp] == choose_winner(core, rule="statistical", metric="clicked", experiment=exp)
+        assert r.winners[exp] == choose_winner(
+            core, rule="statistical", metric="clicked", experiment=exp
+        )
         assert f"rule <code>{r.winners[exp].rule}</code>" in r.recommendation.value
     # the click lift of B in c1 against a plain two-proportion z interval
     g = campaigns[campaigns.campaign == "c1"]
@@ -151,9 +155,13 @@ def test_report_picks_and_rules(campaigns):
 
 
 def test_report_srm_banner_and_sequential_status(tmp_path):
-    df = pd.DataFrame({"arm": ["a"] * 700 + ["b"] * 300, "y": [0] * 600 + [1] * 100 + [0] * 100 + [1] * 200})
+    df = pd.DataFrame(
+        {"arm": ["a"] * 700 + ["b"] * 300, "y": [0] * 600 + [1] * 100 + [0] * 100 + [1] * 200}
+    )
     df.to_csv(tmp_path / "x.csv", index=False)
-    r = VariantReport(str(tmp_path / "x.csv"), arm_col="arm", control="a", metrics=["y:proportion"], plot=False)
+    r = VariantReport(
+        str(tmp_path / "x.csv"), arm_col="arm", control="a", metrics=["y:proportion"], plot=False
+    )
     assert "el-vr-srm-alarm" in r.srm_banner.value and "SAMPLE RATIO MISMATCH" in r.srm_banner.value
     assert "SAMPLE RATIO MISMATCH" in r.table.value
     seq = r.result.table.iloc[0]
@@ -167,7 +175,9 @@ def test_report_workspace_sql_source(tmp_path):
     sql = ("SELECT i AS user_id, CASE WHEN i % 2 = 0 THEN 'A' ELSE 'B' END AS arm, "
            "CASE WHEN i % 7 = 0 THEN 1 ELSE 0 END AS y FROM range(400) t(i)")  # fmt: skip
     r = VariantReport(sql, ws=ws, arm_col="arm", control="A", metrics=["y:proportion"], plot=False)
-    core = analyze(ws.sql(sql), arm_col="arm", control="A", metrics=["y:proportion"], sequential=True)
+    core = analyze(
+        ws.sql(sql), arm_col="arm", control="A", metrics=["y:proportion"], sequential=True
+    )
     pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
 
 

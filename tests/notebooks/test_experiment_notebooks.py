@@ -95,7 +95,9 @@ def test_hillstrom_case_study_matches_independent_numbers(tmp_path):
         for m in ("visit", "conversion"):
             r = res.loc[(m, arm)]
             p1, p2 = ctrl[m].mean(), g[m].mean()
-            assert round(r.arm_estimate, 4) == round(p2, 4) and round(r.control_estimate, 4) == round(p1, 4)
+            assert round(r.arm_estimate, 4) == round(p2, 4) and round(
+                r.control_estimate, 4
+            ) == round(p1, 4)
             se = math.sqrt(p1 * (1 - p1) / len(ctrl) + p2 * (1 - p2) / len(g))
             assert r.abs_lift == pytest.approx(p2 - p1, abs=1e-12)
             assert r.abs_ci_low == pytest.approx(p2 - p1 - z * se, abs=1e-10)
