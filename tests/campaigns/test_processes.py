@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LD = "2026-02-02T09:00:00Z"
 
 
-def _spawn(ws, c, run_key: str, batch: int, pause: float) -> subprocess.Popen:
+def _spawn(ws, c, run_key: str, batch: int, pause: float, barrier: str = "") -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -36,6 +36,7 @@ def _spawn(ws, c, run_key: str, batch: int, pause: float) -> subprocess.Popen:
             run_key,
             str(batch),
             str(pause),
+            barrier,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -110,13 +111,18 @@ def test_sigkill_mid_send_then_rerun_delivers_exactly_once(ws, provider):
 
 
 @pytest.mark.slow
-def test_caps_hold_across_two_concurrent_processes(ws):
+def test_caps_hold_across_two_concurrent_processes(ws, tmp_path):
     add_users(ws, profiles(800))
     cap = Delivery(caps=(FrequencyCap(1, 1, "days", "calendar"),))
     a = campaign("capA", delivery=cap)
     b = campaign("capB", delivery=cap)
     ws.close()
-    pa_, pb = _spawn(ws, a, "capA-1", 50, 0.0), _spawn(ws, b, "capB-1", 50, 0.0)
+    gate = tmp_path / "barrier"
+    gate.mkdir()
+    pa_, pb = (
+        _spawn(ws, a, "capA-1", 50, 0.0, str(gate)),
+        _spawn(ws, b, "capB-1", 50, 0.0, str(gate)),
+    )
     outs = [p.communicate(timeout=300) for p in (pa_, pb)]
     for p, (_o, e) in zip((pa_, pb), outs, strict=True):
         assert p.returncode == 0, e.decode()[-3000:]
