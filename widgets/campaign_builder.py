@@ -233,7 +233,9 @@ class VariantPanel(w.VBox):
         self.name.value = variant.name
         self.weight.value = "" if variant.weight is None else repr(float(variant.weight))
         content = variant.content
-        self.set_channel(channel, content.to_dict() if hasattr(content, "to_dict") else dict(content))
+        self.set_channel(
+            channel, content.to_dict() if hasattr(content, "to_dict") else dict(content)
+        )
 
     def _update_segments(self) -> None:
         box = self.fields.get("text")
@@ -242,7 +244,9 @@ class VariantPanel(w.VBox):
             return
         info = sms_info(box.value)
         plural = "" if info.segments == 1 else "s"
-        self.segments.value = f"{info.encoding} · {info.units} units · {info.segments} segment{plural}"
+        self.segments.value = (
+            f"{info.encoding} · {info.units} units · {info.segments} segment{plural}"
+        )
 
     def _changed(self, _change: Any) -> None:
         self._update_segments()
@@ -327,8 +331,9 @@ class CampaignBuilder(w.VBox):
             "within_hours": _text("within-hours", "24", desc="within hours"),
             "date_property": _text("date-property", "", desc="date property"),
             "offset_days": _text("offset-days", "0", desc="offset days"),
-            "anniversary": _css(w.Checkbox(value=False, description="anniversary", indent=False),
-                                "anniversary"),  # fmt: skip
+            "anniversary": _css(
+                w.Checkbox(value=False, description="anniversary", indent=False), "anniversary"
+            ),  # fmt: skip
         }
 
         # delivery
@@ -337,13 +342,17 @@ class CampaignBuilder(w.VBox):
         self.if_passed = _css(w.Dropdown(options=["drop", "next_day"], value="drop",
                                          description="if passed"), "if-passed")  # fmt: skip
         self.default_timezone = _text("default-timezone", "UTC", desc="default zone")
-        self.dnd_on = _css(w.Checkbox(value=False, description="do not disturb", indent=False), "dnd")
+        self.dnd_on = _css(
+            w.Checkbox(value=False, description="do not disturb", indent=False), "dnd"
+        )
         self.dnd_start = _text("dnd-start", "22:00", desc="from")
         self.dnd_end = _text("dnd-end", "08:00", desc="to")
         self.dnd_days = _text("dnd-days", "mon, tue, wed, thu, fri, sat, sun", desc="days")
         self.dnd_action = _css(w.Dropdown(options=["hold", "drop"], value="hold",
                                           description="action"), "dnd-action")  # fmt: skip
-        self.cap_on = _css(w.Checkbox(value=False, description="frequency cap", indent=False), "cap")
+        self.cap_on = _css(
+            w.Checkbox(value=False, description="frequency cap", indent=False), "cap"
+        )
         self.cap_max = _css(w.IntText(value=1, description="max"), "cap-max")
         self.cap_window = _css(w.IntText(value=1, description="per"), "cap-window")
         self.cap_unit = _css(w.Dropdown(options=["minutes", "hours", "days", "weeks", "months"],
@@ -357,7 +366,9 @@ class CampaignBuilder(w.VBox):
         self.throttle = _text("throttle", "", placeholder="messages/minute", desc="throttle")
         self.ttl = _text("ttl", "", placeholder="hours", desc="TTL")
         self.cut_off = _text("cut-off", "", placeholder="ISO time", desc="cut-off")
-        self.send_time_policy = _text("send-time-policy", "", placeholder="policy", desc="best time")
+        self.send_time_policy = _text(
+            "send-time-policy", "", placeholder="policy", desc="best time"
+        )
         self.goal_event = _text("goal-event", "Charged", desc="goal event")
         self.goal_window = _text("goal-window", "24", desc="window hours")
         self.goal_revenue = _text("goal-revenue", "revenue", desc="revenue property")
@@ -411,8 +422,17 @@ class CampaignBuilder(w.VBox):
             w.HTML("<b>Delivery</b>"),
             w.HBox([self.user_timezone, self.if_passed, self.default_timezone]),
             w.HBox([self.dnd_on, self.dnd_start, self.dnd_end, self.dnd_days, self.dnd_action]),
-            w.HBox([self.cap_on, self.cap_max, self.cap_window, self.cap_unit, self.cap_kind,
-                    self.cap_channel, self.ignore_caps]),  # fmt: skip
+            w.HBox(
+                [
+                    self.cap_on,
+                    self.cap_max,
+                    self.cap_window,
+                    self.cap_unit,
+                    self.cap_kind,
+                    self.cap_channel,
+                    self.ignore_caps,
+                ]
+            ),  # fmt: skip
             w.HBox([self.min_gap, self.throttle, self.ttl, self.cut_off, self.send_time_policy]),
             w.HBox([self.goal_event, self.goal_window, self.goal_revenue]),
             self.error_line,
@@ -436,9 +456,11 @@ class CampaignBuilder(w.VBox):
             control_percent=float(self.control.value),
             respect_global_control=bool(self.global_control.value),
             labels=labels,
-            goal=Goal(self.goal_event.value.strip(),
-                      _number("goal.window_hours", self.goal_window.value),
-                      self.goal_revenue.value.strip() or None),  # fmt: skip
+            goal=Goal(
+                self.goal_event.value.strip(),
+                _number("goal.window_hours", self.goal_window.value),
+                self.goal_revenue.value.strip() or None,
+            ),  # fmt: skip
             delivery=self._delivery(),
             winner_test=self.winner_test,
         )
@@ -537,7 +559,9 @@ class CampaignBuilder(w.VBox):
             try:
                 kw["filters"] = json.loads(s["filters"].value or "{}")
             except json.JSONDecodeError as exc:
-                raise SpecError("schedule.filters", s["filters"].value, f"must be JSON ({exc.msg})") from None
+                raise SpecError(
+                    "schedule.filters", s["filters"].value, f"must be JSON ({exc.msg})"
+                ) from None
         if "not_event" in use:
             kw["not_event"] = s["not_event"].value.strip()
             kw["within_hours"] = _number("schedule.within_hours", s["within_hours"].value)
@@ -568,7 +592,9 @@ class CampaignBuilder(w.VBox):
             caps=caps,
             min_gap_hours=_number("delivery.min_gap_hours", self.min_gap.value, optional=True),
             ignore_caps=bool(self.ignore_caps.value),
-            throttle_per_minute=_int("delivery.throttle_per_minute", throttle) if throttle else None,
+            throttle_per_minute=_int("delivery.throttle_per_minute", throttle)
+            if throttle
+            else None,
             ttl_hours=_number("delivery.ttl_hours", self.ttl.value, optional=True),
             cut_off=self.cut_off.value.strip() or None,
             send_time_policy=self.send_time_policy.value.strip() or None,
@@ -578,7 +604,9 @@ class CampaignBuilder(w.VBox):
         if isinstance(campaign, str):
             campaign = load_campaign(self.ws, campaign)
         if campaign is not None and not isinstance(campaign, Campaign):
-            raise SpecError("campaign", type(campaign).__name__, "must be a Campaign, a saved id or None")
+            raise SpecError(
+                "campaign", type(campaign).__name__, "must be a Campaign, a saved id or None"
+            )
         c = campaign or Campaign(id="campaign", channel="push",
                                  variants=(Variant("A", {"title": "Hello", "body": "Hi"}),))  # fmt: skip
         d = c.delivery
@@ -641,7 +669,9 @@ class CampaignBuilder(w.VBox):
                 self.cap_channel.value = cap.channel
             self.ignore_caps.value = d.ignore_caps
             self.min_gap.value = "" if d.min_gap_hours is None else f"{d.min_gap_hours:g}"
-            self.throttle.value = "" if d.throttle_per_minute is None else str(d.throttle_per_minute)
+            self.throttle.value = (
+                "" if d.throttle_per_minute is None else str(d.throttle_per_minute)
+            )
             self.ttl.value = "" if d.ttl_hours is None else f"{d.ttl_hours:g}"
             self.cut_off.value = d.cut_off.isoformat() if d.cut_off else ""
             self.send_time_policy.value = d.send_time_policy or ""
@@ -662,7 +692,9 @@ class CampaignBuilder(w.VBox):
 
     def _selected(self) -> VariantPanel | None:
         i = self.variants_tab.selected_index
-        return self.variants[i] if self.variants and i is not None and i < len(self.variants) else None
+        return (
+            self.variants[i] if self.variants and i is not None and i < len(self.variants) else None
+        )
 
     @guarded(_error_line)
     def _channel_changed(self, _change: Any) -> None:
@@ -742,7 +774,9 @@ class CampaignBuilder(w.VBox):
 
         def work() -> tuple[int, list[str]]:
             if audience is None:
-                ids = self.ws.sql("SELECT user_id FROM profiles ORDER BY user_id")["user_id"].tolist()
+                ids = self.ws.sql("SELECT user_id FROM profiles ORDER BY user_id")[
+                    "user_id"
+                ].tolist()
                 return len(ids), ids[:200]
             ids = self.ws.user_ids(audience, at=at)
             return len(ids), ids[:200]

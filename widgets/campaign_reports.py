@@ -92,13 +92,21 @@ class CampaignReports(w.VBox):
 
         self.channel = _css(w.Dropdown(options=[("any channel", "")] + [(c, c) for c in CHANNELS],
                                        value="", description="channel"), "channel")  # fmt: skip
-        self.label = _css(w.Dropdown(options=[("any label", "")], value="", description="label"), "label")
+        self.label = _css(
+            w.Dropdown(options=[("any label", "")], value="", description="label"), "label"
+        )
         self.status = _css(w.Dropdown(options=[("any status", "")] + [(s, s) for s in STATUSES],
                                       value="", description="status"), "status")  # fmt: skip
         self.since = _css(w.Text(value="", placeholder="YYYY-MM-DD", description="from"), "since")
-        self.until = _css(w.Text(value="", placeholder="YYYY-MM-DD (excl.)", description="until"), "until")
-        self.text = _css(w.Text(value="", placeholder="id or name contains", description="search"), "text")
-        self.sort = _css(w.Dropdown(options=list(COLUMNS), value="campaign_id", description="sort by"), "sort")
+        self.until = _css(
+            w.Text(value="", placeholder="YYYY-MM-DD (excl.)", description="until"), "until"
+        )
+        self.text = _css(
+            w.Text(value="", placeholder="id or name contains", description="search"), "text"
+        )
+        self.sort = _css(
+            w.Dropdown(options=list(COLUMNS), value="campaign_id", description="sort by"), "sort"
+        )
         self.descending = _css(w.ToggleButtons(options=[("asc", False), ("desc", True)], value=False),
                                "order")  # fmt: skip
         self.refresh_button = _css(w.Button(description="Refresh"), "refresh")

@@ -100,13 +100,15 @@ def test_template_errors_show_in_the_widget(sim_ws):
     cb.variants[0].fields["title"].value = "Hi {{ profile.name "  # syntax error: the spec fails
     assert cb.error.startswith("SpecError: variants[0].content.push.title")
     with pytest.raises(SpecError, match="push.title"):
-        cb.campaign
+        _ = cb.campaign
     assert cb.spec_json == ""
     cb.variants[0].fields["title"].value = "Hi {{ profile.name }}"
     assert cb.error == "" and cb.preview_error is None and cb.spec_json
     sandbox = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     cb.variants[0].fields["body"].value = sandbox
-    assert cb.error.startswith("SpecError: variants[0].content.push.body: not allowed in a template")
+    assert cb.error.startswith(
+        "SpecError: variants[0].content.push.body: not allowed in a template"
+    )
     assert isinstance(cb.preview_error, TemplateError)  # the sandbox refuses it, visibly
 
 
@@ -124,7 +126,9 @@ def test_variants_add_remove_and_weights_must_sum_to_one(sim_ws):
     assert cb.error == ""
     assert cb.campaign.weights == [0.5, 0.5]
     cb.variants[1].remove_button.click()
-    assert len(cb.variants) == 1 and cb.error == "SpecError: variants.weight == [0.5], must sum to 1"
+    assert (
+        len(cb.variants) == 1 and cb.error == "SpecError: variants.weight == [0.5], must sum to 1"
+    )
     cb.variants[0].weight.value = ""
     assert cb.error == ""
     cb.variants[0].remove_button.click()  # the last one stays, with an error

@@ -89,7 +89,9 @@ def test_sort_by_a_column_both_ways(cr, sent_ws):
     assert cr.table_df["sent"].is_monotonic_increasing
     cr.descending.value = True
     assert cr.table_df["sent"].is_monotonic_decreasing
-    expected = _table(sent_ws).sort_values("sent", ascending=False, kind="stable", ignore_index=True)
+    expected = _table(sent_ws).sort_values(
+        "sent", ascending=False, kind="stable", ignore_index=True
+    )
     _same(cr.table_df, expected)
     cr.sort.value = "uplift"  # NaNs (no control group) go last
     assert cr.table_df["campaign_id"].iloc[0] == "mail-onboarding"
@@ -104,11 +106,16 @@ def test_drill_down_per_variant_and_day(cr, sent_ws):
     v = rep.variants[rep.variants["campaign_id"] == "mail-onboarding"].drop(columns="campaign_id")
     _same(cr.variants_df, v)
     assert cr.variants_df["variant"].tolist() == ["A", "B"]
-    assert cr.variants_df["sent"].sum() == cr.table_df.set_index("campaign_id").loc["mail-onboarding", "sent"]
+    assert (
+        cr.variants_df["sent"].sum()
+        == cr.table_df.set_index("campaign_id").loc["mail-onboarding", "sent"]
+    )
     d = rep.daily[rep.daily["campaign_id"] == "mail-onboarding"].drop(columns="campaign_id")
     _same(cr.daily_df, d)
     assert [str(x) for x in cr.daily_df["day"]] == ["2026-01-11"]
-    s = rep.suppression[rep.suppression["campaign_id"] == "mail-onboarding"].drop(columns="campaign_id")
+    s = rep.suppression[rep.suppression["campaign_id"] == "mail-onboarding"].drop(
+        columns="campaign_id"
+    )
     _same(cr.suppression_df, s)
     assert set(cr.suppression_df["reason"]) <= {"opted_out", "unreachable"}
     cr.campaign.value = "sms-draft"
@@ -126,13 +133,18 @@ def test_export_writes_the_table_shown(cr, sent_ws):
     back = pd.read_csv(path)
     assert back["campaign_id"].tolist() == cr.table_df["campaign_id"].tolist()
     assert back["sent"].tolist() == cr.table_df["sent"].tolist()
-    assert back["unique_click_rate"].tolist() == pytest.approx(cr.table_df["unique_click_rate"].tolist())
+    assert back["unique_click_rate"].tolist() == pytest.approx(
+        cr.table_df["unique_click_rate"].tolist()
+    )
 
 
 def test_bad_date_shows_an_error_and_recovers(cr, sent_ws):
     cr.channel.value = ""
     cr.since.value = "last tuesday"
-    assert cr.error == "SpecError: since == 'last tuesday', must be an ISO date like 2026-01-31 or a date-time"
+    assert (
+        cr.error
+        == "SpecError: since == 'last tuesday', must be an ISO date like 2026-01-31 or a date-time"
+    )
     assert cr.table_df.empty and cr.table.value == ""
     cr.since.value = ""
     assert cr.error == "" and len(cr.table_df) == 4
