@@ -24,7 +24,14 @@ def cmd_retention(args: argparse.Namespace) -> int:
         window=args.window,
     )  # fmt: skip
     if args.brackets:
-        opts["brackets"] = tuple(int(x) for x in args.brackets.split(","))
+        try:
+            opts["brackets"] = tuple(int(x) for x in args.brackets.split(","))
+        except ValueError:
+            from engagelab.errors import ValidationError
+
+            raise ValidationError(
+                "--brackets", args.brackets, "must be comma-separated whole numbers"
+            ) from None
     if args.since:
         opts["since"] = args.since
     if args.until:

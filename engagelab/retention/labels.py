@@ -40,7 +40,7 @@ from engagelab._validate import check_int, check_str
 from engagelab.errors import ValidationError
 from engagelab.retention._sql import lit
 from engagelab.retention._stats import newcombe, wilson
-from engagelab.retention.engine import run_query
+from engagelab.retention.engine import _unknown_event, run_query
 from engagelab.retention.result import LONG_COLUMNS, RetentionResult
 from engagelab.retention.spec import RetentionSpec
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
@@ -285,6 +285,10 @@ def label_effect(
         raise ValidationError(
             "label", label, why.replace(f"label {label!r} ", "must have been sent; it ")
         )
+    if not int(
+        ws.sql("SELECT count(*) AS n FROM events WHERE event = $e", {"e": return_event})["n"][0]
+    ):
+        raise _unknown_event(ws, "return_event", return_event)
     cols = ws.store.columns("events")
     has_campaign = "campaign_id" in cols
     spec = RetentionSpec(
@@ -304,7 +308,9 @@ def label_effect(
     for group, sql in queries.items():
         try:
             res = run_query(ws, spec, starts=sql, engine=engine, name=f"{label}: {group}")
-        except ValidationError:  # every cell censored for this group
+        except ValidationError as exc:  # every cell of this group is censored
+            if exc.field != "periods":
+                raise
             res = None
         if res is None or res.empty:
             rows.append({"group": group, "size": 0, "retained": 0})

@@ -88,6 +88,11 @@ def test_cli_label_and_errors(rand_ws, tmp_path):
     assert proc.returncode == 1
     assert "start_event == 'App Lunched', must be an event in the workspace" in proc.stderr
     assert "'App Launched'" in proc.stderr
+    proc = run(
+        "retention", "-w", str(ws.path), "--start-event", "App Launched", "--brackets", "1,x"
+    )
+    assert proc.returncode == 1
+    assert "--brackets == '1,x', must be comma-separated whole numbers" in proc.stderr
     proc = run("retention", "-w", str(ws.path), "--start-event", "App Launched", "--periods", "3")
     assert proc.returncode == 0 and "All cohorts" in proc.stdout
     lib = retention(ws, "App Launched", periods=3).to_pandas()

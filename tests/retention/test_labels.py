@@ -87,6 +87,8 @@ def test_label_cohorts_side_by_side_and_never_used_label(world_ws):
     assert int(on["size"].iloc[0]) == info["sent"]
     with pytest.raises(ValidationError, match="Winback"):
         label_effect(ws, "Winback")
+    with pytest.raises(ValidationError, match="return_event == 'App Lunched'"):
+        label_effect(ws, "Onboarding", return_event="App Lunched")
 
 
 def test_segment_spec_selects_users_sent_a_label(world_ws):
