@@ -105,7 +105,7 @@ def _required(f: dataclasses.Field[Any]) -> bool:
 def _default_text(f: dataclasses.Field[Any], kind: str) -> Any:
     if _required(f):
         return ""
-    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
     if kind == "bool":
         return bool(value)
     return _to_text(value, kind)
@@ -574,12 +574,12 @@ class CampaignBuilder(w.VBox):
         return Schedule(**kw)
 
     def _delivery(self) -> Delivery:
-        dnd = ()
+        dnd: tuple[DND, ...] = ()
         if self.dnd_on.value:
             days = tuple(d.strip() for d in self.dnd_days.value.split(",") if d.strip())
             dnd = (DND(self.dnd_start.value.strip(), self.dnd_end.value.strip(), days,
                        self.dnd_action.value),)  # fmt: skip
-        caps = ()
+        caps: tuple[FrequencyCap, ...] = ()
         if self.cap_on.value:
             caps = (FrequencyCap(self.cap_max.value, self.cap_window.value, self.cap_unit.value,
                                  self.cap_kind.value, self.cap_channel.value.strip()),)  # fmt: skip
@@ -862,9 +862,12 @@ def _when(name: str, value: Any) -> dt.datetime:
     from engagelab._validate import check_datetime
 
     try:
-        return check_datetime(name, value)
+        when = check_datetime(name, value)
     except ValidationError as exc:
         raise SpecError(exc.field, exc.value, exc.allowed, message=str(exc)) from None
+    if when is None:
+        raise SpecError(name, value, "must be a time-zone-aware date-time")
+    return when
 
 
 def _number(name: str, text: str, *, optional: bool = False) -> Any:
