@@ -57,7 +57,7 @@ from engagelab.campaigns.spec import TYPES
 from engagelab.channels import CHANNELS, content_from_dict, known_variables, preview, sms_info
 from engagelab.errors import SpecError, ValidationError
 
-__all__ = ["CampaignBuilder", "VariantPanel"]
+__all__ = ["CampaignBuilder", "CapRow", "DndRow", "VariantPanel"]
 
 _LONG = {"html", "text", "body"}
 #: schedule inputs shown for each campaign type
@@ -253,6 +253,67 @@ class VariantPanel(w.VBox):
         self.builder._changed(None)
 
 
+class OptionRow(w.HBox):
+    """A removable row of delivery inputs (a DND window or a frequency cap)."""
+
+    css = ""
+
+    def __init__(self, builder: CampaignBuilder, boxes: dict[str, w.Widget]):
+        super().__init__()
+        _css(self, f"{self.css}-row")
+        self.builder = builder
+        self.boxes = boxes
+        self.remove_button = _css(w.Button(description="remove"), f"remove-{self.css}")
+        for box in boxes.values():
+            box.observe(builder._changed, names="value")
+        self.remove_button.on_click(lambda _b: builder._remove_option(self))
+        self.children = [*boxes.values(), self.remove_button]
+
+
+class DndRow(OptionRow):
+    """One do-not-disturb window: from, to, weekdays, hold or drop."""
+
+    css = "dnd"
+
+    def __init__(self, builder: CampaignBuilder, dnd: DND | None = None):
+        d = dnd or DND()
+        super().__init__(builder, {
+            "start": _text("dnd-start", d.start, desc="from"),
+            "end": _text("dnd-end", d.end, desc="to"),
+            "days": _text("dnd-days", ", ".join(d.days), desc="days"),
+            "action": _css(w.Dropdown(options=["hold", "drop"], value=d.action,
+                                      description="action"), "dnd-action"),
+        })  # fmt: skip
+
+    def value(self) -> DND:
+        b = self.boxes
+        days = tuple(x.strip() for x in b["days"].value.split(",") if x.strip())
+        return DND(b["start"].value.strip(), b["end"].value.strip(), days, b["action"].value)
+
+
+class CapRow(OptionRow):
+    """One frequency cap: at most ``max`` per ``window`` ``unit`` (rolling or calendar) on a channel."""
+
+    css = "cap"
+
+    def __init__(self, builder: CampaignBuilder, cap: FrequencyCap | None = None):
+        c = cap or FrequencyCap()
+        super().__init__(builder, {
+            "max": _css(w.IntText(value=c.max, description="max"), "cap-max"),
+            "window": _css(w.IntText(value=c.window, description="per"), "cap-window"),
+            "unit": _css(w.Dropdown(options=["minutes", "hours", "days", "weeks", "months"],
+                                    value=c.unit, description="unit"), "cap-unit"),
+            "kind": _css(w.Dropdown(options=["rolling", "calendar"], value=c.kind,
+                                    description="kind"), "cap-kind"),
+            "channel": _text("cap-channel", c.channel, desc="channel"),
+        })  # fmt: skip
+
+    def value(self) -> FrequencyCap:
+        b = self.boxes
+        return FrequencyCap(b["max"].value, b["window"].value, b["unit"].value, b["kind"].value,
+                            b["channel"].value.strip())  # fmt: skip
+
+
 # --------------------------------------------------------------------------- builder
 class CampaignBuilder(w.VBox):
     """Build a campaign: channel, content with a live per-user preview, audience with a
@@ -342,24 +403,12 @@ class CampaignBuilder(w.VBox):
         self.if_passed = _css(w.Dropdown(options=["drop", "next_day"], value="drop",
                                          description="if passed"), "if-passed")  # fmt: skip
         self.default_timezone = _text("default-timezone", "UTC", desc="default zone")
-        self.dnd_on = _css(
-            w.Checkbox(value=False, description="do not disturb", indent=False), "dnd"
-        )
-        self.dnd_start = _text("dnd-start", "22:00", desc="from")
-        self.dnd_end = _text("dnd-end", "08:00", desc="to")
-        self.dnd_days = _text("dnd-days", "mon, tue, wed, thu, fri, sat, sun", desc="days")
-        self.dnd_action = _css(w.Dropdown(options=["hold", "drop"], value="hold",
-                                          description="action"), "dnd-action")  # fmt: skip
-        self.cap_on = _css(
-            w.Checkbox(value=False, description="frequency cap", indent=False), "cap"
-        )
-        self.cap_max = _css(w.IntText(value=1, description="max"), "cap-max")
-        self.cap_window = _css(w.IntText(value=1, description="per"), "cap-window")
-        self.cap_unit = _css(w.Dropdown(options=["minutes", "hours", "days", "weeks", "months"],
-                                        value="days", description="unit"), "cap-unit")  # fmt: skip
-        self.cap_kind = _css(w.Dropdown(options=["rolling", "calendar"], value="rolling",
-                                        description="kind"), "cap-kind")  # fmt: skip
-        self.cap_channel = _text("cap-channel", "*", desc="channel")
+        self.dnd_rows: list[DndRow] = []
+        self.dnd_box = _css(w.VBox(), "dnds")
+        self.add_dnd_button = _css(w.Button(description="+ DND window"), "add-dnd")
+        self.cap_rows: list[CapRow] = []
+        self.caps_box = _css(w.VBox(), "caps")
+        self.add_cap_button = _css(w.Button(description="+ frequency cap"), "add-cap")
         self.ignore_caps = _css(w.Checkbox(value=False, description="ignore caps", indent=False),
                                 "ignore-caps")  # fmt: skip
         self.min_gap = _text("min-gap", "", placeholder="hours", desc="min gap")
@@ -386,9 +435,7 @@ class CampaignBuilder(w.VBox):
         watched = [self.id, self.name, self.control, self.global_control, self.labels,
                    self.audience_mode, self.segment, self.logical_date, self.schedule_type,
                    *self.schedule.values(), self.user_timezone, self.if_passed,
-                   self.default_timezone, self.dnd_on, self.dnd_start, self.dnd_end,
-                   self.dnd_days, self.dnd_action, self.cap_on, self.cap_max, self.cap_window,
-                   self.cap_unit, self.cap_kind, self.cap_channel, self.ignore_caps, self.min_gap,
+                   self.default_timezone, self.ignore_caps, self.min_gap,
                    self.throttle, self.ttl, self.cut_off, self.send_time_policy, self.goal_event,
                    self.goal_window, self.goal_revenue]  # fmt: skip
         for wd in watched:
@@ -398,6 +445,8 @@ class CampaignBuilder(w.VBox):
         self.preview_user.observe(self._preview_changed, names="value")
         self.segment_builder.observe(self._changed, names="spec_json")
         self.add_variant_button.on_click(self._add_clicked)
+        self.add_dnd_button.on_click(self._add_dnd_clicked)
+        self.add_cap_button.on_click(self._add_cap_clicked)
         self.dry_run_button.on_click(self._dry_run_clicked)
         self.save_button.on_click(self._save_clicked)
 
@@ -421,18 +470,10 @@ class CampaignBuilder(w.VBox):
             self.schedule_box,
             w.HTML("<b>Delivery</b>"),
             w.HBox([self.user_timezone, self.if_passed, self.default_timezone]),
-            w.HBox([self.dnd_on, self.dnd_start, self.dnd_end, self.dnd_days, self.dnd_action]),
-            w.HBox(
-                [
-                    self.cap_on,
-                    self.cap_max,
-                    self.cap_window,
-                    self.cap_unit,
-                    self.cap_kind,
-                    self.cap_channel,
-                    self.ignore_caps,
-                ]
-            ),  # fmt: skip
+            self.dnd_box,
+            self.add_dnd_button,
+            self.caps_box,
+            w.HBox([self.add_cap_button, self.ignore_caps]),
             w.HBox([self.min_gap, self.throttle, self.ttl, self.cut_off, self.send_time_policy]),
             w.HBox([self.goal_event, self.goal_window, self.goal_revenue]),
             self.error_line,
@@ -515,6 +556,22 @@ class CampaignBuilder(w.VBox):
         self._sync_tabs(0)
         self._refresh()
 
+    def add_dnd(self, dnd: DND | None = None) -> DndRow:
+        """Add a do-not-disturb window row (default 22:00-08:00 every day, hold) and refresh."""
+        row = DndRow(self, dnd)
+        self.dnd_rows.append(row)
+        self.dnd_box.children = tuple(self.dnd_rows)
+        self._refresh()
+        return row
+
+    def add_cap(self, cap: FrequencyCap | None = None) -> CapRow:
+        """Add a frequency cap row (default 1 per rolling day, all channels) and refresh."""
+        row = CapRow(self, cap)
+        self.cap_rows.append(row)
+        self.caps_box.children = tuple(self.cap_rows)
+        self._refresh()
+        return row
+
     def load(self, campaign: Any) -> None:
         """Replace every input with ``campaign`` (a Campaign or a saved campaign's id)."""
         self._load(campaign)
@@ -574,15 +631,8 @@ class CampaignBuilder(w.VBox):
         return Schedule(**kw)
 
     def _delivery(self) -> Delivery:
-        dnd: tuple[DND, ...] = ()
-        if self.dnd_on.value:
-            days = tuple(d.strip() for d in self.dnd_days.value.split(",") if d.strip())
-            dnd = (DND(self.dnd_start.value.strip(), self.dnd_end.value.strip(), days,
-                       self.dnd_action.value),)  # fmt: skip
-        caps: tuple[FrequencyCap, ...] = ()
-        if self.cap_on.value:
-            caps = (FrequencyCap(self.cap_max.value, self.cap_window.value, self.cap_unit.value,
-                                 self.cap_kind.value, self.cap_channel.value.strip()),)  # fmt: skip
+        dnd = tuple(row.value() for row in self.dnd_rows)
+        caps = tuple(row.value() for row in self.cap_rows)
         throttle = self.throttle.value.strip()
         return Delivery(
             user_timezone=bool(self.user_timezone.value),
@@ -610,9 +660,6 @@ class CampaignBuilder(w.VBox):
         c = campaign or Campaign(id="campaign", channel="push",
                                  variants=(Variant("A", {"title": "Hello", "body": "Hi"}),))  # fmt: skip
         d = c.delivery
-        if len(d.dnd) > 1 or len(d.caps) > 1:
-            raise SpecError("delivery", f"{len(d.dnd)} DND windows, {len(d.caps)} caps",
-                            "CampaignBuilder edits at most one DND window and one frequency cap")  # fmt: skip
         self._loading = True
         try:
             self.id.value, self.name.value = c.id, c.name
@@ -656,17 +703,7 @@ class CampaignBuilder(w.VBox):
             f["anniversary"].value = s.anniversary
             self.user_timezone.value, self.if_passed.value = d.user_timezone, d.if_passed
             self.default_timezone.value = d.default_timezone
-            self.dnd_on.value = bool(d.dnd)
-            if d.dnd:
-                x = d.dnd[0]
-                self.dnd_start.value, self.dnd_end.value = x.start, x.end
-                self.dnd_days.value, self.dnd_action.value = ", ".join(x.days), x.action
-            self.cap_on.value = bool(d.caps)
-            if d.caps:
-                cap = d.caps[0]
-                self.cap_max.value, self.cap_window.value = cap.max, cap.window
-                self.cap_unit.value, self.cap_kind.value = cap.unit, cap.kind
-                self.cap_channel.value = cap.channel
+            self._set_options(d.dnd, d.caps)
             self.ignore_caps.value = d.ignore_caps
             self.min_gap.value = "" if d.min_gap_hours is None else f"{d.min_gap_hours:g}"
             self.throttle.value = (
@@ -681,6 +718,22 @@ class CampaignBuilder(w.VBox):
         finally:
             self._loading = False
         self._refresh()
+
+    def _set_options(self, dnds: tuple[DND, ...], caps: tuple[FrequencyCap, ...]) -> None:
+        for row in (*self.dnd_rows, *self.cap_rows):
+            row.close()
+        self.dnd_rows = [DndRow(self, d) for d in dnds]
+        self.cap_rows = [CapRow(self, c) for c in caps]
+        self.dnd_box.children = tuple(self.dnd_rows)
+        self.caps_box.children = tuple(self.cap_rows)
+
+    def _remove_option(self, row: OptionRow) -> None:
+        rows: list[Any] = self.dnd_rows if isinstance(row, DndRow) else self.cap_rows
+        rows.remove(row)
+        self.dnd_box.children = tuple(self.dnd_rows)
+        self.caps_box.children = tuple(self.cap_rows)
+        row.close()
+        self._changed(None)
 
     def _sync_tabs(self, selected: int) -> None:
         self.variants_tab.unobserve(self._changed, names="selected_index")
@@ -721,6 +774,14 @@ class CampaignBuilder(w.VBox):
     @guarded(_error_line)
     def _remove_clicked(self, panel: VariantPanel) -> None:
         self.remove_variant(panel)
+
+    @guarded(_error_line)
+    def _add_dnd_clicked(self, _button: Any) -> None:
+        self.add_dnd()
+
+    @guarded(_error_line)
+    def _add_cap_clicked(self, _button: Any) -> None:
+        self.add_cap()
 
     @guarded(_error_line)
     def _dry_run_clicked(self, _button: Any) -> None:

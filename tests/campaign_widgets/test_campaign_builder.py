@@ -147,9 +147,18 @@ def test_cron_and_time_zone_typos_show(sim_ws):
     cb.schedule["timezone"].value = "Europe/Berlin"
     assert cb.error == ""
     assert cb.campaign.schedule == Schedule("recurring", cron="0 9 * * 1", timezone="Europe/Berlin")
-    cb.cap_on.value = True
-    cb.cap_window.value = 0
+    cb.add_cap_button.click()
+    cb.add_cap_button.click()
+    assert len(cb.cap_rows) == 2 and cb.error == ""
+    cb.cap_rows[1].boxes["window"].value = 0
     assert cb.error == "SpecError: delivery.caps.window == 0, must be an integer >= 1"
+    cb.cap_rows[1].remove_button.click()
+    assert cb.error == "" and cb.campaign.delivery.caps == (FrequencyCap(),)
+    cb.add_dnd_button.click()
+    cb.dnd_rows[0].boxes["days"].value = "mon, funday"
+    assert cb.error.startswith("SpecError: delivery.dnd.days == ['mon', 'funday']")
+    cb.dnd_rows[0].boxes["days"].value = "sat, sun"
+    assert cb.campaign.delivery.dnd == (DND("22:00", "08:00", ("sat", "sun"), "hold"),)
 
 
 def test_audience_count_saved_segment_and_built_segment(sim_ws, profiles):
@@ -209,8 +218,9 @@ def test_spec_round_trips_and_save_loads(sim_ws):
         audience="over30", control_percent=12.5, respect_global_control=False,
         labels=("Onboarding", "Promo"), goal=Goal("Charged", 12, "revenue"),
         delivery=Delivery(user_timezone=True, if_passed="next_day", default_timezone="Europe/Paris",
-                          dnd=(DND("21:30", "07:00", ("mon", "fri"), "drop"),),
-                          caps=(FrequencyCap(3, 7, "days", "rolling", "email"),),
+                          dnd=(DND("21:30", "07:00", ("mon", "fri"), "drop"), DND("12:00", "13:00")),
+                          caps=(FrequencyCap(3, 7, "days", "rolling", "email"),
+                                FrequencyCap(1, 1, "days", "calendar", "*")),
                           min_gap_hours=48, throttle_per_minute=100, ttl_hours=6,
                           cut_off=dt.datetime(2026, 2, 1, tzinfo=dt.UTC)),
     )  # fmt: skip
