@@ -18,8 +18,8 @@ Run: ``python benchmarks/bench_run_overhead.py [--runs 5]``
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
+import os
 import statistics
 import subprocess
 import sys
