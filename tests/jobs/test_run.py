@@ -137,7 +137,7 @@ def test_cell_timeout_and_wall_clock_timeout(jws, tmp_path):
     nb = write_notebook(tmp_path / "slow.ipynb", f"pidfile = {str(tmp_path / 'pid')!r}",
                         "import os, time\nopen(pidfile, 'w').write(str(os.getpid()))", "time.sleep(600)")  # fmt: skip
     add_job(jws, JobSpec(name="cell", notebook=str(nb), cell_timeout=2))
-    add_job(jws, JobSpec(name="wall", notebook=str(nb), timeout=25))
+    add_job(jws, JobSpec(name="wall", notebook=str(nb), timeout=60))  # room for a slow kernel start
     r = run_job(jws, "cell", "2026-03-01")
     assert (r.status, r.exit_code, r.last["error_name"]) == ("timeout", 12, "CellTimeoutError")
     assert "timed out" in r.message.lower()
@@ -145,7 +145,7 @@ def test_cell_timeout_and_wall_clock_timeout(jws, tmp_path):
     t0 = time.monotonic()
     r = run_job(jws, "wall", "2026-03-01")
     assert (r.status, r.last["error_name"]) == ("timeout", "WallClockTimeout")
-    assert "longer than 25 s" in r.message and 24 < time.monotonic() - t0 < 120
+    assert "longer than 60 s" in r.message and 59 < time.monotonic() - t0 < 240
     pid = int((tmp_path / "pid").read_text())
     deadline = time.monotonic() + 15
     while _alive(pid) and time.monotonic() < deadline:
