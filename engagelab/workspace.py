@@ -427,6 +427,25 @@ class Workspace:
 
         return inbox(self, user_id, at, **options)
 
+    def respond(self, run_key: str) -> int:
+        """Let the workspace's simulated world answer the messages sent by ``run_key``."""
+        from engagelab.campaigns import respond
+
+        return respond(self, run_key)
+
+    def preview(self, campaign: Any, user_id: str, variant: str | None = None) -> dict[str, Any]:
+        """The real rendered message of ``campaign`` for one user."""
+        from engagelab.campaigns.api import preview
+
+        return preview(self, self._campaign(campaign), user_id, variant)
+
+    def recommended_delay(self, did: str, then: str, **options: Any) -> dict[str, Any]:
+        """Median and mean time from ``did`` to the first following ``then`` (for an
+        inaction campaign's wait)."""
+        from engagelab.campaigns import recommended_delay
+
+        return recommended_delay(self, did, then, **options)
+
     def _campaign(self, campaign: Any) -> Any:
         from engagelab.campaigns import Campaign
 

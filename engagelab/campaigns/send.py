@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from engagelab.campaigns import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns.outbox import OutboxProvider, OutgoingMessage
+from engagelab.campaigns.outbox import OutgoingMessage
 from engagelab.campaigns.plan import _gap_cap, message_keys
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
@@ -327,7 +327,9 @@ def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> list[dict[st
         if vars_ and hasattr(content, "render"):
             needs[name] = content
         else:
-            static[name] = content.to_dict() if hasattr(content, "to_dict") else dict(content)
+            # render even without variables: rendering applies the channel's post-render
+            # checks and computed fields (e.g. SMS segments); it is done once per variant
+            static[name] = content.render({}) if hasattr(content, "render") else dict(content)
     if not needs:
         return [static[v] for v in rows["variant"]]
     ids = [u for u, v in zip(rows["user_id"], rows["variant"], strict=True) if v in needs]
@@ -404,7 +406,14 @@ def send(
     _plan_events(ws, frame, c, run_key)
     if attempt > 1:
         _ledger_events(ws, run_key, c)
-    prov = provider if provider is not None else OutboxProvider.for_run(ws, run_key)
+    if provider is None:
+        # the workspace's configured provider for the channel: the outbox file of the run
+        # by default, the inbox for pulled channels, SMTP/HTTP where engagelab.yaml says so
+        from engagelab.channels.providers import provider_for
+
+        prov = provider_for(c.channel, ws, {"run_key": run_key})
+    else:
+        prov = provider
     todo = _arrays(frame[frame["decision"] == "send"])
     n_todo = len(todo["message_key"])
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
