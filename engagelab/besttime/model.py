@@ -98,6 +98,9 @@ def choose(
     minute nearest its send minute (clevertap). Returns (minute, moved).
     """
     k = score.shape[1]
+    # scores from parallel float sums differ in the last bits between runs; rounding makes
+    # equal scores equal, so ties go to the earliest bin on every run and every machine
+    score = np.round(score, 10)
     nearest = _nearest_allowed(allowed)
     bin_ok = allowed.reshape(k, width).any(axis=1)
     best = np.argmax(score, axis=1)
