@@ -38,6 +38,19 @@ PLUGINS = (
     "engagelab.retention.cli",
 )
 
+#: The subcommands each plug-in adds, with their one-line help: a command line imports
+#: only the plug-in it names (importing all of them costs seconds: scipy, statsmodels).
+PLUGIN_COMMANDS = {
+    "experiment": ("engagelab.experiments.cli", "design and analyse A/B/n experiments"),
+    "campaign": ("engagelab.campaigns.cli", "save, plan, send and report campaigns"),
+    "channel": ("engagelab.channels.cli", "channels, message previews and the client inbox"),
+    "run": ("engagelab.jobs.cli", "run a job for one logical date (the job entry point)"),
+    "jobs": ("engagelab.jobs.cli", "add, list, inspect, pause and export scheduled jobs"),
+    "scheduler": ("engagelab.jobs.cli", "the embedded scheduler (long-running)"),
+    "besttime": ("engagelab.besttime.cli", "fit and evaluate per-user best send times"),
+    "retention": ("engagelab.retention.cli", "cohort retention and message-label cohorts"),
+}
+
 
 # ----------------------------------------------------------------------------- output
 def emit(obj: Any, fmt: str) -> None:
@@ -201,8 +214,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``engagelab`` command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``engagelab`` command.
+
+    With ``command`` (the first word of a command line) only the plug-in that adds that
+    command is imported; other plug-in commands appear with their help text only.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--format", choices=["table", "json"], default="table", help="output format"
@@ -301,20 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_demo)
 
-    for module in PLUGINS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-            continue  # that capability is not in this build
-        mod.register(sub, common, wsopt)
+    if command is None:
+        wanted = list(PLUGINS)
+    elif command in PLUGIN_COMMANDS:
+        wanted = [PLUGIN_COMMANDS[command][0]]
+    else:
+        wanted = []
+    for module in wanted:
+        importlib.import_module(module).register(sub, common, wsopt)
+    if command is not None:
+        loaded = set(sub.choices)
+        for name, (_module, help_) in PLUGIN_COMMANDS.items():
+            if name not in loaded:
+                sub.add_parser(name, help=help_)  # placeholder: listed in --help only
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(first)
     args = parser.parse_args(argv)
     if (
         getattr(args, "command", None) != "init"
