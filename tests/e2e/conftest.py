@@ -127,7 +127,9 @@ def base_url(lab_server: JupyterLabServer) -> str:
 @pytest.fixture
 def notebook_dir(lab_server: JupyterLabServer, request: pytest.FixtureRequest) -> Path:
     """An empty folder for this test's notebooks, inside the server's root."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+    # module + test name: two modules may hold tests of the same name
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{module}.{request.node.name}")[:100]
     path = lab_server.root_dir / name
     path.mkdir()
     return path
