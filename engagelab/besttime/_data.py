@@ -63,7 +63,7 @@ def user_table(ws: Workspace, users: pd.DataFrame | None, prior_by: str | None) 
         cols = "user_id, timezone" + (f', CAST("{prior_by}" AS VARCHAR) AS grp' if prior_by else "")
         if prior_by and prior_by not in ws.sql("SELECT * FROM profiles LIMIT 0").columns:
             raise ValidationError("prior_by", prior_by, "must be a column of profiles")
-        users = ws.engine.arrow(f"SELECT {cols} FROM profiles").to_pandas()
+        users = ws.engine.arrow(f"SELECT {cols} FROM profiles ORDER BY user_id").to_pandas()
     else:
         if not isinstance(users, pd.DataFrame) or not {"user_id", "timezone"} <= set(users.columns):
             raise ValidationError(
