@@ -14,6 +14,7 @@ Semantics (documented once, used everywhere):
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as dt
 import html
@@ -35,7 +36,7 @@ P = "p"  # alias of the profiles relation in compiled SQL
 E = "e"  # alias of the events relation inside every event scan
 
 
-class Condition:
+class Condition(abc.ABC):
     """Base of every segment condition; combine them with ``&``, ``|`` and ``~``.
 
     >>> from engagelab.segments import did, prop
@@ -60,21 +61,22 @@ class Condition:
     def __invert__(self) -> Condition:
         return Not(self)
 
-    def describe(self) -> str:  # pragma: no cover - every subclass overrides
+    @abc.abstractmethod
+    def describe(self) -> str:
         """Human-readable description of the condition."""
-        raise NotImplementedError
 
-    def predicate(self, ctx: Context) -> exp.Expr:  # pragma: no cover
+    @abc.abstractmethod
+    def predicate(self, ctx: Context) -> exp.Expr:
         """A sqlglot boolean expression over ``profiles AS p``."""
-        raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:  # pragma: no cover
+    @abc.abstractmethod
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible data; ``Condition.from_dict`` inverts it."""
-        raise NotImplementedError
 
     @classmethod
-    def _from_fields(cls, data: Any) -> Condition:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _from_fields(cls, data: Any) -> Condition:
+        """Rebuild this kind of condition from the fields of :meth:`to_dict` (without kind)."""
 
     @staticmethod
     def from_dict(data: Any) -> Condition:
@@ -120,28 +122,33 @@ def _children(name: str, items: Any) -> tuple[Condition, ...]:
 
 
 @dataclass(frozen=True, repr=False)
-class And(Condition):
-    """All of ``conditions`` hold."""
+class _Junction(Condition):
+    """Shared body of :class:`And` and :class:`Or`: a flat tuple of at least 2 conditions."""
 
-    kind: ClassVar[str] = "and"
+    word: ClassVar[str] = ""
+    combine: ClassVar[Callable[..., exp.Expr]]
     conditions: tuple[Condition, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "conditions", _children("and.conditions", self.conditions))
+        object.__setattr__(
+            self, "conditions", _children(f"{self.kind}.conditions", self.conditions)
+        )
 
     @classmethod
-    def of(cls, *items: Condition) -> And:
-        """Combine, flattening nested ``And`` nodes."""
+    def of(cls, *items: Condition) -> Condition:
+        """Combine, flattening nested nodes of the same kind."""
         flat: list[Condition] = []
         for item in items:
-            flat.extend(item.conditions if isinstance(item, And) else [item])
+            flat.extend(item.conditions if isinstance(item, cls) else [item])
         return cls(tuple(flat))
 
     def predicate(self, ctx: Context) -> exp.Expr:
-        return exp.and_(*(exp.paren(c.predicate(ctx), copy=False) for c in self.conditions))
+        return type(self).combine(
+            *(exp.paren(c.predicate(ctx), copy=False) for c in self.conditions)
+        )
 
     def describe(self) -> str:
-        return " AND ".join(c._paren() for c in self.conditions)
+        return f" {self.word} ".join(c._paren() for c in self.conditions)
 
     def _paren(self) -> str:
         return f"({self.describe()})"
@@ -155,38 +162,21 @@ class And(Condition):
 
 
 @dataclass(frozen=True, repr=False)
-class Or(Condition):
+class And(_Junction):
+    """All of ``conditions`` hold."""
+
+    kind: ClassVar[str] = "and"
+    word: ClassVar[str] = "AND"
+    combine = staticmethod(exp.and_)
+
+
+@dataclass(frozen=True, repr=False)
+class Or(_Junction):
     """At least one of ``conditions`` holds."""
 
     kind: ClassVar[str] = "or"
-    conditions: tuple[Condition, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "conditions", _children("or.conditions", self.conditions))
-
-    @classmethod
-    def of(cls, *items: Condition) -> Or:
-        """Combine, flattening nested ``Or`` nodes."""
-        flat: list[Condition] = []
-        for item in items:
-            flat.extend(item.conditions if isinstance(item, Or) else [item])
-        return cls(tuple(flat))
-
-    def predicate(self, ctx: Context) -> exp.Expr:
-        return exp.or_(*(exp.paren(c.predicate(ctx), copy=False) for c in self.conditions))
-
-    def describe(self) -> str:
-        return " OR ".join(c._paren() for c in self.conditions)
-
-    def _paren(self) -> str:
-        return f"({self.describe()})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "conditions": [c.to_dict() for c in self.conditions]}
-
-    @classmethod
-    def _from_fields(cls, data: Any) -> Condition:
-        return cls(tuple(Condition.from_dict(c) for c in _list(data, "conditions")))
+    word: ClassVar[str] = "OR"
+    combine = staticmethod(exp.or_)
 
 
 @dataclass(frozen=True, repr=False)
