@@ -33,7 +33,14 @@ from engagelab.errors import ValidationError
 if TYPE_CHECKING:
     from engagelab.workspace import Workspace
 
-__all__ = ["exploration_draw", "local_to_utc", "policy", "register_policy", "send_times"]
+__all__ = [
+    "campaign_answer",
+    "exploration_draw",
+    "local_to_utc",
+    "policy",
+    "register_policy",
+    "send_times",
+]
 
 
 def _date(value: Any) -> dt.date:
@@ -184,26 +191,61 @@ def send_times(
     )
 
 
+def campaign_answer(times: pd.DataFrame) -> pd.DataFrame:
+    """:func:`send_times` output in the campaigns' send-time contract (see
+    :func:`engagelab.campaigns.register_send_time_policy`).
+
+    Returns:
+        ``user_id, send_at, reason, propensity, slot, confidence``: ``send_at`` is the UTC
+        send time, NaT for users to drop (``reason`` ``passed_drop`` or
+        ``invalid_timezone``); ``slot`` the local ``'HH:MM'`` chosen; ``propensity`` the
+        probability of the logged local hour for explored users (NaN otherwise).
+
+    Example:
+        >>> times = pd.DataFrame({"user_id": ["a", "b"], "slot_local": ["19:00", "09:00"],
+        ...     "send_at_utc": pd.to_datetime(["2026-01-15 18:00", None], utc=True),
+        ...     "reason": ["chosen", "passed_drop"], "propensity": float("nan"),
+        ...     "confidence": [0.8, 0.1]})
+        >>> campaign_answer(times)[["user_id", "send_at", "reason"]].values.tolist()
+        [['a', Timestamp('2026-01-15 18:00:00+0000', tz='UTC'), 'chosen'], ['b', NaT, 'passed_drop']]
+        >>> list(campaign_answer(times).columns)
+        ['user_id', 'send_at', 'reason', 'propensity', 'slot', 'confidence']
+    """
+    return pd.DataFrame(
+        {
+            "user_id": times["user_id"],
+            "send_at": times["send_at_utc"],
+            "reason": times["reason"],
+            "propensity": times["propensity"],
+            "slot": times["slot_local"],
+            "confidence": times["confidence"],
+        }
+    )
+
+
 def policy(
     options: BestTimeOptions | None = None, ws: Workspace | None = None, *, now: Any = None
-) -> Callable[[pd.DataFrame, Any], pd.Series]:
-    """A campaign send-time policy ``fn(users, logical_date) -> UTC send times``.
+) -> Callable[[pd.DataFrame, Any], pd.DataFrame]:
+    """A campaign send-time policy ``fn(users, logical_date) -> DataFrame`` (the contract
+    of :func:`engagelab.campaigns.register_send_time_policy`: ``user_id``, ``send_at``
+    (NaT: drop the user), ``reason``, ``propensity``, ``slot``).
 
-    ``users`` needs ``user_id`` and ``timezone``; the result has one time per row (NaT for
-    users the policy does not place: dropped passed slots and invalid time zones). The
-    workspace is ``ws`` or, when ``None``, :func:`engagelab.current_workspace` at call time;
-    ``now`` (what has passed) defaults to the logical date, as in campaign plans.
+    ``users`` needs ``user_id`` and ``timezone``. The workspace is ``ws`` or, when
+    ``None``, :func:`engagelab.current_workspace` at call time; ``now`` (what has passed)
+    defaults to the logical date, as in campaign plans. A campaign can instead carry the
+    options itself: ``Delivery(best_time=BestTimeOptions(...))``.
     """
     o = options if options is not None else BestTimeOptions()
 
-    def best_time(users: pd.DataFrame, logical_date: Any) -> pd.Series:
+    def best_time(users: pd.DataFrame, logical_date: Any) -> pd.DataFrame:
         from engagelab.workspace import current_workspace
 
-        w = ws if ws is not None else current_workspace()
         # like campaign plans, "now" defaults to the logical date so plans are reproducible
         when = now if now is not None else check_datetime("logical_date", logical_date)
-        plan = send_times(w, users, logical_date, o, now=when)
-        return pd.Series(plan["send_at_utc"].to_numpy(), index=users.index)
+        if ws is not None:
+            return campaign_answer(send_times(ws, users, logical_date, o, now=when))
+        with current_workspace() as w:
+            return campaign_answer(send_times(w, users, logical_date, o, now=when))
 
     best_time.options = o  # type: ignore[attr-defined]
     return best_time

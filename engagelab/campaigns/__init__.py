@@ -25,6 +25,7 @@ from engagelab.campaigns._options import (  # noqa: E402
     DND,
     Delivery,
     FrequencyCap,
+    check_send_times,
     register_send_time_policy,
 )
 from engagelab.campaigns.api import (  # noqa: E402
@@ -39,6 +40,7 @@ from engagelab.campaigns.api import (  # noqa: E402
     respond,
     save_campaign,
     send,
+    trigger_event,
 )
 from engagelab.campaigns.ledger import get_global_control, set_global_control  # noqa: E402
 from engagelab.campaigns.outbox import OutboxProvider, read_outbox  # noqa: E402
@@ -66,6 +68,7 @@ __all__ = [
     "Variant",
     "WinnerTest",
     "campaign_report",
+    "check_send_times",
     "delete_campaign",
     "get_global_control",
     "inbox",
@@ -80,4 +83,5 @@ __all__ = [
     "save_campaign",
     "send",
     "set_global_control",
+    "trigger_event",
 ]

@@ -27,7 +27,9 @@ __all__ = [
     "DND",
     "Delivery",
     "FrequencyCap",
+    "SEND_TIME_COLUMNS",
     "SEND_TIME_POLICIES",
+    "check_send_times",
     "register_send_time_policy",
     "send_time_policy",
 ]
@@ -165,8 +167,16 @@ class Delivery:
         throttle_per_minute: at most this many messages per minute (later ones wait).
         ttl_hours: a message not sent within this time of its planned time expires.
         cut_off: no message is sent after this instant (UTC).
-        send_time_policy: name of a registered best-time policy, see
+        send_time_policy: name of a registered send-time policy, see
             :func:`register_send_time_policy`.
+        best_time: best-send-time delivery: a
+            :class:`~engagelab.besttime.BestTimeOptions` (or its dict): each user is
+            sent at their chosen slot on the logical date (its calendar day in the
+            schedule's time zone), in their own time zone; a slot already passed moves
+            to the next day or drops the user (``passed``); a share of users may be
+            explored at random slots (``explore_share``, propensities in the plan).
+            The plan shows ``best_time_slot``, ``best_time_reason`` and
+            ``best_time_propensity``. Not combinable with ``send_time_policy``.
     """
 
     user_timezone: bool = False
@@ -180,6 +190,7 @@ class Delivery:
     ttl_hours: float | None = None
     cut_off: dt.datetime | None = None
     send_time_policy: str | None = None
+    best_time: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.user_timezone, bool):
@@ -217,8 +228,19 @@ class Delivery:
                 + (", ".join(sorted(SEND_TIME_POLICIES)) or "(none registered)"),
             )
 
+        if self.best_time is not None:
+            object.__setattr__(self, "best_time", _best_time_options(self.best_time))
+            if self.send_time_policy is not None:
+                raise SpecError(
+                    "delivery.best_time",
+                    "set",
+                    "cannot be combined with delivery.send_time_policy (choose one)",
+                )
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        bt = self.best_time
+        d = dataclasses.asdict(dataclasses.replace(self, best_time=None))
+        d["best_time"] = bt.to_dict() if bt is not None else None
         d["dnd"] = [dataclasses.asdict(x) | {"days": list(x.days)} for x in self.dnd]
         d["caps"] = [dataclasses.asdict(x) for x in self.caps]
         d["cut_off"] = self.cut_off.isoformat() if self.cut_off else None
@@ -242,16 +264,67 @@ class Delivery:
         return cls(**d)
 
 
-#: Registered best-send-time policies: name -> fn(users DataFrame, logical_date) -> UTC times.
+def _best_time_options(value: Any) -> Any:
+    """``value`` as :class:`~engagelab.besttime.BestTimeOptions` (errors name
+    ``delivery.best_time.<field>``)."""
+    from engagelab.besttime.options import BestTimeOptions
+
+    if isinstance(value, BestTimeOptions):
+        return value
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            "delivery.best_time", value, "must be BestTimeOptions, a mapping of them, or None"
+        )
+    try:
+        return BestTimeOptions.from_dict(value)
+    except ValidationError as exc:
+        # BestTimeOptions names sub-fields in words ("window earliest", "event name")
+        head = exc.field.split(" ")[0]
+        head = {"BestTimeOptions": "", "event": "events"}.get(head, head)
+        field = "delivery.best_time" + (f".{head}" if head else "")
+        raise SpecError(
+            field, exc.value, exc.allowed, message=f"delivery.best_time: {exc}"
+        ) from None
+
+
+#: Registered send-time policies: name -> fn(users DataFrame, logical_date) -> send times.
 SEND_TIME_POLICIES: dict[str, Callable[..., Any]] = {}
+
+#: Columns of a send-time policy's answer (see :func:`register_send_time_policy`).
+SEND_TIME_COLUMNS = ("user_id", "send_at", "reason", "propensity", "slot")
 
 
 def register_send_time_policy(name: str, fn: Callable[..., Any]) -> None:
-    """Register a best-time policy under ``name``.
+    """Register a send-time policy (the best-time delivery hook) under ``name``.
 
-    ``fn(users, logical_date)`` gets a DataFrame with ``user_id``, ``timezone`` and
-    ``send_at`` (the planned UTC time) and returns a sequence of UTC send times, one per
-    row (NaT keeps the planned time).
+    ``fn(users, logical_date)`` gets a DataFrame with ``user_id``, ``timezone`` (the
+    profile's zone; users without one get ``delivery.default_timezone``; an invalid
+    zone is passed as is) and ``send_at`` (the planned UTC time), and returns a
+    DataFrame with one row per user (any order):
+
+    * ``user_id``;
+    * ``send_at``: the UTC send time (tz-aware), or NaT to drop the user;
+    * ``reason``: a non-empty text why (e.g. ``chosen``, ``fallback_no_history``,
+      ``exploration``, ``passed_drop``, ``invalid_timezone``, ``no_slot``); the plan shows it
+      as ``best_time_reason`` and suppresses dropped users with reason ``best_time_drop``;
+    * ``propensity`` (optional): for exploration, the probability the random slot had
+      (in (0, 1]); NaN otherwise;
+    * ``slot`` (optional): the chosen local slot, e.g. ``'19:00'``.
+
+    For compatibility a policy may instead return a sequence of UTC times, one per row
+    (NaT keeps the planned time). :func:`check_send_times` validates the answer.
+
+    Example:
+        >>> import pandas as pd
+        >>> def at_noon(users, logical_date):
+        ...     return pd.DataFrame({"user_id": users["user_id"],
+        ...                          "send_at": pd.Timestamp("2026-01-01 12:00", tz="UTC"),
+        ...                          "reason": "noon"})
+        >>> register_send_time_policy("noon", at_noon)
+        >>> users = pd.DataFrame({"user_id": ["a"], "timezone": ["UTC"],
+        ...                       "send_at": [pd.Timestamp("2026-01-01 09:00", tz="UTC")]})
+        >>> check_send_times(at_noon(users, None), users, "noon")["send_at"].tolist()
+        [Timestamp('2026-01-01 12:00:00+0000', tz='UTC')]
     """
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("name", name, "must be a non-empty string")
@@ -269,3 +342,87 @@ def send_time_policy(name: str) -> Callable[..., Any]:
             "must be a registered policy: " + ", ".join(sorted(SEND_TIME_POLICIES)),
         )
     return SEND_TIME_POLICIES[name]
+
+
+def check_send_times(result: Any, users: Any, name: str = "send_time_policy") -> Any:
+    """A send-time policy's answer validated and aligned with ``users``.
+
+    Returns a DataFrame in the order of ``users`` with ``send_at`` (UTC, NaT: drop),
+    ``reason`` (text), ``propensity`` (float, NaN when not explored), ``slot`` (text or
+    None). A legacy answer (a sequence of times, NaT keeping the planned time) becomes
+    ``reason`` ``'best_time'`` with the planned time where NaT.
+
+    Raises:
+        ValidationError: the answer breaks the contract (names the column and the value).
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(users)
+    planned = pd.Series(pd.to_datetime(users["send_at"], utc=True).to_numpy(), index=range(n))
+    if not isinstance(result, pd.DataFrame):
+        try:
+            got = pd.Series(pd.to_datetime(np.asarray(result), utc=True), index=range(n))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                name, type(result).__name__, f"must return a DataFrame of send times ({exc})"
+            ) from None
+        if len(got) != n:
+            raise ValidationError(name, len(got), f"must return {n} send times, one per user")
+        keep = got.isna()
+        return pd.DataFrame(
+            {
+                "send_at": got.where(~keep, planned),
+                "reason": pd.Series(
+                    np.where(keep.to_numpy(), None, "best_time"), index=range(n), dtype=object
+                ),
+                "propensity": np.full(n, np.nan),
+                "slot": np.full(n, None, dtype=object),
+            }
+        )
+    missing = [c for c in ("user_id", "send_at", "reason") if c not in result.columns]
+    if missing:
+        raise ValidationError(
+            f"{name}.{missing[0]}", None, "is required: return user_id, send_at, reason"
+        )
+    ids = result["user_id"].astype(str)
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise ValidationError(f"{name}.user_id", dup.iloc[0], "must appear once")
+    want = users["user_id"].astype(str)
+    pos = pd.Index(ids).get_indexer(want)
+    if (pos < 0).any():
+        raise ValidationError(
+            f"{name}.user_id", want.iloc[int(np.flatnonzero(pos < 0)[0])], "is missing an answer"
+        )
+    if len(ids) != n:
+        extra = sorted(set(ids) - set(want))
+        raise ValidationError(f"{name}.user_id", extra[0], "is not one of the planned users")
+    r = result.iloc[pos].reset_index(drop=True)
+    s = r["send_at"]
+    if not isinstance(s.dtype, pd.DatetimeTZDtype) and (
+        s.notna().any() or not (s.dtype == object or s.dtype.kind == "M")
+    ):
+        raise ValidationError(
+            f"{name}.send_at", str(s.dtype), "must be tz-aware UTC times (NaT: drop)"
+        )
+    send = pd.Series(pd.to_datetime(s, utc=True).to_numpy(), index=range(n))
+    reason = r["reason"].astype(object).to_numpy()
+    bad = [x for x in reason if not isinstance(x, str) or not x.strip()]
+    if bad:
+        raise ValidationError(f"{name}.reason", bad[0], "must be a non-empty text for every user")
+    if "propensity" in r.columns:
+        prop = pd.to_numeric(r["propensity"], errors="coerce").to_numpy(dtype=float)
+        wrong = ~np.isnan(prop) & ~((prop > 0) & (prop <= 1))
+        if wrong.any():
+            raise ValidationError(
+                f"{name}.propensity", float(prop[wrong][0]), "must be in (0, 1] or NaN"
+            )
+    else:
+        prop = np.full(n, np.nan)
+    slot = (
+        r["slot"].astype(object).where(r["slot"].notna(), None).to_numpy()
+        if "slot" in r.columns
+        else np.full(n, None, dtype=object)
+    )
+    return pd.DataFrame({"send_at": send, "reason": reason, "propensity": prop, "slot": slot})

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,10 @@ import sqlalchemy as sa
 
 from engagelab._validate import check_datetime, check_str
 from engagelab.campaigns import ledger as L
-from engagelab.campaigns.plan import plan
+from engagelab.campaigns.plan import _trigger_sql, check_templates, event_variables, plan
 from engagelab.campaigns.report import campaign_report
 from engagelab.campaigns.send import respond, send
-from engagelab.campaigns.spec import Campaign
+from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.errors import ValidationError
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "respond",
     "save_campaign",
     "send",
+    "trigger_event",
 ]
 
 PULLED_CHANNELS = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
@@ -191,16 +193,42 @@ def inbox(ws: Any, user_id: str, at: Any = None) -> pd.DataFrame:
 
 
 def preview(
-    ws: Any, campaign: Campaign, user_id: str, variant: str | None = None
+    ws: Any,
+    campaign: Campaign,
+    user_id: str,
+    variant: str | None = None,
+    *,
+    event: Mapping[str, Any] | None = None,
+    at: Any = None,
 ) -> dict[str, Any]:
-    """The real message ``user_id`` would get from ``campaign`` (rendered with their profile).
+    """The real message ``user_id`` would get from ``campaign`` (rendered with their profile
+    and, for triggered and inaction campaigns, the trigger event's properties).
 
-    ``variant`` defaults to the user's assigned variant (the first one for control users).
+    Args:
+        ws: the workspace.
+        campaign: the campaign.
+        user_id: the user.
+        variant: the variant to render (default: the user's assigned variant; the first
+            one for control users).
+        event: the trigger event's properties to render ``event.*`` with (default: those
+            of the user's latest qualifying occurrence of the trigger event up to ``at``;
+            none found means the templates' defaults apply).
+        at: only occurrences at or before this instant count (default: all).
+
+    Raises:
+        ValidationError: an unknown user or variant, an unknown template variable, or a
+            variable missing for this user without a default (names the field).
     """
     from engagelab.channels import preview as render_preview
     from engagelab.experiments import campaign_split
 
     check_str("user_id", user_id)
+    if not isinstance(campaign, Campaign):
+        raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
+    if event is not None and not isinstance(event, Mapping):
+        raise ValidationError("event", event, "must be a mapping of event properties or None")
+    hi = check_datetime("at", at, allow_none=True)
+    check_templates(ws, campaign)
     prof = ws.sql("SELECT * FROM profiles WHERE user_id = $u", {"u": user_id})
     if prof.empty:
         raise ValidationError("user_id", user_id, "is not a user of this workspace")
@@ -217,8 +245,28 @@ def preview(
         k: (None if isinstance(v, float) and v != v else v)
         for k, v in prof.iloc[0].to_dict().items()
     }
-    out = render_preview(campaign.variant(variant).content, row)
+    if event is None and campaign.schedule.type in TRIGGER_TYPES and event_variables(campaign):
+        event = trigger_event(ws, campaign, user_id, hi)
+    out = render_preview(campaign.variant(variant).content, row, dict(event or {}))
     return {"variant": variant, **out}
+
+
+def trigger_event(ws: Any, campaign: Campaign, user_id: str, at: Any = None) -> dict[str, Any]:
+    """The properties (those ``campaign``'s templates read) of ``user_id``'s latest
+    qualifying occurrence of the trigger event up to ``at``; ``{}`` when there is none."""
+    import json
+
+    if campaign.schedule.type not in TRIGGER_TYPES:
+        raise ValidationError(
+            "schedule.type", campaign.schedule.type, "must be 'triggered' or 'inaction'"
+        )
+    hi = check_datetime("at", at, allow_none=True)
+    ev_cols = set(ws.engine.refresh().columns.get("events", {}))
+    sql, params = _trigger_sql(campaign, ev_cols, None, hi, user_id=user_id)
+    got = ws.sql(sql, params)
+    if got.empty or got["event_properties"].iloc[0] is None:
+        return {}
+    return dict(json.loads(got["event_properties"].iloc[0]))
 
 
 def recommended_delay(ws: Any, did: str, then: str, *, since: Any = None) -> dict[str, Any]:

@@ -6,13 +6,15 @@ One row per qualifying user with ``decision`` (``send``, ``control``, ``suppress
 the user's local time, and the message key.
 
 Reason codes, in the order they are checked: ``global_control``, ``control``,
-``opted_out``, ``unreachable``, ``tz_passed``, ``dnd_drop``, ``ttl_expired``,
+``opted_out``, ``unreachable``, ``tz_passed``, ``best_time_drop`` (the best-time
+hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expired``,
 ``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import duckdb
@@ -22,14 +24,14 @@ import pandas as pd
 from engagelab._validate import check_datetime
 from engagelab.campaigns import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns._options import send_time_policy
+from engagelab.campaigns._options import check_send_times, send_time_policy
 from engagelab.campaigns.result import Plan
-from engagelab.campaigns.spec import Campaign
+from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
 from engagelab.schema import CHANNEL_OPTOUT, CORE_PROFILE_COLUMNS
 
-__all__ = ["REASONS", "message_keys", "plan", "reach_fields"]
+__all__ = ["REASONS", "event_context", "event_variables", "message_keys", "plan", "reach_fields"]
 
 REASONS = (
     "global_control",
@@ -37,6 +39,7 @@ REASONS = (
     "opted_out",
     "unreachable",
     "tz_passed",
+    "best_time_drop",
     "dnd_drop",
     "ttl_expired",
     "cut_off",
@@ -119,39 +122,104 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
             )
         df = ws.sql(f"SELECT {sel} FROM {src}{where}", params)
         df["base"] = pd.Timestamp(_base_time(c, ld))
+        df["event_properties"] = None
         return df
-    ev_cols = set(cols.get("events", {}))
     prev = L.previous_run(ws, c.id, ld)
     since = prev["logical_date"] if prev else ld - dt.timedelta(days=1)
-    params = {"e": s.event, "lo": since, "hi": ld}
+    trig, params = _trigger_sql(c, set(cols.get("events", {})), since, ld)
+    return ws.sql(
+        f"SELECT {sel}, t.base, t.event_properties FROM {src} "
+        f"JOIN ({trig}) AS t ON t.user_id = p.user_id",
+        params,
+    )
+
+
+def event_variables(c: Campaign) -> list[str]:
+    """The trigger-event properties the campaign's templates read (``event.<name>``)."""
+    return sorted(
+        {
+            x.split(".", 1)[1]
+            for v in c.variants
+            if hasattr(v.content, "template_variables")
+            for x in v.content.template_variables()
+            if x.startswith("event.")
+        }
+    )
+
+
+def _trigger_sql(
+    c: Campaign,
+    ev_cols: set[str],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    user_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """SQL of the users a triggered / inaction campaign picks for events in ``(lo, hi]``:
+    ``user_id``, ``base`` (the planned UTC send time) and ``event_properties`` (JSON text
+    of the properties templates read, from the user's latest qualifying occurrence; ties
+    on ``ts`` go to the larger ``event_id``; NULL when templates read none)."""
+    s = c.schedule
+    params: dict[str, Any] = {"e": s.event}
     filt = ""
     for i, (k, v) in enumerate(sorted(s.filters.items())):
         if k not in ev_cols:
             raise ValidationError(f"schedule.filters.{k}", v, "is not an events column")
-        filt += f" AND e.{_q(k)} = $f{i}"
+        filt += f" AND a.{_q(k)} = $f{i}"
         params[f"f{i}"] = v
+    if user_id is not None:
+        filt += " AND a.user_id = $uid"
+        params["uid"] = user_id
+    props = event_variables(c)
+    if props:
+        order = "(a.ts, a.event_id)"  # event_id is a core column: ties go to the larger
+        packed = ", ".join(f"{_q(p)} := a.{_q(p)}" for p in props)
+        evp = f"to_json(arg_max(struct_pack({packed}), {order}))"
+    else:
+        evp = "CAST(NULL AS VARCHAR)"
     if s.type == "triggered":
-        trig = (
-            "SELECT user_id, min(ts) AS base FROM events AS e WHERE e.event = $e "
-            f"AND e.ts > $lo AND e.ts <= $hi{filt} GROUP BY user_id"
-        )
+        base = "min(a.ts)"
+        cond = ""
     else:
         w = dt.timedelta(hours=float(s.within_hours))
-        params |= {
-            "lo": since - w,
-            "hi": ld - w,
-            "b": s.not_event,
-            "w_us": int(w.total_seconds() * _US),
-        }
-        trig = (
-            "SELECT a.user_id, max(a.ts) + to_microseconds($w_us) AS base FROM events AS a "
-            f"WHERE a.event = $e AND a.ts > $lo AND a.ts <= $hi{filt.replace('e.', 'a.')} "
-            "AND NOT EXISTS (SELECT 1 FROM events AS b WHERE b.user_id = a.user_id AND b.event = $b "
-            "AND b.ts > a.ts AND b.ts <= a.ts + to_microseconds($w_us)) GROUP BY a.user_id"
+        lo = lo - w if lo is not None else None
+        hi = hi - w if hi is not None else None
+        params |= {"b": s.not_event, "w_us": int(w.total_seconds() * _US)}
+        base = "max(a.ts) + to_microseconds($w_us)"
+        cond = (
+            " AND NOT EXISTS (SELECT 1 FROM events AS b WHERE b.user_id = a.user_id "
+            "AND b.event = $b AND b.ts > a.ts AND b.ts <= a.ts + to_microseconds($w_us))"
         )
-    return ws.sql(
-        f"SELECT {sel}, t.base FROM {src} JOIN ({trig}) AS t ON t.user_id = p.user_id", params
+    if lo is not None:
+        filt += " AND a.ts > $lo"
+        params["lo"] = lo
+    if hi is not None:
+        filt += " AND a.ts <= $hi"
+        params["hi"] = hi
+    sql = (
+        f"SELECT a.user_id, {base} AS base, {evp} AS event_properties FROM events AS a "
+        f"WHERE a.event = $e{filt}{cond} GROUP BY a.user_id"
     )
+    return sql, params
+
+
+def event_context(value: Any) -> dict[str, Any] | None:
+    """The trigger event's properties of one plan row, from its ``event_properties``
+    (JSON text, or None for campaigns whose templates read no ``event.*``), to render with
+    ``content.render({"profile": ..., "event": event_context(row.event_properties)})``.
+
+    >>> event_context('{"product": "Shoes", "price": 59.9}')
+    {'product': 'Shoes', 'price': 59.9}
+    >>> event_context(None) is None
+    True
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("event_properties", value, "must be JSON text or None")
+    out = json.loads(value)
+    if not isinstance(out, dict):
+        raise ValidationError("event_properties", value[:40], "must be a JSON object")
+    return out
 
 
 def _zone(name: str) -> Any:
@@ -245,6 +313,8 @@ def plan(
     zones = df["timezone"].astype(object)
     good = {z for z in zones.dropna().unique() if isinstance(z, str) and _valid_tz(z)}
     ok_tz = zones.isin(good).to_numpy(dtype=bool)
+    # the send-time hook sees invalid zones as they are (it may drop those users)
+    hook_zones = zones.where(zones.notna(), opt.default_timezone)
     df["timezone"] = df["timezone"].where(ok_tz, opt.default_timezone)
     base = pd.Series(pd.to_datetime(df["base"], utc=True)).dt.as_unit("us")
     _assign(ws, c, df, phase, winner)
@@ -268,24 +338,12 @@ def plan(
             wall2 = wall.where(~passed, wall + pd.Timedelta(days=1))
             send = timing.to_utc(wall2, df["timezone"])
             note[passed] = "next_day"
-    if opt.send_time_policy and len(df):
-        fn = send_time_policy(opt.send_time_policy)
-        got = pd.Series(
-            pd.to_datetime(
-                np.asarray(
-                    fn(
-                        pd.DataFrame(
-                            {"user_id": df["user_id"], "timezone": df["timezone"], "send_at": send}
-                        ),
-                        ld,
-                    )
-                ),
-                utc=True,
-            )
-        )
-        has = got.notna().to_numpy()
-        send = send.where(~has, got.dt.as_unit("us"))
-        note[has] = "best_time"
+    bt = _send_time_hook(ws, c, df, hook_zones, send, ld, now_t)
+    if bt is not None:
+        placed = bt["send_at"].notna().to_numpy()
+        _suppress(df, ~placed, "best_time_drop")
+        send = send.where(~placed, bt["send_at"].dt.as_unit("us"))
+        note[placed & (bt["reason"].notna().to_numpy())] = "best_time"
     planned = send.copy()
     if opt.dnd and len(df):
         send, held, dropped = timing.apply_dnd(send, df["timezone"], opt.dnd)
@@ -316,6 +374,14 @@ def plan(
         note[live[moved & ~over]] = "throttled"
         _suppress(df, late, "throttled_to_later")
     df["note"] = note
+    if bt is None:
+        df["best_time_slot"] = None
+        df["best_time_reason"] = None
+        df["best_time_propensity"] = np.nan
+    else:
+        df["best_time_slot"] = bt["slot"].to_numpy()
+        df["best_time_reason"] = bt["reason"].to_numpy()
+        df["best_time_propensity"] = bt["propensity"].to_numpy(dtype=float)
     df["send_at_local"] = (
         timing.to_local(df["send_at"], df["timezone"])
         if len(df)
@@ -336,15 +402,47 @@ def plan(
         "to",
         "message_key",
         "note",
+        "best_time_slot",
+        "best_time_reason",
+        "best_time_propensity",
+        "event_properties",
     ]
     return Plan(c, ld, run_key, phase, winner, df[cols].reset_index(drop=True))
+
+
+def _send_time_hook(
+    ws: Any,
+    c: Campaign,
+    df: pd.DataFrame,
+    zones: pd.Series,
+    send: pd.Series,
+    ld: dt.datetime,
+    now: dt.datetime,
+) -> pd.DataFrame | None:
+    """The best-time hook's validated answer aligned with ``df`` (None without a hook)."""
+    opt = c.delivery
+    if (opt.best_time is None and not opt.send_time_policy) or not len(df):
+        return None
+    users = pd.DataFrame(
+        {"user_id": df["user_id"], "timezone": zones.to_numpy(), "send_at": send.to_numpy()}
+    )
+    if opt.best_time is not None:
+        from engagelab.besttime.delivery import campaign_answer, send_times
+
+        day = ld.astimezone(_zone(c.schedule.timezone)).date()
+        answer = campaign_answer(send_times(ws, users, day, opt.best_time, now=now))
+        return check_send_times(answer, users, "delivery.best_time")
+    fn = send_time_policy(opt.send_time_policy)
+    return check_send_times(fn(users, ld), users, f"send_time_policy {opt.send_time_policy!r}")
 
 
 def check_templates(ws: Any, c: Campaign) -> None:
     """Reject templates that read variables the workspace does not have (before any send)."""
     from engagelab.channels import known_variables
 
-    known = known_variables(ws, event=False)  # send renders with the profile only
+    # event.* reads the trigger event: only triggered / inaction campaigns have one (the
+    # spec refuses event.* elsewhere); its properties are events columns
+    known = known_variables(ws, event=c.schedule.type in TRIGGER_TYPES)
     for i, v in enumerate(c.variants):
         if hasattr(v.content, "validate_variables"):
             try:

@@ -31,9 +31,20 @@ from engagelab.campaigns._options import Delivery, _spec, parse_hhmm
 from engagelab.errors import SpecError, ValidationError
 from engagelab.schema import CHANNEL_OPTOUT
 
-__all__ = ["CHANNEL_NAMES", "TYPES", "Campaign", "Goal", "Schedule", "Variant", "WinnerTest"]
+__all__ = [
+    "CHANNEL_NAMES",
+    "TRIGGER_TYPES",
+    "TYPES",
+    "Campaign",
+    "Goal",
+    "Schedule",
+    "Variant",
+    "WinnerTest",
+]
 
 TYPES = ("one_time", "recurring", "triggered", "inaction", "on_date")
+#: Campaign types whose users are picked by an event (templates may read ``event.*``).
+TRIGGER_TYPES = ("triggered", "inaction")
 CHANNEL_NAMES = (*CHANNEL_OPTOUT, "facebook_audience", "google_ads")
 MAX_VARIANTS = 26
 
@@ -262,6 +273,7 @@ class Campaign:
                     type(self.audience).__name__,
                     "must be a Segment, its dict, a saved name or None",
                 )
+        self._check_event_variables()
         if self.winner_test is not None and len(self.variants) < 2:
             raise SpecError("winner_test", "set", "needs at least two variants")
         if self.channel in ("facebook_audience", "google_ads") and self.winner_test is not None:
@@ -303,6 +315,24 @@ class Campaign:
         )
         object.__setattr__(self, "variants", checked)
 
+    def _check_event_variables(self) -> None:
+        """``event.*`` variables need a triggering event: only triggered and inaction
+        campaigns have one (its properties are those of the user's latest qualifying
+        occurrence)."""
+        if self.schedule.type in TRIGGER_TYPES:
+            return
+        for i, v in enumerate(self.variants):
+            fields = v.content.template_fields() if hasattr(v.content, "template_fields") else {}
+            for field, names in sorted(fields.items()):
+                ev = sorted(n for n in names if n.startswith("event."))
+                if ev:
+                    raise SpecError(
+                        f"variants[{i}].content.{field}",
+                        ev[0],
+                        f"reads the trigger event, but a {self.schedule.type} campaign has none "
+                        "(event.* works in 'triggered' and 'inaction' campaigns)",
+                    )
+
     # ----------------------------------------------------------------- helpers
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -319,6 +349,27 @@ class Campaign:
             if v.name == name:
                 return v
         raise ValidationError("variant", name, "must be one of " + ", ".join(self.variant_names))
+
+    def preview(
+        self,
+        user_id: str,
+        ws: Any = None,
+        *,
+        variant: str | None = None,
+        event: Mapping[str, Any] | None = None,
+        at: Any = None,
+    ) -> dict[str, Any]:
+        """The real message ``user_id`` would get, rendered with their profile (and the
+        trigger event's properties for triggered / inaction campaigns); ``ws`` defaults to
+        :func:`engagelab.current_workspace`. See :func:`engagelab.campaigns.preview`."""
+        from engagelab.campaigns.api import preview
+
+        if ws is not None:
+            return preview(ws, self, user_id, variant, event=event, at=at)
+        from engagelab.workspace import current_workspace
+
+        with current_workspace() as w:
+            return preview(w, self, user_id, variant, event=event, at=at)
 
     def replace(self, **changes: Any) -> Campaign:
         """A copy with some fields changed (campaigns are frozen), validated again."""

@@ -295,6 +295,13 @@ class Content:
             out |= t.variables
         return out
 
+    def template_fields(self) -> dict[str, frozenset[str]]:
+        """Variables read per template field, e.g. ``{'push.title': {'event.product'}}``."""
+        out: dict[str, frozenset[str]] = {}
+        for _, t in self._tpls:  # type: ignore[attr-defined]
+            out[t.field] = out.get(t.field, frozenset()) | t.variables
+        return out
+
     def validate_variables(self, known: Iterable[str]) -> None:
         """Reject variables that are not in ``known``.
 

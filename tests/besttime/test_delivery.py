@@ -124,6 +124,12 @@ def test_policy_callable_for_campaigns(dst_ws):
         },
         index=[10, 11],
     )
-    got = fn(users, "2026-03-25")
-    assert list(got.index) == [10, 11]
-    assert got.loc[10] == pd.Timestamp("2026-03-25 17:00", tz="UTC")
+    got = fn(users, "2026-03-25").set_index("user_id")
+    assert list(got.columns[:4]) == ["send_at", "reason", "propensity", "slot"]
+    assert got.loc["busy", "send_at"] == pd.Timestamp("2026-03-25 17:00", tz="UTC")
+    assert got.loc["busy", "reason"] == "chosen" and got.loc["busy", "slot"] == "18:00"
+    # New York has no history: the default slot (00:00) moved into the 08:00-22:00 window,
+    # 08:00 EDT = 12:00 UTC
+    assert got.loc["ny", "reason"] == "fallback_no_history"
+    assert got.loc["ny", "send_at"] == pd.Timestamp("2026-03-25 12:00", tz="UTC")
+    assert np.isnan(got["propensity"]).all()
