@@ -64,13 +64,19 @@ SELECT b.user_id, b.grp, b.variant, b.message_key, b.ref_ts,
           AND goal.ts > a.view_ts AND goal.ts <= a.view_ts + to_microseconds($w)) AS vt_any,
   coalesce((SELECT sum(goal.revenue) FROM goal WHERE goal.user_id = b.user_id
           AND goal.ts > coalesce(a.click_ts, a.view_ts) AND goal.ts <= coalesce(a.click_ts, a.view_ts)
-          + to_microseconds($w)), 0) AS revenue
+          + to_microseconds($w)), 0) AS revenue,
+  coalesce((SELECT sum(goal.revenue) FROM goal WHERE goal.user_id = b.user_id
+          AND goal.ts > b.ref_ts AND goal.ts <= b.ref_ts + to_microseconds($w)), 0) AS goal_revenue
 FROM base AS b LEFT JOIN ans AS a ON a.message_key = b.message_key
 """
 
 
 def user_outcomes(ws: Any, c: Campaign) -> pd.DataFrame:
-    """One row per user sent or held out by ``c`` with delivery answers and goal outcomes."""
+    """One row per message sent (or user held out) by ``c`` with delivery answers and goal
+    outcomes: ``converted`` (the goal event within the window after the send),
+    ``ct`` / ``vt`` (click- / view-through conversions), ``revenue`` (of those
+    conversions) and ``goal_revenue`` (the goal's revenue within the window after the
+    send: revenue per recipient)."""
     ev_cols = ws.engine.refresh().columns.get("events", {})
     rp = c.goal.revenue_property
     revenue = f'CAST(g."{rp}" AS DOUBLE)' if rp and rp in ev_cols else "CAST(0 AS DOUBLE)"
@@ -89,6 +95,7 @@ def user_outcomes(ws: Any, c: Campaign) -> pd.DataFrame:
                 "ct",
                 "vt",
                 "revenue",
+                "goal_revenue",
             ]
         )
     w = int(c.goal.window_hours * 3600 * 1_000_000)
@@ -343,24 +350,30 @@ def campaign_report(
 
 
 def choose_campaign_winner(ws: Any, c: Campaign) -> Any:
-    """The winner of a test-then-winner campaign's test phase (click or view rate per
-    variant, then :func:`engagelab.experiments.choose_winner` with the campaign's rule)."""
+    """The winner of a test-then-winner campaign's test phase.
+
+    The metric is ``c.winner_test.metric`` per test recipient (click or view rate,
+    conversion rate within the goal window, or revenue per recipient; default views for
+    e-mail, clicks otherwise), compared across variants with
+    :func:`engagelab.experiments.analyze` (the first variant as the baseline) and chosen by
+    :func:`engagelab.experiments.choose_winner` with the campaign's rule.
+    """
     from engagelab.experiments import analyze, choose_winner
 
     out = user_outcomes(ws, c)
     sent = out[out["grp"] == "sent"]
     if sent.empty:
         raise ValidationError("campaign", c.id, "has no sent test messages to choose a winner from")
+    wt = c.winner_test
+    metric = wt.metric or ("viewed" if c.channel == "email" else "clicked")
+    column = {"revenue": "goal_revenue"}.get(metric, metric)
+    kind = "mean" if metric == "revenue" else "proportion"
     df = pd.DataFrame(
         {
-            "variant": sent["variant"].astype(str),
-            "clicked": sent["clicked"].astype(int),
-            "viewed": sent["viewed"].astype(int),
+            "variant": sent["variant"].astype(str).to_numpy(),
+            metric: sent[column].astype(float).to_numpy(),
         }
     )
     first = next((v for v in c.variant_names if v in set(df["variant"])), df["variant"].iloc[0])
-    res = analyze(
-        df, arm_col="variant", control=first, metrics=["clicked:proportion", "viewed:proportion"]
-    )
-    wt = c.winner_test
-    return choose_winner(res, rule=wt.rule, metric=wt.metric, channel=c.channel)
+    res = analyze(df, arm_col="variant", control=first, metrics=[f"{metric}:{kind}"])
+    return choose_winner(res, rule=wt.rule, metric=metric, channel=c.channel)

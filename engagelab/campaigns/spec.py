@@ -35,6 +35,7 @@ __all__ = [
     "CHANNEL_NAMES",
     "TRIGGER_TYPES",
     "TYPES",
+    "WINNER_METRICS",
     "Campaign",
     "Goal",
     "Schedule",
@@ -172,9 +173,27 @@ class Variant:
         return {"name": self.name, "content": content, "weight": self.weight}
 
 
+WINNER_METRICS = ("clicked", "viewed", "converted", "revenue")
+
+
 @dataclass(frozen=True)
 class WinnerTest:
-    """Test the variants on ``test_share`` of the audience, wait, send the winner to the rest."""
+    """Test the variants on ``test_share`` of the audience, wait ``wait_hours``, then send
+    the winner to the rest.
+
+    Args:
+        test_share: share of the audience in the test, in (0, 1).
+        wait_hours: time between the test send and the winner send.
+        metric: what decides, per test recipient: ``'clicked'`` / ``'viewed'`` (the
+            message's click / view rate), ``'converted'`` (the campaign goal's event
+            within ``goal.window_hours`` of the send) or ``'revenue'`` (the goal's revenue
+            property summed within that window: revenue per recipient); None means
+            views for e-mail and clicks otherwise (as CleverTap does).
+        rule: ``'clevertap'`` (the highest rate wins, ties to the first variant) or
+            ``'statistical'`` (:func:`engagelab.experiments.choose_winner`: a variant
+            significantly better than the first one after Holm's correction, else one
+            whose Bayesian probability to be best reaches 0.95, else the first one).
+    """
 
     test_share: float = 0.2
     wait_hours: float = 24.0
@@ -192,9 +211,11 @@ class WinnerTest:
             raise SpecError(
                 "winner_test.rule", self.rule, "must be one of 'clevertap', 'statistical'"
             )
-        if self.metric not in (None, "clicked", "viewed"):
+        if self.metric is not None and self.metric not in WINNER_METRICS:
             raise SpecError(
-                "winner_test.metric", self.metric, "must be one of 'clicked', 'viewed' or None"
+                "winner_test.metric",
+                self.metric,
+                "must be one of " + ", ".join(map(repr, WINNER_METRICS)) + " or None",
             )
 
 
@@ -276,6 +297,12 @@ class Campaign:
         self._check_event_variables()
         if self.winner_test is not None and len(self.variants) < 2:
             raise SpecError("winner_test", "set", "needs at least two variants")
+        if (
+            self.winner_test is not None
+            and self.winner_test.metric == "revenue"
+            and not self.goal.revenue_property
+        ):
+            raise SpecError("winner_test.metric", "revenue", "needs goal.revenue_property")
         if self.channel in ("facebook_audience", "google_ads") and self.winner_test is not None:
             raise SpecError("winner_test", "set", "is not available for remarketing exports")
 
