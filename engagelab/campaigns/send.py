@@ -11,23 +11,27 @@ same key, and appends any event batch a crash left out.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from engagelab.campaigns import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns.outbox import OutgoingMessage
 from engagelab.campaigns.plan import _gap_cap, message_keys
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
+from engagelab.channels.providers import BatchResult, MessageBatch, deliver_batch
 from engagelab.errors import ValidationError
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
 
@@ -98,9 +102,23 @@ def _start(ws: Any, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, i
         return _unsnapshot(row.snapshot), Campaign.from_json(row.spec), attempt
 
 
+def _strings(v: Iterable[Any] | None, n: int, *, strict: bool = False) -> pa.Array:
+    """A string column: str values as they are, anything else null (or ``str()`` of it
+    when ``strict``)."""
+    if v is None:
+        return pa.nulls(n, pa.string())
+    arr = np.asarray(v, dtype=object)
+    try:
+        return pa.array(arr, pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if strict:
+            return pa.array([str(x) for x in arr], pa.string())
+        return pa.array([x if isinstance(x, str) else None for x in arr], pa.string())
+
+
 def _events(
     event: str,
-    rows: pd.DataFrame,
+    rows: pd.DataFrame | dict[str, np.ndarray],
     c: Campaign,
     *,
     control_group: Iterable[Any] | None = None,
@@ -111,24 +129,22 @@ def _events(
         ts = pa.array(np.asarray(rows["send_us"], dtype=np.int64), TS_TYPE)
     else:
         ts = pa.array(pd.to_datetime(rows["send_at"], utc=True).dt.as_unit("us"), TS_TYPE)
-
-    def strs(v: Iterable[Any] | None) -> pa.Array:
-        if v is None:
-            return pa.nulls(n, pa.string())
-        return pa.array([x if isinstance(x, str) else None for x in v], pa.string())
-
+    labels = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * len(c.labels)),
+        pa.array(list(c.labels) * n, pa.string()),
+    )
     return pa.table(
         {
-            "user_id": pa.array([str(u) for u in rows["user_id"]], pa.string()),
-            "event": pa.array([event] * n, pa.string()),
+            "user_id": _strings(rows["user_id"], n, strict=True),
+            "event": pa.repeat(pa.scalar(event, pa.string()), n),
             "ts": ts,
-            "campaign_id": pa.array([c.id] * n, pa.string()),
-            "variant": strs(rows["variant"]),
-            "channel": pa.array([c.channel] * n, pa.string()),
-            "labels": pa.array([list(c.labels)] * n, pa.list_(pa.string())),
-            "message_key": strs(rows["message_key"]),
-            "control_group": strs(control_group),
-            "reason": strs(reason),
+            "campaign_id": pa.repeat(pa.scalar(c.id, pa.string()), n),
+            "variant": _strings(rows["variant"], n),
+            "channel": pa.repeat(pa.scalar(c.channel, pa.string()), n),
+            "labels": labels,
+            "message_key": _strings(rows["message_key"], n),
+            "control_group": _strings(control_group, n),
+            "reason": _strings(reason, n),
         }
     )
 
@@ -208,10 +224,10 @@ def _stamp(conn: sa.Connection) -> Any:
     return now
 
 
-def _many(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+def _many(conn: sa.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
     """``executemany`` on the DBAPI cursor of this transaction (``?`` placeholders are
     rewritten for drivers with the ``format``/``pyformat`` style)."""
-    if not rows:
+    if isinstance(rows, list) and not rows:
         return
     if conn.dialect.paramstyle in ("format", "pyformat"):
         sql = sql.replace("?", "%s")
@@ -229,23 +245,36 @@ _INSERT = (
 )
 
 
-def _take(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+def _take(rows: dict[str, np.ndarray], mask: Any) -> dict[str, np.ndarray]:
     return {k: v[mask] for k, v in rows.items()}
 
 
-def _cat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([a[k], b[k]]) for k in a}
+@contextlib.contextmanager
+def _connection(ws: Any) -> Iterator[sa.Connection]:
+    """One state-DB connection for all the claim / mark transactions of a send (its page
+    cache stays warm across batches); each transaction is still ``BEGIN IMMEDIATE`` on
+    SQLite, committed before the provider call."""
+    with ws.state.engine.connect() as conn:
+        conn = conn.execution_options(el_immediate=True)
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.execute("PRAGMA cache_size=-131072")  # 128 MB
+        yield conn
 
 
 def _claim(
-    ws: Any, c: Campaign, run_key: str, b: int, attempt: int, rows: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], int, int]:
-    """Claim a batch; return (rows to deliver, how many of them were in doubt, how many
-    the caps turned down)."""
+    conn: sa.Connection,
+    c: Campaign,
+    run_key: str,
+    b: int,
+    attempt: int,
+    rows: dict[str, np.ndarray],
+) -> tuple[np.ndarray, int, int]:
+    """Claim a batch in one transaction; return (mask of the rows to deliver, how many
+    of them were in doubt, how many the caps turned down)."""
     keys = rows["message_key"].tolist()
     caps = () if c.delivery.ignore_caps else c.delivery.caps
     gap = c.delivery.min_gap_hours
-    with ws.state.write() as conn:
+    with conn.begin():
         now = _stamp(conn)
         if caps or gap:
             L.lock_caps(conn)
@@ -263,62 +292,86 @@ def _claim(
                     part,
                 )
             )
-        is_new = np.array([k not in have for k in keys], dtype=bool)
+        is_new = np.fromiter((k not in have for k in keys), bool, len(keys)) if have else (
+            np.ones(len(keys), dtype=bool)
+        )  # fmt: skip
         new = _take(rows, is_new)
         n_new = int(is_new.sum())
         reason = np.full(n_new, None, dtype=object)
         if n_new and (caps or gap):
-            t = new["send_us"]
-            spans = [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
-            span = max(spans + [int((gap or 0) * 3600)]) * _US
-            users = new["user_id"].tolist()
-            hist = pd.concat(
-                [
-                    L.history(
-                        conn,
-                        int(t.min()) - span,
-                        int(t.max()) + span,
-                        users=users[i : i + _IN],
-                        exclude_run=run_key,
-                    )
-                    for i in range(0, len(users), _IN)
-                ],
-                ignore_index=True,
-            )
-            if not hist.empty:
-                u, tz = new["user_id"], pd.Series(new["timezone"])
-                if gap:
-                    h = hist[hist["campaign_id"] == c.id]
-                    hit = timing.cap_conflicts(
-                        u, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
-                        h["channel"].to_numpy(), [_gap_cap(gap)],
-                    )  # fmt: skip
-                    reason[hit] = "min_gap"
-                over = timing.cap_conflicts(
-                    u, t, tz, c.channel, hist["user_id"].to_numpy(), hist["t"].to_numpy(),
-                    hist["channel"].to_numpy(), caps,
-                )  # fmt: skip
-                reason[over & (reason == None)] = "frequency_cap"  # noqa: E711
+            reason = _caps(conn, c, run_key, new, caps, gap)
         sup = reason != None  # noqa: E711
-        sup_fp = f"{run_key}#{b}#{attempt}#s"
-        _many(
-            conn,
-            _INSERT,
-            [
-                (k, run_key, c.id, u, c.channel, v, tz, int(t), "suppressed" if r else "claimed",
-                 r, b, sup_fp if r else None, now)
-                for k, u, v, tz, t, r in zip(
-                    new["message_key"], new["user_id"], new["variant"], new["timezone"],
-                    new["send_us"].tolist(), reason, strict=True,
-                )
-            ],
+        n_sup = int(sup.sum())
+        ok = _take(new, ~sup) if n_sup else new
+        # plain tuples straight from the columns: no per-row dicts or objects
+        _many(conn, _INSERT, zip(
+            ok["message_key"], repeat(run_key), repeat(c.id), ok["user_id"], repeat(c.channel),
+            ok["variant"], ok["timezone"], ok["send_us"].tolist(), repeat("claimed"),
+            repeat(None), repeat(b), repeat(None), repeat(now),
+        ))  # fmt: skip
+        if n_sup:
+            s = _take(new, sup)
+            _many(conn, _INSERT, zip(
+                s["message_key"], repeat(run_key), repeat(c.id), s["user_id"], repeat(c.channel),
+                s["variant"], s["timezone"], s["send_us"].tolist(), repeat("suppressed"),
+                reason[sup], repeat(b), repeat(f"{run_key}#{b}#{attempt}#s"), repeat(now),
+            ))  # fmt: skip
+    go = is_new.copy()
+    go[is_new] = ~sup
+    doubt = 0
+    if have:
+        in_doubt = np.fromiter((have.get(k) == "claimed" for k in keys), bool, len(keys))
+        go |= in_doubt
+        doubt = int(in_doubt.sum())
+    return go, doubt, n_sup
+
+
+def _caps(
+    conn: sa.Connection,
+    c: Campaign,
+    run_key: str,
+    new: dict[str, np.ndarray],
+    caps: Any,
+    gap: float | None,
+) -> np.ndarray:
+    """Suppression reason per new row from the caps and minimum gap, checked against the
+    ledger's history of these users (None where the message may go)."""
+    reason = np.full(len(new["message_key"]), None, dtype=object)
+    t = new["send_us"]
+    spans = [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
+    span = max(spans + [int((gap or 0) * 3600)]) * _US
+    users = new["user_id"].tolist()
+    hist = pd.concat(
+        [
+            L.history(
+                conn, int(t.min()) - span, int(t.max()) + span, users=users[i : i + _IN],
+                exclude_run=run_key,
+            )
+            for i in range(0, len(users), _IN)
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    if hist.empty:
+        return reason
+    u, tz = new["user_id"], pd.Series(new["timezone"])
+    if gap:
+        h = hist[hist["campaign_id"] == c.id]
+        hit = timing.cap_conflicts(
+            u, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
+            h["channel"].to_numpy(), [_gap_cap(gap)],
         )  # fmt: skip
-    doubt_mask = np.array([have.get(k) == "claimed" for k in keys], dtype=bool)
-    go = _cat(_take(new, ~sup), _take(rows, doubt_mask))
-    return go, int(doubt_mask.sum()), int(sup.sum())
+        reason[hit] = "min_gap"
+    over = timing.cap_conflicts(
+        u, t, tz, c.channel, hist["user_id"].to_numpy(), hist["t"].to_numpy(),
+        hist["channel"].to_numpy(), caps,
+    )  # fmt: skip
+    reason[over & (reason == None)] = "frequency_cap"  # noqa: E711
+    return reason
 
 
-def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+    """(index into the payload list per row, the payload list): a variant's static content
+    is rendered once and shared; templated content is rendered per user."""
     contents = {v.name: v.content for v in c.variants}
     static: dict[str, dict[str, Any]] = {}
     needs: dict[str, Any] = {}
@@ -330,45 +383,132 @@ def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> list[dict[st
             # render even without variables: rendering applies the channel's post-render
             # checks and computed fields (e.g. SMS segments); it is done once per variant
             static[name] = content.render({}) if hasattr(content, "render") else dict(content)
-    if not needs:
-        return [static[v] for v in rows["variant"]]
-    ids = [u for u, v in zip(rows["user_id"], rows["variant"], strict=True) if v in needs]
+    table: list[Any] = list(static.values())
+    variants = rows["variant"]
+    idx = pd.Index(list(static), dtype=object).get_indexer(pd.Index(variants, dtype=object))
+    todo = np.flatnonzero(idx < 0)
+    if not len(todo):
+        return idx.astype(np.intp), table
+    unknown = {v for v in variants[todo] if v not in needs}
+    if unknown:
+        raise ValidationError("variant", sorted(map(str, unknown))[0], "is not a campaign variant")
+    ids = rows["user_id"][todo].tolist()
     prof = ws.sql("SELECT * FROM profiles WHERE user_id IN (SELECT unnest($ids))", {"ids": ids})
     ctx = {
         r["user_id"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
         for r in prof.to_dict("records")
     }
-    return [
-        needs[v].render(ctx.get(u, {"user_id": u})) if v in needs else static[v]
-        for u, v in zip(rows["user_id"], rows["variant"], strict=True)
+    idx[todo] = np.arange(len(table), len(table) + len(todo))
+    table += [
+        needs[v].render(ctx.get(u, {"user_id": u}))
+        for u, v in zip(ids, variants[todo], strict=True)
     ]
+    return idx.astype(np.intp), table
 
 
-def _mark(ws: Any, run_key: str, b: int, attempt: int, results: list[Any]) -> tuple[int, int, str]:
-    fp = f"{run_key}#{b}#{attempt}"
-    ok = [r.key for r in results if r.ok]
-    perm = [r for r in results if not r.ok and r.permanent]
-    named = [r for r in results if r.ok and r.provider_id not in (None, r.key)]
-    with ws.state.write() as conn:
-        now = _stamp(conn)
-        _many(
-            conn,
-            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
-            "WHERE \"key\" = ? AND status = 'claimed'",
-            [(fp, now, k) for k in ok],
-        )
-        _many(
-            conn,
-            'UPDATE el_campaign_ledger SET provider_id = ? WHERE "key" = ?',
-            [(r.provider_id, r.key) for r in named],
-        )
+_HEX = re.compile(r"^[0-9a-z]+$")
+
+
+class _RangeMismatch(Exception):
+    """The key-range update touched other rows than expected (rolled back)."""
+
+
+def _mark(
+    conn: sa.Connection,
+    run_key: str,
+    fp: str,
+    keys: np.ndarray,
+    span: tuple[str, str],
+    res: BatchResult,
+) -> tuple[int, int]:
+    """Mark a delivered batch in one transaction; return (sent, permanently failed).
+
+    ``keys`` (sorted) are the messages delivered; every ledger row of this run whose key
+    lies in ``span`` and is still ``claimed`` is one of them. The sent rows are marked with
+    one ``UPDATE`` over the key range (per key when the range cannot be trusted to be
+    exact: failures to leave claimed, or a non-binary key collation).
+    """
+    ok = res.ok
+    perm = ~ok & res.permanent
+    stay = ~ok & ~perm
+    n_ok = int(ok.sum())
+    by_range = conn.dialect.name == "sqlite" or all(_HEX.match(k) for k in span)
+    by_range = by_range and int(stay.sum()) <= 500
+    try:
+        with conn.begin():
+            _mark_tx(conn, run_key, fp, keys, span, res, ok, perm, stay, n_ok, by_range)
+    except _RangeMismatch:
+        with conn.begin():
+            _mark_tx(conn, run_key, fp, keys, span, res, ok, perm, stay, n_ok, False)
+    return n_ok, int(perm.sum())
+
+
+def _mark_tx(
+    conn: sa.Connection, run_key: str, fp: str, keys: np.ndarray, span: tuple[str, str],
+    res: BatchResult, ok: np.ndarray, perm: np.ndarray, stay: np.ndarray, n_ok: int,
+    by_range: bool,
+) -> None:  # fmt: skip
+    now = _stamp(conn)
+    if perm.any():
+        err = res.error if res.error is not None else np.full(len(ok), None, dtype=object)
         _many(
             conn,
             "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ? "
             "WHERE \"key\" = ? AND status = 'claimed'",
-            [((r.error or "")[:2000], now, r.key) for r in perm],
+            [((e or "")[:2000], now, k) for e, k in zip(err[perm], keys[perm], strict=True)],
         )
-    return len(ok), len(perm), fp
+    if by_range and n_ok:
+        sql = (
+            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
+            'WHERE "key" >= ? AND "key" <= ? AND run_key = ? AND status = \'claimed\''
+        )
+        held = keys[stay].tolist()
+        if held:
+            sql += ' AND "key" NOT IN (' + ", ".join("?" * len(held)) + ")"
+        if conn.dialect.paramstyle in ("format", "pyformat"):
+            sql = sql.replace("?", "%s")
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(sql, [fp, now, span[0], span[1], run_key, *held])
+            done = cur.rowcount
+        finally:
+            cur.close()
+        if done != n_ok:
+            raise _RangeMismatch(done)
+    elif n_ok:
+        _many(
+            conn,
+            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
+            "WHERE \"key\" = ? AND status = 'claimed'",
+            zip(repeat(fp), repeat(now), keys[ok].tolist()),
+        )
+    pid = res.provider_id
+    if pid is not None:
+        named = ok & (pid != None) & (pid != keys)  # noqa: E711
+        if named.any():
+            _many(
+                conn,
+                'UPDATE el_campaign_ledger SET provider_id = ? WHERE "key" = ?',
+                zip(pid[named].tolist(), keys[named].tolist(), strict=True),
+            )
+
+
+def _deliver(prov: Any, batch: MessageBatch, retries: int) -> BatchResult:
+    """The provider's answers for ``batch``, transient failures retried with backoff."""
+    res = deliver_batch(prov, batch)
+    for attempt_no in range(retries):
+        again = np.flatnonzero(~res.ok & ~res.permanent)
+        if not len(again):
+            break
+        time.sleep(min(2.0, 0.1 * 2**attempt_no))
+        res = res.merge(again, deliver_batch(prov, batch.take(again)))
+    return res
+
+
+def _sorted_by_key(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows in binary order of their message keys, so every batch is a key range."""
+    keys = pa.array(rows["message_key"], pa.string())
+    return _take(rows, pc.sort_indices(keys).to_numpy())
 
 
 def send(
@@ -377,11 +517,16 @@ def send(
     run_key: str | None = None,
     provider: Any = None,
     *,
-    batch_size: int = 5000,
+    batch_size: int = 50_000,
     retries: int = 2,
     respond_with_world: bool = False,
 ) -> SendResult:
     """Deliver ``plan`` effectively once under ``run_key`` (default: the plan's).
+
+    Messages go in batches ordered by message key. Per batch: one claim transaction
+    (insert the ledger rows, caps re-checked against the ledger under the caps lock),
+    one provider call carrying every message key, one mark transaction (one ``UPDATE``
+    over the batch's key range), one append of the batch's 'Notification Sent' events.
 
     Args:
         ws: the workspace.
@@ -414,51 +559,34 @@ def send(
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
         prov = provider
-    todo = _arrays(frame[frame["decision"] == "send"])
+    todo = _sorted_by_key(_arrays(frame[frame["decision"] == "send"]))
     n_todo = len(todo["message_key"])
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
     sent = redelivered = failed = 0
     prov.open()
     try:
-        for b, lo in enumerate(range(0, n_todo, batch_size)):
-            rows = {k: v[lo : lo + batch_size] for k, v in todo.items()}
-            go, doubt, capped = _claim(ws, c, run_key, b, attempt, rows)
-            redelivered += doubt
-            if capped:
-                _flush_suppressed(ws, run_key, b, attempt, c)
-            if not len(go["message_key"]):
-                continue
-            payloads = _payloads(ws, c, go)
-            when = pd.to_datetime(go["send_us"], unit="us", utc=True).to_pydatetime()
-            msgs = [
-                OutgoingMessage(k, u, c.id, v, c.channel, to, p, t, c.labels, ttl)
-                for k, u, v, to, p, t in zip(
-                    go["message_key"],
-                    go["user_id"],
-                    go["variant"],
-                    go["to"],
-                    payloads,
-                    when,
-                    strict=True,
-                )
-            ]
-            results = prov.deliver(msgs)
-            for attempt_no in range(retries):
-                again = {r.key for r in results if not r.ok and not r.permanent}
-                if not again:
-                    break
-                time.sleep(min(2.0, 0.1 * 2**attempt_no))
-                retry = prov.deliver([m for m in msgs if m.key in again])
-                byk = {r.key: r for r in retry}
-                results = [byk.get(r.key, r) for r in results]
-            n_ok, n_fail, fp = _mark(ws, run_key, b, attempt, results)
-            sent += n_ok
-            failed += n_fail
-            ok_keys = {r.key for r in results if r.ok}
-            ok = np.array([k in ok_keys for k in go["message_key"]], dtype=bool)
-            done = _take(go, ok)
-            order = np.argsort(done["message_key"].astype(str), kind="stable")
-            _append(ws, fp, _events(NOTIFICATION_SENT, _take(done, order), c))
+        with _connection(ws) as conn:
+            for b, lo in enumerate(range(0, n_todo, batch_size)):
+                rows = {k: v[lo : lo + batch_size] for k, v in todo.items()}
+                go_mask, doubt, capped = _claim(conn, c, run_key, b, attempt, rows)
+                redelivered += doubt
+                if capped:
+                    _flush_suppressed(ws, run_key, b, attempt, c)
+                if not go_mask.any():
+                    continue
+                go = _take(rows, go_mask)
+                index, payloads = _payloads(ws, c, go)
+                batch = MessageBatch(
+                    go["message_key"], go["user_id"], go["variant"], go["to"], go["send_us"],
+                    index, payloads, c.id, c.channel, tuple(c.labels), ttl,
+                )  # fmt: skip
+                res = _deliver(prov, batch, retries)
+                fp = f"{run_key}#{b}#{attempt}"
+                span = (rows["message_key"][0], rows["message_key"][-1])
+                n_ok, n_fail = _mark(conn, run_key, fp, go["message_key"], span, res)
+                sent += n_ok
+                failed += n_fail
+                _append(ws, fp, _events(NOTIFICATION_SENT, _take(go, res.ok), c))
     finally:
         prov.close()
     counts = _counts(ws, run_key)

@@ -27,6 +27,7 @@ from engagelab.campaigns import (
 )
 from engagelab.campaigns import ledger as L
 from engagelab.campaigns.outbox import outbox_path
+from engagelab.channels.providers import DeliveryResult
 from engagelab.errors import ValidationError
 from engagelab.experiments import bucket
 from tests.campaigns.conftest import add_users, campaign, email, profiles
@@ -39,6 +40,24 @@ def _events(ws, run_key=None):
         "SELECT event, user_id, variant, message_key, control_group, reason, labels, campaign_id FROM events "
         "WHERE event IN ('Notification Sent', 'Control Group', 'Notification Suppressed')"
     )
+
+
+def fake_provider(answer):
+    """A provider that answers each message with ``answer(message)`` (a DeliveryResult)."""
+
+    class Fake:
+        name = "fake"
+
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+        def deliver(self, batch):
+            return [answer(m) for m in batch]
+
+    return Fake()
 
 
 def test_plan_decisions_controls_and_send_once(any_ws):
@@ -98,21 +117,8 @@ def test_rerun_uses_the_audience_snapshot(ws):
     p = plan(ws, c, LD)
 
     # the first attempt fails at the provider for every message (transient): all stay claimed
-    class Down:
-        name = "down"
-
-        def open(self):
-            pass
-
-        def close(self):
-            pass
-
-        def deliver(self, batch):
-            from engagelab.channels.providers import DeliveryResult
-
-            return [DeliveryResult(m.key, False, error="503") for m in batch]
-
-    r1 = send(ws, p, "snap-1", Down(), retries=0)
+    down = fake_provider(lambda m: DeliveryResult(m.key, False, error="503"))
+    r1 = send(ws, p, "snap-1", down, retries=0)
     assert r1.sent == 0 and r1.pending == 50
     add_users(ws, profiles(30, prefix="late"))  # the segment grows after the first attempt
     p2 = plan(ws, c, LD)
@@ -128,28 +134,14 @@ def test_rerun_uses_the_audience_snapshot(ws):
 
 def test_permanent_failures_are_final(ws):
     add_users(ws, profiles(10))
-    from engagelab.channels.providers import DeliveryResult
-
-    class Bounce:
-        name = "bounce"
-
-        def open(self):
-            pass
-
-        def close(self):
-            pass
-
-        def deliver(self, batch):
-            return [
-                DeliveryResult(
-                    m.key, m.user_id != "u00003", permanent=True, error="550 no such user"
-                )
-                for m in batch
-            ]
-
-    r = send(ws, plan(ws, campaign("b"), LD), "b-1", Bounce())
+    bounce = fake_provider(
+        lambda m: DeliveryResult(
+            m.key, m.user_id != "u00003", permanent=True, error="550 no such user"
+        )
+    )
+    r = send(ws, plan(ws, campaign("b"), LD), "b-1", bounce)
     assert (r.sent, r.failed, r.pending) == (9, 1, 0)
-    assert send(ws, plan(ws, campaign("b"), LD), "b-1", Bounce()).sent == 0
+    assert send(ws, plan(ws, campaign("b"), LD), "b-1", bounce).sent == 0
 
 
 def test_run_key_of_another_campaign_is_refused(ws):
@@ -343,3 +335,105 @@ def test_preview_renders_for_one_user(ws):
     )
     with pytest.raises(ValidationError, match="user_id"):
         preview(ws, c, "nobody")
+
+
+def test_partial_transient_failures_stay_claimed_and_go_on_rerun(any_ws):
+    """A batch where some messages fail transiently: the key-range mark leaves exactly
+    those claimed (in doubt); the rerun re-delivers them, and only them."""
+    ws = any_ws
+    add_users(ws, profiles(60))
+    flaky = {f"u{i:05d}" for i in range(0, 60, 7)}
+    prov = fake_provider(lambda m: DeliveryResult(m.key, m.user_id not in flaky, error="451"))
+    p = plan(ws, campaign("flaky"), LD)
+    r1 = send(ws, p, "flaky-1", prov, batch_size=25, retries=0)
+    assert r1.sent == 60 - len(flaky) and r1.pending == len(flaky)
+    with ws.state.read() as conn:
+        st = dict(
+            conn.execute(
+                sa.select(L.ledger.c.user_id, L.ledger.c.status).where(
+                    L.ledger.c.run_key == "flaky-1"
+                )
+            ).fetchall()
+        )
+    assert {u for u, s in st.items() if s == "claimed"} == flaky
+    assert {u for u, s in st.items() if s == "sent"} == {f"u{i:05d}" for i in range(60)} - flaky
+    r2 = send(ws, p, "flaky-1", batch_size=25)
+    assert r2.redelivered == len(flaky) and r2.pending == 0 and r2.already_sent == 60 - len(flaky)
+    sent_users = {x["user_id"] for x in read_outbox(outbox_path(ws, "flaky-1"))}
+    assert sent_users == flaky  # the outbox only saw the second attempt
+    ev = _events(ws)
+    sent = ev[ev["event"] == "Notification Sent"]
+    assert len(sent) == 60 and sent["message_key"].is_unique
+
+
+def test_batches_are_key_ranges_and_marked_per_range(ws):
+    """Messages go in message-key order: each ledger batch is a contiguous key range, so
+    one UPDATE over the range marks exactly the batch's claimed rows."""
+    add_users(ws, profiles(230))
+    p = plan(ws, campaign("ranges"), LD)
+    r = send(ws, p, "ranges-1", batch_size=50)
+    assert r.sent == 230
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(L.ledger.c.key, L.ledger.c.batch, L.ledger.c.event_batch).where(
+                L.ledger.c.run_key == "ranges-1"
+            )
+        ).fetchall()
+    df = pd.DataFrame(rows, columns=["key", "batch", "fp"]).sort_values("key")
+    assert df["batch"].is_monotonic_increasing and df["batch"].nunique() == 5
+    assert df.groupby("batch").size().tolist() == [50, 50, 50, 50, 30]
+    assert (df.groupby("batch")["fp"].nunique() == 1).all()
+    # the outbox holds the messages in key order
+    keys = [x["key"] for x in read_outbox(outbox_path(ws, "ranges-1"))]
+    assert keys == sorted(keys) == df["key"].tolist()
+
+
+def test_range_mark_falls_back_per_key_when_the_range_holds_other_rows(ws):
+    """The range UPDATE checks its row count: a claimed row inside the range that is not
+    one of the batch's delivered messages makes it roll back and mark per key instead."""
+    from engagelab.campaigns.send import _connection, _mark
+    from engagelab.channels.providers import BatchResult
+
+    L.ensure(ws)
+    with ws.state.write() as conn:
+        for k in ("k1", "k2", "k3"):
+            conn.execute(
+                L.ledger.insert().values(
+                    key=k, run_key="r", campaign_id="c", user_id=k, channel="email",
+                    variant="A", timezone="UTC", send_at=0, status="claimed", batch=0,
+                    updated_at=L.now(),
+                )
+            )  # fmt: skip
+    keys = np.array(["k1", "k3"], dtype=object)
+    with _connection(ws) as conn:
+        n_ok, n_fail = _mark(conn, "r", "r#0#1", keys, ("k1", "k3"), BatchResult.all_ok(2))
+    assert (n_ok, n_fail) == (2, 0)
+    with ws.state.read() as conn:
+        st = dict(conn.execute(sa.select(L.ledger.c.key, L.ledger.c.status)).fetchall())
+    assert st == {"k1": "sent", "k2": "claimed", "k3": "sent"}
+
+
+def test_provider_ids_and_permanent_failures_in_one_batch(ws):
+    """Per-message provider ids are recorded; permanent failures are final and excluded
+    from the batch's range mark."""
+    add_users(ws, profiles(12))
+    mixed = fake_provider(
+        lambda m: (
+            DeliveryResult(m.key, True, provider_id="pid-" + m.user_id)
+            if m.user_id != "u00005"
+            else DeliveryResult(m.key, False, permanent=True, error="550 unknown")
+        )
+    )
+    r = send(ws, plan(ws, campaign("mixed"), LD), "mixed-1", mixed)
+    assert r.sent == 11 and r.failed == 1 and r.pending == 0
+    with ws.state.read() as conn:
+        got = {
+            u: (s, pid, err)
+            for u, s, pid, err in conn.execute(
+                sa.select(
+                    L.ledger.c.user_id, L.ledger.c.status, L.ledger.c.provider_id, L.ledger.c.error
+                )
+            )
+        }
+    assert got["u00005"] == ("failed", None, "550 unknown")
+    assert all(got[u] == ("sent", "pid-" + u, None) for u in got if u != "u00005")
