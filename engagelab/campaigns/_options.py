@@ -22,6 +22,7 @@ from typing import Any
 
 from engagelab._validate import check_datetime
 from engagelab.errors import SpecError, ValidationError
+from engagelab.schema import CHANNEL_OPTOUT
 
 __all__ = [
     "DND",
@@ -142,8 +143,13 @@ class FrequencyCap:
             )
         if self.kind == "calendar" and self.window != 1:
             raise SpecError("delivery.caps.window", self.window, "must be 1 for a calendar cap")
-        if not isinstance(self.channel, str) or not self.channel:
-            raise SpecError("delivery.caps.channel", self.channel, "must be a channel name or '*'")
+        channels = ("*", *CHANNEL_OPTOUT, "facebook_audience", "google_ads")
+        if self.channel not in channels:
+            raise SpecError(
+                "delivery.caps.channel",
+                self.channel,
+                "must be '*' (all channels) or one of " + ", ".join(map(repr, channels[1:])),
+            )
 
     @property
     def seconds(self) -> int:

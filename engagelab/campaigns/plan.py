@@ -1,9 +1,20 @@
 """``plan``: who gets what, when, and why not — the vectorised dry run of a campaign.
 
-One row per qualifying user with ``decision`` (``send``, ``control``, ``suppressed``;
-``deferred``/``excluded`` for the two phases of a test-then-winner campaign), a
-``reason`` code for every user not sent, the ``variant``, the send time in UTC and in
-the user's local time, and the message key.
+One row per qualifying user; the columns (what ``send`` reads is marked *):
+
+* ``user_id`` *, ``decision`` * (``send``, ``control``, ``suppressed``;
+  ``deferred``/``excluded`` for the two phases of a test-then-winner campaign),
+  ``reason`` * (a code for every user not sent), ``variant`` *;
+* ``send_at`` * (UTC), ``send_at_local`` (the user's wall clock), ``timezone`` *,
+  ``to`` * (the channel address), ``message_key`` *;
+* ``note``: how the time was set (``next_day``, ``best_time``, ``dnd_hold``,
+  ``throttled``);
+* ``best_time_slot``, ``best_time_reason``, ``best_time_propensity``: the best-time
+  hook's local slot, its reason and, for explored users, the propensity (None / NaN
+  without a hook);
+* ``event_properties`` *: JSON text of the trigger event's properties that the
+  templates read (``event.<name>``; the user's latest qualifying occurrence), None for
+  campaigns without ``event.*``; see :func:`event_context`.
 
 Reason codes, in the order they are checked: ``global_control``, ``control``,
 ``opted_out``, ``unreachable``, ``tz_passed``, ``best_time_drop`` (the best-time
@@ -13,6 +24,7 @@ hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expir
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import json
 from typing import Any
@@ -114,12 +126,17 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
                 )
             d = f"CAST(timezone($tz, p.{_q(s.date_property)}) AS DATE) + INTERVAL ({int(s.offset_days)}) DAY"
             params["tz"] = s.timezone
-            params["day"] = ld.astimezone(_zone(s.timezone)).date()
-            where = (
-                f" WHERE month({d}) = month($day) AND day({d}) = day($day)"
-                if s.anniversary
-                else f" WHERE CAST({d} AS DATE) = $day"
-            )
+            day = ld.astimezone(_zone(s.timezone)).date()
+            params["day"] = day
+            if s.anniversary:
+                # 29 February comes round on 28 February in years without it
+                params["feb28"] = (day.month, day.day) == (2, 28) and not calendar.isleap(day.year)
+                where = (
+                    f" WHERE (month({d}) = month($day) AND day({d}) = day($day))"
+                    f" OR ($feb28 AND month({d}) = 2 AND day({d}) = 29)"
+                )
+            else:
+                where = f" WHERE CAST({d} AS DATE) = $day"
         df = ws.sql(f"SELECT {sel} FROM {src}{where}", params)
         df["base"] = pd.Timestamp(_base_time(c, ld))
         df["event_properties"] = None

@@ -173,10 +173,14 @@ class CampaignReport:
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
 
-    def to_csv(self, path: str | Path) -> Path:
-        """Write the campaign table as CSV; returns the path."""
+    def to_csv(self, path: str | Path, part: str = "table") -> Path:
+        """Write one part as CSV (``'table'``, ``'variants'``, ``'daily'`` or
+        ``'suppression'``); returns the path."""
+        parts = ("table", "variants", "daily", "suppression")
+        if part not in parts:
+            raise ValidationError("part", part, "must be one of " + ", ".join(map(repr, parts)))
         p = Path(path)
-        self.table.to_csv(p, index=False)
+        getattr(self, part).to_csv(p, index=False)
         return p
 
     def to_html(self, path: str | Path | None = None) -> str:

@@ -100,6 +100,8 @@ def test_all_campaign_types_build():
         (lambda: Delivery(default_timezone="Mars/Olympus"), "delivery.default_timezone"),
         (lambda: FrequencyCap(max=1, window=0), "delivery.caps.window"),
         (lambda: FrequencyCap(max=0, window=1), "delivery.caps.max"),
+        (lambda: FrequencyCap(channel="emial"), "delivery.caps.channel"),
+        (lambda: WinnerTest(metric="opens"), "winner_test.metric"),
         (lambda: Delivery.from_dict({"caps": [{"max": 2, "window": 0}]}), "delivery.caps.window"),
         (
             lambda: campaign(

@@ -1,0 +1,45 @@
+"""Gaps found auditing issue 4: 29 February anniversaries, report CSV parts, cap channels."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from engagelab.campaigns import Schedule, campaign_report, plan, save_campaign, send
+from engagelab.errors import ValidationError
+from tests.campaigns.conftest import add_users, campaign, profiles
+
+
+def test_leap_day_anniversary_comes_round_on_28_february(ws):
+    add_users(
+        ws,
+        profiles(3).assign(
+            created_at=pd.to_datetime(["2024-02-29", "2024-02-28", "2024-03-01"], utc=True)
+        ),
+    )
+    c = campaign(
+        "anniv", schedule=Schedule("on_date", date_property="created_at", anniversary=True)
+    )
+
+    def users(day):
+        return sorted(plan(ws, c, f"{day}T05:00:00Z").to_pandas()["user_id"])
+
+    assert users("2027-02-28") == ["u00000", "u00001"]  # no 29th in 2027
+    assert users("2027-03-01") == ["u00002"]
+    assert users("2028-02-28") == ["u00001"]  # 2028 has its own 29th
+    assert users("2028-02-29") == ["u00000"]
+    assert users("2100-02-28") == ["u00000", "u00001"]  # 2100 is not a leap year
+
+
+def test_report_csv_parts(ws, tmp_path):
+    save_campaign(ws, campaign("c"))
+    add_users(ws, profiles(4))
+    send(ws, plan(ws, campaign("c"), "2026-01-05T09:00:00Z"), "c-1")
+    rep = campaign_report(ws)
+    assert pd.read_csv(rep.to_csv(tmp_path / "t.csv"))["sent"].tolist() == [4]
+    daily = pd.read_csv(rep.to_csv(tmp_path / "d.csv", part="daily"))
+    assert daily[["day", "sent"]].values.tolist() == [["2026-01-05", 4]]
+    variants = pd.read_csv(rep.to_csv(tmp_path / "v.csv", part="variants"))
+    assert variants[["variant", "sent"]].values.tolist() == [["A", 4]]
+    with pytest.raises(ValidationError, match="part == 'all'"):
+        rep.to_csv(tmp_path / "x.csv", part="all")
