@@ -14,10 +14,22 @@ their group. A user's prior leaves out the user's own counts (:func:`loo_priors`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import optimize, special
 
-__all__ = ["dm_loglik", "fit_alpha", "group_priors", "loo_priors", "posterior_mean"]
+__all__ = [
+    "conditional_rows",
+    "dm_loglik",
+    "fit_alpha",
+    "group_priors",
+    "loo_coefficients",
+    "loo_conditionals",
+    "loo_priors",
+    "posterior_mean",
+    "week_posterior",
+]
 
 _LOG_ALPHA_BOUNDS = (-6.0, 12.0)
 
@@ -59,14 +71,42 @@ def loo_priors(x: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.n
     array([[0., 1.],
            [1., 0.]])
     """
+    g = int(group.max()) + 1 if group.size else 1
+    if g == 1:
+        return _loo_one_group(x, smoothing)
     others = x.sum(axis=0)[None, :] - x + 1e-6  # everyone else, and a little uniform mass
     glob = others / others.sum(axis=1, keepdims=True)
-    g = int(group.max()) + 1 if group.size else 1
     sums = _group_sums(x, group, g)
     out = sums[group] - x
     np.maximum(out, 0.0, out=out)
     out += smoothing * glob
     out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def loo_coefficients(
+    x: np.ndarray, smoothing: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One group's leave-one-out priors as an affine map of everyone's counts:
+    ``loo_priors(x, 0)[u] == (total - x[u]) * c1[u] + c2[u]``; returns (total, c1, c2).
+
+    With ``D = total - x[u]`` (everyone else's counts, never negative) the prior is
+    ``(D + s * (D + e) / (sum(D) + K e)) / (sum(D) + s)``, so a row costs two numbers.
+    """
+    k = x.shape[1]
+    total = x.sum(axis=0)
+    rest = float(total.sum()) - x.sum(axis=1)  # sum of D per row
+    s1 = rest + k * 1e-6
+    s2 = rest + smoothing
+    return total, (1.0 + smoothing / s1) / s2, smoothing * 1e-6 / (s1 * s2)
+
+
+def _loo_one_group(x: np.ndarray, smoothing: float) -> np.ndarray:
+    """:func:`loo_priors` for one group in a few passes (see :func:`loo_coefficients`)."""
+    total, c1, c2 = loo_coefficients(x, smoothing)
+    out = np.subtract(total[None, :], x)
+    out *= c1[:, None]
+    out += c2[:, None]
     return out
 
 
@@ -90,11 +130,18 @@ def dm_loglik(alpha: float, x: np.ndarray, prior: np.ndarray) -> float:
     )
 
 
-def fit_alpha(x: np.ndarray, prior: np.ndarray, max_users: int = 50_000, seed: int = 0) -> float:
+def fit_alpha(
+    x: np.ndarray,
+    prior: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    max_users: int = 50_000,
+    seed: int = 0,
+) -> float:
     """The prior strength maximising :func:`dm_loglik` (searched on log scale).
 
     A single scalar is well determined by a sample: at most ``max_users`` users with
-    history (a seeded random sample) enter the fit.
+    history (a seeded random sample) enter the fit. ``prior`` is the users' prior
+    distributions (``(users, K)`` or ``(K,)``) or a function of the sampled rows' indices
+    returning theirs (so the full array need not exist).
 
     >>> rng = np.random.default_rng(0)
     >>> p = rng.dirichlet(5.0 * np.full(4, 0.25), size=4000)
@@ -102,13 +149,13 @@ def fit_alpha(x: np.ndarray, prior: np.ndarray, max_users: int = 50_000, seed: i
     >>> round(fit_alpha(x, np.full(4, 0.25)), 0)
     5.0
     """
-    prior = np.broadcast_to(prior, x.shape)
     keep = np.flatnonzero(x.sum(axis=1) > 0)
     if keep.size == 0:
         raise ValueError("no user has any history: the prior strength cannot be fitted")
     if keep.size > max_users:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_users, replace=False))
-    x, prior = x[keep], prior[keep]
+    prior = prior(keep) if callable(prior) else np.broadcast_to(prior, x.shape)[keep]
+    x = x[keep]
     n = x.sum(axis=1)
     nz = x > 0
     xs, ps = x[nz], prior[nz]
@@ -124,7 +171,75 @@ def fit_alpha(x: np.ndarray, prior: np.ndarray, max_users: int = 50_000, seed: i
     return float(np.exp(res.x))
 
 
-def posterior_mean(x: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
-    """``(x + alpha * prior) / (n + alpha)`` row by row."""
+def posterior_mean(
+    x: np.ndarray, prior: np.ndarray, alpha: float, *, overwrite_prior: bool = False
+) -> np.ndarray:
+    """``(x + alpha * prior) / (n + alpha)`` row by row (in ``prior``'s memory if
+    ``overwrite_prior`` and it is a full ``x``-shaped array)."""
     n = x.sum(axis=1, keepdims=True)
+    if overwrite_prior and prior.shape == x.shape:
+        out = np.multiply(prior, alpha, out=prior)
+        out += x
+        out /= n + alpha
+        return out
     return (x + alpha * prior) / (n + alpha)
+
+
+def loo_conditionals(y: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """Each user's group share of weekday ``d`` among events at local hour ``h``, without
+    the user's own counts (like :func:`loo_priors`), lightly smoothed toward everyone else.
+
+    Args:
+        y: ``(users, 7, 24)`` counts per weekday and hour.
+        group: ``(users,)`` integer group codes.
+
+    Returns:
+        ``(users, 7, 24)``; every ``[u, :, h]`` sums to one.
+
+    >>> y = np.zeros((2, 7, 24)); y[0, 0, 9] = 3; y[1, 5, 9] = 1
+    >>> w = loo_conditionals(y, np.array([0, 0]))
+    >>> round(float(w[0, 5, 9]), 3), round(float(w[1, 0, 9]), 3)
+    (1.0, 1.0)
+    """
+    n, d, k = y.shape
+    flat = y.reshape(n, d * k)
+    others = flat.sum(axis=0)[None, :] - flat + 1e-6
+    others = others.reshape(n, d, k)
+    glob = others / others.sum(axis=1, keepdims=True)
+    g = int(group.max()) + 1 if group.size else 1
+    sums = _group_sums(flat, group, g)
+    out = (sums[group] - flat).reshape(n, d, k)
+    np.maximum(out, 0.0, out=out)
+    out += smoothing * glob
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def conditional_rows(y: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(user, hour)`` pairs with history as rows of weekday counts and their base
+    shares: the data :func:`fit_alpha` fits the weekday-given-hour prior strength on.
+
+    Args:
+        y: ``(users, 7, 24)`` counts; base: ``(users, 7, 24)`` prior shares.
+    """
+    x = np.moveaxis(y, 1, 2).reshape(-1, y.shape[1])
+    p = np.moveaxis(base, 1, 2).reshape(-1, y.shape[1])
+    keep = x.sum(axis=1) > 0
+    return x[keep], p[keep]
+
+
+def week_posterior(
+    hour_post: np.ndarray, y: np.ndarray, base: np.ndarray, beta: float
+) -> np.ndarray:
+    """Posterior mean share of each (weekday, hour): ``p(h) * p(d | h)`` with
+    ``p(d | h) = (y[d, h] + beta * base[d, h]) / (sum_d y[d, h] + beta)``.
+
+    A Dirichlet over the 24 hours times, per hour, a Dirichlet over the 7 weekdays
+    (a generalised Dirichlet over the 168 cells): with little history both factors fall
+    back to the group's, so the result falls back to the group's hour-of-week prior.
+
+    Returns:
+        ``(users, 168)``, Monday 00:00 first; rows sum to one.
+    """
+    cond = (y + beta * base) / (y.sum(axis=1, keepdims=True) + beta)
+    return (hour_post[:, None, :] * cond).reshape(len(y), -1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,10 @@ def zone_ok(tz: Any) -> bool:
 
 
 def user_table(ws: Workspace, users: pd.DataFrame | None, prior_by: str | None) -> pd.DataFrame:
-    """users with ``user_id, timezone, tz_ok, group`` (``group`` = the prior_by value or '')."""
+    """users with ``user_id, timezone, tz_ok, group`` (``group`` = the prior_by value or '').
+
+    Columns stay Arrow-backed strings: a million users cost no Python objects.
+    """
     if users is None:
         cols = "user_id, timezone" + (f', CAST("{prior_by}" AS VARCHAR) AS grp' if prior_by else "")
         if prior_by and prior_by not in ws.sql("SELECT * FROM profiles LIMIT 0").columns:
@@ -77,15 +81,12 @@ def user_table(ws: Workspace, users: pd.DataFrame | None, prior_by: str | None) 
                 prof = ws.sql(f'SELECT user_id, CAST("{prior_by}" AS VARCHAR) AS grp FROM profiles')
                 users = users.merge(prof, on="user_id", how="left")
     out = pd.DataFrame(
-        {
-            "user_id": users["user_id"].astype(str).to_numpy(dtype=object),
-            "timezone": users["timezone"].to_numpy(dtype=object),
-        }
+        {"user_id": users["user_id"].astype("str"), "timezone": users["timezone"].astype("str")}
     )
     codes, zones = pd.factorize(out["timezone"], use_na_sentinel=True)
     ok_zone = np.array([zone_ok(z) for z in zones], dtype=bool)
     out["tz_ok"] = (codes >= 0) & ok_zone[np.maximum(codes, 0)] if len(zones) else False
-    out["group"] = users["grp"].fillna("").to_numpy(dtype=object) if "grp" in users else ""
+    out["group"] = users["grp"].fillna("").astype("str").to_numpy() if "grp" in users else ""
     return out
 
 
@@ -102,53 +103,106 @@ def utc_offsets(zones: list[str], start_us: int, end_us: int) -> np.ndarray:
     return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class History:
-    """Engagement events of a period, binned per user and local hour.
+    """Engagement events of a period: per event its user row, local hour of the week and
+    recency weight; binned per user on first use.
 
     Attributes:
         users: the user table (index = row of the arrays).
-        counts: ``(users, 24)`` raw event counts.
-        weights: ``(users, 24)`` recency-weighted counts (scaled to sum to the event count).
         start, end: the period ``[start, end)``.
+        idx: ``(events,)`` user row of every event.
+        how: ``(events,)`` local hour of the week (Monday 00:00 = 0 .. 167).
+        w: ``(events,)`` recency weights scaled to sum to the event count (``None``: all 1).
     """
 
     users: pd.DataFrame
-    counts: np.ndarray
-    weights: np.ndarray
     start: dt.datetime
     end: dt.datetime
+    idx: np.ndarray
+    how: np.ndarray
+    w: np.ndarray | None = None
+
+    @functools.cached_property
+    def n_events(self) -> np.ndarray:
+        """Raw number of events of each user."""
+        return np.bincount(self.idx, minlength=len(self.users))
+
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """``(users, 24)`` raw event counts per local hour."""
+        return _bin(self.idx, self.how % 24, None, len(self.users), 24)
+
+    @functools.cached_property
+    def weights(self) -> np.ndarray:
+        """``(users, 24)`` recency-weighted counts per local hour."""
+        if self.w is None:
+            return self.counts.astype(np.float64)
+        return _bin(self.idx, self.how % 24, self.w, len(self.users), 24)
+
+    @functools.cached_property
+    def week_counts(self) -> np.ndarray:
+        """``(users, 168)`` raw event counts per local hour of the week."""
+        return _bin(self.idx, self.how, None, len(self.users), 168)
+
+    @functools.cached_property
+    def week_weights(self) -> np.ndarray:
+        """``(users, 168)`` recency-weighted counts per local hour of the week."""
+        if self.w is None:
+            return self.week_counts.astype(np.float64)
+        return _bin(self.idx, self.how, self.w, len(self.users), 168)
+
+
+def _register_users(con: duckdb.DuckDBPyConnection, users: pd.DataFrame) -> list[str]:
+    """Register ``__bt_users(user_id, idx, tzi)`` for the users with a valid zone; the zones."""
+    ok = users["tz_ok"].to_numpy(dtype=bool)
+    codes, zones = pd.factorize(users["timezone"].where(ok, None))
+    rows = np.flatnonzero(ok)
+    ids = pa.array(users["user_id"])
+    reg = pa.table(
+        {
+            "user_id": ids if rows.size == len(users) else ids.take(pa.array(rows)),
+            "idx": pa.array(rows.astype(np.int32)),
+            "tzi": pa.array(codes[rows].astype(np.int32)),
+        }
+    )
+    con.register("__bt_users", reg)
+    return list(zones)
+
+
+_SCAN = """
+    SELECT u.idx, {cols}
+    FROM events e JOIN __bt_users u ON e.user_id = u.user_id
+    WHERE e.event IN ({events}) AND e.ts >= $start AND e.ts < $end
+"""
+
+
+def _scan_sql(cols: str, events: tuple[str, ...], params: dict[str, Any]) -> str:
+    """The scan query with one bound parameter per event name (an IN list of parameters
+    is pushed into the Parquet scan; ``IN (SELECT unnest(...))`` is a join)."""
+    names = []
+    for i, e in enumerate(events):
+        params[f"ev{i}"] = e
+        names.append(f"$ev{i}")
+    return _SCAN.format(cols=cols, events=", ".join(names))
 
 
 def _scan(
     con: duckdb.DuckDBPyConnection, users: pd.DataFrame, events: tuple[str, ...], start, end
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    ok = users["tz_ok"].to_numpy()
-    codes, zones = pd.factorize(users["timezone"].where(ok, None))
-    reg = pa.table(
-        {
-            "user_id": pa.array(users["user_id"][ok].to_numpy(dtype=object), pa.string()),
-            "idx": pa.array(np.flatnonzero(ok).astype(np.int32)),
-            "tzi": pa.array(codes[ok].astype(np.int16)),
-        }
-    )
-    con.register("__bt_users", reg)
+    """(user row, zone code, UTC microseconds, zones) of every event of the period."""
+    zones = _register_users(con, users)
     try:
-        res = con.execute(
-            """
-            SELECT u.idx, u.tzi, epoch_us(e.ts) AS t
-            FROM events e JOIN __bt_users u ON e.user_id = u.user_id
-            WHERE e.event IN (SELECT unnest($events)) AND e.ts >= $start AND e.ts < $end
-            """,
-            {"events": list(events), "start": start, "end": end},
-        ).fetchnumpy()
+        params: dict[str, Any] = {"start": start, "end": end}
+        sql = _scan_sql("u.tzi, epoch_us(e.ts) AS t", events, params)
+        res = con.execute(sql, params).fetchnumpy()
     finally:
         con.unregister("__bt_users")
     return (
         np.asarray(res["idx"], dtype=np.int64),
         np.asarray(res["tzi"], dtype=np.int64),
         np.asarray(res["t"], dtype=np.int64),
-        list(zones),
+        zones,
     )
 
 
@@ -164,6 +218,77 @@ def local_minutes(tzi: np.ndarray, t_us: np.ndarray, zones: list[str], start_us:
     return local_min - day * 1440, (day + 3) % 7  # 1970-01-01 was a Thursday
 
 
+def hour_of_week_table(zones: list[str], origin_us: int, end_us: int) -> np.ndarray | None:
+    """Local hour of the week (Monday 00 = 0 .. Sunday 23 = 167) of every UTC quarter hour
+    from ``origin_us`` (a UTC quarter hour) to ``end_us``, per zone: ``(zones, quarters)``.
+
+    ``None`` if some zone's offset in the period is not a whole number of quarter hours
+    (then a quarter hour could straddle two local hours).
+    """
+    offsets = utc_offsets(zones, origin_us, end_us)
+    if (offsets % _Q_US).any():
+        return None
+    n = offsets.shape[1]
+    local_q = (origin_us + np.arange(n, dtype=np.int64) * _Q_US + offsets) // _Q_US
+    day = local_q // 96
+    return (((day + 3) % 7) * 24 + (local_q - day * 96) // 4).astype(np.uint8)
+
+
+def _scan_hours(
+    con: duckdb.DuckDBPyConnection,
+    users: pd.DataFrame,
+    events: tuple[str, ...],
+    start_us: int,
+    end_us: int,
+    half_life_days: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(user row, local hour of the week, recency weight or None) of every event.
+
+    DuckDB does the per-event arithmetic in parallel: the cell (zone, UTC quarter hour)
+    whose local hour of the week is looked up in :func:`hour_of_week_table`, and the
+    recency weight ``2 ** (-age / half_life)``.
+    """
+    zones = _register_users(con, users)
+    origin = start_us - start_us % _Q_US
+    try:
+        table = hour_of_week_table(zones, origin, end_us) if zones else np.zeros((0, 1), np.uint8)
+        params: dict[str, Any] = {
+            "start": pd.Timestamp(start_us, unit="us", tz="UTC").to_pydatetime(),
+            "end": pd.Timestamp(end_us, unit="us", tz="UTC").to_pydatetime(),
+        }
+        if table is None:  # an offset off the quarter-hour grid: exact minutes instead
+            sql = _scan_sql("u.tzi, epoch_us(e.ts) AS t", events, params)
+            res = con.execute(sql, params).fetchnumpy()
+            t = np.asarray(res["t"], dtype=np.int64)
+            minute, weekday = local_minutes(
+                np.asarray(res["tzi"], dtype=np.int64), t, zones, start_us, end_us
+            )
+            how = weekday * 24 + minute // 60
+            w = (
+                None
+                if half_life_days is None
+                else np.exp2((t - end_us) / (half_life_days * 86_400e6))
+            )
+            return np.asarray(res["idx"], dtype=np.int64), how, w
+        cols = "u.tzi * $nq + CAST((epoch_us(e.ts) - $origin) // $qus AS INTEGER) AS cell"
+        params.update(nq=table.shape[1], origin=origin, qus=_Q_US)
+        if half_life_days is not None:
+            cols += ", pow(2.0, (epoch_us(e.ts) - $end_us) / $hl_us) AS w"
+            params.update(end_us=end_us, hl_us=half_life_days * 86_400e6)
+        res = con.execute(_scan_sql(cols, events, params), params).fetchnumpy()
+    finally:
+        con.unregister("__bt_users")
+    how = table.ravel()[np.asarray(res["cell"])]
+    w = None if half_life_days is None else np.asarray(res["w"], dtype=np.float64)
+    return np.asarray(res["idx"], dtype=np.int64), how, w
+
+
+def _bin(idx: np.ndarray, cell: np.ndarray, w: np.ndarray | None, n: int, k: int) -> np.ndarray:
+    """``(n, k)`` counts (or sums of ``w``) of the events per (user row, cell)."""
+    key = idx * k + cell
+    return np.bincount(key, weights=w, minlength=n * k).reshape(n, k)
+
+
 def history(
     ws: Workspace,
     users: pd.DataFrame,
@@ -173,35 +298,37 @@ def history(
     half_life_days: float | None,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> History:
-    """Bin the ``events`` in ``[start, end)`` of ``users`` by local hour (see module doc)."""
+    """The ``events`` in ``[start, end)`` of ``users`` with their local hour of the week
+    (see module doc) and recency weight."""
     own = con is None
     con = con or connect(ws)
+    start_us = int(pd.Timestamp(start).value // 1000)
+    end_us = int(pd.Timestamp(end).value // 1000)
     try:
-        idx, tzi, t, zones = _scan(con, users, events, start, end)
+        idx, how, w = _scan_hours(con, users, events, start_us, end_us, half_life_days)
     finally:
         if own:
             con.close()
-    start_us = int(pd.Timestamp(start).value // 1000)
-    end_us = int(pd.Timestamp(end).value // 1000)
-    minute, _ = local_minutes(tzi, t, zones, start_us, end_us)
-    key = idx * 24 + minute // 60
-    n = len(users)
-    counts = np.bincount(key, minlength=n * 24).reshape(n, 24)
-    if half_life_days is None:
-        weights = counts.astype(np.float64)
-    else:
-        age_days = (end_us - t) / 86_400e6
-        w = np.exp2(-age_days / half_life_days)
+    if w is not None:
         # Rescaled so the weights sum to the number of events: recency changes the
         # relative weight of old and new events, not the evidence scale the prior
         # strength is fitted on.
-        w *= t.size / max(float(w.sum()), 1e-300)
-        weights = np.bincount(key, weights=w, minlength=n * 24).reshape(n, 24)
-    return History(users, counts, weights, start, end)
+        w *= w.size / max(float(w.sum()), 1e-300)
+    return History(users, start, end, idx, how, w)
 
 
-def local_hours_sql(ws: Workspace, users: pd.DataFrame, events: tuple[str, ...], start, end):
-    """Reference: counts per (user_id, local hour) with DuckDB's ``timezone(tz, ts)``."""
+def local_hours_sql(
+    ws: Workspace,
+    users: pd.DataFrame,
+    events: tuple[str, ...],
+    start,
+    end,
+    *,
+    weekday: bool = False,
+) -> pd.DataFrame:
+    """Reference: counts per (user_id, local hour) with DuckDB's ``timezone(tz, ts)``;
+    per (user_id, local weekday Monday=0, local hour) when ``weekday``."""
+    day = "CAST(isodow(timezone(u.tz, e.ts)) - 1 AS INTEGER) AS weekday, " if weekday else ""
     con = connect(ws)
     try:
         ok = users[users["tz_ok"]]
@@ -209,10 +336,11 @@ def local_hours_sql(ws: Workspace, users: pd.DataFrame, events: tuple[str, ...],
             "__bt_ref", pa.table({"user_id": ok["user_id"].astype(str), "tz": ok["timezone"]})
         )
         return con.execute(
-            """
-            SELECT e.user_id, CAST(hour(timezone(u.tz, e.ts)) AS INTEGER) AS hour, count(*) AS n
+            f"""
+            SELECT e.user_id, {day}CAST(hour(timezone(u.tz, e.ts)) AS INTEGER) AS hour,
+                   count(*) AS n
             FROM events e JOIN __bt_ref u USING (user_id)
-            WHERE e.event IN (SELECT unnest($events)) AND e.ts >= $start AND e.ts < $end
+            WHERE list_contains($events, e.event) AND e.ts >= $start AND e.ts < $end
             GROUP BY ALL ORDER BY ALL
             """,
             {"events": list(events), "start": start, "end": end},

@@ -10,7 +10,7 @@ __all__ = ["register"]
 def _options(args: argparse.Namespace):
     from engagelab.besttime.options import BestTimeOptions
 
-    kw = {"mode": args.mode}
+    kw = {"mode": args.mode, "granularity": args.granularity}
     if args.window:
         kw["window"] = tuple(args.window.split("-", 1)) if "-" in args.window else (args.window,)
     if args.events:
@@ -24,12 +24,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     model = fit(ws, _options(args), at=args.at)
-    slots = model.slots()
+    day = args.day or (model.cutoff.date() if model.weekly else None)
+    slots = model.slots(day)
     out = ws.path / "outputs" / f"besttime_slots_{model.options.mode}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     slots.to_csv(out, index=False)
     summary = model.summary()
     summary["slots_file"] = str(out)
+    if model.weekly:
+        summary["day"] = str(day)
     summary["slot_counts"] = slots["slot_local"].value_counts().sort_index().to_dict()
     emit(summary, args.format)
     return 0
@@ -70,8 +73,19 @@ def register(sub, common, wsopt) -> None:
         a.add_argument("--mode", choices=["clevertap", "bayes"], default="bayes")
         a.add_argument("--window", help="local delivery window EARLIEST-LATEST, e.g. 08:00-22:00")
         a.add_argument("--events", nargs="+", help="engagement events (default: 'App Launched')")
+        a.add_argument(
+            "--granularity",
+            choices=["hour", "hour_of_week"],
+            default="hour",
+            help="bayes histogram: one slot per user, or one per weekday (hour_of_week)",
+        )
         if name == "fit":
             a.add_argument("--at", help="history cutoff (default: after the last event)")
+            a.add_argument(
+                "--day",
+                help="logical date whose weekday picks the slots with --granularity "
+                "hour_of_week (default: the day of the cutoff)",
+            )
         else:
             a.add_argument("--fit-weeks", type=int, default=None)
             a.add_argument("--eval-weeks", type=int, default=2)

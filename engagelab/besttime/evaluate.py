@@ -21,6 +21,7 @@ intervals, split by the users' history size in the fit period.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,29 @@ if TYPE_CHECKING:
     from engagelab.simulate import World
     from engagelab.workspace import Workspace
 
-__all__ = ["POLICIES", "BestTimeEvaluation", "evaluate", "exploration_logs", "policy_slots"]
+__all__ = [
+    "POLICIES",
+    "WEEKDAYS",
+    "BestTimeEvaluation",
+    "evaluate",
+    "exploration_logs",
+    "policy_slots",
+    "week_minutes",
+]
 
 POLICIES = ("bayes", "clevertap", "most_frequent_hour", "global_best_hour", "fixed")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _Z = float(stats.norm.ppf(0.975))
+
+
+def week_minutes(slots: pd.DataFrame, policy: str) -> np.ndarray:
+    """``(users, 7)`` local slot minute of ``policy`` per weekday (Monday first): the
+    ``policy`` column for every day, or its ``policy_Mon`` .. ``policy_Sun`` columns when
+    its slots depend on the weekday (``granularity='hour_of_week'``)."""
+    if policy in slots.columns:
+        col = slots[policy].to_numpy(dtype=np.int64)
+        return np.repeat(col[:, None], 7, axis=1)
+    return np.stack([slots[f"{policy}_{d}"].to_numpy(dtype=np.int64) for d in WEEKDAYS], axis=1)
 
 
 def history_group(n: np.ndarray, min_events: int) -> np.ndarray:
@@ -58,10 +78,14 @@ def history_group(n: np.ndarray, min_events: int) -> np.ndarray:
 def policy_slots(
     ws: Workspace, options: BestTimeOptions, cutoff: Any, fixed_time: str = "12:00"
 ) -> tuple[pd.DataFrame, dict[str, BestTimeModel]]:
-    """Every policy's local slot minute per user, fitted on events before ``cutoff``."""
+    """Every policy's local slot minute per user, fitted on events before ``cutoff``.
+
+    With ``granularity='hour_of_week'`` the bayes policy's slots depend on the weekday:
+    columns ``bayes_Mon`` .. ``bayes_Sun`` replace ``bayes`` (see :func:`week_minutes`).
+    """
     cut = check_datetime("cutoff", cutoff)
     bayes = fit(ws, options.replace(mode="bayes"), at=cut)
-    ct_opts = options.replace(mode="clevertap", events=options.events[:1])
+    ct_opts = options.replace(mode="clevertap", events=options.events[:1], granularity="hour")
     clevertap = fit(ws, ct_opts, at=cut)
     allowed = options.allowed_minutes()
     counts = bayes.history.counts.astype(np.float64)
@@ -71,14 +95,25 @@ def policy_slots(
     n = counts.sum(axis=1)
     mf[n == 0] = g_min[0]
     fixed = _nearest_allowed(allowed)[parse_time("fixed_time", fixed_time) % 1440]
-    b, c = bayes.slots(), clevertap.slots()
+    c = clevertap.slots()
+    if bayes.weekly:
+        # 2024-01-01 was a Monday: the slots of each weekday
+        days = [dt.date(2024, 1, 1 + i) for i in range(7)]
+        per_day = {
+            f"bayes_{d}": bayes.slots(day)["slot_minute"]
+            for d, day in zip(WEEKDAYS, days, strict=True)
+        }
+        b = bayes.slots(days[0])
+    else:
+        b = bayes.slots()
+        per_day = {"bayes": b["slot_minute"]}
     out = pd.DataFrame(
         {
             "user_id": b["user_id"],
             "timezone": b["timezone"],
             "n_events": bayes.n_events,
             "history": history_group(bayes.n_events, options.min_events),
-            "bayes": b["slot_minute"],
+            **per_day,
             "clevertap": c["slot_minute"],
             "most_frequent_hour": mf,
             "global_best_hour": g_min[0],
@@ -121,9 +156,15 @@ def _table(values: dict[str, np.ndarray], groups: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _circ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = np.abs(a - b) % 1440
-    return np.minimum(d, 1440 - d)
+def _distance(minute: np.ndarray, weekday: np.ndarray, week: np.ndarray) -> np.ndarray:
+    """Minutes from a local time (minute of day on a weekday) to the nearest send of a
+    policy whose slot on weekday ``d`` is ``week[:, d]``: that day's, the day before's or
+    the day after's (the circular distance when every day has the same slot)."""
+    rows = np.arange(len(minute))
+    same = np.abs(minute - week[rows, weekday])
+    before = minute + 1440 - week[rows, (weekday - 1) % 7]
+    after = week[rows, (weekday + 1) % 7] + 1440 - minute
+    return np.minimum(same, np.minimum(before, after))
 
 
 def hit_rates(
@@ -137,11 +178,11 @@ def hit_rates(
     finally:
         con.close()
     s_us, e_us = int(pd.Timestamp(start).value // 1000), int(pd.Timestamp(end).value // 1000)
-    minute, _ = local_minutes(tzi, t, zones, s_us, e_us)
+    minute, weekday = local_minutes(tzi, t, zones, s_us, e_us)
     active = np.bincount(idx, minlength=len(slots)) > 0
     values = {}
     for p in POLICIES:
-        hit = _circ(minute, slots[p].to_numpy()[idx]) <= 60
+        hit = _distance(minute, weekday, week_minutes(slots, p)[idx]) <= 60
         values[p] = (np.bincount(idx, weights=hit, minlength=len(slots)) > 0)[active].astype(float)
     return _table(values, slots["history"].to_numpy()[active])
 
@@ -164,10 +205,13 @@ def replay(logs: pd.DataFrame, slots: pd.DataFrame, reward: str = "reward") -> p
         raise ValidationError("logs", len(logs), "share no user with the evaluated users")
     when = pd.DatetimeIndex(pd.to_datetime(df["send_at_utc"], utc=True))
     hour = np.empty(len(df), dtype=np.int64)
+    weekday = np.empty(len(df), dtype=np.int64)
     for zone, rows in df.groupby("timezone", sort=False).indices.items():
-        hour[rows] = when[rows].tz_convert(zone).hour
+        local = when[rows].tz_convert(zone)
+        hour[rows], weekday[rows] = local.hour, local.day_of_week
     r = df[reward].to_numpy(dtype=float) / df["propensity"].to_numpy(dtype=float)
-    values = {p: (df[p].to_numpy() // 60 == hour) * r for p in POLICIES}
+    rows = np.arange(len(df))
+    values = {p: (week_minutes(df, p)[rows, weekday] // 60 == hour) * r for p in POLICIES}
     return _table(values, df["history"].to_numpy())
 
 
@@ -236,7 +280,7 @@ def simulated_sends(
         total = np.zeros(len(slots))
         for d in days:
             day = pd.Timestamp(d).date()
-            send = local_to_utc(day, slots[p].to_numpy(), tz)
+            send = local_to_utc(day, week_minutes(slots, p)[:, day.weekday()], tz)
             sends = pd.DataFrame(
                 {
                     "user_id": ids,
@@ -250,12 +294,11 @@ def simulated_sends(
 
 
 def truth_recovery(slots: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Share of users whose chosen slot falls in their true preferred hour (``estimate``)."""
+    """Share of users whose chosen slot falls in their true preferred hour (``estimate``;
+    a policy with weekday-dependent slots scores each user's share of right weekdays)."""
     df = slots.merge(truth[["user_id", "preferred_hour"]], on="user_id")
-    values = {
-        p: (df[p].to_numpy() // 60 == df["preferred_hour"].to_numpy()).astype(float)
-        for p in POLICIES
-    }
+    true = df["preferred_hour"].to_numpy()[:, None]
+    values = {p: (week_minutes(df, p) // 60 == true).mean(axis=1) for p in POLICIES}
     return _table(values, df["history"].to_numpy())
 
 
@@ -379,5 +422,8 @@ def evaluate(
         "users": len(slots),
         "window": o.window,
         "events": o.events,
+        "granularity": o.granularity,
     }
+    if models["bayes"].beta is not None:
+        info["beta"] = models["bayes"].beta
     return BestTimeEvaluation(hits, rep, rec, sim, slots, models, info)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from engagelab._validate import check_datetime
 from engagelab.besttime import _bayes
@@ -50,6 +51,16 @@ REASONS = (
     "outside_window",
     "invalid_timezone",
 )
+_R = {r: i for i, r in enumerate(REASONS)}
+_ARROW_REASONS = pa.array(REASONS, pa.large_string())
+_ARROW_LABELS = pa.array(_LABELS[:-1].tolist(), pa.large_string())
+
+
+def _strings(codes: np.ndarray, names: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """``names[codes]`` as a pandas string array (negative code: missing), built in Arrow:
+    a million rows cost no Python string objects."""
+    idx = pa.array(codes.astype(np.int32), mask=codes < 0)
+    return pd.array(pa.DictionaryArray.from_arrays(idx, names).cast(pa.large_string()), dtype="str")
 
 
 def check_events(ws: Workspace, events: tuple[str, ...], con: Any = None) -> None:
@@ -83,8 +94,18 @@ def latest_event_time(ws: Workspace, events: tuple[str, ...]) -> dt.datetime:
 
 
 def _smooth(p: np.ndarray) -> np.ndarray:
-    """Circular (0.5, 1, 0.5) smoothing over hours: score of a send near the hour's middle."""
-    return p + 0.5 * (np.roll(p, 1, axis=-1) + np.roll(p, -1, axis=-1))
+    """Circular (0.5, 1, 0.5) smoothing over hours: score of a send near the hour's middle.
+
+    >>> _smooth(np.array([[1.0, 0.0, 0.0, 2.0]]))
+    array([[1. , 0.5, 1. , 2.5]])
+    """
+    half = 0.5 * p
+    out = p.copy()
+    out[..., 1:] += half[..., :-1]
+    out[..., 0] += half[..., -1]
+    out[..., :-1] += half[..., 1:]
+    out[..., -1] += half[..., 0]
+    return out
 
 
 def choose(
@@ -137,8 +158,11 @@ class BestTimeModel:
         options: the options it was fitted with.
         history: the binned engagement history it was fitted on.
         alpha: fitted prior strength (bayes mode; ``None`` in clevertap mode).
-        priors: ``(groups, 24)`` prior hour distributions (bayes mode).
-        score: ``(users, bins)`` score of each bin per user (higher = better).
+        priors: ``(groups, 24)`` prior hour distributions (bayes mode; ``(groups, 168)``
+            hour-of-week distributions with ``granularity='hour_of_week'``).
+        score: ``(users, bins)`` score of each bin per user (higher = better): 12
+            two-hour buckets (clevertap), 24 hours or 168 hours of the week (bayes).
+        beta: fitted strength of the weekday-given-hour prior (hour of week only).
     """
 
     options: BestTimeOptions
@@ -149,6 +173,12 @@ class BestTimeModel:
     group_names: list[str]
     score: np.ndarray
     confidence: np.ndarray
+    beta: float | None = None
+
+    @property
+    def weekly(self) -> bool:
+        """True if slots depend on the weekday (``granularity='hour_of_week'``)."""
+        return self.score.shape[1] == 168
 
     @property
     def cutoff(self) -> dt.datetime:
@@ -158,41 +188,52 @@ class BestTimeModel:
     @property
     def n_events(self) -> np.ndarray:
         """Raw number of engagement events of each user in the history."""
-        return self.history.counts.sum(axis=1)
+        return self.history.n_events
 
-    def slots(self) -> pd.DataFrame:
+    def slots(self, day: Any = None) -> pd.DataFrame:
         """Per user: slot_minute (local minute of day, -1 if none), slot_local, reason,
-        confidence, n_events, user_id, timezone."""
+        confidence, n_events, user_id, timezone.
+
+        Args:
+            day: the logical date (the users' local calendar date): needed with
+                ``granularity='hour_of_week'``, whose slots depend on its weekday;
+                ignored otherwise.
+        """
         o = self.options
         allowed = o.allowed_minutes()
         bayes = o.mode == "bayes"
         width, offset = (60, 30) if bayes else (120, 0)
-        minute, moved = choose(self.score, width, offset, allowed, restrict=bayes)
+        weekday = None
+        score = self.score
+        if self.weekly:
+            weekday = _weekday(day)
+            score = score[:, weekday * 24 : (weekday + 1) * 24]
+        minute, moved = choose(score, width, offset, allowed, restrict=bayes)
         n = self.n_events
-        reason = np.where(moved, "outside_window", "chosen").astype(object)
+        reason = np.where(moved, _R["outside_window"], _R["chosen"]).astype(np.int8)
         if bayes:
-            reason[(n > 0) & (n < o.min_events)] = "fallback_little_history"
+            reason[(n > 0) & (n < o.min_events)] = _R["fallback_little_history"]
         none = n == 0
         if none.any():
-            minute[none] = self._fallback_minutes(allowed)[none]
-            reason[none] = "fallback_no_history"
-        bad_tz = ~self.history.users["tz_ok"].to_numpy()
+            minute[none] = self._fallback_minutes(allowed, weekday)[none]
+            reason[none] = _R["fallback_no_history"]
+        bad_tz = ~self.history.users["tz_ok"].to_numpy(dtype=bool)
         minute[bad_tz] = -1
-        reason[bad_tz] = "invalid_timezone"
+        reason[bad_tz] = _R["invalid_timezone"]
         users = self.history.users
         return pd.DataFrame(
             {
-                "user_id": users["user_id"].to_numpy(),
-                "timezone": users["timezone"].to_numpy(),
+                "user_id": users["user_id"].array,
+                "timezone": users["timezone"].array,
                 "slot_minute": minute.astype(np.int64),
-                "slot_local": _LABELS[minute],
-                "reason": reason,
+                "slot_local": _strings(minute, _ARROW_LABELS),
+                "reason": _strings(reason, _ARROW_REASONS),
                 "confidence": np.where(bad_tz, np.nan, self.confidence),
                 "n_events": n,
             }
         )
 
-    def _fallback_minutes(self, allowed: np.ndarray) -> np.ndarray:
+    def _fallback_minutes(self, allowed: np.ndarray, weekday: int | None) -> np.ndarray:
         o = self.options
         nearest = _nearest_allowed(allowed)
         rows = len(self.history.users)
@@ -200,7 +241,10 @@ class BestTimeModel:
             m = parse_time("fallback_slot", o.fallback_slot or CLEVERTAP_DEFAULT_SLOT) % 1440
             return np.full(rows, nearest[m])
         assert self.priors is not None
-        per_group, _ = choose(_smooth(self.priors), 60, 30, allowed, restrict=True)
+        prior = _smooth(self.priors)
+        if weekday is not None:
+            prior = prior[:, weekday * 24 : (weekday + 1) * 24]
+        per_group, _ = choose(prior, 60, 30, allowed, restrict=True)
         return per_group[self.group_codes]
 
     def to_pandas(self) -> pd.DataFrame:
@@ -208,22 +252,26 @@ class BestTimeModel:
         return self.slots()
 
     def summary(self) -> dict[str, Any]:
-        """Users, reasons, prior strength and history period."""
-        s = self.slots()
+        """Users, reasons, prior strength and history period (reasons of the day after the
+        history for weekday-dependent slots)."""
+        s = self.slots(self.history.end.date() if self.weekly else None)
         return {
             "mode": self.options.mode,
             "users": len(s),
             "history": f"{self.history.start:%Y-%m-%d %H:%M} .. {self.history.end:%Y-%m-%d %H:%M} UTC",
-            "events": int(self.history.counts.sum()),
+            "events": int(self.history.idx.size),
             "alpha": None if self.alpha is None else round(self.alpha, 3),
+            "granularity": self.options.granularity,
             "reasons": s["reason"].value_counts().to_dict(),
         }
 
     def __repr__(self) -> str:
         s = self.summary()
+        beta = "" if self.beta is None else f", beta={round(self.beta, 3)}"
         return (
-            f"BestTimeModel(mode={s['mode']!r}, users={s['users']}, events={s['events']}, "
-            f"alpha={s['alpha']}, reasons={s['reasons']})"
+            f"BestTimeModel(mode={s['mode']!r}, granularity={s['granularity']!r}, "
+            f"users={s['users']}, events={s['events']}, alpha={s['alpha']}{beta}, "
+            f"reasons={s['reasons']})"
         )
 
     def _repr_html_(self) -> str:
@@ -262,12 +310,13 @@ def fit(
         end = check_datetime("at", at) if at is not None else latest_event_time(ws, o.events)
         start = end - dt.timedelta(days=o.lookback_days)
         table = user_table(ws, users, o.prior_by)
+        weekly = o.granularity == "hour_of_week"
         hist = history(
             ws, table, o.events, start, end, o.half_life_days if o.mode == "bayes" else None, con
         )
     finally:
         con.close()
-    if hist.counts.sum() == 0:
+    if hist.idx.size == 0:
         raise ValidationError(
             "events",
             list(o.events),
@@ -276,7 +325,7 @@ def fit(
         )
     codes, names = pd.factorize(table["group"].astype(str))
     codes = codes.astype(np.int64)
-    n = hist.counts.sum(axis=1)
+    n = hist.n_events
     if o.mode == "clevertap":
         buckets = hist.counts.reshape(-1, 12, 2).sum(axis=2).astype(np.float64)
         return BestTimeModel(
@@ -284,10 +333,68 @@ def fit(
         )
     x = hist.weights
     priors = _bayes.group_priors(x, codes)
+    nw = x.sum(axis=1)
+    if len(names) <= 1 and not weekly:
+        alpha, score = _one_group_scores(x, nw)
+        return BestTimeModel(o, hist, alpha, priors, codes, list(names), score, nw / (nw + alpha))
     own = _bayes.loo_priors(x, codes)
     alpha = _bayes.fit_alpha(x, own)
-    post = _bayes.posterior_mean(x, own, alpha)
-    nw = x.sum(axis=1)
+    post = _bayes.posterior_mean(x, own, alpha, overwrite_prior=True)
+    del own
+    beta = None
+    if weekly:
+        assert hist.week_weights is not None
+        y = hist.week_weights.reshape(len(x), 7, 24)
+        base = _bayes.loo_conditionals(y, codes)
+        beta = _bayes.fit_alpha(*_bayes.conditional_rows(y, base))
+        post = _bayes.week_posterior(post, y, base, beta)
+        del base
+        priors = _week_priors(priors, y, codes)
     return BestTimeModel(
-        o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha)
+        o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha), beta
     )
+
+
+def _one_group_scores(x: np.ndarray, n: np.ndarray) -> tuple[float, np.ndarray]:
+    """(alpha, smoothed posterior means) for one prior group without materialising the
+    leave-one-out priors: with ``prior[u] = (total - x[u]) * c1[u] + c2[u]`` the posterior
+    ``(x + alpha * prior) / (n + alpha)`` is affine in ``x[u]`` and smoothing is linear."""
+    total, c1, c2 = _bayes.loo_coefficients(x)
+
+    def prior_rows(rows: np.ndarray) -> np.ndarray:
+        return (total[None, :] - x[rows]) * c1[rows, None] + c2[rows, None]
+
+    alpha = _bayes.fit_alpha(x, prior_rows)
+    denom = n + alpha
+    score = _smooth(x)
+    score *= ((1.0 - alpha * c1) / denom)[:, None]
+    score += (alpha * c1 / denom)[:, None] * _smooth(total[None, :])
+    score += (2.0 * alpha * c2 / denom)[:, None]
+    return alpha, score
+
+
+def _week_priors(hour_priors: np.ndarray, y: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``(groups, 168)``: each group's hour prior times its pooled weekday-given-hour shares."""
+    g = hour_priors.shape[0]
+    flat = y.reshape(len(y), -1)
+    sums = _bayes._group_sums(flat, codes, g).reshape(g, 7, 24) + 1e-6
+    cond = sums / sums.sum(axis=1, keepdims=True)
+    return (hour_priors[:, None, :] * cond).reshape(g, 168)
+
+
+def _weekday(day: Any) -> int:
+    """Monday = 0 weekday of a logical date (required for weekday-dependent slots)."""
+    if day is None:
+        raise ValidationError(
+            "day",
+            None,
+            "must be the logical date: slots depend on its weekday with granularity='hour_of_week'",
+        )
+    if isinstance(day, dt.datetime):
+        return day.weekday()
+    if isinstance(day, dt.date):
+        return day.weekday()
+    try:
+        return dt.date.fromisoformat(str(day)[:10]).weekday()
+    except ValueError:
+        raise ValidationError("day", day, "must be a date 'YYYY-MM-DD'") from None

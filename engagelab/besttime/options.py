@@ -12,9 +12,10 @@ import numpy as np
 from engagelab._validate import check_choice, check_int, check_number, check_str
 from engagelab.errors import ValidationError
 
-__all__ = ["MODES", "BestTimeOptions", "format_minute", "parse_time"]
+__all__ = ["GRANULARITIES", "MODES", "BestTimeOptions", "format_minute", "parse_time"]
 
 MODES = ("clevertap", "bayes")
+GRANULARITIES = ("hour", "hour_of_week")
 PASSED = ("next_day", "drop")
 #: CleverTap's default slot for users without history: right after the 12th two-hour bucket.
 CLEVERTAP_DEFAULT_SLOT = "00:00"
@@ -78,6 +79,10 @@ class BestTimeOptions:
         prior_by: optional profile column whose groups get their own prior (bayes mode).
         dnd: do-not-disturb local windows ``[(start, end), ...]``; ``start > end`` wraps
             midnight.
+        granularity: bayes mode's histogram: ``'hour'`` (24 local hours, one slot for
+            every day) or ``'hour_of_week'`` (168 local hours of the week: the slot depends
+            on the weekday of the logical date; each user's weekday-given-hour shares are
+            shrunk toward the group's with a second fitted prior strength).
 
     Example:
         >>> o = BestTimeOptions(mode="bayes", window=("08:00", "21:00"), explore_share=0.1)
@@ -101,6 +106,7 @@ class BestTimeOptions:
     min_events: int = 3
     prior_by: str | None = None
     dnd: tuple[tuple[str, str], ...] = ()
+    granularity: str = "hour"
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -125,6 +131,11 @@ class BestTimeOptions:
         if self.mode == "clevertap" and len(self.events) != 1:
             raise ValidationError(
                 "events", self.events, "must be exactly one event in clevertap mode"
+            )
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        if self.mode == "clevertap" and self.granularity != "hour":
+            raise ValidationError(
+                "granularity", self.granularity, "must be 'hour' in clevertap mode"
             )
         check_int("lookback_days", self.lookback_days, low=1, high=3660)
         check_number("half_life_days", self.half_life_days, low=0, low_open=True, allow_none=True)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from engagelab.besttime._bayes import dm_loglik, fit_alpha, group_priors, posterior_mean
+from engagelab.besttime._bayes import (
+    dm_loglik,
+    fit_alpha,
+    group_priors,
+    loo_priors,
+    posterior_mean,
+)
 
 
 def _planted(alpha: float, n_users: int, seed: int, prior=None):
@@ -69,3 +75,22 @@ def test_group_priors_follow_their_groups():
     assert pri[0] == pytest.approx([1, 0, 0], abs=1e-6) and pri[1] == pytest.approx(
         [0, 0, 1], abs=1e-6
     )
+
+
+def test_one_group_priors_and_scores_match_a_direct_leave_one_out():
+    from engagelab.besttime.model import _one_group_scores, _smooth
+
+    rng = np.random.default_rng(9)
+    x = rng.poisson(rng.gamma(0.3, 2.0, size=(400, 24))).astype(float)
+    x[:7] = 0.0
+    fast = loo_priors(x, np.zeros(400, dtype=np.int64))
+    for u in (0, 10, 399):
+        others = x.sum(axis=0) - x[u]
+        glob = (others + 1e-6) / (others + 1e-6).sum()
+        ref = (others + glob) / (others + glob).sum()
+        assert fast[u] == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    # the fused scores of the model equal smoothing the posterior means
+    alpha, score = _one_group_scores(x, x.sum(axis=1))
+    assert alpha == pytest.approx(fit_alpha(x, fast), rel=1e-9)
+    ref = _smooth(posterior_mean(x, fast, alpha))
+    assert score == pytest.approx(ref, rel=1e-9, abs=1e-15)
