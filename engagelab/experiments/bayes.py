@@ -17,14 +17,16 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 __all__ = ["bayes_summary", "posterior_draws"]
 
 _GRID = 4001
+_SQRT2PI = math.sqrt(2 * math.pi)
 
 
 def posterior_draws(
@@ -102,14 +104,17 @@ def bayes_summary(
         else:
             mu = sign * (arms[i][0] - arms[control][0])
             s = float(np.hypot(arms[i][1], arms[control][1]))
-            p_beat[i] = stats.norm.cdf(mu / s)
-            loss[i] = s * stats.norm.pdf(mu / s) - mu * stats.norm.cdf(-mu / s)
-            d, z = arms[i][0] - arms[control][0], stats.norm.isf((1 - level) / 2)
+            # scipy.special's ndtr/ndtri: the same values as stats.norm without its overhead
+            p_beat[i] = special.ndtr(mu / s)
+            loss[i] = s * math.exp(-0.5 * (mu / s) ** 2) / _SQRT2PI - mu * special.ndtr(-mu / s)
+            d, z = arms[i][0] - arms[control][0], -special.ndtri((1 - level) / 2)
             lo[i], hi[i] = d - z * s, d + z * s
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = x / x[:, [control]] - 1
     rel = np.where(np.isfinite(rel), rel, np.nan)
-    rlo, rhi = np.nanquantile(rel, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    # np.quantile is several times faster than np.nanquantile; use it when nothing is NaN
+    rlo, rhi = (np.nanquantile if np.isnan(rel).any() else np.quantile)(rel, q, axis=0)
     best = np.argmax(sign * x, axis=1)
     return {
         "p_beat_control": p_beat,

@@ -6,6 +6,13 @@ per-arm and total n, the effect in natural units and the formula used. ``analyze
 reads a CSV or Parquet file with one row per user and prints one row per arm x metric
 (n, estimates, absolute and relative lift with CI, p-value, adjusted p-value,
 P(beat control), SRM p-value). Bad input prints one line naming the field and exits 1.
+
+CUPED: ``--covariate COL`` adjusts every proportion and mean metric by ``COL`` and
+every ratio metric by the pre-period mean of ``COL``; ``--covariate NUM,DEN`` makes a
+ratio metric's covariate the pre-period ratio ``ΣNUM / ΣDEN`` (e.g.
+``--metric revenue:ratio:orders --covariate revenue_pre,orders_pre``; proportion and
+mean metrics use ``NUM``). A metric can name its own covariates instead:
+``NAME:mean:COV`` or ``NAME:ratio:DENOMINATOR:COV[:DEN_COV]``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,19 @@ def _weights(text: str | None) -> list[float] | None:
         raise ValidationError(
             "--weights", text, "must be comma-separated numbers, control first"
         ) from None
+
+
+def _covariates(text: str | None) -> tuple[str | None, str | None]:
+    from engagelab.errors import ValidationError
+
+    if text is None:
+        return None, None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 2 or not all(parts):
+        raise ValidationError(
+            "--covariate", text, "must be COL or NUM_COL,DEN_COL (a ratio's pre-period ratio)"
+        )
+    return parts[0], (parts[1] if len(parts) == 2 else None)
 
 
 def cmd_design(args: argparse.Namespace) -> int:
@@ -79,9 +99,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise ValidationError("--data", path, "must be a .csv or .parquet file")
     if not os.path.exists(path):
         raise ValidationError("--data", path, "file not found")
+    cov, den_cov = _covariates(args.covariate)
     out = analyze_experiment(
         path, arm_col=args.arm_col, control=args.control, metrics=args.metric,
-        covariate=args.covariate, correction=args.correction, alpha=args.alpha,
+        covariate=cov, denominator_covariate=den_cov, correction=args.correction, alpha=args.alpha,
         experiment_col=args.experiment_col, weights=_weights(args.weights),
         sequential=args.sequential,
     )  # fmt: skip
@@ -164,10 +185,15 @@ def register(
     a.add_argument("--arm-col", required=True, metavar="COL")
     a.add_argument("--control", required=True, metavar="VALUE")
     a.add_argument(
-        "--metric", action="append", required=True, metavar="NAME:KIND[:DENOMINATOR]",
-        help="proportion, mean or ratio:DENOMINATOR (repeatable)",
+        "--metric", action="append", required=True, metavar="NAME:KIND[:...]",
+        help="NAME:proportion[:COV], NAME:mean[:COV] or NAME:ratio:DENOMINATOR[:COV[:DEN_COV]] "
+        "(repeatable; COV = CUPED pre-period covariate)",
     )  # fmt: skip
-    a.add_argument("--covariate", metavar="COL", help="CUPED pre-period covariate")
+    a.add_argument(
+        "--covariate", metavar="COL[,DEN_COL]",
+        help="CUPED pre-period covariate for metrics that name none; COL,DEN_COL gives ratio "
+        "metrics the pre-period ratio COL/DEN_COL",
+    )  # fmt: skip
     a.add_argument(
         "--correction", default="holm", help="holm (default), hochberg, bonferroni, bh, by, none"
     )

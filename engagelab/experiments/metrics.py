@@ -2,18 +2,27 @@
 
 A metric is a proportion (0/1 outcome per user), a mean (e.g. revenue per user) or a
 ratio of two per-user sums (e.g. revenue per converter = revenue / converted,
-analysed with the delta method). Means and proportions may carry a pre-period
-``covariate`` for CUPED. Missing outcome values count as 0.
+analysed with the delta method). Every kind may carry a pre-period ``covariate`` for
+CUPED; a ratio's covariate is itself a ratio, ``covariate / denominator_covariate``
+(e.g. pre-period revenue / pre-period orders), or the plain mean of ``covariate``
+when no denominator covariate is given. Missing values count as 0.
 
 Per experiment and arm the engine computes ``n`` and, per column used, ``Σx`` and
-``Σx²``, plus ``Σxy`` for each (outcome, covariate) and (numerator, denominator)
-pair: everything the statistics need, in one scan.
+``Σx²``, plus ``Σxy`` for every pair of columns a metric combines (outcome and
+covariate; numerator, denominator and their covariates): everything the statistics
+need, in one scan.
+
+The text form (CLI) is ``NAME:proportion|mean[:COVARIATE]`` or
+``NAME:ratio:DENOMINATOR[:COVARIATE[:DENOMINATOR_COVARIATE]]``.
 
 Example:
     >>> Metric.parse("revenue:mean")
-    Metric(name='revenue', kind='mean', column='revenue', denominator=None, covariate=None, lower_is_better=False)
+    Metric(name='revenue', kind='mean', column='revenue', denominator=None, covariate=None, lower_is_better=False, denominator_covariate=None)
     >>> Metric.parse("revenue:ratio:converted").name
     'revenue/converted'
+    >>> m = Metric.parse("revenue:ratio:orders:revenue_pre:orders_pre")
+    >>> m.covariate, m.denominator_covariate
+    ('revenue_pre', 'orders_pre')
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import pandas as pd
 from engagelab._validate import check_choice, check_str
 from engagelab.errors import ValidationError
 
-__all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation"]
+__all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation", "cross"]
 
 KINDS = ("proportion", "mean", "ratio")
 _NUMERIC = (
@@ -59,8 +68,11 @@ class Metric:
         kind: ``"proportion"``, ``"mean"`` or ``"ratio"``.
         column: outcome column (the numerator for ratios); defaults to ``name``.
         denominator: denominator column (ratios only).
-        covariate: pre-period column for CUPED (proportions and means).
+        covariate: pre-period column for CUPED; for a ratio, the numerator of the
+            pre-period ratio.
         lower_is_better: the metric improves when it goes down (e.g. unsubscribes).
+        denominator_covariate: denominator of a ratio's pre-period ratio (ratios with a
+            ``covariate`` only); without it the covariate enters as a per-user mean.
     """
 
     name: str
@@ -69,6 +81,7 @@ class Metric:
     denominator: str | None = None
     covariate: str | None = None
     lower_is_better: bool = False
+    denominator_covariate: str | None = None
 
     def __post_init__(self) -> None:
         check_str("metric.name", self.name)
@@ -87,11 +100,23 @@ class Metric:
                 self.denominator,
                 "is only allowed for ratio metrics",
             )
-        if self.kind == "ratio" and self.covariate:
+        for field in ("column", "denominator", "covariate", "denominator_covariate"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValidationError(
+                    f"metrics[{self.name!r}].{field}", value, "must be a column name (text)"
+                )
+        if self.denominator_covariate and self.kind != "ratio":
             raise ValidationError(
-                f"metrics[{self.name!r}].covariate",
-                self.covariate,
-                "CUPED is supported for proportion and mean metrics only",
+                f"metrics[{self.name!r}].denominator_covariate",
+                self.denominator_covariate,
+                "is only allowed for ratio metrics",
+            )
+        if self.denominator_covariate and not self.covariate:
+            raise ValidationError(
+                f"metrics[{self.name!r}].denominator_covariate",
+                self.denominator_covariate,
+                "needs a covariate (the numerator of the pre-period ratio)",
             )
 
     def replace(self, **changes: Any) -> Metric:
@@ -99,37 +124,90 @@ class Metric:
         return replace(self, **changes)
 
     @classmethod
-    def parse(cls, text: str, covariate: str | None = None) -> Metric:
-        """Parse ``COLUMN:KIND[:DENOMINATOR]`` (the CLI form); a ratio is named ``COLUMN/DENOMINATOR``."""
+    def parse(
+        cls,
+        text: str,
+        covariate: str | None = None,
+        denominator_covariate: str | None = None,
+    ) -> Metric:
+        """Parse the CLI form; a ratio is named ``COLUMN/DENOMINATOR``.
+
+        ``NAME:proportion|mean[:COVARIATE]`` or
+        ``NAME:ratio:DENOMINATOR[:COVARIATE[:DENOMINATOR_COVARIATE]]``. Covariates
+        written in the text win over ``covariate`` / ``denominator_covariate`` (the
+        defaults for every parsed metric; ``denominator_covariate`` applies to ratios
+        only).
+        """
         parts = check_str("metric", text).split(":")
-        if len(parts) not in (2, 3) or not all(parts):
+        kind = parts[1] if len(parts) > 1 else ""
+        longest = 5 if kind == "ratio" else 3
+        if len(parts) < 2 or len(parts) > longest or not all(parts):
             raise ValidationError(
                 "metric",
                 text,
-                "must look like NAME:proportion, NAME:mean or NAME:ratio:DENOMINATOR",
+                "must look like NAME:proportion[:COVARIATE], NAME:mean[:COVARIATE] or "
+                "NAME:ratio:DENOMINATOR[:COVARIATE[:DENOMINATOR_COVARIATE]]",
             )
-        name, kind = parts[0], parts[1]
+        name = parts[0]
         check_choice(f"metrics[{name!r}].kind", kind, KINDS)
-        if kind == "ratio" and len(parts) == 3:
-            return cls(f"{name}/{parts[2]}", kind, name, parts[2])
+        if kind != "ratio":
+            cov = parts[2] if len(parts) == 3 else covariate
+            return cls(name, kind, name, None, cov or None)
+        if len(parts) == 2:
+            raise ValidationError(
+                f"metrics[{name!r}].denominator",
+                None,
+                "must name a column for a ratio metric (NAME:ratio:DENOMINATOR)",
+            )
+        if len(parts) >= 4:
+            cov, dcov = parts[3], (parts[4] if len(parts) == 5 else None)
+        else:
+            cov, dcov = covariate, denominator_covariate if covariate else None
         return cls(
-            name,
-            kind,
-            name,
-            parts[2] if len(parts) == 3 else None,
-            covariate if kind != "ratio" else None,
+            f"{name}/{parts[2]}", kind, name, parts[2], cov or None, denominator_covariate=dcov
         )
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Data columns this metric reads."""
-        return tuple(c for c in (self.column, self.denominator, self.covariate) if c)
+        cols = (self.column, self.denominator, self.covariate, self.denominator_covariate)
+        return tuple(dict.fromkeys(c for c in cols if c))
 
     @property
-    def pair(self) -> tuple[str, str] | None:
-        """The (y, x) pair whose cross-product is needed, if any."""
-        other = self.denominator or self.covariate
-        return (self.column or self.name, other) if other else None
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The (a, b) column pairs whose cross-product ``Σab`` the statistics need."""
+        y, n = self.column or self.name, self.denominator or ""
+        x, m = self.covariate or "", self.denominator_covariate or ""
+        if self.kind != "ratio":
+            return ((y, x),) if x else ()
+        out = [(y, n)]
+        if x:
+            out += [(y, x), (n, x)]
+        if m:
+            out += [(y, m), (n, m), (x, m)]
+        return tuple(out)
+
+
+def _plan(metrics: Sequence[Metric]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Distinct columns and distinct unordered pairs (``Σaa`` is already ``Σa²``)."""
+    cols = list(dict.fromkeys(c for m in metrics for c in m.columns))
+    pairs: list[tuple[str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for m in metrics:
+        for a, b in m.pairs:
+            key = frozenset((a, b))
+            if a != b and key not in seen:
+                seen.add(key)
+                pairs.append((a, b))
+    return cols, pairs
+
+
+def cross(stats: Any, a: str, b: str) -> Any:
+    """``Σab`` from an aggregate row or frame, whichever order it was stored in."""
+    if a == b:
+        return stats[f"sumsq:{a}"]
+    key = f"cross:{a}*{b}"
+    return stats[key] if key in stats else stats[f"cross:{b}*{a}"]
 
 
 def _q(name: str) -> str:
@@ -188,15 +266,7 @@ def aggregate_sql(
     metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None, source: str = "src"
 ) -> str:
     """The DuckDB SQL that aggregates the sufficient statistics (users can read it)."""
-    cols: list[str] = []
-    for m in metrics:
-        for c in m.columns:
-            if c not in cols:
-                cols.append(c)
-    pairs: list[tuple[str, str]] = []
-    for m in metrics:
-        if m.pair and m.pair not in pairs:
-            pairs.append(m.pair)
+    cols, pairs = _plan(metrics)
     # 1. project each column once (missing -> 0, as DOUBLE); 2. aggregate on the raw keys;
     # 3. cast the few result keys to text
     proj = [f"{_q(arm_col)} AS arm"]
@@ -238,6 +308,7 @@ def aggregate(
             ("column", m.column),
             ("denominator", m.denominator),
             ("covariate", m.covariate),
+            ("denominator_covariate", m.denominator_covariate),
         ):
             if col is None:
                 continue
@@ -258,13 +329,7 @@ def aggregate(
     if query is None:  # pragma: no cover - DuckDB returns a relation for a SELECT
         raise ValidationError("data", "<query>", "did not produce a result")
     out = query.df()
-    cols = []
-    for m in metrics:
-        cols += [c for c in m.columns if c not in cols]
-    pairs = []
-    for m in metrics:
-        if m.pair and m.pair not in pairs:
-            pairs.append(m.pair)
+    cols, pairs = _plan(metrics)
     ren = {f"s{i}": f"sum:{c}" for i, c in enumerate(cols)}
     ren |= {f"ss{i}": f"sumsq:{c}" for i, c in enumerate(cols)}
     ren |= {f"cp{j}": f"cross:{a}*{b}" for j, (a, b) in enumerate(pairs)}
