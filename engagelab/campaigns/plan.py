@@ -17,7 +17,8 @@ One row per qualifying user; the columns (what ``send`` reads is marked *):
   campaigns without ``event.*``; see :func:`event_context`.
 
 Reason codes, in the order they are checked: ``global_control``, ``control``,
-``opted_out``, ``unreachable``, ``tz_passed``, ``best_time_drop`` (the best-time
+``opted_out``, ``unreachable``, ``missing_variable`` (a template reads a property
+this user lacks, without a default), ``tz_passed``, ``best_time_drop`` (the best-time
 hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expired``,
 ``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``.
 """
@@ -50,6 +51,7 @@ REASONS = (
     "control",
     "opted_out",
     "unreachable",
+    "missing_variable",
     "tz_passed",
     "best_time_drop",
     "dnd_drop",
@@ -111,6 +113,10 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
         if optout and optout in pcols
         else "false AS optout"
     )
+    for name in sorted({x for vs in _required(c).values() for x in vs}):
+        root, prop = name.split(".", 1)
+        if root == "profile":
+            sel += f", (p.{_q(prop)} IS NULL) AS {_q('missing:' + name)}"
     if c.audience is None:
         src = "profiles AS p"
     else:
@@ -217,6 +223,37 @@ def _trigger_sql(
         f"WHERE a.event = $e{filt}{cond} GROUP BY a.user_id"
     )
     return sql, params
+
+
+def _required(c: Campaign) -> dict[str, set[str]]:
+    """Per variant, the variables its templates read without a default."""
+    return {
+        v.name: v.content.required_variables()
+        for v in c.variants
+        if hasattr(v.content, "required_variables") and v.content.required_variables()
+    }
+
+
+def _missing(c: Campaign, df: pd.DataFrame) -> np.ndarray:
+    """True for users whose variant reads a variable they lack without a default (their
+    message cannot be rendered: suppressed as ``missing_variable``)."""
+    out = np.zeros(len(df), bool)
+    variant = df["variant"].to_numpy(dtype=object)
+    for name, needs in _required(c).items():
+        rows = variant == name
+        if not rows.any():
+            continue
+        miss = np.zeros(len(df), bool)
+        for var in sorted(needs):
+            if var.startswith("profile."):
+                miss |= df["missing:" + var].fillna(True).to_numpy(bool)
+        props = sorted(v.split(".", 1)[1] for v in needs if v.startswith("event."))
+        if props:
+            for i in np.flatnonzero(rows & ~miss):
+                ev = event_context(df["event_properties"].iat[i]) or {}
+                miss[i] = any(ev.get(p) is None for p in props)
+        out |= rows & miss
+    return out
 
 
 def event_context(value: Any) -> dict[str, Any] | None:
@@ -343,6 +380,7 @@ def plan(
         (addr.isna() | (addr.astype("string").str.strip() == "")).fillna(True).to_numpy(bool),
         "unreachable",
     )
+    _suppress(df, _missing(c, df), "missing_variable")
     send = base.copy()
     note = np.full(len(df), None, dtype=object)
     if opt.user_timezone and len(df):

@@ -295,6 +295,14 @@ class Content:
             out |= t.variables
         return out
 
+    def required_variables(self) -> set[str]:
+        """Variables read without a default (nor under an ``if`` / ``is`` test): a user who
+        lacks one cannot be rendered for."""
+        out: set[str] = set()
+        for _, t in self._tpls:  # type: ignore[attr-defined]
+            out |= t.required
+        return out
+
     def template_fields(self) -> dict[str, frozenset[str]]:
         """Variables read per template field, e.g. ``{'push.title': {'event.product'}}``."""
         out: dict[str, frozenset[str]] = {}

@@ -284,6 +284,9 @@ class Template:
     autoescape: bool
     variables: frozenset[str]
     _compiled: Any
+    #: variables read outside any ``default`` filter, ``is`` test or ``if``: rendering fails
+    #: for a user who lacks one of them
+    required: frozenset[str] = frozenset()
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render for one user; ``context`` is ``{"profile": {...}, "event": {...}}``.
@@ -388,7 +391,9 @@ def _compile(field: str, source: str, autoescape: bool) -> Template:
         compiled = env.from_string(source)
     except TemplateSyntaxError as exc:  # pragma: no cover - parse succeeded above
         raise TemplateError(field, source, message=f"{field}: {exc.message}") from None
-    return Template(field, source, autoescape, frozenset(variables), compiled)
+    return Template(
+        field, source, autoescape, frozenset(variables), compiled, frozenset(_required(tree))
+    )
 
 
 def _not_allowed(field: str, source: str, what: str) -> TemplateError:
@@ -448,6 +453,27 @@ def _check_tree(field: str, tree: nodes.Template) -> set[str]:
                 message=f"{field}: use {root.name}.<property>, not {root.name} itself",
             )
     return variables
+
+
+def _required(node: nodes.Node, guarded: bool = False) -> set[str]:
+    """Variables read where nothing guards a missing value: not under a ``default`` filter,
+    an ``is`` test, or an ``if`` (statement or expression)."""
+    out: set[str] = set()
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        base = node.node
+        if isinstance(base, nodes.Name) and base.name in ROOTS and not guarded:
+            key = node.attr if isinstance(node, nodes.Getattr) else node.arg.value  # type: ignore[attr-defined]
+            out.add(f"{base.name}.{key}")
+    if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
+        if node.node is not None:
+            out |= _required(node.node, True)
+        for child in (*node.args, *(kw.value for kw in node.kwargs)):
+            out |= _required(child, guarded)
+        return out
+    inner = guarded or isinstance(node, nodes.Test | nodes.If | nodes.CondExpr)
+    for child in node.iter_child_nodes():
+        out |= _required(child, inner)
+    return out
 
 
 def _is_accessed(tree: nodes.Template, name: nodes.Name) -> bool:

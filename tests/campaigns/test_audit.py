@@ -7,7 +7,7 @@ import pytest
 
 from engagelab.campaigns import Schedule, campaign_report, plan, save_campaign, send
 from engagelab.errors import ValidationError
-from tests.campaigns.conftest import add_users, campaign, profiles
+from tests.campaigns.conftest import add_users, campaign, email, profiles
 
 
 def test_leap_day_anniversary_comes_round_on_28_february(ws):
@@ -43,3 +43,47 @@ def test_report_csv_parts(ws, tmp_path):
     assert variants[["variant", "sent"]].values.tolist() == [["A", 4]]
     with pytest.raises(ValidationError, match="part == 'all'"):
         rep.to_csv(tmp_path / "x.csv", part="all")
+
+
+def test_users_missing_a_variable_without_default_are_suppressed(ws):
+    n = 40
+    add_users(
+        ws,
+        profiles(n).assign(
+            name=[None if i % 2 else f"N{i}" for i in range(n)],
+            city=[None if i % 3 == 0 else "X" for i in range(n)],
+        ),
+    )
+    c = campaign(
+        "names",
+        variants=(
+            email("A", subject="Hi {{ profile.name }}"),  # fails without a name
+            email("B", subject="Hi {{ profile.name | default('you') }} in {{ profile.city }}"),
+        ),
+    )
+    f = plan(ws, c, "2026-01-05T09:00:00Z").to_pandas().set_index("user_id")
+    need = {"A": ["name"], "B": ["city"]}
+    prof = ws.sql("SELECT user_id, name, city FROM profiles").set_index("user_id")
+    for u, row in f.iterrows():
+        lacks = prof.loc[u, need[row["variant"]]].isna().any()
+        assert (row["reason"] == "missing_variable") == lacks, u
+        assert (row["decision"] == "send") != lacks, u
+    assert set(f["variant"]) == {"A", "B"}
+    assert 0 < (f["reason"] == "missing_variable").sum() < n
+    # users who are sent render without error
+    from engagelab.campaigns import preview
+
+    for u in f.index[f["decision"] == "send"]:
+        assert preview(ws, c, u)["subject"].startswith("Hi ")
+    # a guarded variable never suppresses: {% if %} and `is defined` keep users
+    guarded = campaign(
+        "guarded",
+        variants=(
+            email(
+                "A",
+                subject="Hi{% if profile.name %} {{ profile.name }}{% endif %}"
+                "{{ ' from ' ~ profile.city if profile.city is defined else '' }}",
+            ),
+        ),
+    )
+    assert plan(ws, guarded, "2026-01-05T09:00:00Z").reasons() == {}

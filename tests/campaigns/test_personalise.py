@@ -172,3 +172,12 @@ def test_event_values_are_data_not_templates(ws):
     c = cart_campaign()
     body = preview(ws, c, "u00000")["body"]
     assert body == "Your {{ 7 * 7 }} {{ ''.__class__ }} (1.0 EUR) is waiting"
+
+
+def test_users_whose_event_lacks_a_required_property_are_suppressed(cart_ws):
+    c = cart_campaign(variants=(Variant("A", {"title": "t", "body": "{{ event.product }}"}),))
+    f = plan(cart_ws, c, "2026-02-02T09:00:00Z").to_pandas().set_index("user_id")
+    # u1's cart has no product and the template gives no default
+    assert f.loc["u00001", "decision"] == "suppressed"
+    assert f.loc["u00001", "reason"] == "missing_variable"
+    assert (f.drop(index="u00001")["decision"] == "send").all()
