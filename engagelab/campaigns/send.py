@@ -505,10 +505,15 @@ def _deliver(prov: Any, batch: MessageBatch, retries: int) -> BatchResult:
     return res
 
 
-def _sorted_by_key(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The rows in binary order of their message keys, so every batch is a key range."""
-    keys = pa.array(rows["message_key"], pa.string())
-    return _take(rows, pc.sort_indices(keys).to_numpy())
+def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows in binary order of their message keys, so every batch is a key range
+    (sorted before the columns become Python objects: Arrow takes them without refcounts)."""
+    col = frame["message_key"]
+    try:
+        keys = pa.array(col)  # zero-copy for Arrow-backed strings
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        keys = pa.array(col.to_numpy(dtype=object, na_value=None), pa.string())
+    return frame.take(pc.sort_indices(keys).to_numpy())
 
 
 def send(
@@ -559,7 +564,7 @@ def send(
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
         prov = provider
-    todo = _sorted_by_key(_arrays(frame[frame["decision"] == "send"]))
+    todo = _arrays(_sorted_by_key(frame[frame["decision"] == "send"]))
     n_todo = len(todo["message_key"])
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
     sent = redelivered = failed = 0

@@ -56,11 +56,30 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
 
 # --------------------------------------------------------------------------- SMTP
 class _Recorder:
-    def __init__(self, reject: dict[str, str], drop_once: set[str]):
+    def __init__(self, reject: dict[str, str], drop_once: set[str], pipelining: bool = False):
         self.messages: list[dict[str, Any]] = []
         self.reject = reject
         self.drop_once = set(drop_once)
+        self.pipelining = pipelining
         self.lock = threading.Lock()
+        #: SMTP commands received, by verb (MAIL, RCPT, DATA, RSET, ...)
+        self.commands: Counter[str] = Counter()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands line by line, so it can honour it
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_RSET(self, server, session, envelope):  # noqa: N802
+        self.commands["RSET"] += 1
+        return "250 OK"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        self.commands["MAIL"] += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.drop_once:
@@ -102,6 +121,7 @@ class SmtpServer:
         users: dict[str, str] | None = None,
         reject: dict[str, str] | None = None,
         drop_once: set[str] | None = None,
+        pipelining: bool = False,
     ):
         import ssl
 
@@ -110,7 +130,7 @@ class SmtpServer:
 
         self.port = free_port()
         self.logins: list[tuple[str, bool]] = []
-        self.recorder = _Recorder(reject or {}, drop_once or set())
+        self.recorder = _Recorder(reject or {}, drop_once or set(), pipelining)
         kwargs: dict[str, Any] = {}
         if security != "none":
             assert cert is not None

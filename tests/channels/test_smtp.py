@@ -179,7 +179,8 @@ def test_provider_for_email_reads_env_and_workspace_config(ws, monkeypatch, tls_
     assert "pw-from-env" not in repr(p)
 
 
-def test_bodies_arrive_intact_in_every_transfer_encoding():
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_bodies_arrive_intact_in_every_transfer_encoding(pipelining):
     content = EmailContent(
         sender="Grüße Shop <news@shop.example>",
         subject="Grüße, {{ profile.name }} — ein sehr langer Betreff " + "x" * 100,
@@ -188,7 +189,7 @@ def test_bodies_arrive_intact_in_every_transfer_encoding():
     )
     profile = {"email": "u@x.example", "name": "Jörg"}
     m = message("k-enc", "u@x.example", preview(content, profile))
-    with SmtpServer() as srv:
+    with SmtpServer(pipelining=pipelining) as srv:
         p = SmtpProvider("127.0.0.1", srv.port)
         assert p.deliver([m])[0].ok
         p.close()
@@ -218,3 +219,50 @@ def test_parallel_kept_open_connections():
     assert sorted(m["key"] for m in srv.messages) == sorted(
         f"run1.u{i}.0" for i in range(18) if i != 3
     )
+
+
+def _count_writes(monkeypatch):
+    import smtplib
+
+    writes = []
+    real = smtplib.SMTP.send
+
+    def send(self, s):
+        writes.append(s if isinstance(s, bytes) else s.encode())
+        return real(self, s)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", send)
+    return writes
+
+
+def test_pipelining_two_writes_a_message_and_the_same_outcomes(monkeypatch):
+    """With PIPELINING offered, MAIL/RCPT/DATA go in one write (then the body): two
+    writes a message instead of four; refusals are classified as without it."""
+    reject = {"u1@x.example": "550 5.1.1 No such user", "u3@x.example": "452 4.2.2 Full"}
+    outcomes = {}
+    for pipelining in (False, True):
+        writes = _count_writes(monkeypatch)
+        with SmtpServer(reject=reject, pipelining=pipelining) as srv:
+            p = SmtpProvider("127.0.0.1", srv.port)
+            p.open()
+            n0 = len(writes)
+            res = p.deliver(mails(6))
+            n_writes = len(writes) - n0
+            p.close()
+        outcomes[pipelining] = [(r.ok, r.permanent, (r.error or "")[:3]) for r in res]
+        assert sorted(m["key"] for m in srv.messages) == [f"run1.u{i}.0" for i in (0, 2, 4, 5)]
+        assert srv.recorder.commands["MAIL"] == 6 and srv.recorder.commands["RSET"] == 2
+        # 4 accepted + 2 refused at RCPT: pipelined = 2 + 2 writes (+ RSET each), else 4 + 2
+        assert n_writes == (4 * 2 + 2 * 2 if pipelining else 4 * 4 + 2 * 3), n_writes
+        assert p.connections == 1
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True][1] == (False, True, "550") and outcomes[True][3] == (False, False, "452")
+
+
+def test_pipelining_reconnects_when_the_server_drops_the_connection():
+    with SmtpServer(drop_once={"u2@x.example"}, pipelining=True) as srv:
+        p = SmtpProvider("127.0.0.1", srv.port)
+        res = p.deliver(mails(4))
+        p.close()
+    assert all(r.ok for r in res) and p.connections == 2
+    assert sorted(m["key"] for m in srv.messages) == [f"run1.u{i}.0" for i in range(4)]
