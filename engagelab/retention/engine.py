@@ -34,7 +34,7 @@ import pandas as pd
 
 from engagelab._validate import check_choice
 from engagelab.errors import ValidationError
-from engagelab.retention._sql import ident, lit, retention_sql
+from engagelab.retention._sql import ident, lit, per_user_origin, per_user_sql, retention_sql
 from engagelab.retention._stats import wilson
 from engagelab.retention.result import LONG_COLUMNS, RetentionResult
 from engagelab.retention.spec import CHUNK_US, RetentionSpec
@@ -115,9 +115,15 @@ def run_query(
     name: str = "",
     notes: tuple[str, ...] = (),
     until: Any = None,
+    plan: str = "auto",
 ) -> RetentionResult:
-    """Run ``spec`` (optionally with a custom start-rows SQL) and build the result."""
+    """Run ``spec`` (optionally with a custom start-rows SQL) and build the result.
+
+    ``plan='join'`` forces the general join plan even where the per-user plan applies
+    (see :mod:`engagelab.retention._sql`); both give identical results.
+    """
     check_choice("engine", engine, ["duckdb", "spark"])
+    check_choice("plan", plan, ["auto", "join"])
     _check_columns(ws, spec)
     info = ws.sql(
         "SELECT max(ts) AS last_ts, min(ts) AS first_ts, coalesce(bool_or(event = $s), false) AS has_s, "
@@ -141,9 +147,18 @@ def run_query(
             "until", end.isoformat(), f"must be after the first event ({first.isoformat()})"
         )
     breakdown_sql = f"CAST(p.{ident(spec.breakdown)} AS VARCHAR)" if spec.breakdown else None
-    sql = retention_sql(
-        spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=engine == "spark"
+    portable = engine == "spark"
+    origin = (
+        per_user_origin(spec, end, first, starts=starts, portable=portable)
+        if plan != "join"
+        else None
     )
+    if origin is not None:
+        sql = per_user_sql(spec, end, origin, breakdown_sql=breakdown_sql)
+    else:
+        sql = retention_sql(
+            spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=portable
+        )
     raw = ws.spark().query(sql) if engine == "spark" else ws.sql(sql)
     result = assemble(spec, raw, end, sql=sql, name=name, notes=notes)
     if result.empty and not result.message:
