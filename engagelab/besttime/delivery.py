@@ -148,7 +148,8 @@ def send_times(
     if model is None:
         cutoff = min(now_t, pd.Timestamp(day).tz_localize("UTC"))
         model = fit(ws, o, at=cutoff.to_pydatetime(), users=users[["user_id", "timezone"]])
-    slots = model.slots().set_index("user_id")
+    # weekday-dependent (hour-of-week) slots are those of the logical date's weekday
+    slots = model.slots(day).set_index("user_id")
     ids = users["user_id"].astype(str).to_numpy(dtype=object)
     missing = [u for u in dict.fromkeys(ids) if u not in slots.index]
     if missing:
@@ -174,7 +175,12 @@ def send_times(
         if passed.any():
             p = np.flatnonzero(passed)
             if o.passed == "next_day":
-                send.iloc[p] = local_to_utc(day + dt.timedelta(days=1), minute[p], tz[p]).to_numpy()
+                nxt = day + dt.timedelta(days=1)
+                if model.weekly:  # the next day's weekday has its own slot
+                    chosen = p[reason[p] != "exploration"]
+                    later = model.slots(nxt).set_index("user_id")["slot_minute"]
+                    minute[chosen] = later.loc[ids[chosen]].to_numpy()
+                send.iloc[p] = local_to_utc(nxt, minute[p], tz[p]).to_numpy()
                 reason[p] = "passed_next_day"
             else:
                 send.iloc[p] = pd.NaT

@@ -308,3 +308,38 @@ def test_best_time_option_in_the_spec():
     with pytest.raises(SpecError) as info:
         campaign(best_time="09:00")
     assert info.value.field == "delivery.best_time"
+
+
+def test_hour_of_week_slots_follow_the_logical_dates_weekday(tmp_path):
+    # both users launch the app at 09:10 on weekdays and at 20:10 at weekends (Berlin)
+    days = pd.date_range("2026-02-02", "2026-03-15")
+    rows = [
+        (u, AL, f"{d:%Y-%m-%d} {'20:10' if d.day_of_week >= 5 else '09:10'}", "Europe/Berlin")
+        for u in ("w1", "w2")
+        for d in days
+    ]
+    ws = Workspace.create(tmp_path / "ws")
+    ws.append(
+        "profiles",
+        pd.DataFrame(
+            {"user_id": ["w1", "w2"], "timezone": ["Europe/Berlin"] * 2, "push_token": ["t1", "t2"]}
+        ),
+    )
+    ws.append("events", local_events(rows))
+    o = BestTimeOptions(mode="bayes", granularity="hour_of_week", window=("08:00", "22:00"))
+    c = campaign(best_time=o)
+
+    def hours(ld, **kw):
+        f = plan(ws, c, ld, **kw).to_pandas()
+        return f["best_time_slot"].str.slice(0, 2).astype(int).tolist(), f
+
+    fri, _ = hours("2026-03-19T23:00:00Z")  # Friday 2026-03-20 in Berlin
+    sat, _ = hours("2026-03-20T23:00:00Z")  # Saturday
+    assert fri == [9, 9] and sat == [20, 20]
+    # Friday's 09:xx has passed at noon: the next day is a Saturday, with its own slot
+    nxt, f = hours("2026-03-19T23:00:00Z", now="2026-03-20T11:00:00Z")
+    assert nxt == [20, 20] and (f["best_time_reason"] == "passed_next_day").all()
+    local = pd.to_datetime(f["send_at_local"])
+    assert (local.dt.date == pd.Timestamp("2026-03-21").date()).all()
+    assert (local.dt.hour == 20).all()
+    ws.close()
