@@ -57,9 +57,12 @@ class VariantReport(w.VBox):
             workspace's ``events``/``profiles``; one row per user.
         arm_col: column with each user's arm (variant).
         control: the control arm's value.
-        metrics: :class:`~engagelab.experiments.Metric` objects or ``"COLUMN:KIND[:DENOMINATOR]"``.
+        metrics: :class:`~engagelab.experiments.Metric` objects or strings
+            ``"NAME:proportion|mean[:COVARIATE]"`` / ``"NAME:ratio:DENOMINATOR[:COV[:DEN_COV]]"``.
         experiment_col: column naming the experiment or campaign (several can be picked).
-        covariate: CUPED pre-period covariate for proportion and mean metrics.
+        covariate: CUPED pre-period covariate for string metrics that name none (for a
+            ratio: the numerator of its pre-period ratio).
+        denominator_covariate: denominator of the pre-period ratio of string ratio metrics.
         ws: a :class:`~engagelab.Workspace` on which ``data`` (SQL) runs.
         alpha, correction: significance level and multiple-comparison correction.
         rule: winner rule, ``"statistical"`` (default) or ``"clevertap"``.
@@ -81,6 +84,7 @@ class VariantReport(w.VBox):
         metrics: Sequence[Metric | str],
         experiment_col: str | None = None,
         covariate: str | None = None,
+        denominator_covariate: str | None = None,
         ws: Any = None,
         alpha: float = 0.05,
         correction: str = "holm",
@@ -117,7 +121,10 @@ class VariantReport(w.VBox):
         self.experiment_col, self.covariate, self.weights = experiment_col, covariate, weights
         self._metrics = {
             m.name: m
-            for m in (x if isinstance(x, Metric) else Metric.parse(x, covariate) for x in metrics)
+            for m in (
+                x if isinstance(x, Metric) else Metric.parse(x, covariate, denominator_covariate)
+                for x in metrics
+            )
         }
         self._plot = plot
         self._ready = False

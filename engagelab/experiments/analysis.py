@@ -170,12 +170,15 @@ def _compare(
     if test == "welch" and m.kind == "ratio":
         raise ValidationError("test", test, f"is not defined for ratio metric {m.name!r}; use 'z'")
     alt = {"two-sided": "two-sided", "greater": "greater", "less": "less"}[alternative]
-    crit = stats.norm.isf(alpha / 2)
+    # intervals match the test: two-sided at 1 - alpha, or one-sided (open towards the
+    # alternative) so that "p < alpha" and "the interval excludes 0" always agree
+    tail = alpha / 2 if alternative == "two-sided" else alpha
+    crit = stats.norm.isf(tail)
     if test == "welch":
         _, df, logp, _ = _stats.welch(
             c["estimate"], c["var"], c["n"], t["estimate"], t["var"], t["n"], alt
         )
-        crit = float(stats.t.isf(alpha / 2, df)) if np.isfinite(df) else crit
+        crit = float(stats.t.isf(tail, df)) if np.isfinite(df) else crit
     elif test == "pooled_z":
         _, logp = _stats.pooled_z(c["successes"], c["n"], t["successes"], t["n"], alt)
     elif test in ("fisher", "barnard"):
@@ -186,11 +189,16 @@ def _compare(
         _, logp = _stats.z_test(diff, se, alt)
     logp = float(logp)
     rel, rlo, rhi = _stats.relative_lift(c["estimate"], c["se2"], t["estimate"], t["se2"], crit)
+    lo, hi = diff - crit * se, diff + crit * se
+    if alternative == "greater":
+        hi = rhi = math.inf
+    elif alternative == "less":
+        lo = rlo = -math.inf
     return {
         "test": test,
         "abs_lift": diff,
-        "abs_ci_low": diff - crit * se,
-        "abs_ci_high": diff + crit * se,
+        "abs_ci_low": lo,
+        "abs_ci_high": hi,
         "rel_lift": float(rel),
         "rel_ci_low": float(rlo),
         "rel_ci_high": float(rhi),
@@ -420,7 +428,10 @@ def analyze(
         correction: ``holm`` (default), ``hochberg``, ``bonferroni``, ``bh``, ``by`` or
             ``none``, over all arms x metrics of each experiment.
         test: ``auto``, ``z``, ``pooled_z``, ``welch``, ``fisher`` or ``barnard``.
-        alternative: ``two-sided``, ``greater`` or ``less``.
+        alternative: ``two-sided``, ``greater`` or ``less``; with a one-sided
+            alternative the intervals are one-sided too (``abs_ci_high`` / ``rel_ci_high``
+            is ``inf`` for ``greater``, the lows ``-inf`` for ``less``), so a p-value below
+            ``alpha`` always means an interval that excludes 0.
         weights: intended allocation for the SRM check (mapping arm -> weight, or a list
             with the control first then the other arms sorted); equal by default.
         arms: arms that must be present (an absent arm is an error: zero users).

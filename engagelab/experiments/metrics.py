@@ -138,6 +138,12 @@ class Metric:
         defaults for every parsed metric; ``denominator_covariate`` applies to ratios
         only).
         """
+        if denominator_covariate and not covariate:
+            raise ValidationError(
+                "denominator_covariate",
+                denominator_covariate,
+                "needs covariate (the numerator of the pre-period ratio)",
+            )
         parts = check_str("metric", text).split(":")
         kind = parts[1] if len(parts) > 1 else ""
         longest = 5 if kind == "ratio" else 3

@@ -134,10 +134,17 @@ class ExperimentResult:
         return self.table.drop(columns=["_lower"]).copy()
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """The comparison rows as JSON-ready dictionaries (NaN -> None)."""
+        """The comparison rows as JSON-ready dictionaries.
+
+        NaN (undefined) and the infinite open end of a one-sided interval become None,
+        which strict JSON can carry.
+        """
         df = self.to_pandas().astype(object)
         return [
-            {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            {
+                str(k): (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in r.items()
+            }
             for r in df.where(df.notna(), None).to_dict("records")
         ]
 
@@ -281,6 +288,7 @@ class ExperimentResult:
         y = np.arange(len(t))[::-1]
         est = t[col].to_numpy(float)
         err = np.vstack([est - t[lo].to_numpy(float), t[hi].to_numpy(float) - est])
+        err[~np.isfinite(err)] = 0.0  # the open end of a one-sided interval is not drawn
         colors = np.where(t["significant"], "#1a7f37", "#555555")
         for yi, e, el, eh, c in zip(y, est, err[0], err[1], colors, strict=True):
             if np.isfinite(e):

@@ -330,3 +330,19 @@ def test_cli_ratio_covariates(tmp_path, capsys):
         assert main([*base, "--metric", "rev:ratio:orders", "--covariate", bad]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"engagelab: error: --covariate == {bad!r}")
+
+
+def test_variant_report_widget_takes_ratio_covariates():
+    from engagelab.widgets.variant_report import VariantReport
+
+    df = _users(np.random.default_rng(6), 3000)
+    kw = dict(arm_col="arm", control="a", metrics=["rev:ratio:orders", "rev:mean"])
+    r = VariantReport(df, **kw, covariate="rev_pre", denominator_covariate="orders_pre", plot=False)
+    assert r.error_line.text == ""
+    core = analyze(
+        df, **kw, covariate="rev_pre", denominator_covariate="orders_pre", sequential=True
+    )
+    pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
+    assert set(r.result.to_pandas().kind) == {"ratio (CUPED)", "mean (CUPED)"}
+    with pytest.raises(ValidationError, match="^denominator_covariate =="):
+        VariantReport(df, **kw, denominator_covariate="orders_pre", plot=False)
