@@ -80,7 +80,7 @@ def user_outcomes(ws: Any, c: Campaign) -> pd.DataFrame:
     ev_cols = ws.engine.refresh().columns.get("events", {})
     rp = c.goal.revenue_property
     revenue = f'CAST(g."{rp}" AS DOUBLE)' if rp and rp in ev_cols else "CAST(0 AS DOUBLE)"
-    if "campaign_id" not in ev_cols:
+    if "campaign_id" not in ev_cols or "control_group" not in ev_cols:  # no campaign sent yet
         return pd.DataFrame(
             columns=[
                 "user_id",
