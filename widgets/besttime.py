@@ -23,6 +23,7 @@ Example (headless)::
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from typing import Any
 
@@ -32,6 +33,7 @@ import traitlets
 from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
 
 from engagelab.besttime import BestTimeOptions, activity_heatmap, evaluate, fit
+from engagelab.besttime.explore import WEEKDAYS
 
 __all__ = ["BestTimeExplorer"]
 
@@ -83,6 +85,8 @@ class BestTimeExplorer(w.VBox):
         ws: the workspace.
         mode: ``'bayes'`` or ``'clevertap'``.
         window: initial local delivery window.
+        granularity: initial bayes histogram, ``'hour'`` or ``'hour_of_week'`` (then the
+            ``slots on`` weekday picks which day's slots are shown).
         debounce: seconds to wait after the last change before refitting (0 = at once).
 
     Attributes:
@@ -95,7 +99,7 @@ class BestTimeExplorer(w.VBox):
     generation = traitlets.Int(0)
 
     def __init__(self, ws: Any, *, mode: str = "bayes", window: tuple[str, str] = ("08:00", "22:00"),
-                 debounce: float = 0.3):  # fmt: skip
+                 granularity: str = "hour", debounce: float = 0.3):  # fmt: skip
         super().__init__()
         _css(self, "explorer")
         self.ws = ws
@@ -111,6 +115,15 @@ class BestTimeExplorer(w.VBox):
         self.mode = _css(
             w.Dropdown(options=["bayes", "clevertap"], value=mode, description="mode"), "mode"
         )
+        self.granularity = _css(
+            w.Dropdown(
+                options=["hour", "hour_of_week"], value=granularity, description="histogram"
+            ),
+            "granularity",
+        )
+        self.weekday = _css(
+            w.Dropdown(options=list(WEEKDAYS), value="Mon", description="slots on"), "weekday"
+        )
         self.events = _css(w.Text(value="App Launched", description="events"), "events")
         self.earliest = _css(w.Text(value=window[0], description="earliest"), "earliest")
         self.latest = _css(w.Text(value=window[1], description="latest"), "latest")
@@ -123,12 +136,15 @@ class BestTimeExplorer(w.VBox):
         self.reasons_html = _css(w.HTML(), "reasons")
         self.eval_html = _css(w.HTML(), "eval")
         self._debouncer = Debouncer(debounce, self._show)
-        for c in (self.segment, self.mode, self.events, self.earliest, self.latest):
+        for c in (self.segment, self.mode, self.events, self.earliest, self.latest,
+                  self.granularity):  # fmt: skip
             c.observe(self._changed, names="value")
+        self.weekday.observe(self._weekday_changed, names="value")
         self.lookup.observe(self._lookup, names="value")
         self.evaluate_button.on_click(self._evaluate)
         self.children = [
             w.HBox([self.segment, self.mode, self.events]),
+            w.HBox([self.granularity, self.weekday]),
             w.HBox([self.earliest, self.latest, self.evaluate_button]),
             self.error_line, self.summary_html, self.heat_html,
             w.HBox([self.slots_html, self.reasons_html]),
@@ -145,11 +161,19 @@ class BestTimeExplorer(w.VBox):
     def options(self) -> BestTimeOptions:
         """The options the inputs describe (raises on invalid input)."""
         events = tuple(e.strip() for e in self.events.value.split(",") if e.strip())
+        granularity = self.granularity.value
         if self.mode.value == "clevertap":
-            events = events[:1]
+            events, granularity = events[:1], "hour"
         return BestTimeOptions(
-            mode=self.mode.value, window=(self.earliest.value, self.latest.value), events=events
+            mode=self.mode.value,
+            window=(self.earliest.value, self.latest.value),
+            events=events,
+            granularity=granularity,
         )
+
+    def day(self) -> dt.date:
+        """A date on the chosen weekday (slots of hour-of-week models depend on it)."""
+        return dt.date(2024, 1, 1) + dt.timedelta(days=WEEKDAYS.index(self.weekday.value))
 
     def _users(self) -> pd.DataFrame | None:
         if self.segment.value == EVERYONE:
@@ -183,11 +207,25 @@ class BestTimeExplorer(w.VBox):
             return
         self.error_line.clear()
         self.model, self.heatmap = result
-        self.slots = self.model.slots()
+        self._show_slots()
+        self.generation += 1
+
+    @guarded(_error_line)
+    def _weekday_changed(self, _change: Any = None) -> None:
+        if self.model is not None:
+            self._show_slots()
+
+    def _show_slots(self) -> None:
+        self.slots = self.model.slots(self.day())
         s = self.model.summary()
         self.summary_html.value = (
             f"<b>{s['users']:,}</b> users, <b>{s['events']:,}</b> events ({html.escape(s['history'])}); "
             f"prior strength α = {s['alpha']}"
+            + (
+                ""
+                if self.model.beta is None
+                else f", weekday prior strength β = {self.model.beta:.3g}"
+            )
         )
         self.heat_html.value = heatmap_html(self.heatmap)
         chosen = self.slots[self.slots["slot_minute"] >= 0]
@@ -198,7 +236,6 @@ class BestTimeExplorer(w.VBox):
             self.slots["reason"].value_counts(), "reasons (share on fallback and why)"
         )
         self._lookup()
-        self.generation += 1
 
     @guarded(_error_line)
     def _lookup(self, _change: Any = None) -> None:

@@ -14,6 +14,9 @@ campaign time.
 * **simulator truth** (when the world is given): how often the true preferred hour is
   recovered, and on-policy simulated sends answered by ``world.respond``.
 
+With ``granularity='hour_of_week'`` the bayes policy has one slot per weekday: an event
+(or a logged send) is compared with the slot of its own local weekday.
+
 Comparisons ``bayes - clevertap`` are paired per user (or per logged send) with 95%
 intervals, split by the users' history size in the fit period.
 """
@@ -379,7 +382,13 @@ def evaluate(
             on-policy simulated sends on the first ``sim_days`` days after the cutoff.
     """
     o = options if options is not None else BestTimeOptions()
+    if not isinstance(o, BestTimeOptions):
+        raise ValidationError("options", type(o).__name__, "must be BestTimeOptions")
     check_int("eval_weeks", eval_weeks, low=1)
+    check_int("sim_days", sim_days, low=0)
+    parse_time("fixed_time", fixed_time)
+    if logs is not None and not isinstance(logs, pd.DataFrame):
+        raise ValidationError("logs", type(logs).__name__, "must be a DataFrame")
     first, last = (
         ws.engine.arrow(
             "SELECT min(ts) AS a, max(ts) AS b FROM events WHERE event IN (SELECT unnest($e))",

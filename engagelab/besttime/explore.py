@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_datetime
+from engagelab._validate import check_datetime, check_int
 from engagelab.besttime._data import _scan, connect, local_minutes, user_table
 from engagelab.besttime.model import check_events, latest_event_time
+from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
     from engagelab.workspace import Workspace
@@ -47,7 +48,10 @@ def activity_heatmap(
         ...     "SELECT count(*) FROM events WHERE event = 'App Launched'"))
         ((7, 24), True)
     """
-    events = tuple(events)
+    events = (events,) if isinstance(events, str) else tuple(events)
+    if not events:
+        raise ValidationError("events", events, "must be a non-empty list of event names")
+    check_int("days", days, low=1)
     check_events(ws, events)
     end = check_datetime("at", at) if at is not None else latest_event_time(ws, events)
     start = end - dt.timedelta(days=days)

@@ -256,3 +256,18 @@ def test_cli_granularity(planted, capsys):
     assert main([*ev, "--fit-weeks", "8", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["info"]["granularity"] == "hour_of_week" and doc["info"]["beta"] > 0
+
+
+def test_exact_minute_path_gives_the_same_bins(planted, monkeypatch):
+    """Zones whose offset is off the quarter-hour grid (none today) take the exact-minute
+    path; forced here, it bins every event as the quarter-hour table does."""
+    from engagelab.besttime import _data
+
+    ws, _ = planted
+    o = BestTimeOptions(window=WINDOW, granularity="hour_of_week")
+    grid = fit(ws, o, at=CUT)
+    monkeypatch.setattr(_data, "hour_of_week_table", lambda *a: None)
+    exact = fit(ws, o, at=CUT)
+    assert (exact.history.week_counts == grid.history.week_counts).all()
+    assert exact.history.week_weights == pytest.approx(grid.history.week_weights, rel=1e-9)
+    pd.testing.assert_frame_equal(exact.slots(MONDAY), grid.slots(MONDAY))

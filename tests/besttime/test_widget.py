@@ -74,3 +74,24 @@ def test_lookup_segment_and_evaluate(explorer, sim_ws):
     ex.evaluate_button.click()
     assert ex.error == "" and ex.evaluation is not None
     assert "clevertap" in ex.eval_html.value and "bayes" in ex.eval_html.value
+
+
+def test_hour_of_week_and_weekday(explorer, sim_ws):
+    import datetime as dt
+
+    ex = explorer
+    ex.mode.value = "bayes"
+    ex.granularity.value = "hour_of_week"
+    assert ex.error == "" and ex.model.weekly
+    o = BestTimeOptions(window=(ex.earliest.value, ex.latest.value), granularity="hour_of_week")
+    model = fit(sim_ws, o)
+    pd.testing.assert_frame_equal(ex.slots, model.slots(dt.date(2024, 1, 1)))  # a Monday
+    assert "β =" in ex.summary_html.value
+    ex.weekday.value = "Sat"
+    pd.testing.assert_frame_equal(ex.slots, model.slots(dt.date(2024, 1, 6)))
+    ex.mode.value = "clevertap"  # one slot a day whatever the histogram setting
+    assert ex.error == "" and not ex.model.weekly
+    ex.mode.value = "bayes"
+    ex.granularity.value = "hour"
+    ex.weekday.value = "Mon"
+    assert ex.error == "" and not ex.model.weekly
