@@ -18,6 +18,7 @@ __all__ = [
     "CORRECTIONS",
     "adjust_logp",
     "barnard",
+    "fieller",
     "fisher",
     "format_p",
     "pooled_z",
@@ -141,6 +142,41 @@ def relative_lift(mean_c, se2_c, mean_t, se2_t, z: float):
         rel = mt / mc - 1
         se = np.sqrt(np.asarray(se2_t, float) / mc**2 + mt**2 * np.asarray(se2_c, float) / mc**4)
     return rel, rel - z * se, rel + z * se
+
+
+def fieller(mean_c, se2_c, mean_t, se2_t, z: float, alternative: str = "two-sided"):
+    """Fieller's interval for the relative lift ``mean_t / mean_c - 1`` (arms independent).
+
+    The interval is every ``rho`` with ``(mean_t - rho mean_c)**2 <= z**2 (se2_t + rho**2 se2_c)``
+    (Fieller 1954), minus 1. Unlike the delta method it is exact for normal estimates,
+    asymmetric when the control estimate is noisy, and it excludes 0 exactly when the
+    z (or, with the t quantile as ``z``, Welch) test of the difference rejects. When the
+    control estimate is not significantly different from 0 (``mean_c**2 <= z**2 se2_c``)
+    the set is unbounded and ``(-inf, inf)`` is returned. With a one-sided
+    ``alternative`` (``z`` then the one-sided quantile) the open end is infinite.
+    Returns ``(rel, low, high)``.
+
+    >>> rel, lo, hi = fieller(10.0, 0.25, 12.0, 0.25, 1.959963984540054)
+    >>> round(float(rel), 3), round(float(lo), 4), round(float(hi), 4)
+    (0.2, 0.0574, 0.3659)
+    """
+    mc, mt = np.asarray(mean_c, float), np.asarray(mean_t, float)
+    vc, vt = np.asarray(se2_c, float), np.asarray(se2_t, float)
+    k = z * z
+    a = mc * mc - k * vc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.sqrt(k * (mt * mt * vc + vt * a))
+        lo = (mt * mc - half) / a - 1
+        hi = (mt * mc + half) / a - 1
+        rel = mt / mc - 1
+    bounded = a > 0
+    lo = np.where(bounded, lo, -np.inf)
+    hi = np.where(bounded, hi, np.inf)
+    if alternative == "greater":
+        hi = np.full_like(hi, np.inf)
+    elif alternative == "less":
+        lo = np.full_like(lo, -np.inf)
+    return rel, lo, hi
 
 
 def adjust_logp(logp, method: str = "holm") -> np.ndarray:

@@ -48,9 +48,10 @@ from engagelab.experiments.metrics import Metric, aggregate, cross
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
 
-__all__ = ["TESTS", "analyze", "analyze_aggregates"]
+__all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates"]
 
 TESTS = ("auto", "z", "pooled_z", "welch", "fisher", "barnard")
+REL_CIS = ("delta", "fieller")
 
 
 def _metrics(
@@ -150,7 +151,7 @@ def _note(m: Metric, c: dict, t: dict, arm: str, control: str) -> str:
 
 
 def _compare(
-    m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: str
+    m: Metric, c: dict, t: dict, test: str, alpha: float, alternative: str, rel_ci: str = "delta"
 ) -> dict[str, Any]:
     diff = t["estimate"] - c["estimate"]
     se = math.sqrt(c["se2"] + t["se2"])
@@ -188,7 +189,9 @@ def _compare(
     else:
         _, logp = _stats.z_test(diff, se, alt)
     logp = float(logp)
-    rel, rlo, rhi = _stats.relative_lift(c["estimate"], c["se2"], t["estimate"], t["se2"], crit)
+    rel, rlo, rhi = (_stats.fieller if rel_ci == "fieller" else _stats.relative_lift)(
+        c["estimate"], c["se2"], t["estimate"], t["se2"], crit
+    )
     lo, hi = diff - crit * se, diff + crit * se
     if alternative == "greater":
         hi = rhi = math.inf
@@ -220,6 +223,7 @@ def analyze_aggregates(
     correction: str = "holm",
     test: str = "auto",
     alternative: str = "two-sided",
+    rel_ci: str = "delta",
     weights: Mapping[str, float] | Sequence[float] | None = None,
     arms: Sequence[str] | None = None,
     sequential: bool = False,
@@ -236,6 +240,7 @@ def analyze_aggregates(
     check_choice("correction", correction, _stats.CORRECTIONS)
     check_choice("test", test, TESTS)
     check_choice("alternative", alternative, ("two-sided", "greater", "less"))
+    check_choice("rel_ci", rel_ci, REL_CIS)
     check_int("bayes_draws", bayes_draws, low=1000)
     gs_bound = None
     if gs_information is not None:
@@ -310,7 +315,7 @@ def analyze_aggregates(
                 }
                 note = _note(m, c, t, a, control)
                 if not note:
-                    row |= _compare(m, c, t, test, alpha, alternative)
+                    row |= _compare(m, c, t, test, alpha, alternative, rel_ci)
                     if c["estimate"] == 0:
                         note = "control estimate is 0: relative lift undefined"
                     note = "; ".join(x for x in (cuped_note, note) if x)
@@ -399,6 +404,7 @@ def analyze(
     correction: str = "holm",
     test: str = "auto",
     alternative: str = "two-sided",
+    rel_ci: str = "delta",
     weights: Mapping[str, float] | Sequence[float] | None = None,
     arms: Sequence[str] | None = None,
     sequential: bool = False,
@@ -432,6 +438,11 @@ def analyze(
             alternative the intervals are one-sided too (``abs_ci_high`` / ``rel_ci_high``
             is ``inf`` for ``greater``, the lows ``-inf`` for ``less``), so a p-value below
             ``alpha`` always means an interval that excludes 0.
+        rel_ci: interval of the relative lift: ``"delta"`` (default; delta method,
+            symmetric) or ``"fieller"`` (Fieller's theorem: asymmetric, better when the
+            control estimate is noisy, and it excludes 0 exactly when the z or Welch
+            test of the difference rejects; unbounded when the control estimate is not
+            significantly different from 0).
         weights: intended allocation for the SRM check (mapping arm -> weight, or a list
             with the control first then the other arms sorted); equal by default.
         arms: arms that must be present (an absent arm is an error: zero users).
@@ -460,6 +471,7 @@ def analyze(
         correction=correction,
         test=test,
         alternative=alternative,
+        rel_ci=rel_ci,
         weights=weights,
         arms=arms,
         sequential=sequential,

@@ -98,6 +98,7 @@ def analyze_experiment(
     weights: dict[str, float] | Sequence[float] | None = None,
     test: str = "auto",
     sequential: bool = False,
+    rel_ci: str = "delta",
 ) -> dict[str, Any]:
     """Analyse a CSV/Parquet file (or any ``analyze`` input) and return plain data.
 
@@ -118,6 +119,7 @@ def analyze_experiment(
         weights=weights,
         test=test,
         sequential=sequential,
+        rel_ci=rel_ci,
     )
     srm = {
         k: {

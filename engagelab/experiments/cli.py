@@ -104,7 +104,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         path, arm_col=args.arm_col, control=args.control, metrics=args.metric,
         covariate=cov, denominator_covariate=den_cov, correction=args.correction, alpha=args.alpha,
         experiment_col=args.experiment_col, weights=_weights(args.weights),
-        sequential=args.sequential,
+        sequential=args.sequential, rel_ci=args.rel_ci,
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -201,4 +201,8 @@ def register(
     a.add_argument("--experiment-col", metavar="COL", help="column naming the experiment")
     a.add_argument("--weights", help="intended allocation for the SRM check, control first")
     a.add_argument("--sequential", action="store_true", help="add always-valid p-values")
+    a.add_argument(
+        "--rel-ci", default="delta", metavar="METHOD",
+        help="relative-lift interval: delta (default) or fieller (asymmetric, matches the test)",
+    )  # fmt: skip
     a.set_defaults(func=cmd_analyze)
