@@ -108,7 +108,18 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     reach, optout = reach_fields(c.channel)
     cols = ws.engine.refresh().columns
     pcols = set(cols.get("profiles", {})) | set(CORE_PROFILE_COLUMNS)
-    sel = f"p.user_id, p.timezone, CAST(p.{_q(reach)} AS VARCHAR) AS address, " + (
+    idents = list(
+        dict.fromkeys(i for v in c.variants for i in getattr(v.content, "identifiers", ()))
+    )
+    # remarketing audiences match on any of their identifiers (e-mail and/or phone)
+    addr = (
+        "coalesce("
+        + ", ".join(f"nullif(trim(CAST(p.{_q(i)} AS VARCHAR)), '')" for i in idents)
+        + ")"
+        if idents
+        else f"CAST(p.{_q(reach)} AS VARCHAR)"
+    )
+    sel = f"p.user_id, p.timezone, {addr} AS address, " + (
         f"coalesce(p.{_q(optout)}, false) AS optout"
         if optout and optout in pcols
         else "false AS optout"

@@ -295,6 +295,14 @@ class Campaign:
                     "must be a Segment, its dict, a saved name or None",
                 )
         self._check_event_variables()
+        for opt in ("user_timezone", "best_time"):
+            if getattr(self.delivery, opt) and self.schedule.type in TRIGGER_TYPES:
+                raise SpecError(
+                    f"delivery.{opt}",
+                    "set",
+                    f"is for scheduled campaigns: a {self.schedule.type} campaign's messages "
+                    "follow each user's event, not a wall-clock time",
+                )
         if self.winner_test is not None and len(self.variants) < 2:
             raise SpecError("winner_test", "set", "needs at least two variants")
         if (

@@ -87,3 +87,82 @@ def test_users_missing_a_variable_without_default_are_suppressed(ws):
         ),
     )
     assert plan(ws, guarded, "2026-01-05T09:00:00Z").reasons() == {}
+
+
+#: channel -> (profile field that makes a user reachable, opt-out flag or None), as the
+#: issue's domain model says (push-family on the device token, web push on its
+#: subscription, web pop-ups / webhooks on the user id, e-mail and SMS on the address)
+REACH = {
+    "push": ("push_token", "optout_push"),
+    "in_app": ("push_token", "optout_push"),
+    "app_inbox": ("push_token", None),
+    "native_display": ("push_token", None),
+    "web_push": ("webpush_subscription", "optout_web_push"),
+    "web_popup": ("user_id", None),
+    "web_exit_intent": ("user_id", None),
+    "email": ("email", "optout_email"),
+    "sms": ("phone", "optout_sms"),
+    "webhook": ("user_id", None),
+}
+CONTENT = {
+    "email": {"from": "a@shop.example", "subject": "s", "text": "t"},
+    "sms": {"text": "hi"},
+    "webhook": {"url": "https://hooks.example/x"},
+    "web_push": {"title": "t", "body": "b", "url": "https://shop.example/"},
+}
+
+
+@pytest.mark.parametrize("channel", sorted(REACH))
+def test_reachability_and_opt_out_per_channel(ws, channel):
+    from engagelab.campaigns import Campaign, Variant
+
+    field, optout = REACH[channel]
+    cols = ["email", "phone", "push_token", "webpush_subscription"]
+    full = {c: f"x-{c}" for c in cols}
+    rows = [
+        {"user_id": "ok", **full},
+        {"user_id": "no_address", **full, **({field: None} if field != "user_id" else {})},
+        {"user_id": "opted_out", **full, **({optout: True} if optout else {})},
+    ]
+    add_users(ws, pd.DataFrame(rows))
+    content = CONTENT.get(channel, {"title": "t", "body": "b"})
+    c = Campaign(id=f"r-{channel}", channel=channel, variants=(Variant("A", content),))
+    f = plan(ws, c, "2026-01-05T09:00:00Z").to_pandas().set_index("user_id")
+    want = {
+        "ok": None,
+        "no_address": "unreachable" if field != "user_id" else None,
+        "opted_out": "opted_out" if optout else None,
+    }
+    assert f["reason"].to_dict() == want
+    assert f.loc["ok", "to"] == ("ok" if field == "user_id" else f"x-{field}")
+
+
+def test_remarketing_audiences_match_on_any_identifier(ws):
+    from engagelab.campaigns import Campaign, Variant
+
+    add_users(
+        ws,
+        pd.DataFrame(
+            {
+                "user_id": ["both", "mail", "phone", "none"],
+                "email": ["b@x.io", "m@x.io", None, " "],
+                "phone": ["+4915100000001", None, "+4915100000002", None],
+            }
+        ),
+    )
+    for ids, reach in (
+        (["email", "phone"], {"both", "mail", "phone"}),
+        (["phone"], {"both", "phone"}),
+        (["email"], {"both", "mail"}),
+    ):
+        c = Campaign(
+            id="ads",
+            channel="google_ads",
+            variants=(Variant("A", {"audience_name": "a", "identifiers": ids}),),
+        )
+        f = plan(ws, c, "2026-01-05T09:00:00Z").to_pandas()
+        assert set(f.loc[f["decision"] == "send", "user_id"]) == reach, ids
+        assert (
+            set(f.loc[f["reason"] == "unreachable", "user_id"])
+            == {"both", "mail", "phone", "none"} - reach
+        )

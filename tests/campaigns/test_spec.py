@@ -101,6 +101,20 @@ def test_all_campaign_types_build():
         (lambda: FrequencyCap(max=1, window=0), "delivery.caps.window"),
         (lambda: FrequencyCap(max=0, window=1), "delivery.caps.max"),
         (lambda: FrequencyCap(channel="emial"), "delivery.caps.channel"),
+        (
+            lambda: campaign(
+                schedule=Schedule("triggered", event="Added to Cart"),
+                delivery=Delivery(user_timezone=True),
+            ),
+            "delivery.user_timezone",
+        ),
+        (
+            lambda: campaign(
+                schedule=Schedule("inaction", event="A", not_event="B", within_hours=1),
+                delivery=Delivery(best_time={"mode": "clevertap"}),
+            ),
+            "delivery.best_time",
+        ),
         (lambda: WinnerTest(metric="opens"), "winner_test.metric"),
         (lambda: Delivery.from_dict({"caps": [{"max": 2, "window": 0}]}), "delivery.caps.window"),
         (
