@@ -11,6 +11,8 @@ two processes never both claim the last slot of a user's cap.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sqlite3
 from typing import Any
 
 import numpy as np
@@ -95,6 +97,12 @@ settings = sa.Table(
 )
 
 ALL = (campaigns_table, runs, ledger, locks, settings)
+#: SQLite can take a whole batch as one JSON parameter (``json_each``, ``->>``) instead of
+#: one bound parameter per value: one statement per batch, no per-row binding.
+SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
+#: Values per ``IN (...)`` list on other databases.
+IN_CHUNK = 5000
+
 #: Ledger statuses that occupy a frequency-cap slot.
 COUNTED = ("claimed", "sent")
 
@@ -125,7 +133,9 @@ def history(
     users: list[str] | None = None,
     exclude_run: str | None = None,
 ) -> pd.DataFrame:
-    """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)``."""
+    """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
+    ``users`` only, when given: one statement with a JSON list on SQLite, ``IN`` lists of
+    :data:`IN_CHUNK` elsewhere)."""
     sql = (
         "SELECT user_id, send_at, channel, campaign_id FROM el_campaign_ledger "
         "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'sent')"
@@ -134,24 +144,32 @@ def history(
     if exclude_run is not None:
         sql += " AND run_key <> ?"
         params.append(exclude_run)
-    if users is not None:
-        if not users:
-            return pd.DataFrame(
-                {"user_id": [], "t": np.array([], np.int64), "channel": [], "campaign_id": []}
-            )
-        sql += " AND user_id IN (" + ", ".join("?" * len(users)) + ")"
-        params += list(users)
+    if users is None:
+        rows = fetch(conn, sql, params)
+    elif conn.dialect.name == "sqlite" and SQLITE_JSON:
+        sql += " AND user_id IN (SELECT value FROM json_each(?))"
+        rows = fetch(conn, sql, [*params, json.dumps(list(users))]) if users else []
+    else:
+        rows = []
+        for i in range(0, len(users), IN_CHUNK):
+            part = list(users[i : i + IN_CHUNK])
+            in_sql = sql + " AND user_id IN (" + ", ".join("?" * len(part)) + ")"
+            rows += fetch(conn, in_sql, params + part)
+    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
+    df["t"] = df["t"].astype(np.int64)
+    return df
+
+
+def fetch(conn: sa.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows of a query on the DBAPI cursor of this transaction (``?`` placeholders)."""
     if conn.dialect.paramstyle in ("format", "pyformat"):
         sql = sql.replace("?", "%s")
     cur = conn.connection.cursor()
     try:
         cur.execute(sql, params)
-        rows = cur.fetchall()
+        return [tuple(r) for r in cur.fetchall()]
     finally:
         cur.close()
-    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
-    df["t"] = df["t"].astype(np.int64)
-    return df
 
 
 def set_global_control(ws: Any, fraction: float, salt: str = "global") -> None:

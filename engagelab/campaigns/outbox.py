@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from engagelab.channels.providers import BatchResult, DeliveryResult, MessageBatch, OutgoingMessage
 
-__all__ = ["OutboxProvider", "outbox_path", "read_outbox"]
+__all__ = ["OutboxProvider", "encode_lines", "json_strings", "outbox_path", "read_outbox"]
 
 
 def outbox_path(ws: Any, run_key: str) -> Path:
@@ -50,7 +50,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _json_strings(values: np.ndarray) -> pa.Array:
+def json_strings(values: np.ndarray) -> pa.Array:
     """The JSON text of each value (``null`` for None), as :func:`json.dumps` writes it."""
     try:
         arr = pa.array(values, pa.string(), from_pandas=True)
@@ -85,16 +85,16 @@ def encode_lines(batch: MessageBatch) -> pa.Array:
         ',"payload":',
     )
     return pc.binary_join_element_wise(
-        '{"key":', _json_strings(batch.key),
-        ',"user_id":', _json_strings(batch.user_id),
-        f',"campaign_id":{_dumps(batch.campaign_id)},"variant":', _json_strings(batch.variant),
-        const[0], _json_strings(batch.to),
+        '{"key":', json_strings(batch.key),
+        ',"user_id":', json_strings(batch.user_id),
+        f',"campaign_id":{_dumps(batch.campaign_id)},"variant":', json_strings(batch.variant),
+        const[0], json_strings(batch.to),
         ',"send_at":', _iso_utc(batch.send_us),
         const[1], pay, "}\n", "",
     )  # fmt: skip
 
 
-def _data(lines: pa.Array) -> memoryview:
+def data(lines: pa.Array) -> memoryview:
     """The bytes of a string array's values, back to back."""
     off = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1,
                         offset=lines.offset * 4)  # fmt: skip
@@ -177,7 +177,7 @@ class OutboxProvider:
         if len(batch):
             for lo in range(0, len(batch), 100_000):  # bounded string arrays (int32 offsets)
                 part = batch.take(slice(lo, lo + 100_000))
-                self._fh.write(_data(encode_lines(part)))
+                self._fh.write(data(encode_lines(part)))
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._keys |= fresh

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from engagelab.campaigns import ledger as L
 from engagelab.campaigns import timing
+from engagelab.campaigns.outbox import data, json_strings
 from engagelab.campaigns.plan import _gap_cap, message_keys
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
@@ -38,7 +39,7 @@ from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPP
 __all__ = ["respond", "send"]
 
 _US = 1_000_000
-_IN = 5000  # keys per IN (...) list
+_IN = L.IN_CHUNK  # keys per IN (...) list
 
 
 def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -203,18 +204,6 @@ def _ledger_events(ws: Any, run_key: str, c: Campaign) -> None:
             _append(ws, fp, _events(NOTIFICATION_SENT, df[df["status"] == "sent"], c))
 
 
-def _fetch(conn: sa.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Rows of a query on the DBAPI cursor of this transaction (``?`` placeholders)."""
-    if conn.dialect.paramstyle in ("format", "pyformat"):
-        sql = sql.replace("?", "%s")
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(sql, params)
-        return [tuple(r) for r in cur.fetchall()]
-    finally:
-        cur.close()
-
-
 def _stamp(conn: sa.Connection) -> Any:
     """The current time as the driver should bind it for a DateTime column (SQLite keeps
     SQLAlchemy's text format, bound once instead of adapted per row)."""
@@ -243,6 +232,48 @@ _INSERT = (
     "timezone, send_at, status, reason, batch, event_batch, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+_INSERT_JSON = (
+    'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
+    "timezone, send_at, status, reason, batch, event_batch, updated_at) "
+    "SELECT value ->> 0, ?, ?, value ->> 1, ?, value ->> 2, value ->> 3, value ->> 4, ?, "
+    "value ->> 5, ?, ?, ? FROM json_each(?)"
+)
+
+
+def _insert(
+    conn: sa.Connection, rows: dict[str, np.ndarray], reason: np.ndarray | None,
+    const: tuple[Any, ...],
+) -> None:  # fmt: skip
+    """Insert ledger rows: on SQLite one statement over the batch as a JSON array (built by
+    Arrow kernels: no per-row Python), elsewhere ``executemany`` of plain tuples.
+    ``const`` is (run key, campaign, channel, status, batch, event batch, updated at)."""
+    n = len(rows["message_key"])
+    if not n:
+        return
+    run_key, cid, channel, status, b, ev, now = const
+    reasons = np.full(n, None, dtype=object) if reason is None else reason
+    if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
+        js = [json_strings(rows[k]) for k in ("message_key", "user_id", "variant", "timezone")]
+        t = pa.array(np.asarray(rows["send_us"], dtype=np.int64)).cast(pa.string())
+        doc = pc.binary_join_element_wise(
+            "[", js[0], ",", js[1], ",", js[2], ",", js[3], ",", t, ",", json_strings(reasons),
+            "],", "",
+        )  # fmt: skip
+        text = "[" + bytes(data(doc)[:-1]).decode("utf-8") + "]"
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(_INSERT_JSON, (run_key, cid, channel, status, b, ev, now, text))
+        finally:
+            cur.close()
+        return
+    # plain tuples straight from the columns: no per-row dicts or objects
+    _many(conn, _INSERT, zip(
+        rows["message_key"], repeat(run_key), repeat(cid), rows["user_id"], repeat(channel),
+        rows["variant"], rows["timezone"], rows["send_us"].tolist(), repeat(status), reasons,
+        repeat(b), repeat(ev), repeat(now),
+    ))  # fmt: skip
 
 
 def _take(rows: dict[str, np.ndarray], mask: Any) -> dict[str, np.ndarray]:
@@ -284,7 +315,7 @@ def _claim(
         for i in range(0, len(keys) if attempt > 1 else 0, _IN):
             part = keys[i : i + _IN]
             have.update(
-                _fetch(
+                L.fetch(
                     conn,
                     'SELECT "key", status FROM el_campaign_ledger WHERE "key" IN ('
                     + ", ".join("?" * len(part))
@@ -303,19 +334,10 @@ def _claim(
         sup = reason != None  # noqa: E711
         n_sup = int(sup.sum())
         ok = _take(new, ~sup) if n_sup else new
-        # plain tuples straight from the columns: no per-row dicts or objects
-        _many(conn, _INSERT, zip(
-            ok["message_key"], repeat(run_key), repeat(c.id), ok["user_id"], repeat(c.channel),
-            ok["variant"], ok["timezone"], ok["send_us"].tolist(), repeat("claimed"),
-            repeat(None), repeat(b), repeat(None), repeat(now),
-        ))  # fmt: skip
+        _insert(conn, ok, None, (run_key, c.id, c.channel, "claimed", b, None, now))
         if n_sup:
-            s = _take(new, sup)
-            _many(conn, _INSERT, zip(
-                s["message_key"], repeat(run_key), repeat(c.id), s["user_id"], repeat(c.channel),
-                s["variant"], s["timezone"], s["send_us"].tolist(), repeat("suppressed"),
-                reason[sup], repeat(b), repeat(f"{run_key}#{b}#{attempt}#s"), repeat(now),
-            ))  # fmt: skip
+            _insert(conn, _take(new, sup), reason[sup],
+                    (run_key, c.id, c.channel, "suppressed", b, f"{run_key}#{b}#{attempt}#s", now))  # fmt: skip
     go = is_new.copy()
     go[is_new] = ~sup
     doubt = 0
@@ -340,16 +362,9 @@ def _caps(
     t = new["send_us"]
     spans = [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
     span = max(spans + [int((gap or 0) * 3600)]) * _US
-    users = new["user_id"].tolist()
-    hist = pd.concat(
-        [
-            L.history(
-                conn, int(t.min()) - span, int(t.max()) + span, users=users[i : i + _IN],
-                exclude_run=run_key,
-            )
-            for i in range(0, len(users), _IN)
-        ],
-        ignore_index=True,
+    hist = L.history(
+        conn, int(t.min()) - span, int(t.max()) + span, users=new["user_id"].tolist(),
+        exclude_run=run_key,
     )  # fmt: skip
     if hist.empty:
         return reason

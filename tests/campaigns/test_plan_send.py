@@ -437,3 +437,45 @@ def test_provider_ids_and_permanent_failures_in_one_batch(ws):
         }
     assert got["u00005"] == ("failed", None, "550 unknown")
     assert all(got[u] == ("sent", "pid-" + u, None) for u in got if u != "u00005")
+
+
+def test_ledger_insert_as_json_keeps_every_value(ws, monkeypatch):
+    """SQLite inserts a claim batch as one JSON array: values with quotes, backslashes,
+    control characters, non-BMP characters and NULLs arrive exactly as executemany
+    would store them."""
+    from engagelab.campaigns.send import _connection, _insert
+
+    weird = ['pl"ain', "back\\slash", "tab\tnl\n\x01", "é😀𝄞", "\u2028", "x" * 300]
+    n = len(weird)
+    rows = {
+        "message_key": np.array([f"k{i}" for i in range(n)], dtype=object),
+        "user_id": np.array(weird, dtype=object),
+        "variant": np.array([None, "A", 'B"', None, "😀", "Z"], dtype=object),
+        "timezone": np.array(["UTC", "Europe/Berlin", "Asia/Tokyo", "UTC", "UTC", "UTC"], object),
+        "send_us": np.array([0, -1, 2**53, 1_700_000_000_123_456, 5, 6], dtype=np.int64),
+    }
+    reason = np.array([None, "frequency_cap", None, "min_gap", None, "x"], dtype=object)
+    L.ensure(ws)
+    got = {}
+    for json_path in (True, False):
+        monkeypatch.setattr(L, "SQLITE_JSON", json_path)
+        run = f"r{int(json_path)}"
+        keyed = dict(rows, message_key=np.array([run + k for k in rows["message_key"]], object))
+        with _connection(ws) as conn, conn.begin():
+            _insert(conn, keyed, reason, (run, "c", "email", "suppressed", 3, "fp", "2026-01-01"))
+        with ws.state.read() as conn:
+            got[json_path] = [
+                tuple(r)[1:]
+                for r in conn.execute(
+                    sa.select(
+                        L.ledger.c.key, L.ledger.c.user_id, L.ledger.c.variant,
+                        L.ledger.c.timezone, L.ledger.c.send_at, L.ledger.c.reason,
+                        L.ledger.c.status, L.ledger.c.batch, L.ledger.c.event_batch,
+                    )
+                    .where(L.ledger.c.run_key == run)
+                    .order_by(L.ledger.c.key)
+                )
+            ]  # fmt: skip
+    assert got[True] == got[False]
+    assert [r[0] for r in got[True]] == weird
+    assert [r[3] for r in got[True]] == rows["send_us"].tolist()
