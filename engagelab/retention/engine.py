@@ -34,6 +34,7 @@ import pandas as pd
 
 from engagelab._validate import check_choice
 from engagelab.errors import ValidationError
+from engagelab.retention._data import data_range, events_exist
 from engagelab.retention._sql import ident, lit, per_user_origin, per_user_sql, retention_sql
 from engagelab.retention._stats import wilson
 from engagelab.retention.result import LONG_COLUMNS, RetentionResult
@@ -95,15 +96,22 @@ def _default_until(last_ts: Any) -> dt.datetime:
     return day.to_pydatetime()
 
 
-def _period_end(spec: RetentionSpec, cohort: pd.Series, last_t0: pd.Series, hi: int) -> pd.Series:
-    """When period ``hi`` has ended for every member of each cohort."""
-    if spec.window == "rolling":
-        return last_t0 + pd.Timedelta(microseconds=CHUNK_US[spec.period] * (hi + 1))
-    if spec.period == "day":
-        return cohort + pd.Timedelta(days=hi + 1)
-    if spec.period == "week":
-        return cohort + pd.Timedelta(days=7 * (hi + 1))
-    return cohort + pd.DateOffset(months=hi + 1)
+def _observed(
+    spec: RetentionSpec, cohort: pd.Series, last_t0: pd.Series, until: dt.datetime
+) -> np.ndarray:
+    """``[cohort, column]``: has the column's last period ended, by ``until``, for every
+    member of the cohort (rolling windows: for its latest starter)."""
+    ends = np.array([hi + 1 for _, hi in spec.bounds()])
+    end = pd.Timestamp(until)
+    if spec.window == "calendar" and spec.period == "month":
+        return np.column_stack(
+            [(cohort + pd.DateOffset(months=int(k)) <= end).to_numpy() for k in ends]
+        )
+    start = last_t0 if spec.window == "rolling" else cohort
+    base = start.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    step = np.timedelta64(CHUNK_US[spec.period], "us")  # a day, a week, or a rolling 30 days
+    limit = np.datetime64(end.tz_convert("UTC").tz_localize(None), "us")
+    return base[:, None] + ends[None, :] * step <= limit
 
 
 def run_query(
@@ -125,17 +133,14 @@ def run_query(
     check_choice("engine", engine, ["duckdb", "spark"])
     check_choice("plan", plan, ["auto", "join"])
     _check_columns(ws, spec)
-    info = ws.sql(
-        "SELECT max(ts) AS last_ts, min(ts) AS first_ts, coalesce(bool_or(event = $s), false) AS has_s, "
-        "coalesce(bool_or(event = $r), false) AS has_r FROM events",
-        {"s": spec.start_event, "r": spec.return_event},
-    ).iloc[0]
-    if starts is None and not info["has_s"]:
+    return_event = spec.return_event or spec.start_event
+    has_s, has_r = events_exist(ws, [spec.start_event, return_event])
+    if starts is None and not has_s:
         raise _unknown_event(ws, "start_event", spec.start_event)
-    if not info["has_r"]:
-        raise _unknown_event(ws, "return_event", spec.return_event)
-    end = spec.until or until or _default_until(info["last_ts"])
-    first = pd.Timestamp(info["first_ts"]).to_pydatetime()
+    first, last = data_range(ws)
+    if not has_r or first is None or last is None:
+        raise _unknown_event(ws, "return_event", return_event)
+    end = spec.until or until or _default_until(last)
     if spec.since is not None and spec.since >= end:
         raise ValidationError(
             "since",
@@ -200,31 +205,22 @@ def assemble(
         mat = counts.to_numpy(dtype=np.float64)
     if spec.mode == "on-or-after":
         mat = np.cumsum(mat[:, ::-1], axis=1)[:, ::-1]
-    end = pd.Timestamp(until)
-    observed = np.column_stack(
-        [
-            (_period_end(spec, sizes["cohort"], sizes["last_t0"], hi) <= end).to_numpy()
-            for _, hi in spec.bounds()
-        ]
-    )
+    observed = _observed(spec, sizes["cohort"], sizes["last_t0"], until)
     size = sizes["size"].to_numpy(dtype=np.float64)
     cols = spec.columns()
-    rows = []
-    for j in range(ncol):
-        rows.append(
-            pd.DataFrame(
-                {
-                    "group": sizes["grp"].to_numpy(),
-                    "cohort": sizes["cohort"].to_numpy(),
-                    "period": cols[j],
-                    "period_index": j,
-                    "size": size,
-                    "retained": np.where(observed[:, j], mat[:, j], np.nan),
-                    "censored": ~observed[:, j],
-                }
-            )
-        )
-    cells = pd.concat(rows, ignore_index=True)
+    n = len(sizes)
+    rows = np.tile(np.arange(n), ncol)  # column-major: every cohort of column 0, then 1, ...
+    cells = pd.DataFrame(
+        {
+            "group": sizes["grp"].to_numpy()[rows],
+            "cohort": sizes["cohort"].array.take(rows),
+            "period": np.repeat(np.array(cols, dtype=object), n),
+            "period_index": np.repeat(np.arange(ncol), n),
+            "size": size[rows],
+            "retained": np.where(observed, mat, np.nan).T.ravel(),
+            "censored": ~observed.T.ravel(),
+        }
+    )
     obs = cells[~cells["censored"]]
     pooled = obs.groupby(["group", "period_index"], dropna=False).agg(
         size=("size", "sum"), retained=("retained", "sum")
