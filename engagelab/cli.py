@@ -202,15 +202,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engagelab.demo import run_demo
 
-    summary = run_demo(
+    result = run_demo(
         args.workspace or "demo-workspace",
         users=args.users,
         days=args.days,
         seed=args.seed,
+        programme_days=args.programme_days,
+        html_reports=not args.no_html,
         progress=_progress,
     )
-    emit(summary, args.format)
-    return 0
+    if args.format == "json":
+        emit(result.to_dict(), "json")
+    else:
+        print(result, flush=True)
+    return 0 if result.ok else EXIT_ERROR
 
 
 # ----------------------------------------------------------------------------- parser
@@ -316,6 +321,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--users", type=int, default=50_000)
     s.add_argument("--days", type=int, default=60)
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument(
+        "--programme-days",
+        type=int,
+        default=None,
+        help="scheduled days at the end of the history (default: min(14, days // 2))",
+    )
+    s.add_argument(
+        "--no-html", action="store_true", help="skip the HTML reports of runs and analyses"
+    )
     s.set_defaults(func=cmd_demo)
 
     if command is None:

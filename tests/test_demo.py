@@ -1,0 +1,182 @@
+"""``make demo`` (engagelab.demo.run_demo): the scheduled campaign programme on a small world.
+
+Fast tests check the programme's jobs and schedules and play its runs in-process (the
+same function the job notebook calls); the slow test runs the whole demo twice with real
+papermill kernels. Exactly-once is checked at the provider: every run key's outbox file
+holds one message per user, exactly the users its audience snapshot planned to send
+minus those a frequency cap turned down at claim time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from engagelab import Workspace
+from engagelab.campaigns import ledger as L
+from engagelab.campaigns import list_campaigns, read_outbox
+from engagelab.campaigns.job import run_campaign_job
+from engagelab.campaigns.outbox import outbox_path
+from engagelab.demo import NOTEBOOKS, _register, _world, demo_campaigns, run_demo
+from engagelab.errors import ValidationError
+from engagelab.jobs import due_slots, get_job, history, list_jobs
+
+CAMPAIGN_JOBS = ["cart-abandon", "onboarding-push", "spring-email", "weekly-deals"]
+
+
+def _runs(ws) -> dict[str, tuple[str, bytes]]:
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(L.runs.c.run_key, L.runs.c.campaign_id, L.runs.c.snapshot)
+        ).all()
+    return {r.run_key: (r.campaign_id, r.snapshot) for r in rows}
+
+
+def _ledger(ws) -> pd.DataFrame:
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(L.ledger.c.run_key, L.ledger.c.user_id, L.ledger.c.status)
+        ).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["run_key", "user_id", "status"])
+
+
+def check_exactly_once(ws) -> dict[str, int]:
+    """Every run key: outbox users == planned 'send' users minus claim-time suppressions,
+    each exactly once. Returns messages per run key."""
+    ledger = _ledger(ws)
+    out = {}
+    for key, (_cid, blob) in _runs(ws).items():
+        snap = pq.read_table(io.BytesIO(blob)).to_pandas()
+        planned = set(snap.loc[snap["decision"] == "send", "user_id"])
+        led = ledger[ledger["run_key"] == key]
+        turned_down = set(led.loc[led["status"] == "suppressed", "user_id"])
+        box = read_outbox(outbox_path(ws, key))
+        per_user = Counter(m["user_id"] for m in box)
+        assert not per_user or max(per_user.values()) == 1, key
+        assert set(per_user) == planned - turned_down, key
+        assert set(led.loc[led["status"] == "sent", "user_id"]) == set(per_user), key
+        out[key] = len(box)
+    return out
+
+
+def test_programme_jobs_follow_their_campaigns_schedules(tmp_path):
+    ws = Workspace.create(tmp_path / "ws")
+    world = _world(ws, 800, 21, 3, lambda _m: None)
+    dates, hours, why = _register(ws, NOTEBOOKS, world, 21, 14, html_reports=False)
+    assert dates == [dt.date(2026, 1, 8) + dt.timedelta(days=k) for k in range(14)]
+    assert 1 <= hours <= 48 and "h" in why
+    assert sorted(list_jobs(ws)["name"]) == CAMPAIGN_JOBS
+    assert sorted(list_campaigns(ws)["id"]) == CAMPAIGN_JOBS
+    end = dt.datetime.combine(dates[-1], dt.time(23, 59), dt.UTC)
+    due = {
+        j: [dt.date.fromisoformat(s.logical_date) for s in due_slots(ws, j, end)]
+        for j in CAMPAIGN_JOBS
+    }
+    assert due["onboarding-push"] == dates and due["cart-abandon"] == dates
+    assert due["spring-email"] == dates[2:4]  # the test day, then the winner the day after
+    assert due["weekly-deals"] == [d for d in dates if d.weekday() in (0, 2, 4)]  # Mon, Wed, Fri
+    for j in CAMPAIGN_JOBS:
+        spec = get_job(ws, j)
+        assert spec.catch_up.policy == "all" and spec.fixed == {"campaign_id": j, "simulated": True}
+        assert (ws.path / spec.notebook).read_bytes() == (
+            NOTEBOOKS / "campaign_job.ipynb"
+        ).read_bytes()
+    ws.close()
+
+
+def test_email_job_cron_across_a_month_end():
+    cs = {
+        c.id: cron
+        for c, cron, _tz in demo_campaigns(dt.date(2026, 1, 1), dt.date(2026, 2, 28), 2.0)
+    }
+    assert cs["spring-email"] == "0 9 28,1 2,3 *"
+    cart = next(c for c, _, _ in demo_campaigns(dt.date(2026, 1, 1), dt.date(2026, 2, 1), 2.0)
+                if c.id == "cart-abandon")  # fmt: skip
+    assert cart.schedule.within_hours == 2.0 and cart.schedule.not_event == "Charged"
+
+
+def test_programme_in_process_sends_exactly_once(tmp_path):
+    """The demo's slots played through run_campaign_job (what each kernel runs), twice."""
+    ws = Workspace.create(tmp_path / "ws")
+    world = _world(ws, 800, 12, 5, lambda _m: None)
+    dates, _h, _w = _register(ws, NOTEBOOKS, world, 12, 3, html_reports=False)
+    for day in dates:
+        clock = dt.datetime.combine(day, dt.time(23, 59), dt.UTC)
+        for job in CAMPAIGN_JOBS:
+            for slot in due_slots(ws, job, clock):
+                run_campaign_job(ws, slot.logical_date, campaign_id=job,
+                                 run_key=f"{job}/{slot.logical_date}", simulated=True)  # fmt: skip
+    sent = check_exactly_once(ws)
+    # Jan 10-12 2026 are Saturday to Monday: deals go out on the Monday only
+    assert Counter(k.split("/")[0] for k in sent) == {
+        "onboarding-push": 3, "cart-abandon": 3, "spring-email": 2, "weekly-deals": 1}  # fmt: skip
+    assert all(n > 0 for k, n in sent.items() if not k.startswith("cart-abandon"))
+    assert {c for c, _ in _runs(ws).values()} == set(CAMPAIGN_JOBS)
+    events = ws.summary().events
+    last = {k.split("/")[0]: k for k in sorted(sent)}  # each job's last run key, run again
+    again = [run_campaign_job(ws, k.split("/")[1], campaign_id=j, run_key=k, simulated=True)
+             for j, k in last.items()]  # fmt: skip
+    assert [r.sent_now for r in again] == [0, 0, 0, 0]
+    assert [r.already_sent for r in again] == [sent[k] for k in last.values()]
+    assert check_exactly_once(ws) == sent and ws.summary().events == events
+    ws.close()
+
+
+def test_run_demo_validates_its_inputs(tmp_path):
+    with pytest.raises(ValidationError, match="programme_days == 9, must be an integer in"):
+        run_demo(tmp_path / "ws", users=500, days=10, programme_days=9)
+    with pytest.raises(ValidationError, match="notebooks == .*must hold campaign_job.ipynb"):
+        run_demo(tmp_path / "ws", users=500, days=10, notebooks=tmp_path)
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.slow  # ~12 papermill kernels; covered quickly by the in-process test above
+def test_run_demo_twice_on_a_small_world(tmp_path):
+    lines: list[str] = []
+    first = run_demo(tmp_path / "demo", users=1500, days=10, seed=3, programme_days=3,
+                     progress=lines.append)  # fmt: skip
+    assert first.ok, first.failed
+    ws = Workspace.open(tmp_path / "demo")
+    h = history(ws)
+    jobs = h.groupby("job")["logical_date"].apply(list).to_dict()
+    assert (
+        jobs["onboarding-push"]
+        == jobs["cart-abandon"]
+        == ["2026-01-08", "2026-01-09", "2026-01-10"]
+    )
+    assert jobs["spring-email"] == ["2026-01-09", "2026-01-10"]
+    assert jobs["weekly-deals"] == [
+        "2026-01-09"
+    ]  # Friday; the 8th is a Thursday, the 10th a Saturday
+    assert set(h["status"]) == {"succeeded"} and set(h["attempt"]) == {1}
+    assert {"analysis-spring-email", "analysis-onboarding-retention"} <= set(jobs)
+    sent = check_exactly_once(ws)
+    assert int(first.jobs["sent"].sum()) == sum(sent.values()) == first.sent_now > 0
+    assert first.ran_now == len(h)
+    for path in h["output_path"]:
+        assert Path(path).is_file()
+    assert h["html_path"].notna().sum() == 4  # the e-mail test's two runs and the two analyses
+    assert Path(first.paths["campaign_report_csv"]).is_file()
+    report = pd.read_csv(first.paths["campaign_report_csv"])
+    assert set(report["campaign_id"]) == set(CAMPAIGN_JOBS) and (report["delivered"] > 0).all()
+    assert sum(line.startswith("  [") for line in lines) == len(h)  # one progress line per run
+    events = ws.summary().events
+    ws.close()
+
+    lines.clear()
+    second = run_demo(tmp_path / "demo", users=1500, days=10, seed=3, programme_days=3,
+                      progress=lines.append)  # fmt: skip
+    assert second.ran_now == 0 and second.sent_now == 0
+    assert repr(second) == repr(first)  # the same summary
+    assert any("already succeeded" in line for line in lines)
+    ws = Workspace.open(tmp_path / "demo")
+    assert len(history(ws)) == len(h) and ws.summary().events == events
+    assert check_exactly_once(ws) == sent
+    ws.close()
