@@ -41,7 +41,7 @@ from engagelab.errors import ValidationError
 from engagelab.retention._sql import lit
 from engagelab.retention._stats import newcombe, wilson
 from engagelab.retention.engine import _unknown_event, run_query
-from engagelab.retention.result import LONG_COLUMNS, RetentionResult
+from engagelab.retention.result import DIFF_COLUMNS, LONG_COLUMNS, RetentionResult, differences
 from engagelab.retention.spec import RetentionSpec
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
 
@@ -135,6 +135,25 @@ class LabelRetention:
             if parts
             else pd.DataFrame(columns=["label", *LONG_COLUMNS])
         )
+
+    def compare(self, baseline: str | None = None) -> pd.DataFrame:
+        """Label cohorts against a baseline label: the difference of their "All cohorts"
+        rates in every column, with a Newcombe hybrid score interval.
+
+        Labels go to different audiences, so this is observational (who was sent what is
+        selected); use :func:`label_effect` for a label's causal effect.
+
+        Args:
+            baseline: the label compared against (default: the first label that was sent).
+        """
+        overall = {k: r.overall() for k, r in self.results.items() if not r.empty}
+        if not overall:
+            return pd.DataFrame(columns=["label", *DIFF_COLUMNS])
+        base = next(iter(overall)) if baseline is None else baseline
+        if baseline is not None and baseline in self.results and baseline not in overall:
+            raise ValidationError("baseline", baseline, self.results[baseline].message)
+        conf = next(iter(self.results.values())).spec.confidence
+        return differences(overall, base, conf, "label")
 
     def __repr__(self) -> str:
         return "LabelRetention(" + "; ".join(f"{k}: {r!r}" for k, r in self.results.items()) + ")"

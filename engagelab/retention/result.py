@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engagelab.errors import ValidationError
+from engagelab.retention._stats import newcombe
 from engagelab.retention.spec import RetentionSpec
 
-__all__ = ["ALL", "LONG_COLUMNS", "RetentionResult"]
+__all__ = ["ALL", "DIFF_COLUMNS", "LONG_COLUMNS", "RetentionResult", "differences"]
 
 ALL = "All cohorts"
 LONG_COLUMNS = [
@@ -34,6 +36,52 @@ LONG_COLUMNS = [
     "ci_high",
     "censored",
 ]
+
+
+DIFF_COLUMNS = ["baseline", "period", "period_index", "size", "retained", "rate",
+                "baseline_size", "baseline_retained", "baseline_rate", "difference", "ci_low",
+                "ci_high"]  # fmt: skip
+
+
+def differences(
+    overall: dict[str, pd.DataFrame], baseline: str, confidence: float, key: str
+) -> pd.DataFrame:
+    """Each entry's "All cohorts" rate minus ``baseline``'s, column by column.
+
+    Args:
+        overall: name -> its "All cohorts" rows (``period``, ``period_index``, ``size``,
+            ``retained``).
+        baseline: the name compared against.
+        confidence: level of the Newcombe hybrid score interval of each difference.
+        key: name of the output column that holds the entry's name.
+
+    A column censored for either side has no difference (NaN).
+    """
+    if baseline not in overall:
+        raise ValidationError("baseline", baseline, "must be one of " + ", ".join(map(repr, overall)))
+    base = overall[baseline].set_index("period_index")
+    parts = []
+    for name, rows in overall.items():
+        if name == baseline:
+            continue
+        r = rows.set_index("period_index")
+        b = base.reindex(r.index)
+        x1, n1 = r["retained"].astype("Float64"), r["size"].astype("Float64")
+        x2, n2 = b["retained"].astype("Float64"), b["size"].astype("Float64")
+        d, lo, hi = newcombe(x1.to_numpy(float, na_value=np.nan), n1.to_numpy(float, na_value=np.nan),
+                             x2.to_numpy(float, na_value=np.nan), n2.to_numpy(float, na_value=np.nan),
+                             confidence)  # fmt: skip
+        parts.append(pd.DataFrame({
+            key: name, "baseline": baseline, "period": r["period"].to_numpy(),
+            "period_index": r.index.to_numpy(), "size": r["size"].to_numpy(),
+            "retained": r["retained"].to_numpy(), "rate": (x1 / n1).to_numpy(float, na_value=np.nan),
+            "baseline_size": b["size"].to_numpy(), "baseline_retained": b["retained"].to_numpy(),
+            "baseline_rate": (x2 / n2).to_numpy(float, na_value=np.nan),
+            "difference": d, "ci_low": lo, "ci_high": hi,
+        }))  # fmt: skip
+    if not parts:
+        return pd.DataFrame(columns=[key, *DIFF_COLUMNS])
+    return pd.concat(parts, ignore_index=True)
 
 
 def _heat(rate: float) -> str:
@@ -78,6 +126,30 @@ class RetentionResult:
     def overall(self) -> pd.DataFrame:
         """The "All cohorts" rows (size-weighted over the cohorts that reached each column)."""
         return self.long()[lambda d: d["cohort"].isna()].reset_index(drop=True)
+
+    def compare(self, baseline: str | None = None) -> pd.DataFrame:
+        """Breakdown groups against a baseline group: the difference of their "All cohorts"
+        rates in every column, with a Newcombe hybrid score interval.
+
+        Args:
+            baseline: the group compared against (default: the first group in sort order).
+
+        Returns:
+            A row per other group × column: ``group``, ``baseline``, ``period``,
+            ``period_index``, the two sizes, retained counts and rates, ``difference``
+            (group − baseline), ``ci_low``, ``ci_high``. The groups are not randomised: read
+            a difference as an association, not an effect.
+        """
+        if not self.spec.breakdown:
+            raise ValidationError(
+                "breakdown", None, "must name a profile property to compare groups"
+            )
+        ov = self.overall()
+        overall = {str(g): part for g, part in ov.groupby("group", sort=True)}
+        if not overall:
+            return pd.DataFrame(columns=["group", *DIFF_COLUMNS])
+        base = next(iter(overall)) if baseline is None else baseline
+        return differences(overall, base, self.spec.confidence, "group")
 
     def to_pandas(self, value: str = "rate") -> pd.DataFrame:
         """The matrix: a row per cohort (and the "All cohorts" row), a column per period.
