@@ -133,7 +133,7 @@ def dm_loglik(alpha: float, x: np.ndarray, prior: np.ndarray) -> float:
 def fit_alpha(
     x: np.ndarray,
     prior: np.ndarray | Callable[[np.ndarray], np.ndarray],
-    max_users: int = 50_000,
+    max_users: int = 20_000,
     seed: int = 0,
 ) -> float:
     """The prior strength maximising :func:`dm_loglik` (searched on log scale).

@@ -126,6 +126,8 @@ class History:
     @functools.cached_property
     def n_events(self) -> np.ndarray:
         """Raw number of events of each user."""
+        if "counts" in self.__dict__:  # already binned: a cheaper row sum
+            return self.counts.sum(axis=1)
         return np.bincount(self.idx, minlength=len(self.users))
 
     @functools.cached_property
