@@ -249,8 +249,11 @@ def _missing(c: Campaign, df: pd.DataFrame) -> np.ndarray:
     """True for users whose variant reads a variable they lack without a default (their
     message cannot be rendered: suppressed as ``missing_variable``)."""
     out = np.zeros(len(df), bool)
+    required = _required(c)
+    if not required:
+        return out
     variant = df["variant"].to_numpy(dtype=object)
-    for name, needs in _required(c).items():
+    for name, needs in required.items():
         rows = variant == name
         if not rows.any():
             continue
@@ -338,6 +341,8 @@ def _assign(ws: Any, c: Campaign, df: pd.DataFrame, phase: str, winner: str | No
 
 
 def _suppress(df: pd.DataFrame, mask: np.ndarray, reason: str) -> None:
+    if not mask.any():  # the common case: skip comparing a million decisions
+        return
     m = mask & (df["decision"].to_numpy() == "send")
     df.loc[m, "decision"] = "suppressed"
     df.loc[m, "reason"] = reason
