@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,7 +67,7 @@ shutil.rmtree(root, ignore_errors=True)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=50_000)
+    ap.add_argument("--batch", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
@@ -75,6 +76,7 @@ def main() -> None:
         out, rss = run_child(CHILD, str(a.users), str(a.batch))
         res = json.loads(out.strip().splitlines()[-1])
         res["peak_mb"] = rss
+        res["load_end"] = os.getloadavg()[0]
         results.append(res)
         print(json.dumps(res))
     rate = median([r["msgs_per_s"] for r in results])
@@ -84,7 +86,11 @@ def main() -> None:
         f"{a.users:,} users (10% control group, 2% opted out, calendar-day frequency cap), "
         f"batches of {a.batch:,}, SQLite state DB, {a.runs} run(s), median. Wall-clock "
         "throughput depends on the machine's load (see the load average above: other jobs "
-        "shared the 2 cores); CPU seconds of the sending process are shown too.\n\n"
+        "shared the 2 cores; load average at the end of the last run "
+        f"{results[-1]['load_end']:.1f}); CPU seconds of the sending process are shown too: "
+        "the work is one Python thread, so messages per CPU second is the wall-clock rate it "
+        "would reach with a core to itself, before I/O waits (fsync per batch, WAL writes), "
+        "which were not measured on an idle machine here.\n\n"
         "| messages sent | plan s | send s | total s | messages/s | CPU s (msgs per CPU s) "
         "| peak RSS MB | target |\n"
         "|---|---|---|---|---|---|---|---|\n"

@@ -579,7 +579,8 @@ def send(
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
         prov = provider
-    todo = _arrays(_sorted_by_key(frame[frame["decision"] == "send"]))
+    cols = ["user_id", "variant", "to", "message_key", "timezone", "send_at"]
+    todo = _arrays(_sorted_by_key(frame.loc[frame["decision"] == "send", cols]))
     n_todo = len(todo["message_key"])
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
     sent = redelivered = failed = 0
