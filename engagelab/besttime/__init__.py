@@ -8,7 +8,9 @@ Two models share one interface (:func:`fit` -> :class:`BestTimeModel`):
 * ``mode='bayes'``: hour histogram over several events with recency weights, shrunk toward
   a segment/global prior with a Dirichlet-multinomial prior strength fitted by maximum
   marginal likelihood; returns the slot and a confidence (the weight of the user's own
-  history).
+  history). With ``granularity='hour_of_week'`` each user's weekday-given-hour shares are
+  shrunk toward the group's with a second fitted strength, and the slot depends on the
+  weekday of the logical date (``model.slots(day)``).
 
 :func:`send_times` turns slots into UTC send times on a campaign's logical date (delivery
 window, DND, passed slots, exploration with propensities); :func:`policy` /

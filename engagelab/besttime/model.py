@@ -261,8 +261,8 @@ class BestTimeModel:
         return self.slots()
 
     def summary(self) -> dict[str, Any]:
-        """Users, reasons, prior strength and history period (reasons of the day after the
-        history for weekday-dependent slots)."""
+        """Users, reasons, prior strength and history period (for weekday-dependent slots,
+        the reasons of the slots on the cutoff's UTC date)."""
         s = self.slots(self.history.end.date() if self.weekly else None)
         return {
             "mode": self.options.mode,
