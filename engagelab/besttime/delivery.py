@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -103,7 +103,7 @@ def local_to_utc(day: dt.date | np.ndarray, minute: np.ndarray, timezone: np.nda
     tz = pd.Series(timezone, dtype=object)
     for zone, rows in tz.groupby(tz, sort=False).indices.items():
         local = pd.DatetimeIndex(wall[rows]).tz_localize(
-            zone, ambiguous=np.ones(len(rows), dtype=bool), nonexistent="shift_forward"
+            str(zone), ambiguous=np.ones(len(rows), dtype=bool), nonexistent="shift_forward"
         )
         out[rows] = local.tz_convert("UTC").tz_localize(None).to_numpy()
     return pd.Series(pd.DatetimeIndex(out).tz_localize("UTC"))
@@ -140,7 +140,11 @@ def send_times(
     """
     o = options if options is not None else BestTimeOptions()
     day = _date(logical_date)
-    now_t = pd.Timestamp(check_datetime("now", now if now is not None else dt.datetime.now(dt.UTC)))
+    now_t = pd.Timestamp(
+        cast(
+            dt.datetime, check_datetime("now", now if now is not None else dt.datetime.now(dt.UTC))
+        )
+    )
     if not isinstance(users, pd.DataFrame) or not {"user_id", "timezone"} <= set(users.columns):
         raise ValidationError(
             "users", type(users).__name__, "must be a DataFrame with user_id and timezone"

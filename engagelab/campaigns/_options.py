@@ -380,7 +380,7 @@ def check_send_times(result: Any, users: Any, name: str = "send_time_policy") ->
             {
                 "send_at": got.where(~keep, planned),
                 "reason": pd.Series(
-                    np.where(keep.to_numpy(), None, "best_time"), index=range(n), dtype=object
+                    [None if k else "best_time" for k in keep], index=range(n), dtype="object"
                 ),
                 "propensity": np.full(n, np.nan),
                 "slot": np.full(n, None, dtype=object),

@@ -247,7 +247,8 @@ def preview(
     }
     if event is None and campaign.schedule.type in TRIGGER_TYPES and event_variables(campaign):
         event = trigger_event(ws, campaign, user_id, hi)
-    out = render_preview(campaign.variant(variant).content, row, dict(event or {}))
+    content: Any = campaign.variant(variant).content  # validated channel Content
+    out = render_preview(content, row, dict(event or {}))
     return {"variant": variant, **out}
 
 

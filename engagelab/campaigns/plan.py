@@ -28,7 +28,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -214,7 +214,7 @@ def _trigger_sql(
         base = "min(a.ts)"
         cond = ""
     else:
-        w = dt.timedelta(hours=float(s.within_hours))
+        w = dt.timedelta(hours=float(cast(float, s.within_hours)))
         lo = lo - w if lo is not None else None
         hi = hi - w if hi is not None else None
         params |= {"b": s.not_event, "w_us": int(w.total_seconds() * _US)}
@@ -264,7 +264,7 @@ def _missing(c: Campaign, df: pd.DataFrame) -> np.ndarray:
         props = sorted(v.split(".", 1)[1] for v in needs if v.startswith("event."))
         if props:
             for i in np.flatnonzero(rows & ~miss):
-                ev = event_context(df["event_properties"].iat[i]) or {}
+                ev = event_context(df["event_properties"].iat[int(i)]) or {}
                 miss[i] = any(ev.get(p) is None for p in props)
         out |= rows & miss
     return out
@@ -372,7 +372,7 @@ def plan(
     """
     if not isinstance(campaign, Campaign):
         raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
-    ld = check_datetime("logical_date", logical_date)
+    ld = cast(dt.datetime, check_datetime("logical_date", logical_date))
     now_t = check_datetime("now", now, allow_none=True) or ld
     run_key = L.check_run_key(run_key or f"{campaign.id}@{ld.isoformat()}")
     L.ensure(ws)
@@ -492,7 +492,8 @@ def _send_time_hook(
 ) -> pd.DataFrame | None:
     """The best-time hook's validated answer aligned with ``df`` (None without a hook)."""
     opt = c.delivery
-    if (opt.best_time is None and not opt.send_time_policy) or not len(df):
+    policy = opt.send_time_policy
+    if (opt.best_time is None and not policy) or not len(df):
         return None
     users = pd.DataFrame(
         {"user_id": df["user_id"], "timezone": zones.to_numpy(), "send_at": send.to_numpy()}
@@ -503,8 +504,8 @@ def _send_time_hook(
         day = ld.astimezone(_zone(c.schedule.timezone)).date()
         answer = campaign_answer(send_times(ws, users, day, opt.best_time, now=now))
         return check_send_times(answer, users, "delivery.best_time")
-    fn = send_time_policy(opt.send_time_policy)
-    return check_send_times(fn(users, ld), users, f"send_time_policy {opt.send_time_policy!r}")
+    fn = send_time_policy(str(policy))
+    return check_send_times(fn(users, ld), users, f"send_time_policy {policy!r}")
 
 
 def check_templates(ws: Any, c: Campaign) -> None:

@@ -467,8 +467,8 @@ def _required(node: nodes.Node, guarded: bool = False) -> set[str]:
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
         if node.node is not None:
             out |= _required(node.node, True)
-        for child in (*node.args, *(kw.value for kw in node.kwargs)):
-            out |= _required(child, guarded)
+        for arg in (*node.args, *(kw.value for kw in node.kwargs)):
+            out |= _required(arg, guarded)
         return out
     inner = guarded or isinstance(node, nodes.Test | nodes.If | nodes.CondExpr)
     for child in node.iter_child_nodes():
