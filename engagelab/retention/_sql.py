@@ -32,7 +32,10 @@ from sqlglot import exp
 
 from engagelab.retention.spec import CHUNK_US, RetentionSpec
 
-__all__ = ["ident", "lit", "per_user_sql", "period_number", "retention_sql", "start_rows_sql"]
+__all__ = [
+    "ident", "lit", "local", "per_user_origin", "per_user_sql", "period_number", "retention_sql",
+    "start_rows_sql",
+]  # fmt: skip
 
 
 def lit(value: Any) -> str:
@@ -80,8 +83,18 @@ def _epoch_day(ts: str) -> str:
     return f"((epoch_us({ts}) + {_SHIFT_US}) // {_DAY_US} - {_SHIFT_DAYS})"
 
 
+def local(spec: RetentionSpec, ts: str) -> str:
+    """``ts`` as wall-clock time in the spec's time zone (unchanged for UTC).
+
+    ``AT TIME ZONE`` on a TIMESTAMPTZ gives the local TIMESTAMP in DuckDB; sqlglot writes
+    it as ``from_utc_timestamp`` for Spark (whose session time zone is UTC).
+    """
+    return ts if spec.utc else f"({ts} AT TIME ZONE {lit(spec.timezone)})"
+
+
 def _calendar_number(period: str, ts: str) -> str:
-    """Absolute UTC calendar period number of ``ts`` (DuckDB integer arithmetic).
+    """Absolute calendar period number of ``ts`` (DuckDB integer arithmetic on the wall
+    clock of ``ts``: pass :func:`local` of a column for another time zone than UTC).
 
     Days since 1970-01-01; Monday-based weeks (1970-01-01 was a Thursday, hence ``+ 3``);
     months since year 0.
@@ -93,38 +106,41 @@ def _calendar_number(period: str, ts: str) -> str:
     return f"(year({ts}) * 12 + month({ts}) - 1)"
 
 
-def period_number(period: str, ts: dt.datetime) -> int:
+def period_number(period: str, ts: dt.datetime, zone: dt.tzinfo = dt.UTC) -> int:
     """Python twin of the SQL calendar period number (for the per-user plan's origin)."""
-    t = ts.astimezone(dt.UTC)
+    t = ts.astimezone(zone)
     if period == "month":
         return t.year * 12 + t.month - 1
     day = (t.date() - dt.date(1970, 1, 1)).days
     return day if period == "day" else (day + 3) // 7
 
 
-def _period_start(period: str, number: str) -> str:
-    """The UTC start (TIMESTAMPTZ) of calendar period ``number``."""
+def _period_start(period: str, number: str, utc: bool = True) -> str:
+    """The start of calendar period ``number``: a UTC TIMESTAMPTZ, or (``utc=False``) the
+    local wall-clock TIMESTAMP, which the caller places in its time zone."""
     if period == "month":
         ts = f"make_timestamp(CAST({number} // 12 AS BIGINT), CAST({number} % 12 + 1 AS BIGINT), 1, 0, 0, 0)"
     else:
         days = number if period == "day" else f"({number} * 7 - 3)"
         ts = f"make_timestamp(CAST({days} AS BIGINT) * {_DAY_US})"
-    return f"CAST({ts} AS TIMESTAMPTZ)"
+    return f"CAST({ts} AS TIMESTAMPTZ)" if utc else ts
 
 
 def _period_index(spec: RetentionSpec, t0: str, ts: str, portable: bool) -> str:
     """Period number of ``ts`` after ``t0``.
 
-    DuckDB gets integer arithmetic on ``epoch_us`` (UTC days; weeks start on Monday, and
-    1970-01-01 was a Thursday), which avoids time-zone-aware casts per row; ``portable``
+    DuckDB gets integer arithmetic on ``epoch_us`` of the wall clock in the spec's time
+    zone (weeks start on Monday, and 1970-01-01 was a Thursday), which needs no
+    time-zone-aware casts per row for UTC; ``portable``
     SQL (for Spark via sqlglot) uses ``date_diff`` on dates, which sqlglot transpiles.
     """
     if not portable and spec.window == "rolling":  # ts >= t0: truncation is floor here
         return f"((epoch_us({ts}) - epoch_us({t0})) // {CHUNK_US[spec.period]})"
-    if not portable and spec.period in ("day", "week"):
-        return f"({_calendar_number(spec.period, ts)} - {_calendar_number(spec.period, t0)})"
     if spec.window == "rolling":
         return f"CAST(floor(date_diff('microsecond', {t0}, {ts}) / {CHUNK_US[spec.period]}.0) AS BIGINT)"
+    t0, ts = local(spec, t0), local(spec, ts)
+    if not portable and spec.period in ("day", "week"):
+        return f"({_calendar_number(spec.period, ts)} - {_calendar_number(spec.period, t0)})"
     if spec.period == "day":
         return f"date_diff('day', CAST({t0} AS DATE), CAST({ts} AS DATE))"
     if spec.period == "week":
@@ -184,15 +200,18 @@ def retention_sql(
     else:
         inst = (
             f"SELECT user_id, min(ts) AS t0 FROM ({starts}) AS st WHERE ts < {t_until}{since('ts')} "
-            f"GROUP BY user_id, date_trunc('{unit}', ts)"
+            f"GROUP BY user_id, date_trunc('{unit}', {local(spec, 'ts')})"
         )
     if breakdown_sql:
         inst_g = (
-            f"SELECT i.user_id, i.t0, date_trunc('{unit}', i.t0) AS cohort, {grp} AS grp "
+            f"SELECT i.user_id, i.t0, date_trunc('{unit}', {local(spec, 'i.t0')}) AS cohort, {grp} AS grp "
             f"FROM ({inst}) AS i LEFT JOIN profiles AS p ON p.user_id = i.user_id"
         )
     else:
-        inst_g = f"SELECT user_id, t0, date_trunc('{unit}', t0) AS cohort, {grp} AS grp FROM ({inst}) AS i"
+        inst_g = (
+            f"SELECT user_id, t0, date_trunc('{unit}', {local(spec, 't0')}) AS cohort, {grp} AS grp "
+            f"FROM ({inst}) AS i"
+        )
     ret_conds = [
         f"event = {lit(spec.return_event)}",
         f"ts < {t_until}",
@@ -243,8 +262,8 @@ def per_user_origin(
     ):  # fmt: skip
         return None
     low = max(first, spec.since) if spec.since is not None else first
-    origin = period_number(spec.period, low)
-    last = period_number(spec.period, until - dt.timedelta(microseconds=1))
+    origin = period_number(spec.period, low, spec.zone)
+    last = period_number(spec.period, until - dt.timedelta(microseconds=1), spec.zone)
     if last - origin >= MASK_BITS or spec.bounds()[0][0] >= MASK_BITS:
         return None
     return origin
@@ -277,7 +296,8 @@ def per_user_sql(
     ``p``; shifted right by the user's first period it becomes ``rb``, the periods after
     the cohort's start. Users with the same cohort, group and ``rb`` are counted once.
     """
-    p_ts, p_t0 = _calendar_number(spec.period, "ts"), _calendar_number(spec.period, "t0")
+    p_ts = _calendar_number(spec.period, local(spec, "ts"))
+    p_t0 = _calendar_number(spec.period, local(spec, "t0"))
     one = "CAST(1 AS UBIGINT)"
     if spec.since is not None:
         bits = (
@@ -300,7 +320,7 @@ def per_user_sql(
     else:
         rb = f"(i.bits >> CAST(i.p0 - {origin} AS UBIGINT))"
         hit = "s.rb >= m.low AND (m.high IS NULL OR s.rb < m.high)"
-    cohort = _period_start(spec.period, "p0")
+    cohort = _period_start(spec.period, "p0", spec.utc)
     return (
         f"WITH i AS (SELECT user_id, t0, {p_t0} AS p0, bits FROM ({per_user}) AS pu{since}), "
         f"s AS (SELECT i.p0, {grp} AS grp, {rb} AS rb, count(*) AS n, max(i.t0) AS last_t0 "

@@ -90,10 +90,19 @@ def _check_columns(ws: Any, spec: RetentionSpec) -> None:
             )
 
 
-def _default_until(last_ts: Any) -> dt.datetime:
-    """The end of the UTC day of the last event (data is taken as complete through it)."""
-    day = pd.Timestamp(last_ts).tz_convert("UTC").normalize() + pd.Timedelta(days=1)
-    return day.to_pydatetime()
+def _default_until(last_ts: Any, zone: Any = "UTC") -> dt.datetime:
+    """The end of the day (in ``zone``) of the last event: data is taken as complete
+    through it."""
+    day = pd.Timestamp(last_ts).tz_convert(zone).normalize() + pd.DateOffset(days=1)
+    return day.tz_convert("UTC").to_pydatetime()
+
+
+def _in_zone(values: pd.Series, zone: str) -> pd.Series:
+    """Cohort starts in ``zone``: UTC instants are converted, wall-clock times localised."""
+    ts = pd.to_datetime(values)
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        return ts.dt.tz_convert(zone)
+    return ts.dt.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
 
 
 def _observed(
@@ -103,9 +112,11 @@ def _observed(
     member of the cohort (rolling windows: for its latest starter)."""
     ends = np.array([hi + 1 for _, hi in spec.bounds()])
     end = pd.Timestamp(until)
-    if spec.window == "calendar" and spec.period == "month":
+    if spec.window == "calendar" and (spec.period == "month" or not spec.utc):
+        # calendar arithmetic on the wall clock: a day across a DST change is 23 or 25 hours
+        unit = {"day": "days", "week": "weeks", "month": "months"}[spec.period]
         return np.column_stack(
-            [(cohort + pd.DateOffset(months=int(k)) <= end).to_numpy() for k in ends]
+            [(cohort + pd.DateOffset(**{unit: int(k)}) <= end).to_numpy() for k in ends]
         )
     start = last_t0 if spec.window == "rolling" else cohort
     base = start.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
@@ -140,7 +151,7 @@ def run_query(
     first, last = data_range(ws)
     if not has_r or first is None or last is None:
         raise _unknown_event(ws, "return_event", return_event)
-    end = spec.until or until or _default_until(last)
+    end = spec.until or until or _default_until(last, spec.timezone)
     if spec.since is not None and spec.since >= end:
         raise ValidationError(
             "since",
@@ -184,7 +195,7 @@ def assemble(
 ) -> RetentionResult:  # fmt: skip
     """Turn the query's ``(cohort, grp, k, n, last_t0)`` rows into the long table."""
     raw = raw.copy()
-    raw["cohort"] = pd.to_datetime(raw["cohort"], utc=True)
+    raw["cohort"] = _in_zone(raw["cohort"], spec.timezone)
     raw["grp"] = (
         raw["grp"].astype(object).where(raw["grp"].notna(), "(missing)" if spec.breakdown else "")
     )
@@ -238,7 +249,7 @@ def assemble(
     cells.loc[cells["censored"], ["retained", "rate", "ci_low", "ci_high"]] = np.nan
     cells["retained"] = cells["retained"].astype("Int64")
     cells["size"] = cells["size"].astype("Int64")
-    cells["cohort"] = pd.to_datetime(cells["cohort"], utc=True)
+    cells["cohort"] = _in_zone(cells["cohort"], spec.timezone)
     cells = cells.sort_values(
         ["group", "cohort", "period_index"], na_position="last", kind="stable"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,8 +66,8 @@ class RetentionSpec:
             or any later one, unbounded up to the end of the data).
         cohort: ``'first'`` (cohort of the first start event ever) or ``'recurring'``
             (a cohort for every period in which the user did the start event).
-        window: ``'calendar'`` (UTC calendar periods) or ``'rolling'`` (24-hour, 7-day
-            or 30-day windows counted from the user's start event).
+        window: ``'calendar'`` (calendar periods in ``timezone``) or ``'rolling'`` (24-hour,
+            7-day or 30-day windows counted from the user's start event).
         brackets: custom period brackets as increasing boundaries; ``(1, 4, 8)`` gives
             "Day 1–3" and "Day 4–7" (``periods`` is then ignored).
         start_where / return_where: property filters on the start / return events,
@@ -74,9 +75,12 @@ class RetentionSpec:
         start_label: only start events whose ``labels`` contain this label.
         breakdown: a profile property; one matrix per value.
         since: first cohort date (default: the start of the data).
-        until: end of observation, exclusive (default: the end of the UTC day of the last
-            event); later cells are censored.
+        until: end of observation, exclusive (default: the end of the day, in ``timezone``,
+            of the last event); later cells are censored.
         confidence: level of the Wilson intervals.
+        timezone: IANA time zone of calendar periods and cohort dates (default ``'UTC'``):
+            with ``'America/New_York'`` a day cohort is a New York calendar day, and
+            "Day 1" the next New York day (23 or 25 hours long across a DST change).
     """
 
     start_event: str
@@ -94,6 +98,7 @@ class RetentionSpec:
     since: Any = None
     until: Any = None
     confidence: float = 0.95
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         check_str("start_event", self.start_event)
@@ -130,6 +135,24 @@ class RetentionSpec:
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValidationError("since", str(self.since), f"must be before until ({self.until})")
         check_number("confidence", self.confidence, low=0, high=1, low_open=True, high_open=True)
+        check_str("timezone", self.timezone)
+        try:
+            zone = zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(
+                "timezone", self.timezone, "must be an IANA time zone name such as 'Europe/Berlin'"
+            ) from None
+        object.__setattr__(self, "_zone", zone)
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The :class:`zoneinfo.ZoneInfo` of ``timezone``."""
+        return self._zone  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def utc(self) -> bool:
+        """True when calendar periods are UTC (the SQL then needs no zone conversion)."""
+        return self.timezone in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu")
 
     # ---------------------------------------------------------------- periods
     @property

@@ -15,8 +15,9 @@ DAY = pd.Timedelta(days=1)
 ROLL = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY}
 
 
-def trunc(ts: pd.Timestamp, period: str) -> pd.Timestamp:
-    day = ts.normalize()
+def trunc(ts: pd.Timestamp, period: str, tz: str = "UTC") -> pd.Timestamp:
+    """Start of the calendar period of ``ts`` on the wall clock of ``tz``."""
+    day = ts.tz_convert(tz).normalize()
     if period == "day":
         return day
     if period == "week":
@@ -24,22 +25,22 @@ def trunc(ts: pd.Timestamp, period: str) -> pd.Timestamp:
     return day.replace(day=1)
 
 
-def period_number(t0: pd.Timestamp, ts: pd.Timestamp, period: str, window: str) -> int:
+def period_number(t0: pd.Timestamp, ts: pd.Timestamp, period: str, window: str, tz="UTC") -> int:
     if window == "rolling":
         return math.floor((ts - t0) / ROLL[period])
-    if period == "day":
-        return (ts.normalize() - t0.normalize()).days
+    t0, ts = t0.tz_convert(tz), ts.tz_convert(tz)
+    if period == "day":  # calendar dates, whatever the length of the days in between
+        return (ts.date() - t0.date()).days
     if period == "week":
-        return (trunc(ts, "week") - trunc(t0, "week")).days // 7
+        return (trunc(ts, "week", tz).date() - trunc(t0, "week", tz).date()).days // 7
     return (ts.year - t0.year) * 12 + ts.month - t0.month
 
 
 def period_end(cohort, last_t0, hi, period, window):
     if window == "rolling":
         return last_t0 + (hi + 1) * ROLL[period]
-    if period == "month":
-        return cohort + pd.DateOffset(months=hi + 1)
-    return cohort + (hi + 1) * (7 * DAY if period == "week" else DAY)
+    unit = {"day": "days", "week": "weeks", "month": "months"}[period]
+    return cohort + pd.DateOffset(**{unit: hi + 1})  # on the wall clock of the cohort's zone
 
 
 def _match(df, where):
@@ -66,6 +67,7 @@ def reference(
     until,
     profiles=None,
     breakdown=None,
+    tz="UTC",
 ):
     """Long table: group, cohort (NaT = all), column, size, retained (NaN if censored)."""
     until = pd.Timestamp(until)
@@ -80,7 +82,7 @@ def reference(
     else:
         inst = []
         for u, part in s.groupby("user_id"):
-            for _, g in part.groupby(part["ts"].map(lambda t: trunc(t, period))):
+            for _, g in part.groupby(part["ts"].map(lambda t: trunc(t, period, tz))):
                 inst.append((u, g["ts"].min()))
     r = events[(events["event"] == ret) & _match(events, return_where) & (events["ts"] < until)]
     ret_by_user = {u: sorted(g["ts"]) for u, g in r.groupby("user_id")}
@@ -97,7 +99,7 @@ def reference(
         }
     rows = []
     for u, t0 in inst:
-        ks = [period_number(t0, t, period, window) for t in ret_by_user.get(u, []) if t >= t0]
+        ks = [period_number(t0, t, period, window, tz) for t in ret_by_user.get(u, []) if t >= t0]
         hit = []
         for lo, hi in bounds:
             if mode == "on":
@@ -107,7 +109,7 @@ def reference(
         rows.append(
             {
                 "group": grp_of.get(u, "(missing)") if breakdown else "",
-                "cohort": trunc(t0, period),
+                "cohort": trunc(t0, period, tz),
                 "t0": t0,
                 "hits": hit,
             }
