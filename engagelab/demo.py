@@ -8,7 +8,9 @@
    cart-abandonment inaction campaign (did 'Added to Cart', no 'Charged' within T, T from
    :func:`~engagelab.campaigns.recommended_delay`); a Mon/Wed/Fri deals push with
    frequency caps and do-not-disturb. One job per campaign runs
-   ``notebooks/campaign_job.ipynb`` on the campaign's schedule (catch-up ``all``).
+   ``notebooks/campaign_job.ipynb`` on the campaign's schedule (catch-up ``all``, for slots
+   at most 3 days old: a scheduler started on the workspace months later does not replay
+   the months in between).
 3. Run the programme: the last ``programme_days`` days of the history, one scheduler pass
    per day (:meth:`engagelab.jobs.Scheduler.run_due` with the clock at that day's end), each
    due slot through :func:`engagelab.jobs.run_job` (what ``engagelab run`` calls) in a
@@ -279,7 +281,7 @@ def _register(
             params={"dry_run": Param("bool", default=False, description="plan only")},
             fixed={"campaign_id": c.id, "simulated": True},
             schedule=Schedule(cron, tz), start=dates[0].isoformat(),
-            catch_up=CatchUp("all"), timeout=JOB_TIMEOUT,
+            catch_up=CatchUp("all", max_staleness="3d"), timeout=JOB_TIMEOUT,
             html_report=html_reports and c.winner_test is not None,
         )  # fmt: skip
         add_job(ws, spec, replace=True)

@@ -74,17 +74,21 @@ def test_programme_jobs_follow_their_campaigns_schedules(tmp_path):
     assert 1 <= hours <= 48 and "h" in why
     assert sorted(list_jobs(ws)["name"]) == CAMPAIGN_JOBS
     assert sorted(list_campaigns(ws)["id"]) == CAMPAIGN_JOBS
-    end = dt.datetime.combine(dates[-1], dt.time(23, 59), dt.UTC)
-    due = {
-        j: [dt.date.fromisoformat(s.logical_date) for s in due_slots(ws, j, end)]
-        for j in CAMPAIGN_JOBS
-    }
+
+    def due(job, day):
+        clock = dt.datetime.combine(day, dt.time(23, 59), dt.UTC)
+        return [dt.date.fromisoformat(s.logical_date) for s in due_slots(ws, job, clock)]
+
+    # a scheduler started at the end catches up at most 3 days; the demo's daily passes see all
+    assert due("onboarding-push", dates[-1]) == dates[-3:]
+    due = {j: sorted({d for day in dates for d in due(j, day)}) for j in CAMPAIGN_JOBS}
     assert due["onboarding-push"] == dates and due["cart-abandon"] == dates
     assert due["spring-email"] == dates[2:4]  # the test day, then the winner the day after
     assert due["weekly-deals"] == [d for d in dates if d.weekday() in (0, 2, 4)]  # Mon, Wed, Fri
     for j in CAMPAIGN_JOBS:
         spec = get_job(ws, j)
-        assert spec.catch_up.policy == "all" and spec.fixed == {"campaign_id": j, "simulated": True}
+        assert spec.catch_up.policy == "all" and spec.catch_up.max_staleness == 3 * 86400
+        assert spec.fixed == {"campaign_id": j, "simulated": True}
         assert (ws.path / spec.notebook).read_bytes() == (
             NOTEBOOKS / "campaign_job.ipynb"
         ).read_bytes()
@@ -110,7 +114,9 @@ def test_programme_in_process_sends_exactly_once(tmp_path):
     for day in dates:
         clock = dt.datetime.combine(day, dt.time(23, 59), dt.UTC)
         for job in CAMPAIGN_JOBS:
-            for slot in due_slots(ws, job, clock):
+            # no job history is recorded here: take the day's own slot (the scheduler's
+            # history would have marked the earlier ones done)
+            for slot in [s for s in due_slots(ws, job, clock) if s.logical_date == str(day)]:
                 run_campaign_job(ws, slot.logical_date, campaign_id=job,
                                  run_key=f"{job}/{slot.logical_date}", simulated=True)  # fmt: skip
     sent = check_exactly_once(ws)
