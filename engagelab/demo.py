@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import math
 import shutil
 import time
@@ -145,7 +146,7 @@ class DemoResult:
         return {
             "workspace": self.workspace, "users": self.users, "events": self.events,
             "programme": list(self.programme), "cart_abandon_hours": self.cart_hours,
-            "jobs": self.jobs.to_dict("records"), "messages_sent": int(self.jobs["sent"].sum()),
+            "jobs": json.loads(self.jobs.to_json(orient="records")), "messages_sent": int(self.jobs["sent"].sum()),
             "runs": int(self.jobs["runs"].sum()), "ran_now": self.ran_now, "sent_now": self.sent_now,
             "failed": list(self.failed), "seconds": self.seconds, **self.paths,
         }  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from engagelab.campaigns import ledger as L
 from engagelab.campaigns import list_campaigns, read_outbox
 from engagelab.campaigns.job import run_campaign_job
 from engagelab.campaigns.outbox import outbox_path
-from engagelab.demo import NOTEBOOKS, _register, _world, demo_campaigns, run_demo
+from engagelab.demo import NOTEBOOKS, DemoResult, _register, _world, demo_campaigns, run_demo
 from engagelab.errors import ValidationError
 from engagelab.jobs import due_slots, get_job, history, list_jobs
 
@@ -186,3 +187,17 @@ def test_run_demo_twice_on_a_small_world(tmp_path):
     assert len(history(ws)) == len(h) and ws.summary().events == events
     assert check_exactly_once(ws) == sent
     ws.close()
+
+
+def test_demo_result_json_keeps_numbers():
+    jobs = pd.DataFrame([{"job": "cart-abandon", "schedule": "0 8 * * * UTC", "runs": 3,
+                          "status": "succeeded 3", "sent": 12, "last_notebook": "a.ipynb", "last_html": ""}])  # fmt: skip
+    r = DemoResult(
+        "ws", 100, 2000, ("2026-01-08", "2026-01-10"), jobs, {"campaign_report_csv": "r.csv"}, 2.0
+    )
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["jobs"][0]["sent"] == 12 and d["messages_sent"] == 12 and d["runs"] == 3
+    assert d["campaign_report_csv"] == "r.csv" and r.ok
+    text = repr(r)
+    assert "cart-abandon" in text and "messages sent: 12 in 3 runs" in text
+    assert "<pre>" in r._repr_html_()
