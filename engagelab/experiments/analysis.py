@@ -418,8 +418,9 @@ def analyze(
     """Analyse experiments x metrics x arms in one call.
 
     Args:
-        data: a pandas/polars DataFrame, a CSV or Parquet path, a DuckDB relation or a
-            DuckDB SQL query, with one row per user.
+        data: a pandas/polars DataFrame, a CSV or Parquet path, a DuckDB relation, a
+            DuckDB SQL query or a Spark DataFrame (aggregated on its SparkSession by
+            the same SQL transpiled with sqlglot), with one row per user.
         arm_col: column holding the arm of each user.
         control: the control arm's value (compared as text).
         metrics: :class:`Metric` objects or strings ``"NAME:proportion|mean[:COVARIATE]"``

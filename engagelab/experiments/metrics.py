@@ -271,39 +271,82 @@ def as_relation(data: Any, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRel
 def aggregate_sql(
     metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None, source: str = "src"
 ) -> str:
-    """The DuckDB SQL that aggregates the sufficient statistics (users can read it)."""
+    """The DuckDB SQL that aggregates the sufficient statistics (users can read it).
+
+    Plain SQL (no DuckDB-only syntax), so sqlglot transpiles it to Spark SQL unchanged
+    in meaning.
+    """
     cols, pairs = _plan(metrics)
     # 1. project each column once (missing -> 0, as DOUBLE); 2. aggregate on the raw keys;
     # 3. cast the few result keys to text
     proj = [f"{_q(arm_col)} AS arm"]
     if experiment_col:
         proj.insert(0, f"{_q(experiment_col)} AS experiment")
-    proj += [f"CAST(COALESCE({_q(c)}, 0) AS DOUBLE) AS v{i}" for i, c in enumerate(cols)]
+    proj += [f"COALESCE(CAST({_q(c)} AS DOUBLE), 0) AS v{i}" for i, c in enumerate(cols)]
     idx = {c: f"v{i}" for i, c in enumerate(cols)}
-    sel = ["COUNT(*) AS n"]
+    sel, names = ["COUNT(*) AS n"], ["n"]
     for i, c in enumerate(cols):
         sel += [f"SUM({idx[c]}) AS s{i}", f"SUM({idx[c]} * {idx[c]}) AS ss{i}"]
+        names += [f"s{i}", f"ss{i}"]
     for j, (a, b) in enumerate(pairs):
         sel.append(f"SUM({idx[a]} * {idx[b]}) AS cp{j}")
+        names.append(f"cp{j}")
     group = "experiment, arm" if experiment_col else "arm"
     outer = "CAST(arm AS VARCHAR) AS arm"
     if experiment_col:
         outer = "CAST(experiment AS VARCHAR) AS experiment, " + outer
-    inner = f"SELECT {group}, {', '.join(sel)} FROM (SELECT {', '.join(proj)} FROM {source}) GROUP BY {group}"
-    return f"SELECT {outer}, * EXCLUDE ({group}) FROM ({inner}) ORDER BY {group}"
+    inner = (
+        f"SELECT {group}, {', '.join(sel)} FROM (SELECT {', '.join(proj)} FROM {source}) AS u "
+        f"GROUP BY {group}"
+    )
+    return f"SELECT {outer}, {', '.join(names)} FROM ({inner}) AS g ORDER BY {group}"
 
 
-def aggregate(
-    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None
+_SPARK_NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean")
+
+
+def _is_spark(data: Any) -> bool:
+    """A pyspark DataFrame, recognised without importing pyspark."""
+    return type(data).__module__.startswith("pyspark.") and hasattr(data, "sparkSession")
+
+
+def _spark_aggregate(
+    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None
 ) -> pd.DataFrame:
-    """Per-arm sufficient statistics as a small DataFrame.
+    """Run the aggregation SQL, transpiled by sqlglot, on the DataFrame's SparkSession."""
+    import uuid
 
-    Columns: ``experiment``, ``arm``, ``n`` and, for every column ``c`` and pair
-    ``(y, x)``, ``sum:c``, ``sumsq:c`` and ``cross:y*x``.
-    """
-    con = _connection()
-    rel = as_relation(data, con)
-    types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+    from engagelab.engines.spark_engine import to_spark_sql
+
+    types = {c: t.lower() for c, t in data.dtypes}
+    _check_columns(types, metrics, arm_col, experiment_col, _SPARK_NUMERIC, ("decimal",))
+    view = f"engagelab_experiment_{uuid.uuid4().hex}"
+    data.createOrReplaceTempView(view)
+    try:
+        sql = to_spark_sql(aggregate_sql(metrics, arm_col, experiment_col, source=view))
+        rows = data.sparkSession.sql(sql).collect()
+    finally:
+        data.sparkSession.catalog.dropTempView(view)
+    names = ["experiment"] if experiment_col else []
+    names += ["arm", "n"]
+    cols, pairs = _plan(metrics)
+    for i in range(len(cols)):
+        names += [f"s{i}", f"ss{i}"]
+    names += [f"cp{j}" for j in range(len(pairs))]
+    out = pd.DataFrame([tuple(r) for r in rows], columns=names)
+    for c in names[names.index("n") + 1 :]:
+        out[c] = out[c].astype("float64")
+    return out
+
+
+def _check_columns(
+    types: dict[str, str],
+    metrics: Sequence[Metric],
+    arm_col: str,
+    experiment_col: str | None,
+    numeric: tuple[str, ...],
+    numeric_prefixes: tuple[str, ...],
+) -> None:
     for field, col in (("arm_col", arm_col), ("experiment_col", experiment_col)):
         if col is not None and col not in types:
             raise ValidationError(
@@ -325,16 +368,39 @@ def aggregate(
                     "must be a column of data: " + ", ".join(repr(c) for c in types),
                 )
             t = types[col]
-            if not (t in _NUMERIC or t.startswith("DECIMAL")):
+            if not (t in numeric or t.startswith(numeric_prefixes)):
                 raise ValidationError(
                     f"metrics[{m.name!r}].{role}",
                     col,
                     f"must be a numeric or boolean column, got {t}",
                 )
+
+
+def aggregate(
+    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None
+) -> pd.DataFrame:
+    """Per-arm sufficient statistics as a small DataFrame.
+
+    Columns: ``experiment``, ``arm``, ``n`` and, for every column ``c`` and pair
+    ``(y, x)``, ``sum:c``, ``sumsq:c`` and ``cross:y*x``.
+    """
+    if _is_spark(data):
+        out = _spark_aggregate(data, metrics, arm_col, experiment_col)
+        return _finish(out, metrics, experiment_col)
+    con = _connection()
+    rel = as_relation(data, con)
+    types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+    _check_columns(types, metrics, arm_col, experiment_col, _NUMERIC, ("DECIMAL",))
     query = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col))
     if query is None:  # pragma: no cover - DuckDB returns a relation for a SELECT
         raise ValidationError("data", "<query>", "did not produce a result")
-    out = query.df()
+    return _finish(query.df(), metrics, experiment_col)
+
+
+def _finish(
+    out: pd.DataFrame, metrics: Sequence[Metric], experiment_col: str | None
+) -> pd.DataFrame:
+    """Name the aggregate columns ``sum:c``, ``sumsq:c``, ``cross:a*b``."""
     cols, pairs = _plan(metrics)
     ren = {f"s{i}": f"sum:{c}" for i, c in enumerate(cols)}
     ren |= {f"ss{i}": f"sumsq:{c}" for i, c in enumerate(cols)}

@@ -93,7 +93,7 @@ def test_many_experiments_and_metrics_in_one_call(df):
         assert np.allclose(g.p_adjusted, multipletests(g.p_value, method="holm")[1])
     assert set(res.srm) == {"c1", "c2"}
     sql = aggregate_sql([Metric("clicked", "proportion")], "variant", "campaign")
-    assert "FROM src) GROUP BY experiment, arm" in sql and "ORDER BY experiment, arm" in sql
+    assert "FROM src) AS u GROUP BY experiment, arm" in sql and "ORDER BY experiment, arm" in sql
 
 
 def test_rendering_marks_significance_and_srm(df):
