@@ -176,7 +176,7 @@ class ExperimentResult:
             rel = (
                 ""
                 if not np.isfinite(r.rel_lift)
-                else f" ({r.rel_lift:+.2%} [{r.rel_ci_low:+.2%}, {r.rel_ci_high:+.2%}])"
+                else f" ({_ci(r.rel_lift, r.rel_ci_low, r.rel_ci_high, True)})"
             )
             lines.append(
                 f"  {r.experiment} | {r.metric} | {r.arm} vs {r.control}: {r.control_estimate:.4g} -> "
@@ -310,7 +310,13 @@ def _num(v: float) -> str:
 
 
 def _ci(v: float, lo: float, hi: float, pct: bool) -> str:
+    """``value [low, high]``; an open end of a one-sided interval shows as ``-∞`` / ``+∞``."""
     if not np.isfinite(v):
         return "—"
-    f = (lambda x: f"{x:+.2%}") if pct else (lambda x: f"{x:+.4g}")
+
+    def f(x: float) -> str:
+        if np.isinf(x):
+            return "+∞" if x > 0 else "-∞"
+        return f"{x:+.2%}" if pct else f"{x:+.4g}"
+
     return f"{f(v)} [{f(lo)}, {f(hi)}]"

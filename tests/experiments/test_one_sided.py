@@ -78,3 +78,11 @@ def test_one_sided_results_are_strict_json():
     assert len(fig.axes) == 1
     two = analyze_experiment(df, arm_col="arm", control="a", metrics=["y:mean"])
     json.dumps(two, allow_nan=False)
+
+
+def test_open_ends_render_as_infinity():
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"arm": rng.choice(["a", "b"], 1000), "y": rng.normal(size=1000)})
+    res = analyze(df, arm_col="arm", control="a", metrics=["y:mean"], alternative="less")
+    assert ", +∞]" not in repr(res) and "[-∞, " in repr(res)
+    assert "[-∞, " in res._repr_html_() and "inf" not in res._repr_html_()
