@@ -103,7 +103,7 @@ def data(lines: pa.Array) -> memoryview:
 
 def read_outbox(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The complete records of an outbox file (a torn last line is skipped)."""
-    out = []
+    out: list[dict[str, Any]] = []
     p = Path(path)
     if not p.exists():
         return out

@@ -16,7 +16,7 @@ import io
 import time
 from collections.abc import Iterable, Iterator
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The columns ``send`` needs as numpy arrays (plain Python strings, None for missing)."""
 
     def obj(col: str) -> np.ndarray:
-        v = frame[col].to_numpy(dtype=object, na_value=None)
+        v = cast(Any, frame[col]).to_numpy(dtype=object, na_value=None)
         return np.asarray(v, dtype=object)
 
     out = {c: obj(c) for c in ("user_id", "variant", "to", "message_key", "timezone")}
@@ -128,7 +128,8 @@ def _events(
     if "send_us" in rows:
         ts = pa.array(np.asarray(rows["send_us"], dtype=np.int64), TS_TYPE)
     else:
-        ts = pa.array(pd.to_datetime(rows["send_at"], utc=True).dt.as_unit("us"), TS_TYPE)
+        when = cast(pd.Series, pd.to_datetime(rows["send_at"], utc=True))
+        ts = pa.array(when.dt.as_unit("us"), TS_TYPE)
     labels = pa.ListArray.from_arrays(
         pa.array(np.arange(n + 1, dtype=np.int32) * len(c.labels)),
         pa.array(list(c.labels) * n, pa.string()),
@@ -221,7 +222,7 @@ def _many(conn: sa.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> Non
         sql = sql.replace("?", "%s")
     cur = conn.connection.cursor()
     try:
-        cur.executemany(sql, rows)
+        cur.executemany(sql, cast(Any, rows))  # any iterable of tuples
     finally:
         cur.close()
 
@@ -530,7 +531,7 @@ def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
     try:
         keys = pa.array(col)  # zero-copy for Arrow-backed strings
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        keys = pa.array(col.to_numpy(dtype=object, na_value=None), pa.string())
+        keys = pa.array(col.tolist(), pa.string())
     return frame.take(pc.sort_indices(keys).to_numpy())
 
 

@@ -151,7 +151,7 @@ class MessageBatch:
     def __len__(self) -> int:
         return len(self.key)
 
-    def take(self, idx: np.ndarray) -> MessageBatch:
+    def take(self, idx: np.ndarray | slice) -> MessageBatch:
         """The messages at positions (or boolean mask) ``idx``."""
         cols = ("key", "user_id", "variant", "to", "send_us", "payload_index")
         parts = {c: getattr(self, c)[idx] for c in cols}
@@ -252,7 +252,7 @@ class BatchResult:
         n = len(self.ok)
         ok, perm = self.ok.copy(), self.permanent.copy()
         ok[idx], perm[idx] = other.ok, other.permanent
-        cols = []
+        cols: list[np.ndarray | None] = []
         for mine, theirs in ((self.provider_id, other.provider_id), (self.error, other.error)):
             if mine is None and theirs is None:
                 cols.append(None)
