@@ -202,16 +202,33 @@ def loo_conditionals(y: np.ndarray, group: np.ndarray, smoothing: float = 1.0) -
     (1.0, 1.0)
     """
     n, d, k = y.shape
+    g = int(group.max()) + 1 if group.size else 1
+    if g == 1:
+        return _loo_conditionals_one_group(y, smoothing)
     flat = y.reshape(n, d * k)
     others = flat.sum(axis=0)[None, :] - flat + 1e-6
     others = others.reshape(n, d, k)
     glob = others / others.sum(axis=1, keepdims=True)
-    g = int(group.max()) + 1 if group.size else 1
     sums = _group_sums(flat, group, g)
     out = (sums[group] - flat).reshape(n, d, k)
     np.maximum(out, 0.0, out=out)
     out += smoothing * glob
     out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def _loo_conditionals_one_group(y: np.ndarray, smoothing: float) -> np.ndarray:
+    """:func:`loo_conditionals` for one group in one ``y``-sized array: with
+    ``D = total - y[u]`` the result is ``D * c1 + c2`` with ``c1, c2`` per (user, hour)
+    (the same algebra as :func:`loo_coefficients`, per hour over the 7 weekdays)."""
+    d = y.shape[1]
+    total = y.sum(axis=0)  # (7, 24)
+    rest = total.sum(axis=0)[None, :] - y.sum(axis=1)  # (users, 24): sum of D over weekdays
+    s1 = rest + d * 1e-6
+    s2 = rest + smoothing
+    out = np.subtract(total[None, :, :], y)
+    out *= ((1.0 + smoothing / s1) / s2)[:, None, :]
+    out += (smoothing * 1e-6 / (s1 * s2))[:, None, :]
     return out
 
 
@@ -222,10 +239,8 @@ def conditional_rows(y: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.nd
     Args:
         y: ``(users, 7, 24)`` counts; base: ``(users, 7, 24)`` prior shares.
     """
-    x = np.moveaxis(y, 1, 2).reshape(-1, y.shape[1])
-    p = np.moveaxis(base, 1, 2).reshape(-1, y.shape[1])
-    keep = x.sum(axis=1) > 0
-    return x[keep], p[keep]
+    users, hours = np.nonzero(y.sum(axis=1) > 0)
+    return y[users, :, hours], base[users, :, hours]
 
 
 def week_posterior(
@@ -241,5 +256,15 @@ def week_posterior(
     Returns:
         ``(users, 168)``, Monday 00:00 first; rows sum to one.
     """
-    cond = (y + beta * base) / (y.sum(axis=1, keepdims=True) + beta)
-    return (hour_post[:, None, :] * cond).reshape(len(y), -1)
+    return week_posterior_(hour_post, y, base.copy(), beta)
+
+
+def week_posterior_(
+    hour_post: np.ndarray, y: np.ndarray, base: np.ndarray, beta: float
+) -> np.ndarray:
+    """:func:`week_posterior` computed in ``base``'s memory (which it overwrites)."""
+    base *= beta
+    base += y
+    base /= (y.sum(axis=1) + beta)[:, None, :]
+    base *= hour_post[:, None, :]
+    return base.reshape(len(y), -1)

@@ -356,8 +356,7 @@ def fit(
         y = hist.week_weights.reshape(len(x), 7, 24)
         base = _bayes.loo_conditionals(y, codes)
         beta = _bayes.fit_alpha(*_bayes.conditional_rows(y, base))
-        post = _bayes.week_posterior(post, y, base, beta)
-        del base
+        post = _bayes.week_posterior_(post, y, base, beta)  # overwrites base
         priors = _week_priors(priors, y, codes)
     return BestTimeModel(
         o, hist, alpha, priors, codes, list(names), _smooth(post), nw / (nw + alpha), beta

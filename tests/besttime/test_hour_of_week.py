@@ -271,3 +271,18 @@ def test_exact_minute_path_gives_the_same_bins(planted, monkeypatch):
     assert (exact.history.week_counts == grid.history.week_counts).all()
     assert exact.history.week_weights == pytest.approx(grid.history.week_weights, rel=1e-9)
     pd.testing.assert_frame_equal(exact.slots(MONDAY), grid.slots(MONDAY))
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_loo_conditionals_match_a_direct_computation(groups):
+    rng = np.random.default_rng(groups)
+    y = rng.poisson(0.4, size=(60, 7, 24)).astype(float)
+    codes = np.arange(60) % groups
+    got = _bayes.loo_conditionals(y, codes)
+    for u in (0, 7, 59):
+        mine = codes == codes[u]
+        group = y[mine].sum(axis=0) - y[u]  # the user's group without the user
+        others = y.sum(axis=0) - y[u] + 1e-6  # everyone else, for the light smoothing
+        ref = group + others / others.sum(axis=0, keepdims=True)
+        ref /= ref.sum(axis=0, keepdims=True)
+        assert got[u] == pytest.approx(ref, rel=1e-9, abs=1e-15)
