@@ -48,7 +48,10 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         v = cast(Any, frame[col]).to_numpy(dtype=object, na_value=None)
         return np.asarray(v, dtype=object)
 
-    out = {c: obj(c) for c in ("user_id", "variant", "to", "message_key", "timezone")}
+    cols = ("user_id", "variant", "to", "message_key", "timezone")
+    # the trigger event's properties (triggered / inaction plans; older snapshots lack it)
+    cols += ("event_properties",) if "event_properties" in frame.columns else ()
+    out = {c: obj(c) for c in cols}
     out["send_us"] = (
         pd.to_datetime(frame["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
     )
@@ -414,9 +417,13 @@ def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.nda
         for r in prof.to_dict("records")
     }
     idx[todo] = np.arange(len(table), len(table) + len(todo))
+    from engagelab.campaigns.plan import event_context
+
+    evs = rows.get("event_properties")
+    evs = evs[todo] if evs is not None else [None] * len(todo)
     table += [
-        needs[v].render(ctx.get(u, {"user_id": u}))
-        for u, v in zip(ids, variants[todo], strict=True)
+        needs[v].render({"profile": ctx.get(u, {"user_id": u}), "event": event_context(e)})
+        for u, v, e in zip(ids, variants[todo], evs, strict=True)
     ]
     return idx.astype(np.intp), table
 
@@ -584,6 +591,7 @@ def send(
     else:
         prov = provider
     cols = ["user_id", "variant", "to", "message_key", "timezone", "send_at"]
+    cols += ["event_properties"] if "event_properties" in frame.columns else []
     # Arrow-backed until a batch needs its values as Python objects (memory: one batch)
     todo = _sorted_by_key(frame.loc[frame["decision"] == "send", cols])
     n_todo = len(todo)
