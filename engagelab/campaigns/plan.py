@@ -539,6 +539,9 @@ def _valid_tz(name: Any) -> bool:
     return valid_timezone(name)
 
 
+_HISTORY_BY_USER_MAX = 200_000
+
+
 def _caps(ws: Any, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
     opt = c.delivery
     caps = () if opt.ignore_caps else opt.caps
@@ -555,11 +558,16 @@ def _caps(ws: Any, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
         )
         * _US
     )
+    users = df["user_id"].iloc[live].to_numpy()
+    # The ledger window holds every campaign's messages of the last month: filter it by
+    # this audience unless the audience is so large that reading the window is cheaper.
+    only = users.tolist() if live.size <= _HISTORY_BY_USER_MAX else None
     with ws.state.read() as conn:
-        hist = L.history(conn, int(t.min()) - span, int(t.max()) + span, exclude_run=run_key)
+        hist = L.history(
+            conn, int(t.min()) - span, int(t.max()) + span, users=only, exclude_run=run_key
+        )
     if hist.empty:
         return
-    users = df["user_id"].iloc[live].to_numpy()
     bad_gap = np.zeros(live.size, bool)
     if opt.min_gap_hours:
         h = hist[hist["campaign_id"] == c.id]
