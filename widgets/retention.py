@@ -39,6 +39,10 @@ from engagelab.retention.spec import RetentionSpec
 __all__ = ["CohortRetentionExplorer"]
 
 
+_ZONES = ["UTC", "America/New_York", "America/Los_Angeles", "America/Sao_Paulo", "Europe/London",
+          "Europe/Berlin", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo", "Australia/Sydney"]  # fmt: skip
+
+
 def _css(widget: w.Widget, name: str) -> w.Widget:
     widget.add_class(f"el-cre-{name}")
     return widget
@@ -100,18 +104,29 @@ class CohortRetentionExplorer(w.VBox):
         self.brackets = _css(
             w.Text(value="", placeholder="e.g. 1,4,8,15", description="brackets"), "brackets"
         )
+        self.timezone = _css(
+            w.Combobox(
+                value="UTC",
+                options=_ZONES,
+                description="time zone",
+                ensure_option=False,
+                continuous_update=False,
+            ),  # fmt: skip
+            "timezone",
+        )
         self.day = _css(w.BoundedIntText(value=7, min=0, max=3650, description="effect day"), "day")
         self.status = _css(w.HTML(value=""), "status")
         self.heatmap = _css(w.HTML(value=""), "heatmap")
         self.curves = _css(w.Image(format="png", value=b""), "curves")
         self.comparison = _css(w.HTML(value=""), "comparison")
         for c in (self.labels, self.start_event, self.return_event, self.period, self.periods,
-                  self.mode, self.cohort, self.window, self.brackets, self.day):  # fmt: skip
+                  self.mode, self.cohort, self.window, self.brackets, self.day,
+                  self.timezone):  # fmt: skip
             c.observe(self._changed, names="value")
         self.children = [
             w.HBox([self.labels, w.VBox([self.start_event, self.return_event])]),
             w.HBox([self.period, self.periods]),
-            w.HBox([self.mode, self.cohort, self.window]),
+            w.HBox([self.mode, self.cohort, self.window, self.timezone]),
             w.HBox([self.brackets, self.day]),
             self.status,
             self.error_line,
@@ -141,7 +156,7 @@ class CohortRetentionExplorer(w.VBox):
         return RetentionSpec(
             self.start_event.value or "", self.return_event.value, period=self.period.value,
             periods=int(self.periods.value), mode=self.mode.value, cohort=self.cohort.value,
-            window=self.window.value, brackets=brackets,
+            window=self.window.value, brackets=brackets, timezone=self.timezone.value.strip(),
         )  # fmt: skip
 
     def wait(self, timeout: float = 60) -> Any:
@@ -173,7 +188,7 @@ class CohortRetentionExplorer(w.VBox):
         self, spec: RetentionSpec, labels: list[str], day: int
     ) -> tuple[Any, dict[str, Any]]:
         opts = {k: v for k, v in spec.to_dict().items()
-                if k in ("period", "periods", "mode", "cohort", "window", "brackets")}  # fmt: skip
+                if k in ("period", "periods", "mode", "cohort", "window", "brackets", "timezone")}  # fmt: skip
         if opts["brackets"] is not None:
             opts["brackets"] = tuple(opts["brackets"])
         if labels:

@@ -151,6 +151,14 @@ def _period_index(spec: RetentionSpec, t0: str, ts: str, portable: bool) -> str:
     return f"((year({ts}) - year({t0})) * 12 + month({ts}) - month({t0}))"
 
 
+def _cohort(spec: RetentionSpec, t0: str) -> str:
+    """The cohort (period start) of ``t0``: a UTC TIMESTAMPTZ, or for another zone the
+    local wall-clock start as text, which reads the same from DuckDB and Spark (whose
+    timestamps carry no zone) and which the caller places in the zone."""
+    start = f"date_trunc('{spec.period}', {local(spec, t0)})"
+    return start if spec.utc else f"CAST({start} AS VARCHAR)"
+
+
 def _column(spec: RetentionSpec, k: str) -> str:
     """The column number of period number ``k`` (NULL when no column covers it)."""
     if not spec.brackets:
@@ -204,13 +212,12 @@ def retention_sql(
         )
     if breakdown_sql:
         inst_g = (
-            f"SELECT i.user_id, i.t0, date_trunc('{unit}', {local(spec, 'i.t0')}) AS cohort, {grp} AS grp "
+            f"SELECT i.user_id, i.t0, {_cohort(spec, 'i.t0')} AS cohort, {grp} AS grp "
             f"FROM ({inst}) AS i LEFT JOIN profiles AS p ON p.user_id = i.user_id"
         )
     else:
         inst_g = (
-            f"SELECT user_id, t0, date_trunc('{unit}', {local(spec, 't0')}) AS cohort, {grp} AS grp "
-            f"FROM ({inst}) AS i"
+            f"SELECT user_id, t0, {_cohort(spec, 't0')} AS cohort, {grp} AS grp FROM ({inst}) AS i"
         )
     ret_conds = [
         f"event = {lit(spec.return_event)}",

@@ -21,7 +21,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     opts: dict[str, Any] = dict(
         period=args.period, periods=args.periods, mode=args.mode, cohort=args.cohort,
-        window=args.window,
+        window=args.window, timezone=args.timezone,
     )  # fmt: skip
     if args.brackets:
         try:
@@ -95,6 +95,9 @@ def register(
     p.add_argument("--cohort", choices=["first", "recurring"], default="first")
     p.add_argument("--window", choices=["calendar", "rolling"], default="calendar")
     p.add_argument("--brackets", help="custom brackets as boundaries, e.g. 1,4,8,15")
+    p.add_argument(
+        "--timezone", default="UTC", help="IANA time zone of calendar periods (default UTC)"
+    )
     p.add_argument("--label", help="cohorts of users sent a message carrying this label")
     p.add_argument("--since", help="first cohort date")
     p.add_argument("--until", help="end of observation (exclusive)")

@@ -97,3 +97,22 @@ def test_cli_label_and_errors(rand_ws, tmp_path):
     assert proc.returncode == 0 and "All cohorts" in proc.stdout
     lib = retention(ws, "App Launched", periods=3).to_pandas()
     assert f"{lib.loc['All cohorts', 'Day 1']:.4f}".rstrip("0") in proc.stdout
+
+
+def test_cli_time_zone(rand_ws):
+    ws, ev, _ = rand_ws
+    args = ["retention", "-w", str(ws.path), "--start-event", "App Launched", "--periods", "4"]
+    proc = run(*args, "--timezone", "America/Los_Angeles", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.DataFrame(json.loads(proc.stdout))
+    lib = retention(ws, "App Launched", periods=4, timezone="America/Los_Angeles").long()
+    assert np.array_equal(
+        rows["retained"].to_numpy(float),
+        lib["retained"].astype("Float64").to_numpy(float, na_value=np.nan),
+        equal_nan=True,
+    )
+    assert rows["cohort"].dropna().tolist() == [
+        c.strftime("%Y-%m-%d") for c in lib["cohort"].dropna()
+    ]
+    proc = run(*args, "--timezone", "PST8PDTX")
+    assert proc.returncode == 1 and "timezone == 'PST8PDTX'" in proc.stderr

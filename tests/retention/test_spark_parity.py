@@ -39,6 +39,8 @@ def _same(a, b):
         dict(period="day", periods=5, window="rolling", brackets=(1, 3, 6), mode="on"),
         dict(period="month", periods=2, mode="on", breakdown="plan"),
         dict(period="week", periods=3, mode="on", window="rolling", breakdown="plan"),
+        dict(period="day", periods=5, mode="on", cohort="recurring", timezone="America/New_York"),
+        dict(period="week", periods=2, mode="on-or-after", timezone="Asia/Kolkata"),
     ],
 )
 def test_duckdb_and_spark_agree(spark_ws, opts):

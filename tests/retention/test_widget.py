@@ -56,3 +56,15 @@ def test_label_panel_matches_label_effect(small_ws):
     pd.testing.assert_frame_equal(ex.effects["Onboarding"].comparisons, eff.comparisons)
     assert "causal" in ex.comparison.value and "selection bias" in ex.comparison.value
     assert "Onboarding" in ex.heatmap.value
+
+
+def test_time_zone_input(small_ws):
+    ex = CohortRetentionExplorer(small_ws, debounce=0)
+    ex.timezone.value = "Asia/Tokyo"
+    assert ex.error == ""
+    want = retention(small_ws, "App Launched", timezone="Asia/Tokyo")
+    pd.testing.assert_frame_equal(ex.result.to_pandas(), want.to_pandas())
+    assert not want.to_pandas().equals(retention(small_ws, "App Launched").to_pandas())
+    ex.timezone.value = "Tokyo"
+    assert ex.error.startswith("ValidationError: timezone == 'Tokyo', must be an IANA time zone")
+    assert ex.result is None
