@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml
 	    $(BIN)/python -m pip install -q --upgrade pip uv; \
 	    UV=$(BIN)/uv; \
 	fi; \
-	$$UV pip install -q --python $(BIN)/python -e '.[dev]'
+	$$UV pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
 ## The main job: create ./demo-workspace, simulate a world, run the campaign programme.
+# Bytecode is compiled up front: every scheduled run starts a fresh kernel, and an
+# environment with PYTHONDONTWRITEBYTECODE would otherwise recompile on each start.
 demo: $(STAMP)
+	@$(BIN)/python -m compileall -q engagelab widgets >/dev/null
 	$(BIN)/engagelab demo --workspace $(WORKSPACE)
 
 ## System packages the full test suite needs (PostgreSQL server, Chromium); apt, as root.

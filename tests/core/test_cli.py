@@ -127,12 +127,13 @@ def test_errors_are_one_line_and_non_zero(tmp_path):
 
 
 def test_demo_command_is_rerunnable(tmp_path):
-    w = str(tmp_path / "demo")
-    first = json.loads(
-        run("demo", "-w", w, "--users", "800", "--days", "7", "--format", "json").stdout
-    )
-    second = json.loads(
-        run("demo", "-w", w, "--users", "800", "--days", "7", "--format", "json").stdout
-    )
+    # Two programme days and no HTML keep it short; tests/test_demo.py covers the programme.
+    args = ("demo", "-w", str(tmp_path / "demo"), "--users", "800", "--days", "7")
+    args += ("--programme-days", "2", "--no-html", "--format", "json")
+    first = json.loads(run(*args).stdout)
+    second = json.loads(run(*args).stdout)
     assert first["users"] == second["users"] == 800
     assert first["events"] == second["events"] > 0
+    assert first["failed"] == second["failed"] == []
+    assert first["ran_now"] > 0 and second["ran_now"] == 0
+    assert second["sent_now"] == 0 and second["messages_sent"] == first["messages_sent"]
