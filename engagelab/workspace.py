@@ -433,11 +433,23 @@ class Workspace:
 
         return respond(self, run_key)
 
-    def preview(self, campaign: Any, user_id: str, variant: str | None = None) -> dict[str, Any]:
-        """The real rendered message of ``campaign`` for one user."""
+    def preview(
+        self,
+        campaign: Any,
+        user_id: str,
+        variant: str | None = None,
+        *,
+        event: dict[str, Any] | None = None,
+        at: Any = None,
+    ) -> dict[str, Any]:
+        """The real rendered message of ``campaign`` for one user.
+
+        For triggered and inaction campaigns, templates reading ``event.*`` render the
+        user's latest qualifying trigger event (before ``at``), or ``event`` when given.
+        """
         from engagelab.campaigns.api import preview
 
-        return preview(self, self._campaign(campaign), user_id, variant)
+        return preview(self, self._campaign(campaign), user_id, variant, event=event, at=at)
 
     def recommended_delay(self, did: str, then: str, **options: Any) -> dict[str, Any]:
         """Median and mean time from ``did`` to the first following ``then`` (for an

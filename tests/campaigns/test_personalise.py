@@ -150,6 +150,8 @@ def test_preview_renders_the_trigger_event_for_one_user(cart_ws):
         preview(cart_ws, c, "u00001", event={"price": 1})["body"] == "Your item (1 EUR) is waiting"
     )
     assert cart_ws.preview(c, "u00002")["body"] == "Your Scarf (25.0 EUR) is waiting"
+    assert cart_ws.preview(c, "u00000", at="2026-02-02T07:30:00Z") == early
+    assert cart_ws.preview(c, "u00001", event={"price": 2})["body"] == "Your item (2 EUR) is waiting"
     with use_workspace(cart_ws.path):
         got = c.preview("u00001")
     assert got["title"] == "Hi there" and got["body"] == "Your item (5.0 EUR) is waiting"
