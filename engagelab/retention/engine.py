@@ -114,10 +114,12 @@ def _observed(
     end = pd.Timestamp(until)
     if spec.window == "calendar" and (spec.period == "month" or not spec.utc):
         # calendar arithmetic on the wall clock: a day across a DST change is 23 or 25 hours
-        unit = {"day": "days", "week": "weeks", "month": "months"}[spec.period]
-        return np.column_stack(
-            [(cohort + pd.DateOffset(**{unit: int(k)}) <= end).to_numpy() for k in ends]
-        )
+        def offset(k: int) -> pd.DateOffset:
+            if spec.period == "month":
+                return pd.DateOffset(months=k)
+            return pd.DateOffset(days=k * (7 if spec.period == "week" else 1))
+
+        return np.column_stack([(cohort + offset(int(k)) <= end).to_numpy() for k in ends])
     start = last_t0 if spec.window == "rolling" else cohort
     base = start.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     step = np.timedelta64(CHUNK_US[spec.period], "us")  # a day, a week, or a rolling 30 days
