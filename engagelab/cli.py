@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from engagelab._validate import check_datetime
 from engagelab.errors import EngagelabError, ValidationError
 
@@ -55,12 +53,15 @@ PLUGIN_COMMANDS = {
 # ----------------------------------------------------------------------------- output
 def emit(obj: Any, fmt: str) -> None:
     """Print a DataFrame, dict or scalar as a table or JSON."""
+    # pandas is imported only by the commands that produce DataFrames, never for this check
+    pd: Any = sys.modules.get("pandas")
+    is_frame = pd is not None and isinstance(obj, pd.DataFrame)
     if fmt == "json":
-        if isinstance(obj, pd.DataFrame):
+        if is_frame:
             obj = json.loads(obj.to_json(orient="records", date_format="iso"))
         print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
         return
-    if isinstance(obj, pd.DataFrame):
+    if is_frame:
         if obj.empty:
             print("(no rows)")
         else:

@@ -21,23 +21,34 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
+from engagelab.errors import WorkspaceError
+
 __all__ = [
     "StateDB",
+    "WorkspaceState",
     "batches",
     "columns",
     "ingests",
     "meta",
     "metadata",
     "saved_segments",
+    "state_url",
     "utcnow",
+    "workspace_config",
 ]
 
 SCHEMA_VERSION = "1"
+#: The configuration file that makes a folder a workspace, and the layout version it declares.
+CONFIG_NAME = "engagelab.yaml"
+FORMAT_VERSION = 1
 
 metadata = sa.MetaData()
 
@@ -189,3 +200,76 @@ def _configure_sqlite(engine: sa.Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def workspace_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration of the workspace folder ``path`` (its ``engagelab.yaml``), checked."""
+    import yaml
+
+    path = Path(path)
+    cfg_path = path / CONFIG_NAME
+    if not cfg_path.exists():
+        raise WorkspaceError(
+            f"{path} is not an engagelab workspace (no {CONFIG_NAME}); "
+            f"create one with Workspace.create({str(path)!r})"
+        )
+    config = yaml.safe_load(cfg_path.read_text()) or {}
+    if config.get("format_version") != FORMAT_VERSION:
+        raise WorkspaceError(
+            f"{cfg_path}: format_version {config.get('format_version')!r} is not supported "
+            f"(this engagelab reads {FORMAT_VERSION})"
+        )
+    return config
+
+
+def state_url(path: Path, config: dict[str, Any]) -> str:
+    """The state database URL of the workspace at (resolved) ``path``.
+
+    ``$ENGAGELAB_STATE_URL`` wins over the configuration; a relative SQLite file is relative
+    to the workspace.
+
+    >>> state_url(Path("/srv/ws"), {"state_url": "sqlite:///state.db"})
+    'sqlite:////srv/ws/state.db'
+    """
+    url = os.environ.get("ENGAGELAB_STATE_URL") or config.get("state_url") or "sqlite:///state.db"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{(path / url[len('sqlite:///') :]).resolve()}"
+    return url
+
+
+class WorkspaceState:
+    """A workspace's state database without its event store: what a job run needs.
+
+    ``engagelab run`` opens this instead of :class:`engagelab.Workspace`, whose event store
+    and query engine import pandas, pyarrow and DuckDB (seconds of CPU a run never uses).
+    It reads the same ``engagelab.yaml`` and reaches the same database.
+
+    Args:
+        path: the workspace folder.
+
+    Example:
+        >>> import tempfile
+        >>> from engagelab import Workspace
+        >>> folder = Workspace.create(tempfile.mkdtemp() + "/ws").path
+        >>> with WorkspaceState(folder) as ws:
+        ...     ws.path == folder, ws.state.url == f"sqlite:///{folder}/state.db"
+        (True, True)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.config = workspace_config(path)
+        self.path = Path(path).resolve()
+        self.state = StateDB(state_url(self.path, self.config))
+
+    def close(self) -> None:
+        """Close the state database connections."""
+        self.state.dispose()
+
+    def __enter__(self) -> WorkspaceState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"WorkspaceState({str(self.path)!r})"

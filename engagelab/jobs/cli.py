@@ -112,16 +112,33 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``engagelab run``: its cost over bare papermill is what a scheduled job pays each time.
+
+    So it starts the papermill child first (its papermill import then overlaps everything
+    else), and opens only the workspace's state database (no pandas, pyarrow or DuckDB).
+    """
     import sys
+    from pathlib import Path
 
-    from engagelab.cli import emit
-    from engagelab.jobs.runner import run_job
+    from engagelab.jobs.execute import Executor
 
-    ws = _ws(args)
+    executor = Executor.for_workspace(Path(args.workspace).resolve())
     try:
-        result = run_job(ws, args.job, args.logical_date, _params(args), trigger=args.trigger)
+        from engagelab.jobs.runner import run_job
+        from engagelab.state import WorkspaceState
+
+        params = _params(args)
+        ws = WorkspaceState(args.workspace)
+    except BaseException:
+        executor.cancel()
+        raise
+    try:
+        result = run_job(ws, args.job, args.logical_date, params, trigger=args.trigger,
+                         executor=executor)  # fmt: skip
     finally:
         ws.close()
+    from engagelab.cli import emit
+
     if args.format == "json":
         emit(result.to_dict(), "json")
     else:

@@ -50,6 +50,12 @@ class Executor:
             env={**os.environ, **(env or {})},
         )  # fmt: skip
 
+    @classmethod
+    def for_workspace(cls, path: str | os.PathLike[str]) -> Executor:
+        """The child of a run in the workspace at (resolved) ``path``: its kernel finds the
+        workspace through ``$ENGAGELAB_WORKSPACE``."""
+        return cls(env={"ENGAGELAB_WORKSPACE": str(path)})
+
     def cancel(self) -> None:
         """Not needed after all: stop the child (it has not started a kernel)."""
         if self.proc.poll() is None:
@@ -94,7 +100,15 @@ class Executor:
     ) -> Attempt:
         start = time.monotonic()
         killed = ""
-        while self.proc.poll() is None:
+        exited = threading.Event()  # set the moment the child exits, so no poll delay is added
+
+        def _reap() -> None:
+            self.proc.wait()
+            exited.set()
+
+        waiter = threading.Thread(target=_reap, name="papermill-child-waiter", daemon=True)
+        waiter.start()
+        while not exited.wait(0.05):
             if timeout is not None and time.monotonic() - start > timeout:
                 killed = "timeout"
             elif lost is not None and lost.is_set():
@@ -103,9 +117,8 @@ class Executor:
                 killed = "stop"
             if killed:
                 self.proc.kill()
-                self.proc.wait()
                 break
-            time.sleep(0.05)
+        waiter.join()
         code = self.proc.returncode
         try:
             if killed == "timeout":

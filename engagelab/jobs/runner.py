@@ -18,15 +18,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from engagelab.errors import ValidationError
 from engagelab.jobs import lease as _lease
 from engagelab.jobs.execute import Executor
 from engagelab.jobs.spec import JobSpec
 from engagelab.jobs.store import get_job
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["EXIT_CODES", "RunResult", "output_dir", "parse_logical_date", "run_job"]
 
@@ -78,6 +79,8 @@ class RunResult:
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per attempt made by this call."""
+        import pandas as pd
+
         return pd.DataFrame(list(self.attempts))
 
     def __repr__(self) -> str:
@@ -139,6 +142,7 @@ def run_job(
     trigger: str = "api",
     stop: threading.Event | None = None,
     sleep: Any = time.sleep,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run job ``name`` for ``logical_date`` (once per run key), with the job's retries.
 
@@ -150,16 +154,25 @@ def run_job(
         trigger: who asked (recorded in the history).
         stop: set it to abandon a running attempt (recorded as ``crashed``).
         sleep: the backoff sleeper (tests pass a fake).
+        executor: the first attempt's papermill child if the caller started it already
+            (``Executor.for_workspace(ws.path)``; ``engagelab run`` starts it before opening
+            the state database, so papermill's import overlaps all of this); it is
+            stopped if it is not needed.
 
     Returns:
         a :class:`RunResult`; ``.exit_code`` is what ``engagelab run`` exits with.
     """
-    spec = get_job(ws, name)
-    date = parse_logical_date(logical_date)
+    try:
+        spec = get_job(ws, name)
+        date = parse_logical_date(logical_date)
+    except BaseException:
+        if executor is not None:
+            executor.cancel()
+        raise
     nb = notebook_path(ws, spec)
     out_dir = output_dir(ws, spec, date)
-    env = {"ENGAGELAB_WORKSPACE": str(ws.path)}
-    executor = Executor(env=env)
+    if executor is None:
+        executor = Executor.for_workspace(ws.path)
     problem: Exception | None = None
     resolved: dict[str, Any] = {}
     try:
@@ -213,7 +226,7 @@ def run_job(
                     break
                 sleep(spec.retries.delay(retries_done + 1))
                 run_id, attempt = _lease.new_attempt(ws, run_id, owner)
-                executor = Executor(env=env)
+                executor = Executor.for_workspace(ws.path)
     finally:
         _lease.release(ws, name, date, owner)
     status = attempts[-1]["status"]

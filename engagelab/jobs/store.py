@@ -7,14 +7,16 @@ live lease per run key, refreshed by the runner's heartbeat thread.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from engagelab.errors import SpecError
 from engagelab.jobs.spec import JobSpec
 from engagelab.state import metadata, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "add_job",
@@ -169,6 +171,8 @@ def list_jobs(ws: Any) -> pd.DataFrame:
             "last_status": lr.status if lr else None,
         })  # fmt: skip
     cols = ["name", "notebook", "cron", "timezone", "paused", "last_date", "last_status"]
+    import pandas as pd  # here, not at the top: the run path never needs pandas
+
     return pd.DataFrame(out, columns=cols)
 
 
@@ -189,4 +193,6 @@ def history(ws: Any, job: str | None = None, logical_date: str | None = None) ->
         q = q.where(runs_table.c.logical_date == str(logical_date))
     with ws.state.read() as conn:
         rows = conn.execute(q).all()
+    import pandas as pd
+
     return pd.DataFrame([tuple(r) for r in rows], columns=HISTORY_COLUMNS)
