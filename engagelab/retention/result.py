@@ -58,7 +58,9 @@ def differences(
     A column censored for either side has no difference (NaN).
     """
     if baseline not in overall:
-        raise ValidationError("baseline", baseline, "must be one of " + ", ".join(map(repr, overall)))
+        raise ValidationError(
+            "baseline", baseline, "must be one of " + ", ".join(map(repr, overall))
+        )
     base = overall[baseline].set_index("period_index")
     parts = []
     for name, rows in overall.items():

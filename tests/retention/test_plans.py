@@ -51,8 +51,11 @@ CASES = [
     dict(period="day", periods=10, since="2026-01-20", until="2026-02-15"),
     dict(period="week", periods=4, mode="on-or-after", since="2026-01-14"),
     dict(
-        period="day", periods=7, breakdown="plan",
-        start_where={"platform": ["ios", "web"]}, return_where={"platform": ["web", "ios"]},
+        period="day",
+        periods=7,
+        breakdown="plan",
+        start_where={"platform": ["ios", "web"]},
+        return_where={"platform": ["web", "ios"]},
     ),  # fmt: skip
 ]
 
@@ -114,7 +117,9 @@ def test_calendar_numbers_before_1970_floor(tmp_path):
     for plan in ("auto", "join"):
         day = run_query(ws, RetentionSpec("Open", periods=3), plan=plan).to_pandas("retained")
         assert day.loc["1969-12-30", ["Day 0", "Day 1", "Day 2"]].tolist() == [1, 1, 1]
-        week = run_query(ws, RetentionSpec("Open", period="week", periods=2, until="1970-01-20"), plan=plan)
+        week = run_query(
+            ws, RetentionSpec("Open", period="week", periods=2, until="1970-01-20"), plan=plan
+        )
         wk = week.to_pandas("retained")
         assert list(wk.index[:1]) == ["1969-12-29"]  # a Monday
         assert wk.loc["1969-12-29", ["Week 0", "Week 1"]].tolist() == [2, 1]
