@@ -39,7 +39,7 @@ from engagelab._conform import conform, property_types
 from engagelab._validate import check_choice, check_datetime
 from engagelab.engines.duckdb_engine import DuckDBEngine
 from engagelab.errors import ValidationError, WorkspaceError
-from engagelab.state import StateDB, saved_segments, utcnow
+from engagelab.state import StateDB, saved_segments, state_url, utcnow, workspace_config
 from engagelab.store import TABLES, BatchInfo, Store
 
 if TYPE_CHECKING:
@@ -119,28 +119,10 @@ class Workspace:
                     "Workspace.create(path) / `engagelab init PATH`"
                 )
         path = Path(path)
-        cfg_path = path / CONFIG_NAME
-        if not cfg_path.exists():
-            raise WorkspaceError(
-                f"{path} is not an engagelab workspace (no {CONFIG_NAME}); "
-                f"create one with Workspace.create({str(path)!r})"
-            )
-        config = yaml.safe_load(cfg_path.read_text()) or {}
-        if config.get("format_version") != FORMAT_VERSION:
-            raise WorkspaceError(
-                f"{cfg_path}: format_version {config.get('format_version')!r} is not supported "
-                f"(this engagelab reads {FORMAT_VERSION})"
-            )
-        return cls(path, config)
+        return cls(path, workspace_config(path))
 
     def _state_url(self, config: dict[str, Any]) -> str:
-        url = (
-            os.environ.get("ENGAGELAB_STATE_URL") or config.get("state_url") or "sqlite:///state.db"
-        )
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            rel = url[len("sqlite:///") :]
-            url = f"sqlite:///{(self.path / rel).resolve()}"
-        return url
+        return state_url(self.path, config)
 
     def close(self) -> None:
         """Close the engines and the state database connections."""
@@ -387,7 +369,9 @@ class Workspace:
 
         return plan(self, self._campaign(campaign), logical_date, **options)
 
-    def send(self, plan: Any, run_key: str | None = None, provider: Any = None, **options: Any) -> Any:
+    def send(
+        self, plan: Any, run_key: str | None = None, provider: Any = None, **options: Any
+    ) -> Any:
         """Deliver a plan effectively once (rerunnable with the same ``run_key``).
         See :func:`engagelab.campaigns.send`."""
         from engagelab.campaigns import send
