@@ -32,7 +32,7 @@ import json, sys, tempfile, time, shutil
 import numpy as np, pyarrow as pa
 from engagelab import Workspace
 from engagelab.campaigns import Campaign, Delivery, FrequencyCap, Variant, plan, send, read_outbox
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery.outbox import outbox_path
 n, batch = int(sys.argv[1]), int(sys.argv[2])
 root = tempfile.mkdtemp(prefix="bench-campaign-")
 ws = Workspace.create(root + "/ws")

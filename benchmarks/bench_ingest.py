@@ -106,7 +106,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     m0, m1, mb = median(results[False][0]), median(results[True][0]), median(base)
-    body = f"""## Ingest a {args.rows:,}-row Parquet file (engagelab.ingest)
+    body = f"""## Ingest a {args.rows:,}-row Parquet file (engagelab.storage.ingest)
 
 `python benchmarks/bench_ingest.py` — {args.rows:,} events of {args.users:,} users (seeded numpy,
 one Parquet file), each run in a fresh child process and a fresh workspace; measured {now()}.

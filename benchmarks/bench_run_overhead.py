@@ -170,8 +170,8 @@ def main() -> None:
     imports = {
         "python -c pass": _import_cpu("pass"),
         "import papermill": _import_cpu("import papermill"),
-        "the runner's imports (engagelab.cli, jobs.runner, state)": _import_cpu(
-            "import engagelab.cli, engagelab.jobs.cli, engagelab.jobs.runner, engagelab.state"
+        "the runner's imports (engagelab.cli.app, jobs.runner, state)": _import_cpu(
+            "import engagelab.cli.app, engagelab.cli.jobs, engagelab.jobs.runner, engagelab.storage.statedb"
         ),
         "import engagelab.workspace (not on the run path)": _import_cpu(
             "import engagelab.workspace"

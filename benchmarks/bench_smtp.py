@@ -65,8 +65,8 @@ c.stop()
 CLIENT = r"""
 import datetime as dt, json, resource, sys, time
 from engagelab.channels import EmailContent, preview
-from engagelab.channels.providers import OutgoingMessage
-from engagelab.channels.smtp import SmtpProvider
+from engagelab.delivery.protocol import OutgoingMessage
+from engagelab.delivery.smtp import SmtpProvider
 
 port, n, mode, tag, conns = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 content = EmailContent(

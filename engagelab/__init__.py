@@ -28,7 +28,7 @@ from engagelab.errors import (
 )
 
 if TYPE_CHECKING:
-    from engagelab.ingest import IngestReport
+    from engagelab.storage.ingest import IngestReport
     from engagelab.workspace import Workspace, current_workspace, use_workspace
 
 __version__ = "0.1.0"
@@ -44,16 +44,18 @@ __all__ = [
     "ValidationError",
     "Workspace",
     "WorkspaceError",
+    "WorkspaceSummary",
     "current_workspace",
     "use_workspace",
 ]
 
 #: Exported names imported on first access, and the module that defines each.
 _LAZY = {
-    "IngestReport": "engagelab.ingest",
+    "IngestReport": "engagelab.storage.ingest",
     "Workspace": "engagelab.workspace",
     "current_workspace": "engagelab.workspace",
     "use_workspace": "engagelab.workspace",
+    "WorkspaceSummary": "engagelab.storage.catalog",
 }
 
 

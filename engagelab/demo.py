@@ -197,7 +197,7 @@ def run_demo(
             copied into the workspace's ``notebooks/``.
         progress: called with one line of text per step and per run.
     """
-    from engagelab._validate import check_int
+    from engagelab.validate import check_int
     from engagelab.workspace import Workspace
 
     check_int("users", users, low=100)
@@ -229,7 +229,7 @@ def _notebooks(notebooks: Any) -> Path:
 
 
 def _world(ws: Any, users: int, days: int, seed: int, say: Callable[[str], None]) -> Any:
-    from engagelab.worlds import load_world, simulate_into
+    from engagelab.simulate.worlds import load_world, simulate_into
 
     simulate_into(ws, n_users=users, days=days, seed=seed, progress=say,
                   label_effects={"Onboarding": LABEL_EFFECT}, retention_days=LABEL_DAYS)  # fmt: skip
@@ -337,9 +337,8 @@ class _Runs:
 def _sent(ws: Any, run_key: str) -> int:
     import sqlalchemy as sa
 
-    from engagelab.campaigns import ledger as L
+    from engagelab.delivery import ledger as L
 
-    L.ensure(ws)
     with ws.state.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(L.ledger)
                                 .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "sent")).scalar_one())  # fmt: skip
@@ -411,7 +410,7 @@ def _analyses(
 def _phase_keys(ws: Any, campaign_id: str, phase: str) -> set[str]:
     import sqlalchemy as sa
 
-    from engagelab.campaigns import ledger as L
+    from engagelab.delivery import ledger as L
 
     with ws.state.read() as conn:
         rows = conn.execute(
@@ -425,7 +424,7 @@ def _summary(ws: Any, dates: list[dt.date], hours: float, paths: dict[str, str],
              seconds: float) -> DemoResult:  # fmt: skip
     import sqlalchemy as sa
 
-    from engagelab.campaigns import ledger as L
+    from engagelab.delivery import ledger as L
     from engagelab.jobs import history, list_jobs
 
     hist = history(ws)

@@ -1,14 +1,19 @@
-"""The workspace: one folder holding a project's data, state and outputs.
+"""The workspace: one folder holding a project's data, state and outputs, and the verbs a
+user calls on it.
 
 Layout::
 
     <workspace>/
-        engagelab.yaml      configuration (state database URL, defaults)
+        engagelab.yaml      configuration (state database URL, providers, defaults)
         data/profiles/      Parquet files of the profiles table
         data/events/        Parquet files of the events table
         quarantine/         rejected input rows with a reason code per row
         outputs/            executed notebooks, reports, exports
         state.db            the SQLite state database (unless state_url points elsewhere)
+
+:class:`Workspace` is the facade: each verb hands over to the package that owns the work
+(segments, campaigns, delivery, experiments, best time, retention, jobs) and holds no SQL
+of its own. Domain code is typed against its base, :class:`engagelab.storage.core.Core`.
 
 Example:
     >>> import tempfile, pandas as pd
@@ -23,238 +28,57 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
-import yaml
-
-from engagelab._conform import conform, property_types
-from engagelab._validate import check_choice, check_datetime
-from engagelab.engines.duckdb_engine import DuckDBEngine
-from engagelab.errors import ValidationError, WorkspaceError
-from engagelab.state import StateDB, saved_segments, state_url, utcnow, workspace_config
-from engagelab.store import TABLES, BatchInfo, Store
+from engagelab.storage.catalog import WorkspaceSummary, summary
+from engagelab.storage.core import ENV_VAR, Core, use_workspace
+from engagelab.storage.statedb import CONFIG_NAME, FORMAT_VERSION
 
 if TYPE_CHECKING:
-    from engagelab.ingest import IngestReport
+    import pandas as pd
 
-__all__ = ["Workspace", "current_workspace", "use_workspace"]
+    from engagelab.besttime.evaluate import BestTimeEvaluation
+    from engagelab.besttime.model import BestTimeModel
+    from engagelab.campaigns.report import CampaignReport
+    from engagelab.campaigns.result import Plan, SendResult
+    from engagelab.campaigns.spec import Campaign
+    from engagelab.delivery.inbox import InboxResult
+    from engagelab.experiments.result import ExperimentResult
+    from engagelab.jobs.runner import RunResult
+    from engagelab.jobs.spec import JobSpec
+    from engagelab.retention.labels import LabelRetention
+    from engagelab.retention.result import RetentionResult
+    from engagelab.segments.segment import Segment
 
-CONFIG_NAME = "engagelab.yaml"
-ENV_VAR = "ENGAGELAB_WORKSPACE"
-FORMAT_VERSION = 1
+__all__ = [
+    "CONFIG_NAME",
+    "ENV_VAR",
+    "FORMAT_VERSION",
+    "Workspace",
+    "WorkspaceSummary",
+    "current_workspace",
+    "use_workspace",
+]
 
-_default_path: list[Path] = []
 
-
-class Workspace:
+class Workspace(Core):
     """A folder with a Parquet event store, a SQL state database and outputs.
 
-    Use :meth:`create` or :meth:`open` rather than the constructor.
+    Use :meth:`create` or :meth:`open` rather than the constructor. The verbs below are
+    grouped by what they touch; each one documents the function it hands over to.
     """
 
-    def __init__(self, path: Path, config: dict[str, Any]):
-        self.path = Path(path).resolve()
-        self.config = config
-        self.state = StateDB(self._state_url(config))
-        self.store = Store(self.path / "data", self.state)
-        self._engine: DuckDBEngine | None = None
-        self._extra_engines: dict[str, Any] = {}
-
-    # ------------------------------------------------------------ lifecycle
-    @classmethod
-    def create(
-        cls, path: str | os.PathLike[str], *, state_url: str | None = None, exist_ok: bool = False
-    ) -> Workspace:
-        """Create a workspace folder (and its state database) at ``path``.
-
-        Args:
-            path: the folder; it may exist but must not hold another workspace
-                unless ``exist_ok``.
-            state_url: a SQLAlchemy URL for the state database; default is a SQLite
-                file ``state.db`` inside the workspace.
-            exist_ok: open an existing workspace instead of failing.
-        """
-        path = Path(path)
-        cfg_path = path / CONFIG_NAME
-        if cfg_path.exists():
-            if exist_ok:
-                return cls.open(path)
-            raise WorkspaceError(
-                f"{path} already holds a workspace; use Workspace.open({str(path)!r})"
-            )
-        if path.exists() and not path.is_dir():
-            raise ValidationError("path", str(path), "must be a folder, not a file")
-        for sub in ("data/profiles", "data/events", "quarantine", "outputs"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        config = {
-            "format_version": FORMAT_VERSION,
-            "created_at": utcnow().isoformat(timespec="seconds"),
-            "state_url": state_url or "sqlite:///state.db",
-            "engine": "duckdb",
-        }
-        tmp = cfg_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        os.replace(tmp, cfg_path)
-        return cls(path, config)
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
-        """Open an existing workspace; ``path`` defaults to ``$ENGAGELAB_WORKSPACE``."""
-        if path is None:
-            if _default_path:
-                path = _default_path[-1]
-            elif os.environ.get(ENV_VAR):
-                path = os.environ[ENV_VAR]
-            else:
-                raise WorkspaceError(
-                    f"no workspace given: pass a path, or set {ENV_VAR}, or create one with "
-                    "Workspace.create(path) / `engagelab init PATH`"
-                )
-        path = Path(path)
-        return cls(path, workspace_config(path))
-
-    def _state_url(self, config: dict[str, Any]) -> str:
-        return state_url(self.path, config)
-
-    def close(self) -> None:
-        """Close the engines and the state database connections."""
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
-        for eng in self._extra_engines.values():
-            with contextlib.suppress(Exception):
-                eng.close()
-        self._extra_engines.clear()
-        self.state.dispose()
-
-    def __enter__(self) -> Workspace:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -------------------------------------------------------------- engines
-    @property
-    def engine(self) -> DuckDBEngine:
-        """The DuckDB engine over this workspace (created on first use)."""
-        if self._engine is None:
-            self._engine = DuckDBEngine(self.store)
-        return self._engine
-
-    def spark(self, spark_session: Any = None) -> Any:
-        """A Spark engine over the same Parquet files (needs the ``spark`` extra)."""
-        from engagelab.engines.spark_engine import SparkEngine
-
-        key = "spark"
-        if key not in self._extra_engines or spark_session is not None:
-            self._extra_engines[key] = SparkEngine(self.store, spark=spark_session)
-        return self._extra_engines[key]
-
-    def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pd.DataFrame:
-        """Run SQL (DuckDB dialect) over ``events`` and ``profiles``; return a DataFrame.
-
-        Pass user values as ``params`` (``$name`` placeholders), never by formatting them
-        into the SQL text.
-        """
-        return self.engine.query(query, params)
-
-    # -------------------------------------------------------------- writing
-    def append(
-        self,
-        table: str,
-        data: pa.Table | pd.DataFrame | Iterable[pa.Table],
-        *,
-        fingerprint: str | None = None,
-        source: str = "api",
-    ) -> BatchInfo:
-        """Append trusted, well-formed data to ``table`` as one atomic batch.
-
-        Unlike :meth:`ingest` this does not quarantine rows: data that does not fit the
-        schema raises. Used by the simulator and by delivery's system events.
-        """
-        if table not in TABLES:
-            raise ValidationError("table", table, "must be one of 'profiles', 'events'")
-        if fingerprint is not None:
-            existing = self.store.find(table, fingerprint)
-            if existing is not None:
-                return existing
-        parts: Iterable[pa.Table]
-        if isinstance(data, pd.DataFrame):
-            parts = [pa.Table.from_pandas(data, preserve_index=False)]
-        elif isinstance(data, pa.Table):
-            parts = [data]
-        else:
-            parts = data
-        return self.store.append(
-            table, self._conformed(table, parts), fingerprint=fingerprint, source=source
-        )
-
-    def _conformed(self, table: str, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
-        recorded = self.store.columns(table)
-        for part in parts:
-            if isinstance(part, pd.DataFrame):
-                part = pa.Table.from_pandas(part, preserve_index=False)
-            new = {c: t for c, t in property_types(table, part).items() if c not in recorded}
-            if new:
-                recorded = self.store.register_columns(table, new)
-            yield conform(table, part, recorded)
-
-    def ingest(self, source: Any, table: str = "events", **options: Any) -> IngestReport:
-        """Validate and append a CSV / Parquet / JSON Lines file or a pandas / polars frame.
-
-        Good rows are appended atomically as one batch; bad rows go to the quarantine
-        with a reason code per row. See :func:`engagelab.ingest.ingest` for options.
-        """
-        from engagelab.ingest import ingest
-
-        return ingest(self, source, table=table, **options)
-
-    def compact(self, table: str | None = None) -> dict[str, BatchInfo | None]:
-        """Rewrite each table's live files into few large files (concurrent readers are safe)."""
-        from engagelab._compact import compact
-
-        return {t: compact(self, t) for t in ([table] if table else TABLES)}
-
-    def gc(self) -> list[str]:
-        """Delete orphaned and expired Parquet files; return what was removed."""
-        return self.store.gc()
+    # ------------------------------------------------------------- the data
+    def summary(self) -> WorkspaceSummary:
+        """Counts of users, events and event names; the time span of the events."""
+        return summary(self)
 
     # ------------------------------------------------------------- segments
-    def as_segment(self, segment: Any) -> Any:
-        """A :class:`~engagelab.segments.Segment` from a Segment, a condition, its dict or
-        JSON, or the name of a saved segment."""
-        from engagelab.segments import Condition, Segment
+    def as_segment(self, segment: Any) -> Segment:
+        """A Segment from a Segment, a condition, its dict or JSON, or a saved name."""
+        from engagelab.segments.saved import as_segment
 
-        if isinstance(segment, Segment):
-            return segment
-        if isinstance(segment, Condition):
-            return Segment(segment)
-        if isinstance(segment, dict):
-            return Segment.from_dict(segment)
-        if isinstance(segment, str):
-            text = segment.strip()
-            return Segment.from_json(text) if text.startswith("{") else self.load_segment(text)
-        raise ValidationError(
-            "segment",
-            type(segment).__name__,
-            "must be a Segment, a condition, a dict/JSON spec or a saved name",
-        )
-
-    def _segment_sql(self, segment: Any, at: Any, dialect: str = "duckdb") -> str:
-        seg = self.as_segment(segment)
-        at = check_datetime("at", at, allow_none=True)
-        catalog = self.engine.refresh()
-        return seg.to_sql(
-            dialect=dialect, at=at, resolve=self.load_segment, columns=_sql_columns(catalog)
-        )
+        return as_segment(self, segment)
 
     def count(self, segment: Any, at: Any = None, *, engine: str = "duckdb") -> int:
         """Number of users in ``segment`` (a Segment, its dict/JSON, or a saved segment's name).
@@ -262,164 +86,94 @@ class Workspace:
         ``at`` is the reference time of relative windows ("last 30 days"; default now);
         ``engine='spark'`` runs the same segment on the Spark engine.
         """
-        check_choice("engine", engine, ["duckdb", "spark"])
-        if engine == "spark":
-            sql = self._segment_sql(segment, at, dialect="spark")
-            return int(
-                self.spark().query(f"SELECT count(*) AS n FROM ({sql}) AS seg", dialect="spark")[
-                    "n"
-                ][0]
-            )
-        sql = self._segment_sql(segment, at)
-        return int(self.engine.scalar(f"SELECT count(*) FROM ({sql}) AS seg"))
+        from engagelab.segments.audience import count
+
+        return count(self, segment, at, engine=engine)
 
     def user_ids(self, segment: Any, at: Any = None, *, engine: str = "duckdb") -> list[str]:
         """Sorted user ids of ``segment`` (on DuckDB or Spark)."""
-        check_choice("engine", engine, ["duckdb", "spark"])
-        if engine == "spark":
-            sql = self._segment_sql(segment, at, dialect="spark")
-            return sorted(self.spark().query(sql, dialect="spark")["user_id"].tolist())
-        sql = self._segment_sql(segment, at)
-        return sorted(self.engine.query(sql)["user_id"].tolist())
+        from engagelab.segments.audience import user_ids
+
+        return user_ids(self, segment, at, engine=engine)
 
     def audience(
         self, segment: Any, at: Any = None, columns: list[str] | None = None
     ) -> pd.DataFrame:
         """Profiles of the users in ``segment`` (``columns`` of profiles; default all)."""
-        sql = self._segment_sql(segment, at)
-        if columns:
-            known = self.engine.refresh().columns.get("profiles", {})
-            from engagelab.schema import CORE_PROFILE_COLUMNS
+        from engagelab.segments.audience import audience
 
-            for c in columns:
-                if c not in known and c not in CORE_PROFILE_COLUMNS:
-                    raise ValidationError("columns", c, "is not a profiles column")
-            cols = ", ".join('p."' + c.replace('"', '""') + '"' for c in columns)
-        else:
-            cols = "p.*"
-        return self.engine.query(
-            f"SELECT {cols} FROM profiles AS p SEMI JOIN ({sql}) AS seg ON p.user_id = seg.user_id "
-            "ORDER BY p.user_id"
-        )
+        return audience(self, segment, at, columns)
 
     def save_segment(self, name: str, segment: Any, description: str = "") -> None:
         """Save (or replace) a segment under ``name`` in the state database."""
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError("name", name, "must be a non-empty string")
-        seg = self.as_segment(segment)
-        spec = seg.to_json()
-        now = utcnow()
-        with self.state.write() as conn:
-            updated = conn.execute(
-                saved_segments.update()
-                .where(saved_segments.c.name == name)
-                .values(spec=spec, description=description, updated_at=now)
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    saved_segments.insert().values(
-                        name=name,
-                        spec=spec,
-                        description=description,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+        from engagelab.segments.saved import save_segment
 
-    def load_segment(self, name: str) -> Any:
+        save_segment(self, name, segment, description)
+
+    def load_segment(self, name: str) -> Segment:
         """The saved segment called ``name``."""
-        from engagelab.segments import Segment
+        from engagelab.segments.saved import load_segment
 
-        with self.state.read() as conn:
-            spec = conn.execute(
-                sa.select(saved_segments.c.spec).where(saved_segments.c.name == name)
-            ).scalar_one_or_none()
-        if spec is None:
-            raise ValidationError(
-                "segment",
-                name,
-                f"is not a saved segment; saved: {self.segments()['name'].tolist()}",
-            )
-        return Segment.from_json(spec)
+        return load_segment(self, name)
 
     def segments(self) -> pd.DataFrame:
         """Saved segments: name, description, created and updated times."""
-        with self.state.read() as conn:
-            rows = conn.execute(
-                sa.select(
-                    saved_segments.c.name,
-                    saved_segments.c.description,
-                    saved_segments.c.created_at,
-                    saved_segments.c.updated_at,
-                ).order_by(saved_segments.c.name)
-            ).all()
-        return pd.DataFrame(rows, columns=["name", "description", "created_at", "updated_at"])
+        from engagelab.segments.saved import list_segments
 
-    def delete_segment(self, name: str) -> None:
-        """Delete a saved segment."""
-        with self.state.write() as conn:
-            conn.execute(saved_segments.delete().where(saved_segments.c.name == name))
+        return list_segments(self)
+
+    def delete_segment(self, name: str) -> bool:
+        """Delete the saved segment ``name``; True if it existed."""
+        from engagelab.segments.saved import delete_segment
+
+        return delete_segment(self, name)
 
     # ------------------------------------------------------------ campaigns
-    def plan(self, campaign: Any, logical_date: Any, **options: Any) -> Any:
+    def plan(self, campaign: Campaign | str | dict[str, Any], logical_date: Any, **options: Any) -> Plan:
         """The plan of ``campaign`` for ``logical_date``: one row per qualifying user with
         decision, reason, variant and send times; also the "estimate only" dry run.
         See :func:`engagelab.campaigns.plan`."""
-        from engagelab.campaigns import plan
+        from engagelab.campaigns.plan import plan
 
         return plan(self, self._campaign(campaign), logical_date, **options)
 
     def send(
-        self, plan: Any, run_key: str | None = None, provider: Any = None, **options: Any
-    ) -> Any:
+        self, plan: Plan, run_key: str | None = None, provider: Any = None, **options: Any
+    ) -> SendResult:
         """Deliver a plan effectively once (rerunnable with the same ``run_key``).
         See :func:`engagelab.campaigns.send`."""
-        from engagelab.campaigns import send
+        from engagelab.campaigns.send import send
 
         return send(self, plan, run_key, provider, **options)
 
-    def save_campaign(self, campaign: Any, status: str = "draft") -> None:
+    def save_campaign(self, campaign: Campaign, status: str = "draft") -> None:
         """Save (or replace) a campaign spec in the state database."""
-        from engagelab.campaigns import save_campaign
+        from engagelab.campaigns.api import save_campaign
 
         save_campaign(self, campaign, status)
 
-    def load_campaign(self, id: str) -> Any:
+    def load_campaign(self, id: str) -> Campaign:
         """The saved campaign ``id``."""
-        from engagelab.campaigns import load_campaign
+        from engagelab.campaigns.api import load_campaign
 
         return load_campaign(self, id)
 
     def campaigns(self) -> pd.DataFrame:
         """Saved campaigns with their channel, type, status and labels."""
-        from engagelab.campaigns import list_campaigns
+        from engagelab.campaigns.api import list_campaigns
 
         return list_campaigns(self)
 
-    def campaign_report(self, **filters: Any) -> Any:
+    def campaign_report(self, **filters: Any) -> CampaignReport:
         """The consolidated report across campaigns (filters: channel, label, status,
         since, until, text). See :func:`engagelab.campaigns.campaign_report`."""
-        from engagelab.campaigns import campaign_report
+        from engagelab.campaigns.report import campaign_report
 
         return campaign_report(self, **filters)
 
-    def inbox(self, user_id: str, at: Any = None, **options: Any) -> pd.DataFrame:
-        """Live messages of pulled channels (in-app, app inbox, native display, web pop-up,
-        exit intent) for ``user_id``, honouring TTL and display rules; fetching records an
-        impression. See :func:`engagelab.channels.inbox.inbox`."""
-        from engagelab.channels.inbox import inbox
-
-        return inbox(self, user_id, at, **options)
-
-    def respond(self, run_key: str) -> int:
-        """Let the workspace's simulated world answer the messages sent by ``run_key``."""
-        from engagelab.campaigns import respond
-
-        return respond(self, run_key)
-
     def preview(
         self,
-        campaign: Any,
+        campaign: Campaign | str | dict[str, Any],
         user_id: str,
         variant: str | None = None,
         *,
@@ -438,106 +192,98 @@ class Workspace:
     def recommended_delay(self, did: str, then: str, **options: Any) -> dict[str, Any]:
         """Median and mean time from ``did`` to the first following ``then`` (for an
         inaction campaign's wait)."""
-        from engagelab.campaigns import recommended_delay
+        from engagelab.campaigns.api import recommended_delay
 
         return recommended_delay(self, did, then, **options)
 
-    def _campaign(self, campaign: Any) -> Any:
-        from engagelab.campaigns import Campaign
+    def inbox(self, user_id: str, at: Any = None, **options: Any) -> InboxResult:
+        """Live messages of pulled channels (in-app, app inbox, native display, web pop-up,
+        exit intent) for ``user_id``, honouring TTL and display rules; fetching records an
+        impression. See :func:`engagelab.delivery.inbox.inbox`."""
+        from engagelab.delivery.inbox import inbox
+
+        return inbox(self, user_id, at, **options)
+
+    def _campaign(self, campaign: Any) -> Campaign:
+        from engagelab.campaigns.spec import Campaign
 
         if isinstance(campaign, str):
             return self.load_campaign(campaign)
         if isinstance(campaign, dict):
             return Campaign.from_dict(campaign)
-        return campaign
+        return campaign  # type: ignore[no-any-return]
 
-    # -------------------------------------------------------------- summary
-    def summary(self) -> WorkspaceSummary:
-        """Counts of users, events and event names; the time span of the events."""
-        e = self.engine
-        users = int(e.scalar("SELECT count(*) FROM profiles"))
-        row = e.query("SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM events").iloc[0]
-        names = e.query(
-            "SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event"
-        )
-        return WorkspaceSummary(
-            str(self.path), users, int(row["n"]), row["first"], row["last"], names
-        )
+    # ---------------------------------------------------------- experiments
+    def analyze(self, data: Any, experiment: Any = None, **options: Any) -> ExperimentResult:
+        """Analyse an experiment: ``data`` is a DataFrame (one row per unit) or SQL text
+        run on this workspace; ``experiment`` an :class:`~engagelab.experiments.Experiment`
+        (or give its fields as keywords). See :func:`engagelab.experiments.analyze`."""
+        from engagelab.experiments.analysis import analyze
 
-    def __repr__(self) -> str:
-        return f"Workspace({str(self.path)!r})"
+        frame = self.sql(data) if isinstance(data, str) else data
+        if experiment is not None:
+            options["experiment"] = experiment
+        return analyze(frame, **options)
 
+    # ------------------------------------------------------------ retention
+    def retention(self, start_event: str | None = None, return_event: str | None = None,
+                  **options: Any) -> RetentionResult:  # fmt: skip
+        """Cohort retention of ``start_event`` → ``return_event`` (or ``spec=RetentionSpec``).
+        See :func:`engagelab.retention.retention`."""
+        from engagelab.retention.engine import retention
 
-@dataclass(frozen=True)
-class WorkspaceSummary:
-    """What a workspace holds; renders as a small table in Jupyter."""
+        return retention(self, start_event, return_event, **options)
 
-    path: str
-    users: int
-    events: int
-    first_event: Any
-    last_event: Any
-    event_counts: pd.DataFrame
+    def label_retention(self, labels: Any, return_event: str = "App Launched",
+                        **options: Any) -> LabelRetention:  # fmt: skip
+        """Retention of users sent messages with ``labels`` against their holdouts.
+        See :func:`engagelab.retention.labels.label_retention`."""
+        from engagelab.retention.labels import label_retention
 
-    def to_pandas(self) -> pd.DataFrame:
-        """The event counts per event name."""
-        return self.event_counts.copy()
+        return label_retention(self, labels, return_event, **options)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "path": self.path,
-            "users": self.users,
-            "events": self.events,
-            "first_event": None if pd.isna(self.first_event) else str(self.first_event),
-            "last_event": None if pd.isna(self.last_event) else str(self.last_event),
-            "event_counts": {r.event: int(r.n) for r in self.event_counts.itertuples()},
-        }
+    # ------------------------------------------------------------ best time
+    def best_time(self, options: Any = None, **kw: Any) -> BestTimeModel:
+        """Fit per-user best send times on this workspace's history.
+        See :func:`engagelab.besttime.fit`."""
+        from engagelab.besttime.model import fit
 
-    def __repr__(self) -> str:
-        lines = [
-            f"Workspace {self.path}",
-            f"  users:  {self.users:,}",
-            f"  events: {self.events:,}  ({self.first_event} .. {self.last_event})",
-        ]
-        lines += [f"    {r.event:<28} {int(r.n):>12,}" for r in self.event_counts.itertuples()]
-        return "\n".join(lines)
+        return fit(self, options, **kw)
 
-    def _repr_html_(self) -> str:
-        import html
+    def evaluate_best_time(self, options: Any = None, **kw: Any) -> BestTimeEvaluation:
+        """Offline evaluation of best-time policies on held-out weeks.
+        See :func:`engagelab.besttime.evaluate`."""
+        from engagelab.besttime.evaluate import evaluate
 
-        head = (
-            f"<p><b>Workspace</b> <code>{html.escape(self.path)}</code>: {self.users:,} users, "
-            f"{self.events:,} events from {html.escape(str(self.first_event))} to "
-            f"{html.escape(str(self.last_event))}</p>"
-        )
-        return head + self.event_counts.to_html(index=False)
+        return evaluate(self, options, **kw)
 
+    # ----------------------------------------------------------------- jobs
+    def add_job(self, spec: JobSpec, *, replace: bool = False) -> JobSpec:
+        """Register a scheduled notebook job. See :func:`engagelab.jobs.add_job`."""
+        from engagelab.jobs.store import add_job
 
-def _sql_columns(catalog: Any) -> dict[str, dict[str, str]]:
-    from engagelab.engines.base import arrow_type_name
-    from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
+        return add_job(self, spec, replace=replace)
 
-    out: dict[str, dict[str, str]] = {}
-    for table, schema in (("events", EVENT_SCHEMA), ("profiles", PROFILE_SCHEMA)):
-        cols = {f.name: arrow_type_name(f.name, f.type) for f in schema}
-        cols.update(
-            {c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")}
-        )
-        out[table] = cols
-    return out
+    def jobs(self) -> pd.DataFrame:
+        """Registered jobs with their schedule and last run."""
+        from engagelab.jobs.store import list_jobs
+
+        return list_jobs(self)
+
+    def run_job(self, name: str, logical_date: Any, params: dict[str, Any] | None = None,
+                **options: Any) -> RunResult:  # fmt: skip
+        """Run job ``name`` for ``logical_date`` once (see :func:`engagelab.jobs.run_job`)."""
+        from engagelab.jobs.runner import run_job
+
+        return run_job(self, name, logical_date, params, **options)
+
+    def job_history(self, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
+        """Recorded runs of the workspace's jobs."""
+        from engagelab.jobs.store import history
+
+        return history(self, job, logical_date)
 
 
 def current_workspace() -> Workspace:
     """The workspace set by :func:`use_workspace` or ``$ENGAGELAB_WORKSPACE``."""
     return Workspace.open()
-
-
-@contextlib.contextmanager
-def use_workspace(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Within the block, :meth:`Workspace.open` without a path opens ``path``."""
-    _default_path.append(Path(path))
-    try:
-        yield
-    finally:
-        _default_path.pop()

@@ -21,10 +21,11 @@ import pytest
 import sqlalchemy as sa
 
 from engagelab import Workspace
-from engagelab.campaigns import ledger as L
+from engagelab.delivery import ledger as L
 from engagelab.campaigns import list_campaigns, read_outbox
+from engagelab.simulate import world_answer
 from engagelab.campaigns.job import run_campaign_job
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery.outbox import outbox_path
 from engagelab.demo import NOTEBOOKS, DemoResult, _register, _world, demo_campaigns, run_demo
 from engagelab.errors import ValidationError
 from engagelab.jobs import due_slots, get_job, history, list_jobs
@@ -119,7 +120,7 @@ def test_programme_in_process_sends_exactly_once(tmp_path):
             # history would have marked the earlier ones done)
             for slot in [s for s in due_slots(ws, job, clock) if s.logical_date == str(day)]:
                 run_campaign_job(ws, slot.logical_date, campaign_id=job,
-                                 run_key=f"{job}/{slot.logical_date}", simulated=True)  # fmt: skip
+                                 run_key=f"{job}/{slot.logical_date}", answer=world_answer(ws))  # fmt: skip
     sent = check_exactly_once(ws)
     # Jan 10-12 2026 are Saturday to Monday: deals go out on the Monday only
     assert Counter(k.split("/")[0] for k in sent) == {
@@ -128,7 +129,7 @@ def test_programme_in_process_sends_exactly_once(tmp_path):
     assert {c for c, _ in _runs(ws).values()} == set(CAMPAIGN_JOBS)
     events = ws.summary().events
     last = {k.split("/")[0]: k for k in sorted(sent)}  # each job's last run key, run again
-    again = [run_campaign_job(ws, k.split("/")[1], campaign_id=j, run_key=k, simulated=True)
+    again = [run_campaign_job(ws, k.split("/")[1], campaign_id=j, run_key=k, answer=world_answer(ws))
              for j, k in last.items()]  # fmt: skip
     assert [r.sent_now for r in again] == [0, 0, 0, 0]
     assert [r.already_sent for r in again] == [sent[k] for k in last.values()]

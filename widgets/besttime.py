@@ -10,7 +10,7 @@ Example (headless)::
 
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=300, days=21, seed=3)
     >>> ex = BestTimeExplorer(ws, debounce=0)

@@ -14,7 +14,7 @@ Example (headless; in a notebook the last line displays the widget)::
 
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=200, days=7, seed=1)
     >>> cb = CampaignBuilder(ws, debounce=0)
@@ -920,7 +920,7 @@ def _show(v: Any) -> str:
 
 
 def _when(name: str, value: Any) -> dt.datetime:
-    from engagelab._validate import check_datetime
+    from engagelab.validate import check_datetime
 
     try:
         when = check_datetime(name, value)

@@ -12,7 +12,7 @@ Example (headless)::
 
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> from engagelab.campaigns import Campaign, Variant, plan, send
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=200, days=7, seed=1)

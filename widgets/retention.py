@@ -11,7 +11,7 @@ Example (headless)::
 
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.retention.demo import label_programme
+    >>> from engagelab.simulate.labels import label_programme
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = label_programme(ws, n_users=400, days=14, observe_days=8, seed=2)
     >>> ex = CohortRetentionExplorer(ws, debounce=0)

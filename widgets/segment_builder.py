@@ -10,7 +10,7 @@ Example (headless; in a notebook the last line displays the widget)::
 
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> from engagelab.segments import did
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=200, days=7, seed=1)

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from engagelab._validate import valid_timezone
+from engagelab.validate import valid_timezone
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
 
 __all__ = ["History", "connect", "history", "local_hours_sql", "user_table", "utc_offsets"]
 

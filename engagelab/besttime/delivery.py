@@ -4,7 +4,7 @@ Example:
     >>> import tempfile
     >>> import pandas as pd
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=200, days=21, seed=2)
     >>> users = ws.sql("SELECT user_id, timezone FROM profiles ORDER BY user_id LIMIT 5")
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_datetime
+from engagelab.validate import check_datetime
 from engagelab.besttime.model import _LABELS, BestTimeModel, fit
 from engagelab.besttime.options import BestTimeOptions
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
 
 __all__ = [
     "campaign_answer",
@@ -248,13 +248,13 @@ def policy(
     o = options if options is not None else BestTimeOptions()
 
     def best_time(users: pd.DataFrame, logical_date: Any) -> pd.DataFrame:
-        from engagelab.workspace import current_workspace
+        from engagelab.storage.core import Core
 
         # like campaign plans, "now" defaults to the logical date so plans are reproducible
         when = now if now is not None else check_datetime("logical_date", logical_date)
         if ws is not None:
             return campaign_answer(send_times(ws, users, logical_date, o, now=when))
-        with current_workspace() as w:
+        with Core.open() as w:
             return campaign_answer(send_times(w, users, logical_date, o, now=when))
 
     best_time.options = o  # type: ignore[attr-defined]
@@ -264,7 +264,8 @@ def policy(
 def register_policy(
     name: str = "best_time", options: BestTimeOptions | None = None, ws: Workspace | None = None
 ) -> None:
-    """Register :func:`policy` with ``engagelab.campaigns.register_send_time_policy``."""
-    from engagelab.campaigns import register_send_time_policy
+    """Register :func:`policy` as a send-time policy named ``name`` (for
+    ``Delivery(send_time_policy=name)``)."""
+    from engagelab.besttime.policies import register_send_time_policy
 
     register_send_time_policy(name, policy(options, ws))

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy import stats
 
-from engagelab._validate import check_datetime, check_int
+from engagelab.validate import check_datetime, check_int
 from engagelab.besttime._data import _scan, connect, local_minutes
 from engagelab.besttime.delivery import exploration_draw, local_to_utc
 from engagelab.besttime.model import BestTimeModel, _nearest_allowed, choose, fit
@@ -40,8 +41,22 @@ from engagelab.besttime.options import BestTimeOptions, parse_time
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
-    from engagelab.simulate import World
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
+
+
+class World(Protocol):
+    """Simulated users (:class:`engagelab.simulate.World`): they answer messages and
+    know their true preferred hours, so an evaluation can score the policies against
+    the truth and on simulated on-policy sends."""
+
+    @property
+    def truth(self) -> pd.DataFrame:
+        """Per-user planted truth (``user_id``, ``preferred_hour``, ...)."""
+        ...
+
+    def respond(self, messages: pd.DataFrame) -> pa.Table:
+        """The users' events answering ``messages`` (one row per message)."""
+        ...
 
 __all__ = [
     "POLICIES",

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_datetime, check_int
+from engagelab.validate import check_datetime, check_int
 from engagelab.besttime._data import _scan, connect, local_minutes, user_table
 from engagelab.besttime.model import check_events, latest_event_time
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
 
 __all__ = ["WEEKDAYS", "activity_heatmap"]
 
@@ -40,7 +40,7 @@ def activity_heatmap(
     Example:
         >>> import tempfile
         >>> from engagelab import Workspace
-        >>> from engagelab.worlds import simulate_into
+        >>> from engagelab.simulate.worlds import simulate_into
         >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
         >>> _ = simulate_into(ws, n_users=100, days=14, seed=1)
         >>> h = activity_heatmap(ws)

@@ -3,7 +3,7 @@
 Example:
     >>> import tempfile
     >>> from engagelab import Workspace
-    >>> from engagelab.worlds import simulate_into
+    >>> from engagelab.simulate.worlds import simulate_into
     >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
     >>> _ = simulate_into(ws, n_users=300, days=28, seed=5)
     >>> model = fit(ws, BestTimeOptions(mode="bayes", window=("07:00", "23:00")))
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from engagelab._validate import check_datetime
+from engagelab.validate import check_datetime
 from engagelab.besttime import _bayes
 from engagelab.besttime._data import History, connect, history, user_table
 from engagelab.besttime.options import (
@@ -37,7 +37,7 @@ from engagelab.besttime.options import (
 from engagelab.errors import ValidationError
 
 if TYPE_CHECKING:
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
 
 __all__ = ["REASONS", "BestTimeModel", "fit", "latest_event_time", "choose"]
 

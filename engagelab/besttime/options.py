@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engagelab._validate import check_choice, check_int, check_number, check_str
+from engagelab.validate import check_choice, check_int, check_number, check_str
 from engagelab.errors import ValidationError
 
 __all__ = ["GRANULARITIES", "MODES", "BestTimeOptions", "format_minute", "parse_time"]

@@ -10,45 +10,32 @@ Example:
     (8, 'recurring')
 """
 
-from typing import Any
-
-from engagelab.errors import ValidationError
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValidationError(name, value, f"must be an integer >= {low}")
-    return value
-
-
-from engagelab.campaigns._options import (  # noqa: E402
+from engagelab.campaigns.options import (
     DND,
     Delivery,
     FrequencyCap,
     check_send_times,
     register_send_time_policy,
 )
-from engagelab.campaigns.api import (  # noqa: E402
+from engagelab.campaigns.api import (
     campaign_report,
     delete_campaign,
-    inbox,
     list_campaigns,
     load_campaign,
     plan,
     preview,
     recommended_delay,
-    respond,
     save_campaign,
     send,
     trigger_event,
 )
-from engagelab.campaigns.ledger import get_global_control, set_global_control  # noqa: E402
-from engagelab.campaigns.outbox import OutboxProvider, read_outbox  # noqa: E402
-from engagelab.campaigns.plan import REASONS  # noqa: E402
-from engagelab.campaigns.report import CampaignReport  # noqa: E402
-from engagelab.campaigns.result import Plan, SendResult  # noqa: E402
-from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest  # noqa: E402
-from engagelab.channels.providers import DeliveryResult, OutgoingMessage, Provider  # noqa: E402
+from engagelab.campaigns.global_control import get_global_control, set_global_control
+from engagelab.delivery.outbox import OutboxProvider, read_outbox
+from engagelab.campaigns.plan import REASONS
+from engagelab.campaigns.report import CampaignReport
+from engagelab.campaigns.result import Plan, SendResult
+from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest
+from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage, Provider
 
 __all__ = [
     "DND",
@@ -71,7 +58,6 @@ __all__ = [
     "check_send_times",
     "delete_campaign",
     "get_global_control",
-    "inbox",
     "list_campaigns",
     "load_campaign",
     "plan",
@@ -79,7 +65,6 @@ __all__ = [
     "read_outbox",
     "recommended_delay",
     "register_send_time_policy",
-    "respond",
     "save_campaign",
     "send",
     "set_global_control",

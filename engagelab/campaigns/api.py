@@ -26,31 +26,27 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab._validate import check_datetime, check_str
-from engagelab.campaigns import ledger as L
+from engagelab.validate import check_datetime, check_str
+from engagelab.delivery import ledger as L
 from engagelab.campaigns.plan import _trigger_sql, check_templates, event_variables, plan
 from engagelab.campaigns.report import campaign_report
-from engagelab.campaigns.send import respond, send
+from engagelab.campaigns.send import send
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.errors import ValidationError
 
 __all__ = [
-    "PULLED_CHANNELS",
     "campaign_report",
     "delete_campaign",
-    "inbox",
     "list_campaigns",
     "load_campaign",
     "plan",
     "preview",
     "recommended_delay",
-    "respond",
     "save_campaign",
     "send",
     "trigger_event",
 ]
 
-PULLED_CHANNELS = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
 STATUSES = ("draft", "active", "paused", "archived")
 
 
@@ -60,7 +56,6 @@ def save_campaign(ws: Any, campaign: Campaign, status: str = "draft") -> None:
         raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
     if status not in STATUSES:
         raise ValidationError("status", status, "must be one of " + ", ".join(map(repr, STATUSES)))
-    L.ensure(ws)
     now = L.now()
     vals = {
         "spec": campaign.to_json(),
@@ -80,7 +75,6 @@ def save_campaign(ws: Any, campaign: Campaign, status: str = "draft") -> None:
 def load_campaign(ws: Any, id: str) -> Campaign:
     """The saved campaign ``id``."""
     check_str("id", id)
-    L.ensure(ws)
     with ws.state.read() as conn:
         row = conn.execute(
             sa.select(L.campaigns_table.c.spec).where(L.campaigns_table.c.id == id)
@@ -92,14 +86,12 @@ def load_campaign(ws: Any, id: str) -> Campaign:
 
 def delete_campaign(ws: Any, id: str) -> None:
     """Delete the saved campaign ``id`` (its runs, ledger and events stay)."""
-    L.ensure(ws)
     with ws.state.write() as conn:
         conn.execute(L.campaigns_table.delete().where(L.campaigns_table.c.id == id))
 
 
 def list_campaigns(ws: Any) -> pd.DataFrame:
     """Saved campaigns: id, name, channel, type, status, labels, runs, updated_at."""
-    L.ensure(ws)
     with ws.state.read() as conn:
         specs = conn.execute(
             sa.select(L.campaigns_table).order_by(L.campaigns_table.c.id)
@@ -126,69 +118,6 @@ def list_campaigns(ws: Any) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows, columns=["id", "name", "channel", "type", "status", "labels", "runs", "updated_at"]
-    )
-
-
-def inbox(ws: Any, user_id: str, at: Any = None) -> pd.DataFrame:
-    """Live messages of pulled channels (in-app, app inbox, native display, web pop-up,
-    exit intent) for ``user_id`` at ``at`` (default now): sent, due, and within their TTL.
-
-    Columns: message_key, campaign_id, variant, channel, send_at, expires_at, payload.
-    """
-    check_str("user_id", user_id)
-    t = check_datetime("at", at, allow_none=True) or L.now()
-    t_us = int(pd.Timestamp(t).value // 1000)
-    L.ensure(ws)
-    with ws.state.read() as conn:
-        rows = conn.execute(
-            sa.select(
-                L.ledger.c.key,
-                L.ledger.c.campaign_id,
-                L.ledger.c.variant,
-                L.ledger.c.channel,
-                L.ledger.c.send_at,
-                L.runs.c.spec,
-            )
-            .join(L.runs, L.runs.c.run_key == L.ledger.c.run_key)
-            .where(
-                L.ledger.c.user_id == user_id,
-                L.ledger.c.status == "sent",
-                L.ledger.c.channel.in_(PULLED_CHANNELS),
-                L.ledger.c.send_at <= t_us,
-            )
-            .order_by(L.ledger.c.send_at.desc())
-        ).fetchall()
-    out = []
-    for r in rows:
-        c = Campaign.from_json(r.spec)
-        ttl = c.delivery.ttl_hours
-        expires = r.send_at + int(ttl * 3600e6) if ttl else None
-        if expires is not None and expires <= t_us:
-            continue
-        content = c.variant(r.variant).content if r.variant else {}
-        payload = content.to_dict() if hasattr(content, "to_dict") else dict(content)
-        out.append(
-            {
-                "message_key": r.key,
-                "campaign_id": r.campaign_id,
-                "variant": r.variant,
-                "channel": r.channel,
-                "send_at": pd.Timestamp(r.send_at, unit="us", tz="UTC"),
-                "expires_at": pd.Timestamp(expires, unit="us", tz="UTC") if expires else pd.NaT,
-                "payload": payload,
-            }
-        )
-    return pd.DataFrame(
-        out,
-        columns=[
-            "message_key",
-            "campaign_id",
-            "variant",
-            "channel",
-            "send_at",
-            "expires_at",
-            "payload",
-        ],
     )
 
 

@@ -2,8 +2,8 @@
 
 Open the workspace → load the campaign (a saved id, or a YAML/JSON spec file) → plan it
 for the logical date → unless ``dry_run``, send under the run key (effectively once: a
-rerun of the same run key sends nothing new) → if the workspace is ``simulated``, let its
-world answer → a short report (counts by decision, suppression reasons, variant split,
+rerun of the same run key sends nothing new) → let ``answer`` react (a simulated workspace's
+world) → a short report (counts by decision, suppression reasons, variant split,
 the delivery outcome from the ledger and the campaign's row of the campaign report).
 
 The logical date is a calendar date in the campaign's schedule time zone. The planning
@@ -40,6 +40,7 @@ import datetime as dt
 import html
 import os
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab.campaigns import ledger as L
+from engagelab.delivery import ledger as L
 from engagelab.campaigns.spec import Campaign
 from engagelab.errors import ValidationError, WorkspaceError
 
@@ -201,7 +202,7 @@ def load_job_campaign(ws: Any, campaign_id: str = "", spec_file: str = "") -> Ca
 
 
 def _open(workspace: Any) -> tuple[Any, bool]:
-    from engagelab.workspace import Workspace
+    from engagelab.storage.core import Core as Workspace
 
     if isinstance(workspace, Workspace):
         return workspace, False
@@ -278,9 +279,9 @@ def run_campaign_job(
     spec_file: str = "",
     run_key: str = "",
     dry_run: bool = False,
-    simulated: bool = False,
+    answer: Callable[[Any, str], int] | None = None,
 ) -> CampaignJobResult:
-    """Plan, send (unless ``dry_run``), let a simulated world answer, and report.
+    """Plan, send (unless ``dry_run``), let ``answer`` react to what was sent, and report.
 
     Args:
         workspace: a :class:`~engagelab.Workspace` or its folder ("" reads
@@ -291,7 +292,9 @@ def run_campaign_job(
         run_key: the run key messages are keyed by (``engagelab run`` injects
             ``job/date``); "" means ``<campaign id>/<logical date>``.
         dry_run: plan only (reach and reasons); nothing is sent or recorded.
-        simulated: the workspace holds a simulated world: let it answer the messages.
+        answer: called as ``answer(workspace, run_key)`` after the send; its return value
+            (a count of events) is the result's ``responses``. A simulated workspace passes
+            :func:`engagelab.simulate.respond` so its world reacts to the messages.
 
     Returns:
         a :class:`CampaignJobResult`.
@@ -301,25 +304,21 @@ def run_campaign_job(
             workspace, malformed logical date, ...).
     """
     from engagelab.campaigns.plan import plan
-    from engagelab.campaigns.send import respond, send
+    from engagelab.campaigns.send import send
     from engagelab.jobs.runner import parse_logical_date
 
     date = parse_logical_date(logical_date)
-    for name, value in (("dry_run", dry_run), ("simulated", simulated)):
-        if not isinstance(value, bool):
-            raise ValidationError(name, value, "must be True or False")
+    if not isinstance(dry_run, bool):
+        raise ValidationError("dry_run", dry_run, "must be True or False")
+    if answer is not None and not callable(answer):
+        raise ValidationError("answer", answer, "must be a function (workspace, run_key) or None")
     if not isinstance(run_key, str):
         raise ValidationError("run_key", run_key, "must be a string")
     ws, opened = _open(workspace)
     try:
-        if simulated and not (ws.path / "world.json").exists():
-            raise ValidationError(
-                "simulated", simulated, "needs a simulated world in the workspace (world.json)"
-            )
         c = load_job_campaign(ws, campaign_id, spec_file)
         key = L.check_run_key(run_key or f"{c.id}/{date}")
         at = plan_instant(c, date)
-        L.ensure(ws)
         phase, note = _phase(ws, c, key)
         if phase is None:
             empty = _table(
@@ -335,8 +334,8 @@ def run_campaign_job(
             sent_now, already = r.sent, r.already_sent
             if r.pending:
                 note = f"{r.pending:,} messages still in doubt (claimed): rerun this run key"
-            if simulated:
-                responses = respond(ws, key)
+            if answer is not None:
+                responses = int(answer(ws, key))
         ledger = pd.DataFrame() if dry_run else _ledger(ws, key)
         return CampaignJobResult(c.id, date, key, p.phase, dry_run, at, _table(p.frame, ledger),
                                  sent_now, already, responses, _report_row(ws, c), note)  # fmt: skip

@@ -34,15 +34,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_datetime
-from engagelab.campaigns import ledger as L
+from engagelab.validate import check_datetime
+from engagelab.delivery import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns._options import check_send_times, send_time_policy
+from engagelab.campaigns.options import check_send_times, send_time_policy
+from engagelab.campaigns.global_control import get_global_control
 from engagelab.campaigns.result import Plan
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
 from engagelab.schema import CHANNEL_OPTOUT, CORE_PROFILE_COLUMNS
+from engagelab.segments.audience import segment_sql
 
 __all__ = ["REASONS", "event_context", "event_variables", "message_keys", "plan", "reach_fields"]
 
@@ -131,7 +133,7 @@ def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     if c.audience is None:
         src = "profiles AS p"
     else:
-        seg_sql = ws._segment_sql(c.audience, ld)
+        seg_sql = segment_sql(ws, c.audience, ld)
         src = f"profiles AS p SEMI JOIN ({seg_sql}) AS seg ON p.user_id = seg.user_id"
     params: dict[str, Any] = {}
     if s.type in ("one_time", "recurring", "on_date"):
@@ -317,7 +319,7 @@ def _assign(ws: Any, c: Campaign, df: pd.DataFrame, phase: str, winner: str | No
     decision = np.full(len(df), "send", dtype=object)
     reason = np.full(len(df), None, dtype=object)
     if c.respect_global_control:
-        frac, salt = L.get_global_control(ws)
+        frac, salt = get_global_control(ws)
         if frac > 0 and len(df):
             g = global_control(uid, salt, frac)
             decision[g], reason[g] = "control", "global_control"
@@ -375,7 +377,6 @@ def plan(
     ld = cast(dt.datetime, check_datetime("logical_date", logical_date))
     now_t = check_datetime("now", now, allow_none=True) or ld
     run_key = L.check_run_key(run_key or f"{campaign.id}@{ld.isoformat()}")
-    L.ensure(ws)
     check_templates(ws, campaign)
     phase, winner = _phase(ws, campaign, ld, phase)
     c, opt = campaign, campaign.delivery
@@ -534,7 +535,7 @@ def _us(s: pd.Series) -> np.ndarray:
 
 
 def _valid_tz(name: Any) -> bool:
-    from engagelab._validate import valid_timezone
+    from engagelab.validate import valid_timezone
 
     return valid_timezone(name)
 
@@ -600,7 +601,7 @@ def _caps(ws: Any, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
 
 
 def _gap_cap(hours: float) -> Any:
-    from engagelab.campaigns._options import FrequencyCap
+    from engagelab.campaigns.options import FrequencyCap
 
     minutes = max(1, int(round(hours * 60)))
     return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")

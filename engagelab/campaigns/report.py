@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab._validate import check_datetime
-from engagelab.campaigns import ledger as L
+from engagelab.validate import check_datetime
+from engagelab.delivery import ledger as L
 from engagelab.campaigns.spec import Campaign
 from engagelab.errors import ValidationError
 
@@ -212,7 +212,6 @@ class CampaignReport:
 
 
 def _specs(ws: Any) -> dict[str, tuple[Campaign, str]]:
-    L.ensure(ws)
     with ws.state.read() as conn:
         specs = {
             r.id: (Campaign.from_json(r.spec), r.status)

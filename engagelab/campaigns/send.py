@@ -25,17 +25,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from engagelab.campaigns import ledger as L
+from engagelab.delivery import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns.outbox import data, json_strings
+from engagelab.delivery.outbox import data, json_strings
 from engagelab.campaigns.plan import _gap_cap, message_keys
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
-from engagelab.channels.providers import BatchResult, MessageBatch, deliver_batch
+from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
 from engagelab.errors import ValidationError
+from engagelab.validate import check_int
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
 
-__all__ = ["respond", "send"]
+__all__ = ["send"]
 
 _US = 1_000_000
 _IN = L.IN_CHUNK  # keys per IN (...) list
@@ -70,7 +71,6 @@ def _unsnapshot(blob: bytes) -> pd.DataFrame:
 
 def _start(ws: Any, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, int]:
     """Snapshot the plan on the first attempt; return (frame, campaign, attempt number)."""
-    L.ensure(ws)
     with ws.state.write() as conn:
         row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).first()
         if row is None:
@@ -550,7 +550,6 @@ def send(
     *,
     batch_size: int = 50_000,
     retries: int = 2,
-    respond_with_world: bool = False,
 ) -> SendResult:
     """Deliver ``plan`` effectively once under ``run_key`` (default: the plan's).
 
@@ -567,15 +566,11 @@ def send(
         provider: a provider (default: the outbox file of the run).
         batch_size: messages per claim / provider call.
         retries: extra provider calls for transient failures within this attempt.
-        respond_with_world: let the workspace's simulated world answer the sent
-            messages (see :func:`respond`).
     """
-    from engagelab.campaigns import _check_int
-
     if not isinstance(plan, Plan):
         raise ValidationError("plan", type(plan).__name__, "must be a Plan from plan(...)")
-    _check_int("batch_size", batch_size, 1)
-    _check_int("retries", retries, 0)
+    check_int("batch_size", batch_size, low=1)
+    check_int("retries", retries, low=0)
     run_key = L.check_run_key(run_key or plan.run_key)
     t0 = time.perf_counter()
     frame, c, attempt = _start(ws, plan, run_key)
@@ -585,7 +580,7 @@ def send(
     if provider is None:
         # the workspace's configured provider for the channel: the outbox file of the run
         # by default, the inbox for pulled channels, SMTP/HTTP where engagelab.yaml says so
-        from engagelab.channels.providers import provider_for
+        from engagelab.delivery.registry import provider_for
 
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
@@ -634,8 +629,6 @@ def send(
                 finished_at=L.now() if pending == 0 else None,
             )
         )
-    if respond_with_world:
-        respond(ws, run_key)
     reasons = {str(k): int(v) for k, v in frame["reason"].value_counts().items()}
     with ws.state.read() as conn:
         for r, n in conn.execute(
@@ -690,44 +683,3 @@ def _counts(ws: Any, run_key: str) -> dict[str, int]:
                 .group_by(L.ledger.c.status)
             )
         }
-
-
-def respond(ws: Any, run_key: str) -> int:
-    """Let the workspace's simulated world answer the sent messages of ``run_key``.
-
-    Appends the world's Delivered / Viewed / Clicked / Charged events once per set of
-    sent messages (idempotent); returns the number of events appended.
-    """
-    from engagelab.worlds import load_world
-
-    world = load_world(ws)
-    L.ensure(ws)
-    with ws.state.read() as conn:
-        run = conn.execute(sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)).first()
-        if run is None:
-            raise ValidationError("run_key", run_key, "is not a run of this workspace")
-        rows = conn.execute(
-            sa.select(L.ledger.c.user_id, L.ledger.c.variant, L.ledger.c.send_at, L.ledger.c.key)
-            .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "sent")
-            .order_by(L.ledger.c.key)
-        ).fetchall()
-    c = Campaign.from_json(run.spec)
-    if not rows:
-        return 0
-    df = pd.DataFrame(rows, columns=["user_id", "variant", "send_ts", "message_key"])
-    df["send_ts"] = pd.to_datetime(df["send_ts"].astype(np.int64), unit="us", utc=True)
-    df["campaign_id"], df["channel"] = c.id, c.channel
-    df["labels"] = [list(c.labels)] * len(df)
-    import hashlib
-
-    fp = (
-        "respond:"
-        + run_key
-        + ":"
-        + hashlib.sha256("\n".join(df["message_key"]).encode()).hexdigest()[:16]
-    )
-    answer = world.respond(df)
-    if ws.store.find("events", fp) is not None:
-        return 0
-    _append(ws, fp, answer)
-    return answer.num_rows

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from engagelab._validate import check_datetime, check_timezone
-from engagelab.campaigns._options import Delivery, _spec, parse_hhmm
+from engagelab.validate import check_datetime, check_timezone
+from engagelab.campaigns.options import Delivery, _spec, parse_hhmm
 from engagelab.errors import SpecError, ValidationError
 from engagelab.schema import CHANNEL_OPTOUT
 
@@ -384,27 +384,6 @@ class Campaign:
             if v.name == name:
                 return v
         raise ValidationError("variant", name, "must be one of " + ", ".join(self.variant_names))
-
-    def preview(
-        self,
-        user_id: str,
-        ws: Any = None,
-        *,
-        variant: str | None = None,
-        event: Mapping[str, Any] | None = None,
-        at: Any = None,
-    ) -> dict[str, Any]:
-        """The real message ``user_id`` would get, rendered with their profile (and the
-        trigger event's properties for triggered / inaction campaigns); ``ws`` defaults to
-        :func:`engagelab.current_workspace`. See :func:`engagelab.campaigns.preview`."""
-        from engagelab.campaigns.api import preview
-
-        if ws is not None:
-            return preview(ws, self, user_id, variant, event=event, at=at)
-        from engagelab.workspace import current_workspace
-
-        with current_workspace() as w:
-            return preview(w, self, user_id, variant, event=event, at=at)
 
     def replace(self, **changes: Any) -> Campaign:
         """A copy with some fields changed (campaigns are frozen), validated again."""

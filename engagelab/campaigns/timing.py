@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from engagelab.campaigns._options import DND, FrequencyCap
+from engagelab.campaigns.options import DND, FrequencyCap
 
 __all__ = ["apply_dnd", "calendar_start", "throttle", "to_local", "to_utc"]
 

@@ -5,7 +5,7 @@ field that must be set and the opt-out that must not be) and a delivery mode:
 
 * ``sent``: we deliver it (push, web push, e-mail, SMS, webhook) through a provider;
 * ``pulled``: queued in the client inbox for the app or site to fetch (in-app, app inbox,
-  native display, web pop-up, exit intent); see :func:`engagelab.channels.inbox.inbox`;
+  native display, web pop-up, exit intent); see :func:`engagelab.delivery.inbox.inbox`;
 * ``export``: remarketing audiences written as hashed-identifier files.
 
 Templates read ``profile.<property>`` and ``event.<property>`` (see
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engagelab._validate import check_choice
+from engagelab.validate import check_choice
 from engagelab.channels._base import CREDENTIAL_WORDS, Content, DisplayRules, check_no_credentials
 from engagelab.channels._templates import TemplateError
 from engagelab.channels.content import (

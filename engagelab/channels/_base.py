@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from engagelab._validate import check_int
+from engagelab.validate import check_int
 from engagelab.channels._templates import (
     Template,
     TemplateError,

@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any, ClassVar
 
-from engagelab._validate import check_choice, check_int
+from engagelab.validate import check_choice, check_int
 from engagelab.channels._base import (
     Content,
     DisplayRules,
@@ -269,7 +269,7 @@ class WebhookContent(Content):
 # --------------------------------------------------------------------------- pulled
 @dataclasses.dataclass(frozen=True)
 class _Pulled(Content):
-    """Messages the app or site fetches (see :func:`engagelab.channels.inbox.inbox`)."""
+    """Messages the app or site fetches (see :func:`engagelab.delivery.inbox.inbox`)."""
 
     TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("title", "body", "button_text", "button_url")
     DEFAULT_TTL: ClassVar[int] = 7 * DAY
@@ -393,7 +393,7 @@ class _Audience(Content):
 
     def render(self, context: Any) -> dict[str, Any]:
         from engagelab.channels._templates import split_context
-        from engagelab.channels.remarketing import hash_identifiers
+        from engagelab.channels.identifiers import hash_identifiers
 
         profile, _ = split_context(context)
         hashed = hash_identifiers(self.channel, profile, self.identifiers)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -10,7 +12,18 @@ import pyarrow as pa
 from engagelab.errors import ValidationError
 from engagelab.schema import PROPERTY_TYPES
 
-__all__ = ["DUCKDB_TYPES", "Engine", "arrow_type_name", "duckdb_type"]
+__all__ = [
+    "DUCKDB_TYPES",
+    "TABLES",
+    "Catalog",
+    "CatalogSource",
+    "Engine",
+    "arrow_type_name",
+    "duckdb_type",
+]
+
+#: The relations every engine exposes.
+TABLES = ("profiles", "events")
 
 #: DuckDB type of each property type name.
 DUCKDB_TYPES = {
@@ -21,6 +34,30 @@ DUCKDB_TYPES = {
     "timestamp": "TIMESTAMPTZ",
     "list<string>": "VARCHAR[]",
 }
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A consistent view of the store: version, live files and column types per table."""
+
+    version: int
+    files: dict[str, list[Path]]
+    columns: dict[str, dict[str, str]]
+    batches: dict[str, int]
+
+
+class CatalogSource(Protocol):
+    """Where an engine learns which files make up each table (the workspace's store)."""
+
+    root: Path
+
+    def version(self) -> int:
+        """A number that changes whenever the live files or column types change."""
+        ...
+
+    def catalog(self) -> Catalog:
+        """The live files and column types of every table, read consistently."""
+        ...
 
 
 class Engine(Protocol):

@@ -12,10 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engagelab.engines.base import duckdb_type
+from engagelab.engines.base import TABLES, Catalog, CatalogSource, duckdb_type
 from engagelab.errors import QueryError
 from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
-from engagelab.store import TABLES, Catalog, Store
 
 __all__ = ["DuckDBEngine", "view_sql"]
 
@@ -39,7 +38,7 @@ class DuckDBEngine:
     dialect = "duckdb"
 
     def __init__(
-        self, store: Store, *, threads: int | None = None, memory_limit: str | None = None
+        self, store: CatalogSource, *, threads: int | None = None, memory_limit: str | None = None
     ):
         self.store = store
         self._lock = threading.RLock()

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import sqlglot
 
+from engagelab.engines.base import TABLES, Catalog, CatalogSource
 from engagelab.errors import MissingExtraError, QueryError
 from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
-from engagelab.store import TABLES, Catalog, Store
 
 __all__ = ["SparkEngine", "local_spark_session", "to_spark_sql"]
 
@@ -84,7 +84,7 @@ class SparkEngine:
     name = "spark"
     dialect = "spark"
 
-    def __init__(self, store: Store, spark: Any = None):
+    def __init__(self, store: CatalogSource, spark: Any = None):
         _require_pyspark()
         self.store = store
         self.spark = spark or local_spark_session()

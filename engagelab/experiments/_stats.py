@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import special, stats
 
-from engagelab._validate import check_choice
+from engagelab.validate import check_choice
 
 __all__ = [
     "CORRECTIONS",

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from engagelab._validate import check_choice, check_int, check_number
+from engagelab.validate import check_choice, check_int, check_number
 from engagelab.errors import ValidationError
 from engagelab.experiments import _stats
 from engagelab.experiments._ratio import cuped_theta, moments

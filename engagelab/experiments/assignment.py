@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from engagelab._validate import check_number, check_str
+from engagelab.validate import check_number, check_str
 from engagelab.errors import ValidationError
 from engagelab.experiments._stats import format_p
 

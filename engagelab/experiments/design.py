@@ -35,7 +35,7 @@ from typing import Any
 
 from scipy import optimize, stats
 
-from engagelab._validate import check_choice, check_int, check_number
+from engagelab.validate import check_choice, check_int, check_number
 from engagelab.errors import ValidationError
 
 __all__ = [

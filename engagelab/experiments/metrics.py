@@ -36,7 +36,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from engagelab._validate import check_choice, check_str
+from engagelab.validate import check_choice, check_str
 from engagelab.errors import ValidationError
 
 __all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation", "cross"]

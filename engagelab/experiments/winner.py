@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engagelab._validate import check_choice, check_number
+from engagelab.validate import check_choice, check_number
 from engagelab.errors import ValidationError
 from engagelab.experiments.result import ExperimentResult
 

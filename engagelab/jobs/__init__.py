@@ -22,7 +22,7 @@ then executes each slot in a papermill kernel):
     (20, 21)
 
 Importing this package is cheap: each name is imported from its module on first use, so
-``engagelab run`` (which imports ``engagelab.jobs.cli``) loads only what a run needs.
+``engagelab run`` (which imports ``engagelab.cli.jobs``) loads only what a run needs.
 """
 
 from __future__ import annotations

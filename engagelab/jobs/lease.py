@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engagelab.jobs.store import ensure, leases_table, runs_table
-from engagelab.state import utcnow
+from engagelab.jobs.store import leases_table, runs_table
+from engagelab.storage.statedb import utcnow
 
 __all__ = ["Claim", "Heartbeat", "claim", "finish_attempt", "release"]
 
@@ -55,7 +55,6 @@ def claim(
     trigger: str,
 ) -> Claim:
     """Take the lease of run key (job, logical_date) and record a new ``running`` attempt."""
-    ensure(ws)
     now = utcnow()
     key = (leases_table.c.job == job) & (leases_table.c.logical_date == logical_date)
     runs_key = (runs_table.c.job == job) & (runs_table.c.logical_date == logical_date)

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 
 from engagelab.jobs.lease import aware
 from engagelab.jobs.spec import JobSpec, Schedule
-from engagelab.jobs.store import ensure, job_info, jobs_table, leases_table, runs_table
-from engagelab.state import utcnow
+from engagelab.jobs.store import job_info, jobs_table, leases_table, runs_table
+from engagelab.storage.statedb import utcnow
 
 __all__ = ["Scheduler", "Slot", "due_slots", "next_slot", "slots_between"]
 
@@ -123,7 +123,6 @@ def due_slots(ws: Any, name: str, now: dt.datetime | None = None) -> list[Slot]:
 
 def _pending(ws: Any, spec: JobSpec, dates: set[str], clock: dt.datetime) -> set[str]:
     # lease ages are measured on the real clock (heartbeats are real), not the pass's ``now``
-    ensure(ws)
     with ws.state.read() as conn:
         runs = conn.execute(sa.select(runs_table.c.logical_date, runs_table.c.status)
                             .where((runs_table.c.job == spec.name) & runs_table.c.logical_date.in_(dates))).all()  # fmt: skip
@@ -155,7 +154,7 @@ class Scheduler:
     """
 
     def __init__(self, ws: Any, *, poll: float = 30.0, on_stop: str = "finish"):
-        from engagelab._validate import check_choice
+        from engagelab.validate import check_choice
 
         self.ws = ws
         self.poll = poll
@@ -173,7 +172,6 @@ class Scheduler:
         """
         from engagelab.jobs.runner import run_job
 
-        ensure(self.ws)
         with self.ws.state.read() as conn:
             names = [r[0] for r in conn.execute(sa.select(jobs_table.c.name).where(jobs_table.c.paused == sa.false())
                                                 .order_by(jobs_table.c.name))]  # fmt: skip

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from engagelab._validate import check_choice, check_number, check_str, check_timezone
+from engagelab.validate import check_choice, check_number, check_str, check_timezone
 from engagelab.errors import SpecError, ValidationError
 
 __all__ = [

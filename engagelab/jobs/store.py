@@ -13,7 +13,10 @@ import sqlalchemy as sa
 
 from engagelab.errors import SpecError
 from engagelab.jobs.spec import JobSpec
-from engagelab.state import metadata, utcnow
+from engagelab.storage.statedb import utcnow
+from engagelab.storage.tables import job_leases as leases_table
+from engagelab.storage.tables import job_runs as runs_table
+from engagelab.storage.tables import jobs as jobs_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,65 +33,10 @@ __all__ = [
     "set_paused",
 ]
 
-jobs_table = sa.Table(
-    "el_jobs_specs",
-    metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("paused", sa.Boolean, nullable=False, default=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-runs_table = sa.Table(
-    "el_jobs_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job", sa.String(100), nullable=False, index=True),
-    sa.Column("logical_date", sa.String(10), nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # running | succeeded | <failure class>
-    sa.Column("trigger", sa.String(20), nullable=False),  # cli | scheduler | api | widget
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("host", sa.String(200), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("params", sa.JSON, nullable=False),
-    sa.Column("param_hash", sa.String(64), nullable=False),
-    sa.Column("notebook_hash", sa.String(64), nullable=False),
-    sa.Column("spec_hash", sa.String(64), nullable=False),
-    sa.Column("output_path", sa.Text),
-    sa.Column("html_path", sa.Text),
-    sa.Column("error_class", sa.String(20)),
-    sa.Column("error_name", sa.Text),
-    sa.Column("error_value", sa.Text),
-    sa.Column("cell_index", sa.Integer),
-    sa.UniqueConstraint("job", "logical_date", "attempt", name="uq_el_jobs_runs_attempt"),
-)
-
-leases_table = sa.Table(
-    "el_jobs_leases",
-    metadata,
-    sa.Column("job", sa.String(100), primary_key=True),
-    sa.Column("logical_date", sa.String(10), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.Integer),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-TABLES = (jobs_table, runs_table, leases_table)
-
-
-def ensure(ws: Any) -> None:
-    """Create the jobs' tables in ``ws``'s state database if missing."""
-    ws.state.ensure(*TABLES)
 
 
 def add_job(ws: Any, spec: JobSpec, *, replace: bool = False) -> JobSpec:
     """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag)."""
-    ensure(ws)
     now = utcnow()
     with ws.state.write() as conn:
         row = conn.execute(
@@ -106,7 +54,6 @@ def add_job(ws: Any, spec: JobSpec, *, replace: bool = False) -> JobSpec:
 
 
 def _row(ws: Any, name: str) -> Any:
-    ensure(ws)
     with ws.state.read() as conn:
         row = conn.execute(sa.select(jobs_table).where(jobs_table.c.name == name)).first()
     if row is None:
@@ -150,7 +97,6 @@ def set_paused(ws: Any, name: str, paused: bool) -> None:
 
 def list_jobs(ws: Any) -> pd.DataFrame:
     """One row per job: name, notebook, cron, time zone, paused, last date and status."""
-    ensure(ws)
     with ws.state.read() as conn:
         rows = conn.execute(sa.select(jobs_table).order_by(jobs_table.c.name)).all()
         last = {}
@@ -185,7 +131,6 @@ HISTORY_COLUMNS = [
 
 def history(ws: Any, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
     """Every recorded attempt (newest last), optionally of one job and/or logical date."""
-    ensure(ws)
     q = sa.select(*[runs_table.c[c] for c in HISTORY_COLUMNS]).order_by(runs_table.c.id)
     if job is not None:
         q = q.where(runs_table.c.job == job)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from engagelab._validate import check_number
+from engagelab.validate import check_number
 
 __all__ = ["newcombe", "wilson", "z_value"]
 

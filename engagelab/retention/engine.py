@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_choice
+from engagelab.validate import check_choice
 from engagelab.errors import ValidationError
 from engagelab.retention._data import data_range, events_exist
 from engagelab.retention._sql import ident, lit, per_user_origin, per_user_sql, retention_sql

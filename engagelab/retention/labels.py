@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engagelab._validate import check_int, check_str
+from engagelab.validate import check_int, check_str
 from engagelab.errors import ValidationError
 from engagelab.retention._sql import lit
 from engagelab.retention._stats import newcombe, wilson

@@ -22,7 +22,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from engagelab._validate import check_choice, check_datetime, check_int, check_number, check_str
+from engagelab.validate import check_choice, check_datetime, check_int, check_number, check_str
 from engagelab.errors import ValidationError
 
 __all__ = ["CHUNK_US", "PERIODS", "RetentionSpec"]

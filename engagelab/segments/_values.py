@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from engagelab._validate import check_int
+from engagelab.validate import check_int
 from engagelab.errors import SpecError
 
 __all__ = ["Window", "check_column", "check_regex", "value_kind"]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from engagelab._validate import check_int
+from engagelab.validate import check_int
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window, check_column, decode, encode, literal
 from engagelab.segments.base import Condition, Context, E, P

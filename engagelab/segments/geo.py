@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from engagelab._validate import check_number
+from engagelab.validate import check_number
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window
 from engagelab.segments.base import Condition, Context, E, P

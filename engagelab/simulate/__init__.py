@@ -6,6 +6,8 @@ of users spread over real cities and time zones, generates their behaviour day b
 funnel up to 'Charged', churn) and answers messages sent to them
 (:meth:`World.respond`). The ground truth (preferred hours, engagement, churn days,
 planted variant and label effects) is exposed so analyses can be checked against it.
+:func:`simulate_into` puts a world into a workspace; :func:`respond` lets it answer the
+messages a campaign run sent.
 
 Example:
     >>> import pandas as pd
@@ -31,6 +33,8 @@ from engagelab.simulate._config import WorldConfig
 from engagelab.simulate._population import SIM_PROFILE_SCHEMA as PROFILE_SCHEMA
 from engagelab.simulate._respond import MESSAGE_COLUMNS
 from engagelab.simulate._world import World, simulate
+from engagelab.simulate.answers import respond, world_answer
+from engagelab.simulate.worlds import WORLD_FILE, load_world, simulate_into
 
 __all__ = [
     "CHANNEL_RATES",
@@ -39,8 +43,13 @@ __all__ = [
     "EVENT_SCHEMA",
     "MESSAGE_COLUMNS",
     "PROFILE_SCHEMA",
+    "WORLD_FILE",
     "City",
     "World",
     "WorldConfig",
+    "load_world",
+    "respond",
     "simulate",
+    "simulate_into",
+    "world_answer",
 ]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from engagelab._validate import check_int, check_number, check_str
+from engagelab.validate import check_int, check_number, check_str
 from engagelab.errors import ValidationError
 
 __all__ = ["WorldConfig"]

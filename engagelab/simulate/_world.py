@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engagelab._validate import check_int, check_number, check_str
+from engagelab.validate import check_int, check_number, check_str
 from engagelab.errors import ValidationError
 from engagelab.simulate._behaviour import baseline_events, empty_events
 from engagelab.simulate._catalog import CHANNEL_RATES

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from engagelab import Workspace
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 
 
 def local_events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:

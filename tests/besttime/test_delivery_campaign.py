@@ -26,7 +26,7 @@ from engagelab.campaigns import (
     register_send_time_policy,
     send,
 )
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery.outbox import outbox_path
 from engagelab.errors import SpecError, ValidationError
 from tests.besttime.conftest import local_events
 

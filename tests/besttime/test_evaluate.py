@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from engagelab.besttime import POLICIES, BestTimeOptions, evaluate, exploration_logs
-from engagelab.worlds import load_world
+from engagelab.simulate.worlds import load_world
 
 pytestmark = pytest.mark.slow
 

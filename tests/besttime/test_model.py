@@ -9,7 +9,7 @@ import pytest
 from engagelab.besttime import BestTimeOptions, fit
 from engagelab.besttime._data import local_hours_sql, user_table
 from engagelab.errors import ValidationError
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 from tests.besttime.conftest import local_events, make_ws
 
 AL = "App Launched"

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from engagelab.simulate import respond
 from engagelab import Workspace
 from engagelab.campaigns import Campaign, Goal, Variant, plan, save_campaign, send
 from engagelab.segments import prop
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def sent_ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     for c, day in ((push, "2026-01-10T10:00:00Z"), (mail, "2026-01-11T10:00:00Z"),
                    (late, "2026-01-13T10:00:00Z")):  # fmt: skip
         save_campaign(ws, c, "active")
-        send(ws, plan(ws, c, day), respond_with_world=True)
+        respond(ws, send(ws, plan(ws, c, day)).run_key)
     save_campaign(ws, Campaign(id="sms-draft", name="SMS draft", channel="sms",
                                variants=(Variant("A", {"text": "Hello"}),)))  # fmt: skip
     yield ws

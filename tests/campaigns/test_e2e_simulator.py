@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engagelab.simulate import respond
 from engagelab.campaigns import Campaign, Goal, Schedule, Variant, campaign_report, plan, send
 from engagelab.simulate import CHANNEL_RATES
 from engagelab.simulate._respond import CHURNED_VIEW_FACTOR, hour_factor
-from engagelab.worlds import load_world, simulate_into
+from engagelab.simulate.worlds import load_world, simulate_into
 
 EFFECTS = {"A": 1.0, "B": 2.0, "C": 3.0}
 CONV = 0.9
@@ -43,7 +44,8 @@ def test_report_uplift_recovers_planted_variant_effects(ws):
         goal=Goal("Charged", 24, "revenue"),
     )
     p = plan(ws, c, "2026-01-12T12:00:00Z", run_key="e2e-1")
-    r = send(ws, p, batch_size=20_000, respond_with_world=True)
+    r = send(ws, p, batch_size=20_000)
+    respond(ws, r.run_key)
     assert r.sent == p.reach > 10_000
     rep = campaign_report(ws, alpha=0.01)
     row = rep.table.set_index("campaign_id").loc["e2e"]

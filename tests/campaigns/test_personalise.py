@@ -10,7 +10,7 @@ import pytest
 from engagelab.campaigns import Campaign, Schedule, Variant, plan, preview, trigger_event
 from engagelab.campaigns.plan import event_context
 from engagelab.errors import SpecError, ValidationError
-from engagelab.workspace import use_workspace
+from engagelab.workspace import Workspace, use_workspace
 from tests.campaigns.conftest import add_users, profiles
 
 CART = "Added To Cart"
@@ -153,7 +153,7 @@ def test_preview_renders_the_trigger_event_for_one_user(cart_ws):
     assert cart_ws.preview(c, "u00000", at="2026-02-02T07:30:00Z") == early
     assert cart_ws.preview(c, "u00001", event={"price": 2})["body"] == "Your item (2 EUR) is waiting"
     with use_workspace(cart_ws.path):
-        got = c.preview("u00001")
+        got = Workspace.open().preview(c, "u00001")
     assert got["title"] == "Hi there" and got["body"] == "Your item (5.0 EUR) is waiting"
     # a user who never triggered: the template's defaults, or a clear error without one
     add_users(cart_ws, profiles(1, prefix="new"))

@@ -15,7 +15,6 @@ from engagelab.campaigns import (
     Delivery,
     Schedule,
     Variant,
-    inbox,
     list_campaigns,
     load_campaign,
     plan,
@@ -25,9 +24,9 @@ from engagelab.campaigns import (
     send,
     set_global_control,
 )
-from engagelab.campaigns import ledger as L
-from engagelab.campaigns.outbox import outbox_path
-from engagelab.channels.providers import DeliveryResult
+from engagelab.delivery import ledger as L
+from engagelab.delivery.outbox import outbox_path
+from engagelab.delivery.protocol import DeliveryResult
 from engagelab.errors import ValidationError
 from engagelab.experiments import bucket
 from tests.campaigns.conftest import add_users, campaign, email, profiles
@@ -274,14 +273,13 @@ def test_inbox_honours_ttl(ws):
     )
     p = plan(ws, c, LD, run_key="inapp-1")
     send(ws, p)
-    live = inbox(ws, "u00001", at="2026-02-02T12:00:00Z")
-    assert (
-        live["message_key"].tolist()
-        == p.to_pandas().set_index("user_id").loc[["u00001"], "message_key"].tolist()
+    live = ws.inbox("u00001", "2026-02-02T12:00:00Z", record=False)
+    assert [m.key for m in live] == (
+        p.to_pandas().set_index("user_id").loc[["u00001"], "message_key"].tolist()
     )
-    assert live["payload"].iloc[0]["title"] == "New"
-    assert inbox(ws, "u00001", at="2026-02-03T10:00:00Z").empty  # expired
-    assert inbox(ws, "u00001", at="2026-02-02T08:00:00Z").empty  # not yet due
+    assert live[0].payload["title"] == "New"
+    assert len(ws.inbox("u00001", "2026-02-03T10:00:00Z")) == 0  # expired
+    assert len(ws.inbox("u00001", "2026-02-02T08:00:00Z")) == 0  # not yet due
 
 
 def test_test_then_winner(ws):
@@ -394,10 +392,9 @@ def test_range_mark_falls_back_per_key_when_the_range_holds_other_rows(any_ws, k
     one of the batch's delivered messages makes it roll back and mark per key instead
     (keys outside digits and lowercase letters are marked per key on collating databases)."""
     from engagelab.campaigns.send import _connection, _mark
-    from engagelab.channels.providers import BatchResult
+    from engagelab.delivery.protocol import BatchResult
 
     ws = any_ws
-    L.ensure(ws)
     with ws.state.write() as conn:
         for k in keys:
             conn.execute(
@@ -458,7 +455,6 @@ def test_ledger_insert_as_json_keeps_every_value(ws, monkeypatch):
         "send_us": np.array([0, -1, 2**53, 1_700_000_000_123_456, 5, 6], dtype=np.int64),
     }
     reason = np.array([None, "frequency_cap", None, "min_gap", None, "x"], dtype=object)
-    L.ensure(ws)
     got = {}
     for json_path in (True, False):
         monkeypatch.setattr(L, "SQLITE_JSON", json_path)

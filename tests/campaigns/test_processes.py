@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from engagelab import Workspace
 from engagelab.campaigns import Delivery, FrequencyCap, plan, read_outbox, send
-from engagelab.campaigns import ledger as L
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery import ledger as L
+from engagelab.delivery.outbox import outbox_path
 from tests.campaigns.conftest import add_users, campaign, profiles
 
 ROOT = Path(__file__).resolve().parents[2]

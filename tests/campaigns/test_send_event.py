@@ -1,5 +1,5 @@
 from engagelab.campaigns import plan, read_outbox, send
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery.outbox import outbox_path
 from tests.campaigns.test_personalise import cart_campaign, cart_ws  # noqa: F401
 
 

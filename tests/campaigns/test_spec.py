@@ -139,7 +139,8 @@ def test_all_campaign_types_build():
             ),
             "colour",
         ),
-        (lambda: Delivery(send_time_policy="nope"), "delivery.send_time_policy"),
+        (lambda: Delivery(send_time_policy=""), "delivery.send_time_policy"),
+        (lambda: Delivery(send_time_policy=3), "delivery.send_time_policy"),
     ],
 )
 def test_bad_input_names_the_field(build, field):
@@ -175,3 +176,13 @@ def test_send_time_policy_registry(small_ws):
     f = p.to_pandas()
     assert (f["send_at"] == pd.Timestamp("2026-01-01 12:00", tz="UTC")).all()
     assert (f["note"] == "best_time").all()
+
+
+def test_a_spec_naming_an_unregistered_policy_is_valid_until_planned(small_ws):
+    # validity never depends on what this process registered: the spec builds and
+    # round-trips; planning it is what needs the policy, and says so
+    c = campaign(delivery=Delivery(send_time_policy="not-registered-here"))
+    assert Campaign.from_json(c.to_json()) == c
+    with pytest.raises(ValidationError, match="registered in this process") as info:
+        plan(small_ws, c, "2026-01-01T08:00Z")
+    assert info.value.field == "delivery.send_time_policy"

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from engagelab.simulate import respond
 from engagelab.campaigns import Campaign, Goal, Schedule, Variant, WinnerTest, plan, send
 from engagelab.campaigns.report import choose_campaign_winner
 from engagelab.errors import SpecError
-from engagelab.worlds import load_world, simulate_into
+from engagelab.simulate.worlds import load_world, simulate_into
 from tests.campaigns.conftest import add_users, campaign, email, profiles
 
 LD = "2026-02-02T09:00:00Z"
@@ -150,7 +151,8 @@ def test_planted_best_variant_wins_on_the_simulator(ws, metric, rule):
         winner_test=WinnerTest(0.6, 24, metric, rule),
     )
     p = plan(ws, c, "2026-01-12T12:00:00Z")
-    r = send(ws, p, "sim-w-test", respond_with_world=True)
+    r = send(ws, p, "sim-w-test")
+    respond(ws, r.run_key)
     assert p.phase == "test" and r.sent > 2000
     w = choose_campaign_winner(ws, c)
     assert w.variant == "C", w.reason

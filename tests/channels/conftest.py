@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from engagelab.channels.providers import OutgoingMessage
+from engagelab.delivery.protocol import OutgoingMessage
 
 from .servers import make_cert
 

@@ -13,8 +13,8 @@ import time
 
 from engagelab import Workspace
 from engagelab.campaigns import Campaign, plan, send
-from engagelab.channels.http import HttpProvider
-from engagelab.channels.smtp import SmtpProvider
+from engagelab.delivery.http import HttpProvider
+from engagelab.delivery.smtp import SmtpProvider
 
 
 def make_provider(kind: str, port: int, pause: float = 0.0):

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engagelab.campaigns.outbox import OutboxProvider, encode_lines, read_outbox
-from engagelab.channels.providers import (
+from engagelab.delivery.outbox import OutboxProvider, encode_lines, read_outbox
+from engagelab.delivery.protocol import (
     BatchResult,
     DeliveryResult,
     MessageBatch,

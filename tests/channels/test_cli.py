@@ -8,15 +8,15 @@ import json
 import pandas as pd
 import pytest
 
-import engagelab.cli as cli
+import engagelab.cli.app as cli
 from engagelab.channels import InAppContent, preview
-from engagelab.channels.inbox import InboxProvider
-from engagelab.channels.providers import OutgoingMessage
+from engagelab.delivery.inbox import InboxProvider
+from engagelab.delivery.protocol import OutgoingMessage
 
 
 @pytest.fixture
 def run(capsys):
-    assert "engagelab.channels.cli" in cli.PLUGINS
+    assert "engagelab.cli.channels" in cli.PLUGINS
 
     def _run(*argv):
         code = cli.main(list(argv))

@@ -14,11 +14,11 @@ MODULES = [
     "engagelab.channels._base",
     "engagelab.channels._templates",
     "engagelab.channels.content",
-    "engagelab.channels.http",
-    "engagelab.channels.inbox",
-    "engagelab.channels.remarketing",
+    "engagelab.delivery.http",
+    "engagelab.delivery.inbox",
+    "engagelab.delivery.remarketing",
     "engagelab.channels.sms",
-    "engagelab.channels.smtp",
+    "engagelab.delivery.smtp",
 ]
 
 
@@ -31,7 +31,7 @@ def test_docstring_examples_run(name):
 
 def test_importing_channels_loads_no_network_or_ui_modules():
     code = (
-        "import sys, engagelab.channels, engagelab.channels.providers\n"
+        "import sys, engagelab.channels, engagelab.delivery.protocol\n"
         "bad = [m for m in ('httpx', 'smtplib', 'ipywidgets', 'IPython', 'pyspark', 'aiosmtpd') "
         "if m in sys.modules]\n"
         "print(bad)"

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from engagelab.channels import WebhookContent, preview
-from engagelab.channels.http import HttpProvider, backoff_delay, retry_after_seconds
-from engagelab.channels.providers import provider_for
+from engagelab.delivery.http import HttpProvider, backoff_delay, retry_after_seconds
+from engagelab.delivery.registry import provider_for
 
 from .conftest import message
 from .servers import HttpServer

@@ -6,8 +6,9 @@ import datetime as dt
 import threading
 
 from engagelab.channels import AppInboxContent, InAppContent, WebPopupContent, preview
-from engagelab.channels.inbox import InboxProvider, dismiss, inbox
-from engagelab.channels.providers import OutgoingMessage, provider_for
+from engagelab.delivery.inbox import InboxProvider, dismiss, inbox
+from engagelab.delivery.protocol import OutgoingMessage
+from engagelab.delivery.registry import provider_for
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from engagelab import Workspace
 from engagelab.campaigns import Variant, plan, send
-from engagelab.campaigns import ledger as L
+from engagelab.delivery import ledger as L
 from tests.campaigns.conftest import add_users, campaign, profiles
 
 from .kill_worker import make_provider

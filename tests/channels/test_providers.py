@@ -7,11 +7,12 @@ import yaml
 
 from engagelab import Workspace
 from engagelab.channels import check_no_credentials
-from engagelab.channels.http import HttpProvider
-from engagelab.channels.inbox import InboxProvider
-from engagelab.channels.providers import Provider, provider_config, provider_for
-from engagelab.channels.remarketing import RemarketingProvider
-from engagelab.channels.smtp import SmtpProvider
+from engagelab.delivery.http import HttpProvider
+from engagelab.delivery.inbox import InboxProvider
+from engagelab.delivery.protocol import Provider
+from engagelab.delivery.registry import provider_config, provider_for
+from engagelab.delivery.remarketing import RemarketingProvider
+from engagelab.delivery.smtp import SmtpProvider
 from engagelab.errors import ValidationError
 
 
@@ -25,7 +26,7 @@ def _clean_env(monkeypatch):
 
 
 def test_defaults_by_delivery_mode(ws):
-    from engagelab.campaigns.outbox import OutboxProvider
+    from engagelab.delivery.outbox import OutboxProvider
 
     email = provider_for("email", ws, {"run_key": "r1"})
     assert isinstance(email, OutboxProvider) and email.path.name.startswith("r1")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from engagelab.channels import content_from_dict
-from engagelab.channels.providers import provider_for
-from engagelab.channels.remarketing import RemarketingProvider, export_audience
+from engagelab.delivery.registry import provider_for
+from engagelab.delivery.remarketing import RemarketingProvider, export_audience
 
 from .conftest import message
 

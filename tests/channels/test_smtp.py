@@ -7,8 +7,8 @@ import email.policy
 import pytest
 
 from engagelab.channels import EmailContent, preview
-from engagelab.channels.providers import provider_for
-from engagelab.channels.smtp import SmtpError, SmtpProvider, message_id
+from engagelab.delivery.registry import provider_for
+from engagelab.delivery.smtp import SmtpError, SmtpProvider, message_id
 
 from .conftest import message
 from .servers import SmtpServer

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from engagelab import ValidationError, Workspace
 from engagelab.segments import Segment, did, prop
-from engagelab.state import batches
+from engagelab.storage.tables import batches
 
 ROOT = Path(__file__).resolve().parents[2]
 

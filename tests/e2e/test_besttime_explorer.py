@@ -30,7 +30,7 @@ def _cells(ws_path: Path) -> list[str]:
     return [
         f"""\
 from engagelab import Workspace
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 from engagelab.widgets.besttime import BestTimeExplorer
 
 ws = Workspace.create({str(ws_path)!r})

@@ -42,7 +42,7 @@ def _cells(ws_path: Path) -> list[str]:
     return [
         f"""\
 from engagelab import Workspace
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 from engagelab.widgets.campaign_builder import CampaignBuilder
 
 ws = Workspace.create({str(ws_path)!r})

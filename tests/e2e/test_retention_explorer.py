@@ -30,7 +30,7 @@ def _cells(ws_path: Path) -> list[str]:
     return [
         f"""\
 from engagelab import Workspace
-from engagelab.retention.demo import label_programme
+from engagelab.simulate.labels import label_programme
 from engagelab.widgets.retention import CohortRetentionExplorer
 
 ws = Workspace.create({str(ws_path)!r})

@@ -35,7 +35,7 @@ def _cells(ws_path: Path) -> list[str]:
     return [
         f"""\
 from engagelab import Workspace
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 from engagelab.segments import prop
 from engagelab.widgets import SegmentBuilder
 

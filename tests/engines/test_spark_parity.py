@@ -21,7 +21,7 @@ from engagelab.segments import (
     same_property,
     was_sent,
 )
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 
 pytestmark = pytest.mark.spark
 

@@ -28,13 +28,14 @@ from engagelab.campaigns import (
     read_outbox,
     save_campaign,
 )
-from engagelab.campaigns import ledger as L
+from engagelab.delivery import ledger as L
+from engagelab.simulate import world_answer
 from engagelab.campaigns.job import CampaignJobResult, plan_instant, run_campaign_job
-from engagelab.campaigns.outbox import outbox_path
+from engagelab.delivery.outbox import outbox_path
 from engagelab.errors import ValidationError
 from engagelab.experiments import campaign_split
 from engagelab.jobs import JobSpec, add_job, history, run_job
-from engagelab.worlds import load_world, simulate_into
+from engagelab.simulate.worlds import load_world, simulate_into
 from tests.jobs.conftest import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def _events(ws, event, campaign_id):
 # --------------------------------------------------------------------------- in-process
 def test_dry_run_plans_and_records_nothing(sim):
     before = sim.summary().events
-    r = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", dry_run=True, simulated=True)
+    r = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", dry_run=True, answer=world_answer(sim))
     assert r.dry_run and r.sent_now == 0 and r.responses is None
     # every user of the workspace is in the audience: reach + reasons cover all 600 profiles
     assert sum(r.decisions.values()) == 600
@@ -89,7 +90,7 @@ def test_dry_run_plans_and_records_nothing(sim):
 
 def test_send_once_then_rerun_sends_nothing(sim):
     first = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", run_key="j/2026-01-08",
-                             simulated=True)  # fmt: skip
+                             answer=world_answer(sim))  # fmt: skip
     box = _outbox(sim, "j/2026-01-08")
     plan_send = first.decisions["send"]
     assert first.sent_now == plan_send == len(box) > 0
@@ -100,7 +101,7 @@ def test_send_once_then_rerun_sends_nothing(sim):
     assert int(first.report["delivered"].iloc[0]) > 0
     events = sim.summary().events
     again = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", run_key="j/2026-01-08",
-                             simulated=True)  # fmt: skip
+                             answer=world_answer(sim))  # fmt: skip
     assert again.sent_now == 0 and again.already_sent == plan_send
     assert again.responses == 0
     assert len(_outbox(sim, "j/2026-01-08")) == plan_send
@@ -109,7 +110,7 @@ def test_send_once_then_rerun_sends_nothing(sim):
 
 
 def test_variant_split_and_result_protocol(sim):
-    r = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", simulated=True)
+    r = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", answer=world_answer(sim))
     split = r.variant_split
     assert set(split.index) == {"", "A", "B"}  # control users have no variant
     assert int(split.loc["", "control"]) == r.decisions["control"]
@@ -157,14 +158,14 @@ def test_test_then_winner_keeps_each_run_keys_phase(sim):
     world = load_world(sim)
     world.plant_variant_effects("abtest", {"A": 1.0, "B": 8.0})
     world.save(sim.path / "world.json")
-    test = run_campaign_job(sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", simulated=True)
+    test = run_campaign_job(sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", answer=world_answer(sim))
     assert test.phase == "test" and test.decisions["deferred"] > 0 and test.sent_now > 0
     # the test day's rerun stays in the test phase and sends nothing (no winner error)
     again = run_campaign_job(
-        sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", simulated=True
+        sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", answer=world_answer(sim)
     )
     assert again.phase == "test" and again.sent_now == 0
-    win = run_campaign_job(sim, "2026-01-09", campaign_id="abtest", run_key="ab/2", simulated=True)
+    win = run_campaign_job(sim, "2026-01-09", campaign_id="abtest", run_key="ab/2", answer=world_answer(sim))
     assert win.phase == "winner" and win.decisions["excluded"] > 0
     split = win.variant_split  # test users keep their variant, excluded; the rest get the winner
     assert set(split.index[split["send"] > 0]) == {"B"}  # the planted 8x clicks win
@@ -218,7 +219,7 @@ def test_malformed_spec_file_and_unsimulated_workspace(sim, tmp_path):
     plain = Workspace.create(tmp_path / "plain")
     save_campaign(plain, _email())
     with pytest.raises(ValidationError, match="needs a simulated world"):
-        run_campaign_job(plain, "2026-01-08", campaign_id="welcome", simulated=True)
+        run_campaign_job(plain, "2026-01-08", campaign_id="welcome", answer=world_answer(plain))
     plain.close()
 
 

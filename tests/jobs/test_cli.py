@@ -1,4 +1,4 @@
-"""`engagelab jobs ...` commands in-process (``engagelab.cli.main``): add, list, show,
+"""`engagelab jobs ...` commands in-process (``engagelab.cli.app.main``): add, list, show,
 pause/resume, history, remove, export, and their one-line errors."""
 
 from __future__ import annotations

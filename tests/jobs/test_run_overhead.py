@@ -19,7 +19,7 @@ import engagelab.jobs
 from engagelab.errors import WorkspaceError
 from engagelab.jobs._child import UNUSED_OPTIONAL
 from engagelab.jobs.execute import CHILD
-from engagelab.state import WorkspaceState
+from engagelab.storage.statedb import WorkspaceState
 
 from .conftest import ROOT, write_notebook
 
@@ -37,7 +37,7 @@ def _loaded(out: str) -> list[str]:
 
 def test_importing_the_cli_and_jobs_loads_no_heavy_module():
     r = _fresh(
-        "import sys, json, engagelab, engagelab.cli, engagelab.jobs, engagelab.jobs.cli; "
+        "import sys, json, engagelab, engagelab.cli.app, engagelab.jobs, engagelab.cli.jobs; "
         f"print(json.dumps([m for m in {(*HEAVY, 'sqlalchemy')!r} if m in sys.modules]))"
     )
     assert r.returncode == 0, r.stderr

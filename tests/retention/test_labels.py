@@ -15,7 +15,7 @@ import pytest
 
 from engagelab import Workspace
 from engagelab.errors import ValidationError
-from engagelab.retention.demo import label_programme
+from engagelab.simulate.labels import label_programme
 from engagelab.retention.labels import label_effect, label_retention, labels_in_use
 from engagelab.segments import was_sent
 

@@ -8,7 +8,7 @@ from engagelab.widgets.retention import CohortRetentionExplorer
 
 from engagelab import Workspace
 from engagelab.retention import retention
-from engagelab.retention.demo import label_programme
+from engagelab.simulate.labels import label_programme
 from engagelab.retention.labels import label_effect
 
 

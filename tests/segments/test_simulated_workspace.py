@@ -23,7 +23,7 @@ from engagelab.segments import (
     Segment,
     Window,
 )
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 from tests.segments.reference import evaluate
 
 AT = dt.datetime(2026, 1, 22, 6, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engagelab import Workspace
-from engagelab.worlds import simulate_into
+from engagelab.simulate.worlds import simulate_into
 
 
 @pytest.fixture(scope="module")

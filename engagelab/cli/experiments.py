@@ -1,0 +1,208 @@
+"""``engagelab experiment design|analyze``: experiment design and analysis from the shell.
+
+``design`` solves whichever problem its options pose (``--mde`` -> sample size,
+``--n-per-arm``/``--total-n`` -> minimum detectable effect, both -> power) and prints
+per-arm and total n, the effect in natural units and the formula used. ``analyze``
+reads a CSV or Parquet file with one row per user and prints one row per arm x metric
+(n, estimates, absolute and relative lift with CI, p-value, adjusted p-value,
+P(beat control), SRM p-value). Bad input prints one line naming the field and exits 1.
+
+CUPED: ``--covariate COL`` adjusts every proportion and mean metric by ``COL`` and
+every ratio metric by the pre-period mean of ``COL``; ``--covariate NUM,DEN`` makes a
+ratio metric's covariate the pre-period ratio ``ΣNUM / ΣDEN`` (e.g.
+``--metric revenue:ratio:orders --covariate revenue_pre,orders_pre``; proportion and
+mean metrics use ``NUM``). A metric can name its own covariates instead:
+``NAME:mean:COV`` or ``NAME:ratio:DENOMINATOR:COV[:DEN_COV]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+__all__ = ["register"]
+
+ANALYZE_COLUMNS = [
+    "metric", "arm", "control", "n_control", "n_arm", "control_estimate", "arm_estimate",
+    "abs_lift", "abs_ci_low", "abs_ci_high", "rel_lift", "rel_ci_low", "rel_ci_high", "test",
+    "p_value", "p_adjusted", "significant", "bayes_p_beat_control", "srm_p", "note",
+]  # fmt: skip
+
+
+def _weights(text: str | None) -> list[float] | None:
+    from engagelab.errors import ValidationError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValidationError(
+            "--weights", text, "must be comma-separated numbers, control first"
+        ) from None
+
+
+def _covariates(text: str | None) -> tuple[str | None, str | None]:
+    from engagelab.errors import ValidationError
+
+    if text is None:
+        return None, None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 2 or not all(parts):
+        raise ValidationError(
+            "--covariate", text, "must be COL or NUM_COL,DEN_COL (a ratio's pre-period ratio)"
+        )
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
+def cmd_design(args: argparse.Namespace) -> int:
+    from engagelab.cli._common import emit
+    from engagelab.experiments.api import design_experiment
+
+    out = design_experiment(
+        metric=args.metric, baseline=args.baseline, mde=args.mde, relative=args.relative,
+        sd=args.sd, alpha=args.alpha, power=args.power, alternative=args.alternative,
+        arms=args.arms, weights=_weights(args.weights), correction=args.correction,
+        method=args.method, n_per_arm=args.n_per_arm, total_n=args.total_n,
+        daily_traffic=args.daily_traffic, traffic_fraction=args.traffic_fraction,
+    )  # fmt: skip
+    if args.format == "json":
+        emit(out, "json")
+        return 0
+    rows = {
+        "solved for": out["solved_for"],
+        "effect": out["effect_text"],
+        "n per arm": ", ".join(f"{n:,}" for n in out["n_per_arm"]),
+        "total n": f"{out['total_n']:,}",
+        "duration": "-" if out["days"] is None else f"{out['days']} days",
+        "alpha": f"{out['alpha']:g} {out['alternative']} ({out['correction']}: "
+        f"{out['alpha_per_comparison']:.4g} per comparison)",
+        "power": f"{out['power']:.3f}",
+        "method": f"{out['method']}: {out['formula']}",
+    }
+    emit(rows, "table")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import os
+
+    import pandas as pd
+
+    from engagelab.cli._common import emit
+    from engagelab.errors import ValidationError
+    from engagelab.experiments.api import analyze_experiment
+
+    path = args.data
+    if not path.lower().endswith((".csv", ".parquet", ".pq", ".csv.gz")):
+        raise ValidationError("--data", path, "must be a .csv or .parquet file")
+    if not os.path.exists(path):
+        raise ValidationError("--data", path, "file not found")
+    cov, den_cov = _covariates(args.covariate)
+    out = analyze_experiment(
+        path, arm_col=args.arm_col, control=args.control, metrics=args.metric,
+        covariate=cov, denominator_covariate=den_cov, correction=args.correction, alpha=args.alpha,
+        experiment_col=args.experiment_col, weights=_weights(args.weights),
+        sequential=args.sequential, rel_ci=args.rel_ci,
+    )  # fmt: skip
+    if args.format == "json":
+        emit(out, "json")
+        return 0
+    for exp, s in out["srm"].items():
+        if s["mismatch"]:
+            print(
+                f"!! SAMPLE RATIO MISMATCH in {exp!r}: observed {s['observed']} vs expected "
+                f"{[round(e, 1) for e in s['expected']]} (p = {s['p_value']:.3g}); do not trust these results"
+            )
+    df = pd.DataFrame(out["rows"])
+    cols = [c for c in ANALYZE_COLUMNS if c in df.columns]
+    if args.experiment_col:
+        cols = ["experiment", *cols]
+    df = df[cols].copy()
+    for c in df.columns:
+        if c not in ("p_value", "p_adjusted", "srm_p") and df[c].dtype == object:
+            continue
+        if c in ("p_value", "p_adjusted", "srm_p"):
+            df[c] = [_p(v) for v in df[c]]
+        elif df[c].dtype.kind == "f":
+            df[c] = df[c].map(lambda v: "" if v is None or math.isnan(v) else f"{v:.4g}")
+    emit(df, "table")
+    print(f"alpha = {out['alpha']:g}; p_adjusted by {out['correction']}; "
+          "bayes_p_beat_control is Bayesian (not a p-value)")  # fmt: skip
+    return 0
+
+
+def _p(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.3g}"
+
+
+def register(
+    subparsers: Any, common: argparse.ArgumentParser, wsopt: argparse.ArgumentParser
+) -> None:
+    """Add ``experiment design`` and ``experiment analyze``."""
+    p = subparsers.add_parser("experiment", parents=[common], help="design and analyse A/B/n tests")
+    sub = p.add_subparsers(dest="experiment_cmd", required=True, metavar="ACTION")
+
+    d = sub.add_parser(
+        "design", parents=[common],
+        help="sample size (given --mde), MDE (given --n-per-arm/--total-n) or power (given both)",
+    )  # fmt: skip
+    d.add_argument("--metric", default="proportion", help="proportion (default) or mean")
+    d.add_argument("--baseline", type=float, required=True, help="control rate or mean")
+    d.add_argument("--sd", type=float, help="standard deviation per user (mean metrics)")
+    d.add_argument(
+        "--mde", type=float, help="minimum detectable effect (absolute unless --relative)"
+    )
+    d.add_argument(
+        "--relative", action="store_true", help="read --mde as a fraction of the baseline"
+    )
+    d.add_argument("--alpha", type=float, default=0.05)
+    d.add_argument("--power", type=float, default=0.8)
+    d.add_argument("--alternative", default="two-sided", help="two-sided (default) or one-sided")
+    d.add_argument("--arms", type=int, default=2, help="number of arms, control included")
+    d.add_argument("--weights", help="allocation weights, control first, e.g. 0.5,0.25,0.25")
+    d.add_argument("--correction", default="bonferroni", help="bonferroni (default) or none")
+    d.add_argument(
+        "--method", help="formula: unpooled (default), pooled, arcsine (proportions), t (means)"
+    )
+    d.add_argument("--n-per-arm", type=int, help="users in the control arm (solve for MDE/power)")
+    d.add_argument("--total-n", type=int, help="users in all arms (solve for MDE/power)")
+    d.add_argument(
+        "--daily-traffic", type=float, help="eligible users per day (gives the duration)"
+    )
+    d.add_argument(
+        "--traffic-fraction", type=float, default=1.0, help="share of daily traffic enrolled"
+    )
+    d.set_defaults(func=cmd_design)
+
+    a = sub.add_parser("analyze", parents=[common], help="analyse a CSV/Parquet file of users")
+    a.add_argument(
+        "--data", required=True, metavar="FILE", help=".csv or .parquet, one row per user"
+    )
+    a.add_argument("--arm-col", required=True, metavar="COL")
+    a.add_argument("--control", required=True, metavar="VALUE")
+    a.add_argument(
+        "--metric", action="append", required=True, metavar="NAME:KIND[:...]",
+        help="NAME:proportion[:COV], NAME:mean[:COV] or NAME:ratio:DENOMINATOR[:COV[:DEN_COV]] "
+        "(repeatable; COV = CUPED pre-period covariate)",
+    )  # fmt: skip
+    a.add_argument(
+        "--covariate", metavar="COL[,DEN_COL]",
+        help="CUPED pre-period covariate for metrics that name none; COL,DEN_COL gives ratio "
+        "metrics the pre-period ratio COL/DEN_COL",
+    )  # fmt: skip
+    a.add_argument(
+        "--correction", default="holm", help="holm (default), hochberg, bonferroni, bh, by, none"
+    )
+    a.add_argument("--alpha", type=float, default=0.05)
+    a.add_argument("--experiment-col", metavar="COL", help="column naming the experiment")
+    a.add_argument("--weights", help="intended allocation for the SRM check, control first")
+    a.add_argument("--sequential", action="store_true", help="add always-valid p-values")
+    a.add_argument(
+        "--rel-ci", default="delta", metavar="METHOD",
+        help="relative-lift interval: delta (default) or fieller (asymmetric, matches the test)",
+    )  # fmt: skip
+    a.set_defaults(func=cmd_analyze)

@@ -1,0 +1,89 @@
+"""The simulated world answers the messages a campaign run sent.
+
+After :func:`engagelab.campaigns.send`, a simulated workspace (one filled by
+:func:`~engagelab.simulate.worlds.simulate_into`) lets its users react: its world's
+Delivered / Viewed / Clicked / Charged events for the run's sent messages are appended
+once (idempotent by the set of message keys).
+
+Example:
+    >>> import tempfile
+    >>> from engagelab import Workspace
+    >>> from engagelab.campaigns import Campaign, Variant
+    >>> from engagelab.simulate.worlds import simulate_into
+    >>> ws = Workspace.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = simulate_into(ws, n_users=300, days=7, seed=3)
+    >>> c = Campaign(id="hi", channel="push", variants=(Variant("A", {"title": "Hi", "body": "x"}),))
+    >>> r = ws.send(ws.plan(c, "2026-01-07T09:00:00Z"), "hi-1")
+    >>> n = respond(ws, "hi-1")
+    >>> n > 0, respond(ws, "hi-1")
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from engagelab.campaigns.spec import Campaign
+from engagelab.delivery import ledger as L
+from engagelab.errors import ValidationError
+from engagelab.simulate.worlds import WORLD_FILE, load_world
+from engagelab.storage.core import Core
+
+__all__ = ["respond", "world_answer"]
+
+
+def respond(ws: Core, run_key: str) -> int:
+    """Let the workspace's simulated world answer the sent messages of ``run_key``.
+
+    Appends the world's Delivered / Viewed / Clicked / Charged events once per set of
+    sent messages (idempotent); returns the number of events appended.
+    """
+    world = load_world(ws)
+    with ws.state.read() as conn:
+        run = conn.execute(sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)).first()
+        if run is None:
+            raise ValidationError("run_key", run_key, "is not a run of this workspace")
+        rows = conn.execute(
+            sa.select(L.ledger.c.user_id, L.ledger.c.variant, L.ledger.c.send_at, L.ledger.c.key)
+            .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "sent")
+            .order_by(L.ledger.c.key)
+        ).fetchall()
+    c = Campaign.from_json(run.spec)
+    if not rows:
+        return 0
+    df = pd.DataFrame(rows, columns=["user_id", "variant", "send_ts", "message_key"])
+    df["send_ts"] = pd.to_datetime(df["send_ts"].astype(np.int64), unit="us", utc=True)
+    df["campaign_id"], df["channel"] = c.id, c.channel
+    df["labels"] = [list(c.labels)] * len(df)
+    fp = (
+        "respond:"
+        + run_key
+        + ":"
+        + hashlib.sha256("\n".join(df["message_key"]).encode()).hexdigest()[:16]
+    )
+    answer = world.respond(df)
+    if ws.store.find("events", fp) is not None:
+        return 0
+    if answer.num_rows:
+        ws.append("events", answer, fingerprint=fp, source="campaigns")
+    return answer.num_rows
+
+
+def world_answer(workspace: Any) -> Callable[[Core, str], int]:
+    """:func:`respond`, after checking that ``workspace`` (a workspace, its folder, or ""
+    for ``$ENGAGELAB_WORKSPACE``) holds a simulated world: what a campaign job passes as
+    ``answer`` so a missing world fails before anything is sent."""
+    folder = getattr(workspace, "path", None) or workspace or os.environ.get("ENGAGELAB_WORKSPACE", "")
+    if not folder or not (Path(folder) / WORLD_FILE).exists():
+        raise ValidationError(
+            "simulated", True, f"needs a simulated world in the workspace ({WORLD_FILE})"
+        )
+    return respond

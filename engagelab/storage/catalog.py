@@ -1,0 +1,125 @@
+"""What the workspace holds, as the widgets and the summary need it: event names, the
+columns of each table and their types, the time span of the data.
+
+Example:
+    >>> import tempfile, pandas as pd
+    >>> from engagelab.storage.core import Core
+    >>> core = Core.create(tempfile.mkdtemp() + "/ws")
+    >>> _ = core.ingest(pd.DataFrame({"user_id": ["a"], "event": ["Charged"],
+    ...                               "ts": ["2026-01-02T10:00:00Z"], "amount": [3.5]}), quiet=True)
+    >>> event_names(core), data_end(core).isoformat()
+    (['Charged'], '2026-01-02T10:00:00+00:00')
+    >>> summary(core).events
+    1
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from engagelab.storage.core import Core
+
+__all__ = ["WorkspaceSummary", "data_end", "event_names", "property_values", "summary"]
+
+
+def event_names(core: Core) -> list[str]:
+    """The distinct event names in the store, sorted."""
+    got = core.sql("SELECT DISTINCT event FROM events WHERE event IS NOT NULL ORDER BY event")
+    return [str(x) for x in got["event"]]
+
+
+def data_end(core: Core) -> dt.datetime | None:
+    """The time of the latest event (UTC), or None for an empty store: the "now" of
+    relative windows in the widgets, so a workspace of past data is explored as of its end."""
+    value = core.engine.scalar("SELECT max(ts) FROM events")
+    if value is None or pd.isna(value):
+        return None
+    out = pd.Timestamp(value)
+    return (out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")).to_pydatetime()
+
+
+def property_values(core: Core, table: str, column: str, *, limit: int = 50) -> list[Any]:
+    """Up to ``limit`` most frequent non-null values of ``column`` in ``table``."""
+    from engagelab.validate import check_choice, check_int
+
+    check_choice("table", table, ["events", "profiles"])
+    check_int("limit", limit, low=1, high=10_000)
+    known = set(core.columns(table)) | _core_columns(table)
+    if column not in known:
+        from engagelab.errors import ValidationError
+
+        raise ValidationError("column", column, f"is not a column of {table}")
+    q = '"' + column.replace('"', '""') + '"'
+    got = core.sql(
+        f"SELECT {q} AS v, count(*) AS n FROM {table} WHERE {q} IS NOT NULL "
+        f"GROUP BY {q} ORDER BY n DESC, v LIMIT {int(limit)}"
+    )
+    return got["v"].tolist()
+
+
+def _core_columns(table: str) -> set[str]:
+    from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
+
+    return set(CORE_EVENT_COLUMNS if table == "events" else CORE_PROFILE_COLUMNS)
+
+
+def summary(core: Core) -> WorkspaceSummary:
+    """Counts of users, events and event names; the time span of the events."""
+    e = core.engine
+    users = int(e.scalar("SELECT count(*) FROM profiles"))
+    row = e.query("SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM events").iloc[0]
+    names = e.query("SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event")
+    return WorkspaceSummary(str(core.path), users, int(row["n"]), row["first"], row["last"], names)
+
+
+@dataclass(frozen=True)
+class WorkspaceSummary:
+    """What a workspace holds; renders as a small table in Jupyter."""
+
+    path: str
+    users: int
+    events: int
+    first_event: Any
+    last_event: Any
+    event_counts: pd.DataFrame
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The event counts per event name."""
+        return self.event_counts.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "path": self.path,
+            "users": self.users,
+            "events": self.events,
+            "first_event": None if pd.isna(self.first_event) else str(self.first_event),
+            "last_event": None if pd.isna(self.last_event) else str(self.last_event),
+            "event_counts": {r.event: int(r.n) for r in self.event_counts.itertuples()},
+        }
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Workspace {self.path}",
+            f"  users:  {self.users:,}",
+            f"  events: {self.events:,}  ({self.first_event} .. {self.last_event})",
+        ]
+        lines += [f"    {r.event:<28} {int(r.n):>12,}" for r in self.event_counts.itertuples()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = (
+            f"<p><b>Workspace</b> <code>{html.escape(self.path)}</code>: {self.users:,} users, "
+            f"{self.events:,} events from {html.escape(str(self.first_event))} to "
+            f"{html.escape(str(self.last_event))}</p>"
+        )
+        return head + self.event_counts.to_html(index=False)
+
+
