@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.channels.servers import free_port
+    from tests.delivery.servers import free_port
 
     servers = {}
     for pipelining in ("0", "1"):

@@ -1,9 +1,7 @@
-"""World persistence, Parquet output, display, and the doctests of engagelab.simulate."""
+"""World persistence, Parquet output and display (doctests: tests/test_doctests.py)."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import os
 import subprocess
@@ -132,18 +130,3 @@ def test_bad_arguments() -> None:
     assert world.baseline_events(2, 2).num_rows == 0
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "engagelab.simulate",
-        "engagelab.simulate._config",
-        "engagelab.simulate._rng",
-        "engagelab.simulate._catalog",
-        "engagelab.simulate._population",
-        "engagelab.simulate._respond",
-        "engagelab.simulate._world",
-    ],
-)
-def test_doctests(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

@@ -9,6 +9,7 @@ import pytest
 
 from engagelab import Workspace
 from engagelab.simulate.worlds import simulate_into
+from tests.jobs.conftest import jws  # noqa: F401  (the jobs panel tests)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,8 @@
-"""The widgets' building blocks: value parsing, the debouncer, guarded callbacks, doctests."""
+"""The widgets' building blocks: value parsing, the debouncer, guarded callbacks (doctests: tests/test_doctests.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import doctest
-import importlib
 import threading
 import time
 
@@ -15,16 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engagelab.errors import SpecError
-
-MODULES = ["engagelab.widgets._text", "engagelab.widgets._guard", "engagelab.widgets._rows",
-           "engagelab.widgets.segment_builder"]  # fmt: skip
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_doctests(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
 
 @pytest.mark.parametrize(
     ("kind", "op", "text", "value"),

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.core.workers", *args],
+        [sys.executable, "-m", "tests.storage.workers", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,7 +8,7 @@ from engagelab.widgets.jobs_panel import JobsPanel
 
 from engagelab.jobs import JobSpec, add_job, history
 
-from .conftest import write_notebook
+from tests.jobs.conftest import write_notebook
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A sending process for the SIGKILL tests: ``python -m tests.channels.kill_worker ...``.
+"""A sending process for the SIGKILL tests: ``python -m tests.delivery.kill_worker ...``.
 
 Plans and sends a campaign through the SMTP or HTTP provider of engagelab.channels,
 pausing after each delivered batch (before the ledger marks it sent), so a test can kill

@@ -1,4 +1,4 @@
-"""Worker processes for the multi-process tests (run as ``python -m tests.core.workers``)."""
+"""Worker processes for the multi-process tests (run as ``python -m tests.storage.workers``)."""
 
 from __future__ import annotations
 

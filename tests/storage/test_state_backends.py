@@ -75,7 +75,7 @@ def test_two_processes_share_a_postgres_state_db(tmp_path, postgres_db_url):
     ws = Workspace.create(tmp_path / "pgws", state_url=postgres_db_url)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.core.workers", "writer", str(ws.path), "8", "200", t],
+            [sys.executable, "-m", "tests.storage.workers", "writer", str(ws.path), "8", "200", t],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -37,7 +37,7 @@ N, BATCH = 400, 25
 
 def _spawn(ws, c, kind, port):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.channels.kill_worker", str(ws.path), c.to_json(), LD,
+        [sys.executable, "-m", "tests.delivery.kill_worker", str(ws.path), c.to_json(), LD,
          "kill-1", kind, str(port), str(BATCH), "0.3"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=os.environ | {"PYTHONPATH": str(ROOT)},

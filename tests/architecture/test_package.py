@@ -1,15 +1,11 @@
-"""Package hygiene: import cost, public surface, doctests of the core modules."""
+"""Package hygiene: import cost and the public surface (doctests: tests/test_doctests.py)."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
-import pkgutil
 import subprocess
 import sys
 
-import pytest
 
 import engagelab
 
@@ -28,20 +24,6 @@ def test_all_is_sorted_and_resolves():
     assert list(engagelab.__all__) == sorted(engagelab.__all__)
     for name in engagelab.__all__:
         assert hasattr(engagelab, name), name
-
-
-def _core_modules():
-    for info in pkgutil.walk_packages(engagelab.__path__, "engagelab."):
-        if info.name.startswith("engagelab.widgets") or info.name.endswith("__main__"):
-            continue
-        yield info.name
-
-
-@pytest.mark.parametrize("name", sorted(_core_modules()))
-def test_docstring_examples_run(name):
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
 
 
 def test_errors_read_as_one_line():
