@@ -21,14 +21,14 @@ import pytest
 import sqlalchemy as sa
 
 from engagelab import Workspace
-from engagelab.delivery import ledger as L
 from engagelab.campaigns import list_campaigns, read_outbox
-from engagelab.simulate import world_answer
 from engagelab.campaigns.job import run_campaign_job
+from engagelab.delivery import ledger as L
 from engagelab.delivery.outbox import outbox_path
 from engagelab.demo import NOTEBOOKS, DemoResult, _register, _world, demo_campaigns, run_demo
 from engagelab.errors import ValidationError
 from engagelab.jobs import due_slots, get_job, history, list_jobs
+from engagelab.simulate import world_answer
 
 CAMPAIGN_JOBS = ["cart-abandon", "onboarding-push", "spring-email", "weekly-deals"]
 

@@ -8,14 +8,12 @@ import pkgutil
 
 import pytest
 
-import engagelab
-
 
 def _modules() -> list[str]:
-    import engagelab.widgets  # installed from widgets/: not under engagelab.__path__
-
+    # engagelab.widgets is installed from widgets/: it is not under engagelab.__path__
+    core, widgets = importlib.import_module("engagelab"), importlib.import_module("engagelab.widgets")
     names = {"engagelab", "engagelab.widgets"}
-    for pkg in (engagelab, engagelab.widgets):
+    for pkg in (core, widgets):
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if not info.name.endswith("__main__"):
                 names.add(info.name)

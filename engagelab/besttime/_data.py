@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from engagelab.validate import valid_timezone
 from engagelab.errors import ValidationError
+from engagelab.validate import valid_timezone
 
 if TYPE_CHECKING:
-    from engagelab.storage.core import Core as Workspace
+    from engagelab.storage.core import Core
 
 __all__ = ["History", "connect", "history", "local_hours_sql", "user_table", "utc_offsets"]
 
@@ -37,7 +37,7 @@ _Q_US = 15 * 60 * 1_000_000  # a quarter hour in microseconds
 _MIN_US = 60 * 1_000_000
 
 
-def connect(ws: Workspace) -> duckdb.DuckDBPyConnection:
+def connect(ws: Core) -> duckdb.DuckDBPyConnection:
     """A private DuckDB connection with ``events`` / ``profiles`` views over ``ws``."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
@@ -61,7 +61,7 @@ def zone_ok(tz: Any) -> bool:
     return isinstance(tz, str) and valid_timezone(tz) and tz in _duckdb_zones()
 
 
-def user_table(ws: Workspace, users: pd.DataFrame | None, prior_by: str | None) -> pd.DataFrame:
+def user_table(ws: Core, users: pd.DataFrame | None, prior_by: str | None) -> pd.DataFrame:
     """users with ``user_id, timezone, tz_ok, group`` (``group`` = the prior_by value or '').
 
     Columns stay Arrow-backed strings: a million users cost no Python objects.
@@ -295,7 +295,7 @@ def _bin(idx: np.ndarray, cell: np.ndarray, w: np.ndarray | None, n: int, k: int
 
 
 def history(
-    ws: Workspace,
+    ws: Core,
     users: pd.DataFrame,
     events: tuple[str, ...],
     start: dt.datetime,
@@ -323,7 +323,7 @@ def history(
 
 
 def local_hours_sql(
-    ws: Workspace,
+    ws: Core,
     users: pd.DataFrame,
     events: tuple[str, ...],
     start,

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from engagelab.validate import check_datetime
 from engagelab.besttime.model import _LABELS, BestTimeModel, fit
 from engagelab.besttime.options import BestTimeOptions
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime
 
 if TYPE_CHECKING:
-    from engagelab.storage.core import Core as Workspace
+    from engagelab.storage.core import Core
 
 __all__ = [
     "campaign_answer",
@@ -110,7 +110,7 @@ def local_to_utc(day: dt.date | np.ndarray, minute: np.ndarray, timezone: np.nda
 
 
 def send_times(
-    ws: Workspace,
+    ws: Core,
     users: pd.DataFrame,
     logical_date: Any,
     options: BestTimeOptions | None = None,
@@ -234,7 +234,7 @@ def campaign_answer(times: pd.DataFrame) -> pd.DataFrame:
 
 
 def policy(
-    options: BestTimeOptions | None = None, ws: Workspace | None = None, *, now: Any = None
+    options: BestTimeOptions | None = None, ws: Core | None = None, *, now: Any = None
 ) -> Callable[[pd.DataFrame, Any], pd.DataFrame]:
     """A campaign send-time policy ``fn(users, logical_date) -> DataFrame`` (the contract
     of :func:`engagelab.campaigns.register_send_time_policy`: ``user_id``, ``send_at``
@@ -262,7 +262,7 @@ def policy(
 
 
 def register_policy(
-    name: str = "best_time", options: BestTimeOptions | None = None, ws: Workspace | None = None
+    name: str = "best_time", options: BestTimeOptions | None = None, ws: Core | None = None
 ) -> None:
     """Register :func:`policy` as a send-time policy named ``name`` (for
     ``Delivery(send_time_policy=name)``)."""

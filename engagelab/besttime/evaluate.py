@@ -33,15 +33,15 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
-from engagelab.validate import check_datetime, check_int
 from engagelab.besttime._data import _scan, connect, local_minutes
 from engagelab.besttime.delivery import exploration_draw, local_to_utc
 from engagelab.besttime.model import BestTimeModel, _nearest_allowed, choose, fit
 from engagelab.besttime.options import BestTimeOptions, parse_time
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime, check_int
 
 if TYPE_CHECKING:
-    from engagelab.storage.core import Core as Workspace
+    from engagelab.storage.core import Core
 
 
 class World(Protocol):
@@ -94,7 +94,7 @@ def history_group(n: np.ndarray, min_events: int) -> np.ndarray:
 
 
 def policy_slots(
-    ws: Workspace, options: BestTimeOptions, cutoff: Any, fixed_time: str = "12:00"
+    ws: Core, options: BestTimeOptions, cutoff: Any, fixed_time: str = "12:00"
 ) -> tuple[pd.DataFrame, dict[str, BestTimeModel]]:
     """Every policy's local slot minute per user, fitted on events before ``cutoff``.
 
@@ -186,7 +186,7 @@ def _distance(minute: np.ndarray, weekday: np.ndarray, week: np.ndarray) -> np.n
 
 
 def hit_rates(
-    ws: Workspace, slots: pd.DataFrame, options: BestTimeOptions, start, end
+    ws: Core, slots: pd.DataFrame, options: BestTimeOptions, start, end
 ) -> pd.DataFrame:
     """Hit rate per policy among users with an engagement event in ``[start, end)``."""
     users = slots[["user_id", "timezone"]].assign(tz_ok=True)
@@ -370,7 +370,7 @@ class BestTimeEvaluation:
 
 
 def evaluate(
-    ws: Workspace,
+    ws: Core,
     options: BestTimeOptions | None = None,
     *,
     fit_weeks: int | None = None,

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engagelab.validate import check_datetime, check_int
 from engagelab.besttime._data import _scan, connect, local_minutes, user_table
 from engagelab.besttime.model import check_events, latest_event_time
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime, check_int
 
 if TYPE_CHECKING:
-    from engagelab.storage.core import Core as Workspace
+    from engagelab.storage.core import Core
 
 __all__ = ["WEEKDAYS", "activity_heatmap"]
 
@@ -22,7 +22,7 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def activity_heatmap(
-    ws: Workspace,
+    ws: Core,
     segment: Any = None,
     events: tuple[str, ...] = ("App Launched",),
     *,

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from engagelab.validate import check_datetime
 from engagelab.besttime import _bayes
 from engagelab.besttime._data import History, connect, history, user_table
 from engagelab.besttime.options import (
@@ -35,9 +34,10 @@ from engagelab.besttime.options import (
     parse_time,
 )
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime
 
 if TYPE_CHECKING:
-    from engagelab.storage.core import Core as Workspace
+    from engagelab.storage.core import Core
 
 __all__ = ["REASONS", "BestTimeModel", "fit", "latest_event_time", "choose"]
 
@@ -63,7 +63,7 @@ def _strings(codes: np.ndarray, names: pa.Array) -> pd.api.extensions.ExtensionA
     return pd.array(pa.DictionaryArray.from_arrays(idx, names).cast(pa.large_string()), dtype="str")
 
 
-def check_events(ws: Workspace, events: tuple[str, ...], con: Any = None) -> None:
+def check_events(ws: Core, events: tuple[str, ...], con: Any = None) -> None:
     """Raise if an event name never occurs in the workspace."""
     own = con is None
     con = con or connect(ws)
@@ -83,7 +83,7 @@ def check_events(ws: Workspace, events: tuple[str, ...], con: Any = None) -> Non
             raise ValidationError("events", name, "is not an event name found in this workspace")
 
 
-def latest_event_time(ws: Workspace, events: tuple[str, ...]) -> dt.datetime:
+def latest_event_time(ws: Core, events: tuple[str, ...]) -> dt.datetime:
     """Just after the last of ``events`` in the workspace (the default fit cutoff)."""
     last = ws.engine.scalar(
         "SELECT max(ts) FROM events WHERE event IN (SELECT unnest($e))", {"e": list(events)}
@@ -292,7 +292,7 @@ class BestTimeModel:
 
 
 def fit(
-    ws: Workspace,
+    ws: Core,
     options: BestTimeOptions | None = None,
     *,
     at: Any = None,

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from engagelab.validate import check_choice, check_int, check_number, check_str
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_int, check_number, check_str
 
 __all__ = ["GRANULARITIES", "MODES", "BestTimeOptions", "format_minute", "parse_time"]
 

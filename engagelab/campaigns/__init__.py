@@ -10,13 +10,6 @@ Example:
     (8, 'recurring')
 """
 
-from engagelab.campaigns.options import (
-    DND,
-    Delivery,
-    FrequencyCap,
-    check_send_times,
-    register_send_time_policy,
-)
 from engagelab.campaigns.api import (
     campaign_report,
     delete_campaign,
@@ -30,11 +23,18 @@ from engagelab.campaigns.api import (
     trigger_event,
 )
 from engagelab.campaigns.global_control import get_global_control, set_global_control
-from engagelab.delivery.outbox import OutboxProvider, read_outbox
+from engagelab.campaigns.options import (
+    DND,
+    Delivery,
+    FrequencyCap,
+    check_send_times,
+    register_send_time_policy,
+)
 from engagelab.campaigns.plan import REASONS
 from engagelab.campaigns.report import CampaignReport
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest
+from engagelab.delivery.outbox import OutboxProvider, read_outbox
 from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage, Provider
 
 __all__ = [

@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab.validate import check_datetime, check_str
-from engagelab.delivery import ledger as L
 from engagelab.campaigns.plan import _trigger_sql, check_templates, event_variables, plan
 from engagelab.campaigns.report import campaign_report
 from engagelab.campaigns.send import send
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
+from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime, check_str
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = [
     "campaign_report",
@@ -50,7 +53,7 @@ __all__ = [
 STATUSES = ("draft", "active", "paused", "archived")
 
 
-def save_campaign(ws: Any, campaign: Campaign, status: str = "draft") -> None:
+def save_campaign(ws: Core, campaign: Campaign, status: str = "draft") -> None:
     """Save (or replace) ``campaign`` in the state DB under its id."""
     if not isinstance(campaign, Campaign):
         raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
@@ -72,7 +75,7 @@ def save_campaign(ws: Any, campaign: Campaign, status: str = "draft") -> None:
             conn.execute(L.campaigns_table.insert().values(id=campaign.id, created_at=now, **vals))
 
 
-def load_campaign(ws: Any, id: str) -> Campaign:
+def load_campaign(ws: Core, id: str) -> Campaign:
     """The saved campaign ``id``."""
     check_str("id", id)
     with ws.state.read() as conn:
@@ -84,13 +87,13 @@ def load_campaign(ws: Any, id: str) -> Campaign:
     return Campaign.from_json(row.spec)
 
 
-def delete_campaign(ws: Any, id: str) -> None:
+def delete_campaign(ws: Core, id: str) -> None:
     """Delete the saved campaign ``id`` (its runs, ledger and events stay)."""
     with ws.state.write() as conn:
         conn.execute(L.campaigns_table.delete().where(L.campaigns_table.c.id == id))
 
 
-def list_campaigns(ws: Any) -> pd.DataFrame:
+def list_campaigns(ws: Core) -> pd.DataFrame:
     """Saved campaigns: id, name, channel, type, status, labels, runs, updated_at."""
     with ws.state.read() as conn:
         specs = conn.execute(
@@ -122,7 +125,7 @@ def list_campaigns(ws: Any) -> pd.DataFrame:
 
 
 def preview(
-    ws: Any,
+    ws: Core,
     campaign: Campaign,
     user_id: str,
     variant: str | None = None,
@@ -181,7 +184,7 @@ def preview(
     return {"variant": variant, **out}
 
 
-def trigger_event(ws: Any, campaign: Campaign, user_id: str, at: Any = None) -> dict[str, Any]:
+def trigger_event(ws: Core, campaign: Campaign, user_id: str, at: Any = None) -> dict[str, Any]:
     """The properties (those ``campaign``'s templates read) of ``user_id``'s latest
     qualifying occurrence of the trigger event up to ``at``; ``{}`` when there is none."""
     import json
@@ -199,7 +202,7 @@ def trigger_event(ws: Any, campaign: Campaign, user_id: str, at: Any = None) -> 
     return dict(json.loads(got["event_properties"].iloc[0]))
 
 
-def recommended_delay(ws: Any, did: str, then: str, *, since: Any = None) -> dict[str, Any]:
+def recommended_delay(ws: Core, did: str, then: str, *, since: Any = None) -> dict[str, Any]:
     """Median and mean time from event ``did`` to the first following ``then`` (per
     occurrence of ``did`` that is followed by ``then``), for an inaction campaign's wait.
 

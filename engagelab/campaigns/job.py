@@ -48,9 +48,10 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab.delivery import ledger as L
 from engagelab.campaigns.spec import Campaign
+from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError, WorkspaceError
+from engagelab.storage.core import Core
 
 __all__ = ["CampaignJobResult", "load_job_campaign", "plan_instant", "run_campaign_job"]
 
@@ -164,7 +165,7 @@ def plan_instant(campaign: Campaign, logical_date: Any) -> dt.datetime:
     return local.astimezone(dt.UTC)
 
 
-def load_job_campaign(ws: Any, campaign_id: str = "", spec_file: str = "") -> Campaign:
+def load_job_campaign(ws: Core, campaign_id: str = "", spec_file: str = "") -> Campaign:
     """The campaign named by exactly one of ``campaign_id`` (saved) or ``spec_file``."""
     from engagelab.campaigns.api import list_campaigns, load_campaign
 
@@ -201,10 +202,8 @@ def load_job_campaign(ws: Any, campaign_id: str = "", spec_file: str = "") -> Ca
         raise ValidationError("spec_file", spec_file, f"is not a campaign spec ({first})") from None
 
 
-def _open(workspace: Any) -> tuple[Any, bool]:
-    from engagelab.storage.core import Core as Workspace
-
-    if isinstance(workspace, Workspace):
+def _open(workspace: Any) -> tuple[Core, bool]:
+    if isinstance(workspace, Core):
         return workspace, False
     if not isinstance(workspace, str | os.PathLike):
         raise ValidationError("workspace", workspace, "must be a workspace folder")
@@ -214,12 +213,12 @@ def _open(workspace: Any) -> tuple[Any, bool]:
             "workspace", workspace, "is empty and $ENGAGELAB_WORKSPACE is not set"
         )
     try:
-        return Workspace.open(path), True
+        return Core.open(path), True
     except WorkspaceError:
         raise ValidationError("workspace", path, "is not an engagelab workspace") from None
 
 
-def _phase(ws: Any, c: Campaign, run_key: str) -> tuple[str | None, str]:
+def _phase(ws: Core, c: Campaign, run_key: str) -> tuple[str | None, str]:
     """(phase to plan, note): a rerun keeps its run's phase; a one-time campaign's phase
     already sent under another run key is skipped (phase None)."""
     with ws.state.read() as conn:
@@ -253,7 +252,7 @@ def _table(frame: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def _ledger(ws: Any, run_key: str) -> pd.DataFrame:
+def _ledger(ws: Core, run_key: str) -> pd.DataFrame:
     with ws.state.read() as conn:
         rows = conn.execute(
             sa.select(L.ledger.c.status, L.ledger.c.reason, L.ledger.c.variant, sa.func.count())
@@ -264,7 +263,7 @@ def _ledger(ws: Any, run_key: str) -> pd.DataFrame:
     return df.fillna({"reason": "", "variant": ""}).sort_values(["decision", "reason", "variant"])
 
 
-def _report_row(ws: Any, c: Campaign) -> pd.DataFrame:
+def _report_row(ws: Core, c: Campaign) -> pd.DataFrame:
     from engagelab.campaigns.report import campaign_report
 
     t = campaign_report(ws, text=c.id).table

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engagelab.validate import check_datetime
 from engagelab.besttime.policies import (
     SEND_TIME_COLUMNS,
     SEND_TIME_POLICIES,
@@ -30,6 +29,7 @@ from engagelab.besttime.policies import (
 )
 from engagelab.errors import SpecError, ValidationError
 from engagelab.schema import CHANNEL_OPTOUT
+from engagelab.validate import check_datetime
 
 __all__ = [
     "DND",

@@ -28,23 +28,26 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from engagelab.validate import check_datetime
-from engagelab.delivery import ledger as L
 from engagelab.campaigns import timing
-from engagelab.campaigns.options import check_send_times, send_time_policy
 from engagelab.campaigns.global_control import get_global_control
+from engagelab.campaigns.options import check_send_times, send_time_policy
 from engagelab.campaigns.result import Plan
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
+from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
 from engagelab.schema import CHANNEL_OPTOUT, CORE_PROFILE_COLUMNS
 from engagelab.segments.audience import segment_sql
+from engagelab.validate import check_datetime
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["REASONS", "event_context", "event_variables", "message_keys", "plan", "reach_fields"]
 
@@ -104,7 +107,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _candidates(ws: Any, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
+def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     """Users the schedule picks for the logical date, with a base UTC send time."""
     s = c.schedule
     reach, optout = reach_fields(c.channel)
@@ -314,7 +317,7 @@ def _base_time(c: Campaign, ld: dt.datetime) -> dt.datetime:
     return timing.to_utc(pd.Series([naive]), pd.Series([s.timezone])).iloc[0].to_pydatetime()
 
 
-def _assign(ws: Any, c: Campaign, df: pd.DataFrame, phase: str, winner: str | None) -> None:
+def _assign(ws: Core, c: Campaign, df: pd.DataFrame, phase: str, winner: str | None) -> None:
     uid = df["user_id"]
     decision = np.full(len(df), "send", dtype=object)
     reason = np.full(len(df), None, dtype=object)
@@ -351,7 +354,7 @@ def _suppress(df: pd.DataFrame, mask: np.ndarray, reason: str) -> None:
 
 
 def plan(
-    ws: Any,
+    ws: Core,
     campaign: Campaign,
     logical_date: Any,
     *,
@@ -483,7 +486,7 @@ def plan(
 
 
 def _send_time_hook(
-    ws: Any,
+    ws: Core,
     c: Campaign,
     df: pd.DataFrame,
     zones: pd.Series,
@@ -509,7 +512,7 @@ def _send_time_hook(
     return check_send_times(fn(users, ld), users, f"send_time_policy {policy!r}")
 
 
-def check_templates(ws: Any, c: Campaign) -> None:
+def check_templates(ws: Core, c: Campaign) -> None:
     """Reject templates that read variables the workspace does not have (before any send)."""
     from engagelab.channels import known_variables
 
@@ -543,7 +546,7 @@ def _valid_tz(name: Any) -> bool:
 _HISTORY_BY_USER_MAX = 200_000
 
 
-def _caps(ws: Any, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
+def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
     opt = c.delivery
     caps = () if opt.ignore_caps else opt.caps
     if not caps and not opt.min_gap_hours:
@@ -607,7 +610,7 @@ def _gap_cap(hours: float) -> Any:
     return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")
 
 
-def _phase(ws: Any, c: Campaign, ld: dt.datetime, phase: str | None) -> tuple[str, str | None]:
+def _phase(ws: Core, c: Campaign, ld: dt.datetime, phase: str | None) -> tuple[str, str | None]:
     if c.winner_test is None:
         if phase not in (None, "main"):
             raise ValidationError(

@@ -21,16 +21,19 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from engagelab.validate import check_datetime
-from engagelab.delivery import ledger as L
 from engagelab.campaigns.spec import Campaign
+from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
+from engagelab.validate import check_datetime
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["CampaignReport", "campaign_report", "choose_campaign_winner", "user_outcomes"]
 
@@ -71,7 +74,7 @@ FROM base AS b LEFT JOIN ans AS a ON a.message_key = b.message_key
 """
 
 
-def user_outcomes(ws: Any, c: Campaign) -> pd.DataFrame:
+def user_outcomes(ws: Core, c: Campaign) -> pd.DataFrame:
     """One row per message sent (or user held out) by ``c`` with delivery answers and goal
     outcomes: ``converted`` (the goal event within the window after the send),
     ``ct`` / ``vt`` (click- / view-through conversions), ``revenue`` (of those
@@ -211,7 +214,7 @@ class CampaignReport:
         return f"CampaignReport({n} campaigns, {sent:,} messages sent)"
 
 
-def _specs(ws: Any) -> dict[str, tuple[Campaign, str]]:
+def _specs(ws: Core) -> dict[str, tuple[Campaign, str]]:
     with ws.state.read() as conn:
         specs = {
             r.id: (Campaign.from_json(r.spec), r.status)
@@ -232,7 +235,7 @@ def _specs(ws: Any) -> dict[str, tuple[Campaign, str]]:
 
 
 def campaign_report(
-    ws: Any,
+    ws: Core,
     *,
     channel: str | None = None,
     label: str | None = None,
@@ -352,7 +355,7 @@ def campaign_report(
     )
 
 
-def choose_campaign_winner(ws: Any, c: Campaign) -> Any:
+def choose_campaign_winner(ws: Core, c: Campaign) -> Any:
     """The winner of a test-then-winner campaign's test phase.
 
     The metric is ``c.winner_test.metric`` per test recipient (click or view rate,

@@ -16,7 +16,7 @@ import io
 import time
 from collections.abc import Iterable, Iterator
 from itertools import repeat
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -25,16 +25,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from engagelab.delivery import ledger as L
 from engagelab.campaigns import timing
-from engagelab.delivery.outbox import data, json_strings
 from engagelab.campaigns.plan import _gap_cap, message_keys
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
+from engagelab.delivery import ledger as L
+from engagelab.delivery.outbox import data, json_strings
 from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
 from engagelab.errors import ValidationError
-from engagelab.validate import check_int
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
+from engagelab.validate import check_int
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["send"]
 
@@ -69,7 +72,7 @@ def _unsnapshot(blob: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(blob)).to_pandas()
 
 
-def _start(ws: Any, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, int]:
+def _start(ws: Core, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, int]:
     """Snapshot the plan on the first attempt; return (frame, campaign, attempt number)."""
     with ws.state.write() as conn:
         row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).first()
@@ -153,12 +156,12 @@ def _events(
     )
 
 
-def _append(ws: Any, fp: str, table: pa.Table) -> None:
+def _append(ws: Core, fp: str, table: pa.Table) -> None:
     if table.num_rows:
         ws.append("events", table, fingerprint=fp, source="campaigns")
 
 
-def _plan_events(ws: Any, frame: pd.DataFrame, c: Campaign, run_key: str) -> None:
+def _plan_events(ws: Core, frame: pd.DataFrame, c: Campaign, run_key: str) -> None:
     ctrl = frame[frame["decision"] == "control"]
     grp = np.where(ctrl["reason"] == "global_control", "global", "campaign")
     _append(ws, f"campaigns:{run_key}:control", _events(CONTROL_GROUP, ctrl, c, control_group=grp))
@@ -170,7 +173,7 @@ def _plan_events(ws: Any, frame: pd.DataFrame, c: Campaign, run_key: str) -> Non
     )
 
 
-def _ledger_events(ws: Any, run_key: str, c: Campaign) -> None:
+def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
     """Append every event batch recorded on the ledger that the store does not hold yet."""
     with ws.state.read() as conn:
         fps = [
@@ -284,7 +287,7 @@ def _take(rows: dict[str, np.ndarray], mask: Any) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def _connection(ws: Any) -> Iterator[sa.Connection]:
+def _connection(ws: Core) -> Iterator[sa.Connection]:
     """One state-DB connection for all the claim / mark transactions of a send (its page
     cache stays warm across batches); each transaction is still ``BEGIN IMMEDIATE`` on
     SQLite, committed before the provider call."""
@@ -387,7 +390,7 @@ def _caps(
     return reason
 
 
-def _payloads(ws: Any, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+def _payloads(ws: Core, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, list[Any]]:
     """(index into the payload list per row, the payload list): a variant's static content
     is rendered once and shared; templated content is rendered per user."""
     contents = {v.name: v.content for v in c.variants}
@@ -543,7 +546,7 @@ def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def send(
-    ws: Any,
+    ws: Core,
     plan: Plan,
     run_key: str | None = None,
     provider: Any = None,
@@ -653,7 +656,7 @@ def send(
     )
 
 
-def _flush_suppressed(ws: Any, run_key: str, b: int, attempt: int, c: Campaign) -> None:
+def _flush_suppressed(ws: Core, run_key: str, b: int, attempt: int, c: Campaign) -> None:
     fp = f"{run_key}#{b}#{attempt}#s"
     with ws.state.read() as conn:
         rows = conn.execute(
@@ -673,7 +676,7 @@ def _flush_suppressed(ws: Any, run_key: str, b: int, attempt: int, c: Campaign) 
         _append(ws, fp, _events(NOTIFICATION_SUPPRESSED, df, c, reason=df["reason"]))
 
 
-def _counts(ws: Any, run_key: str) -> dict[str, int]:
+def _counts(ws: Core, run_key: str) -> dict[str, int]:
     with ws.state.read() as conn:
         return {
             s: int(n)

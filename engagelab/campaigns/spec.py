@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from engagelab.validate import check_datetime, check_timezone
 from engagelab.campaigns.options import Delivery, _spec, parse_hhmm
 from engagelab.errors import SpecError, ValidationError
 from engagelab.schema import CHANNEL_OPTOUT
+from engagelab.validate import check_datetime, check_timezone
 
 __all__ = [
     "CHANNEL_NAMES",

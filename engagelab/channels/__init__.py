@@ -24,9 +24,8 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engagelab.validate import check_choice
 from engagelab.channels._base import CREDENTIAL_WORDS, Content, DisplayRules, check_no_credentials
 from engagelab.channels._templates import TemplateError
 from engagelab.channels.content import (
@@ -46,6 +45,10 @@ from engagelab.channels.content import (
 from engagelab.channels.sms import SmsInfo, sms_info
 from engagelab.errors import ValidationError
 from engagelab.schema import CHANNEL_OPTOUT
+from engagelab.validate import check_choice
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = [
     "CHANNELS",
@@ -139,7 +142,7 @@ def content_from_dict(channel: str, data: Any) -> Content:
     return cls.from_dict(data)
 
 
-def known_variables(ws: Any, *, event: bool = True) -> set[str]:
+def known_variables(ws: Core, *, event: bool = True) -> set[str]:
     """Qualified variables templates may use in ``ws``: ``profile.<column>`` and (when
     ``event``) ``event.<column>``, from the workspace's recorded columns."""
     from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS

@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from engagelab.validate import check_int
 from engagelab.channels._templates import (
     Template,
     TemplateError,
@@ -18,6 +17,7 @@ from engagelab.channels._templates import (
     split_context,
 )
 from engagelab.errors import ValidationError
+from engagelab.validate import check_int
 
 __all__ = [
     "CREDENTIAL_WORDS",

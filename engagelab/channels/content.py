@@ -21,7 +21,6 @@ import json
 import re
 from typing import Any, ClassVar
 
-from engagelab.validate import check_choice, check_int
 from engagelab.channels._base import (
     Content,
     DisplayRules,
@@ -34,6 +33,7 @@ from engagelab.channels._base import (
 from engagelab.channels._templates import TemplateError
 from engagelab.channels.sms import sms_info
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_int
 
 __all__ = [
     "AppInboxContent",

@@ -67,8 +67,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    from engagelab.delivery.inbox import inbox
     from engagelab.cli._common import emit, open_workspace
+    from engagelab.delivery.inbox import inbox
 
     ws = open_workspace(args)
     res = inbox(ws, args.user, args.at, event=args.event, page=args.page, record=not args.peek)

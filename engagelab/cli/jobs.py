@@ -234,9 +234,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_run_due(args: argparse.Namespace) -> int:
-    from engagelab.validate import check_datetime
     from engagelab.cli._common import emit
     from engagelab.jobs.schedule import Scheduler
+    from engagelab.validate import check_datetime
 
     ws = _ws(args)
     try:

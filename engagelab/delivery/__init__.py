@@ -62,6 +62,28 @@ _EXPORTS = {
     "export_audience": "engagelab.delivery.remarketing",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchResult",
+    "DeliveryResult",
+    "HttpProvider",
+    "InboxMessage",
+    "InboxProvider",
+    "InboxResult",
+    "MessageBatch",
+    "OutboxProvider",
+    "OutgoingMessage",
+    "PROVIDER_TYPES",
+    "Provider",
+    "RemarketingProvider",
+    "SmtpError",
+    "SmtpProvider",
+    "deliver_batch",
+    "dismiss",
+    "export_audience",
+    "inbox",
+    "provider_config",
+    "provider_for",
+    "read_outbox",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -33,9 +33,9 @@ from typing import Any
 
 import httpx
 
-from engagelab.validate import check_int, check_number
 from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage
 from engagelab.errors import ValidationError
+from engagelab.validate import check_int, check_number
 
 __all__ = ["HttpProvider", "backoff_delay", "retry_after_seconds"]
 

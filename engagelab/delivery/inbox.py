@@ -36,13 +36,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatch
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engagelab.validate import check_datetime
 from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage
 from engagelab.storage.tables import inbox_messages
+from engagelab.validate import check_datetime
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["InboxMessage", "InboxProvider", "InboxResult", "dismiss", "inbox", "inbox_messages"]
 
@@ -59,7 +62,7 @@ def _dt(us: int | None) -> datetime | None:
 class InboxProvider:
     """Stores pulled-channel messages in the client inbox (idempotent by message key)."""
 
-    def __init__(self, ws: Any, channel: str = "in_app"):
+    def __init__(self, ws: Core, channel: str = "in_app"):
         self.ws = ws
         self.channel = channel
         self.name = f"inbox:{channel}"
@@ -191,7 +194,7 @@ class InboxResult:
 
 
 def inbox(
-    ws: Any,
+    ws: Core,
     user_id: str,
     now: Any = None,
     *,
@@ -261,7 +264,7 @@ def inbox(
     return InboxResult(str(user_id), tuple(shown))
 
 
-def dismiss(ws: Any, user_id: str, key: str, now: Any = None) -> bool:
+def dismiss(ws: Core, user_id: str, key: str, now: Any = None) -> bool:
     """Mark a message dismissed by the user (it is not shown again); True if it existed."""
     t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))  # type: ignore[arg-type]
     with ws.state.write() as conn:

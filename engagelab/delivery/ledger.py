@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from engagelab.storage.tables import campaign_runs as runs
 from engagelab.storage.tables import campaign_settings as settings
 from engagelab.storage.tables import campaign_specs as campaigns_table
 from engagelab.storage.tables import ledger
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = [
     "campaigns_table",
@@ -106,7 +109,7 @@ def fetch(conn: sa.Connection, sql: str, params: list[Any]) -> list[tuple[Any, .
         cur.close()
 
 
-def previous_run(ws: Any, campaign_id: str, before: dt.datetime) -> dict[str, Any] | None:
+def previous_run(ws: Core, campaign_id: str, before: dt.datetime) -> dict[str, Any] | None:
     """The latest run of ``campaign_id`` with a logical date before ``before``."""
     with ws.state.read() as conn:
         row = conn.execute(

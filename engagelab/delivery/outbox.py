@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,10 +34,13 @@ import pyarrow.compute as pc
 
 from engagelab.delivery.protocol import BatchResult, DeliveryResult, MessageBatch, OutgoingMessage
 
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
+
 __all__ = ["OutboxProvider", "encode_lines", "json_strings", "outbox_path", "read_outbox"]
 
 
-def outbox_path(ws: Any, run_key: str) -> Path:
+def outbox_path(ws: Core, run_key: str) -> Path:
     """``<workspace>/outputs/outbox/<run key>.jsonl`` (unsafe characters replaced)."""
     safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in run_key)
     return Path(ws.path) / "outputs" / "outbox" / f"{safe}.jsonl"
@@ -126,7 +129,7 @@ class OutboxProvider:
         self._fh: Any = None
 
     @classmethod
-    def for_run(cls, ws: Any, run_key: str) -> OutboxProvider:
+    def for_run(cls, ws: Core, run_key: str) -> OutboxProvider:
         return cls(outbox_path(ws, run_key))
 
     def open(self) -> None:

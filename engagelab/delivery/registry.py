@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engagelab.channels import CHANNELS, check_no_credentials
 from engagelab.delivery.protocol import Provider
 from engagelab.errors import ValidationError
 from engagelab.validate import check_choice
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["PROVIDER_TYPES", "provider_config", "provider_for"]
 
@@ -72,7 +75,7 @@ def _default_type(channel: str) -> str:
 
 
 def provider_config(
-    channel: str, ws: Any = None, config: Mapping[str, Any] | None = None
+    channel: str, ws: Core = None, config: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The resolved options of ``channel``'s provider, ``type`` included (secrets resolved)."""
     check_choice("channel", channel, list(CHANNELS))
@@ -119,7 +122,7 @@ def provider_config(
     return out
 
 
-def provider_for(channel: str, ws: Any, config: Mapping[str, Any] | None = None) -> Provider:
+def provider_for(channel: str, ws: Core, config: Mapping[str, Any] | None = None) -> Provider:
     """The provider configured for ``channel`` in this workspace (see the module docs).
 
     Args:

@@ -30,7 +30,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engagelab.channels.identifiers import (
     FACEBOOK_API_SCHEMA,
@@ -41,6 +41,9 @@ from engagelab.channels.identifiers import (
     sha256_hex,
 )
 from engagelab.validate import check_choice
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = [
     "FACEBOOK_API_SCHEMA",
@@ -58,7 +61,7 @@ def _header(channel: str, identifiers: Sequence[str]) -> list[str]:
 
 
 def export_audience(
-    ws: Any,
+    ws: Core,
     channel: str,
     profiles: Any,
     name: str,
@@ -109,7 +112,7 @@ class RemarketingProvider:
     ``phone_sha256``).
     """
 
-    def __init__(self, channel: str, ws: Any, identifiers: Sequence[str] = ("email", "phone")):
+    def __init__(self, channel: str, ws: Core, identifiers: Sequence[str] = ("email", "phone")):
         self.channel = check_choice("channel", channel, list(LAYOUTS))
         self.name = f"remarketing:{channel}"
         self.ws = ws

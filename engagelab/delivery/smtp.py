@@ -38,9 +38,9 @@ from email.utils import formataddr, formatdate, parseaddr
 from html import escape
 from typing import Any
 
-from engagelab.validate import check_choice, check_int, check_number
 from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage
 from engagelab.errors import EngagelabError, ValidationError
+from engagelab.validate import check_choice, check_int, check_number
 
 __all__ = ["SmtpProvider", "message_id"]
 

@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from engagelab.validate import check_choice, check_int, check_number
 from engagelab.errors import ValidationError
 from engagelab.experiments import _stats
 from engagelab.experiments._ratio import cuped_theta, moments
@@ -47,6 +46,7 @@ from engagelab.experiments.bayes import bayes_summary
 from engagelab.experiments.metrics import Metric, aggregate, cross
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
+from engagelab.validate import check_choice, check_int, check_number
 
 __all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates"]
 

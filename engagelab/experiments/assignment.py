@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from engagelab.validate import check_number, check_str
 from engagelab.errors import ValidationError
 from engagelab.experiments._stats import format_p
+from engagelab.validate import check_number, check_str
 
 __all__ = [
     "BUCKETS",

@@ -35,8 +35,8 @@ from typing import Any
 
 from scipy import optimize, stats
 
-from engagelab.validate import check_choice, check_int, check_number
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_int, check_number
 
 __all__ = [
     "DesignResult",

@@ -36,8 +36,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from engagelab.validate import check_choice, check_str
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_str
 
 __all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation", "cross"]
 

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from engagelab.validate import check_choice, check_number
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_number
 
 __all__ = ["always_valid", "group_sequential_bounds", "mixture_rho2", "spending"]
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engagelab.validate import check_choice, check_number
 from engagelab.errors import ValidationError
 from engagelab.experiments.result import ExperimentResult
+from engagelab.validate import check_choice, check_number
 
 __all__ = ["Winner", "choose_winner"]
 

@@ -15,12 +15,15 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from engagelab.jobs.store import leases_table, runs_table
 from engagelab.storage.statedb import utcnow
+
+if TYPE_CHECKING:
+    from engagelab.storage.statedb import WorkspaceState
 
 __all__ = ["Claim", "Heartbeat", "claim", "finish_attempt", "release"]
 
@@ -44,7 +47,7 @@ class Claim:
 
 
 def claim(
-    ws: Any,
+    ws: WorkspaceState,
     job: str,
     logical_date: str,
     owner: str,
@@ -101,7 +104,7 @@ def claim(
     return Claim("acquired", run_id=run_id, attempt=attempt, crashed_run_id=crashed)
 
 
-def finish_attempt(ws: Any, run_id: int, **values: Any) -> None:
+def finish_attempt(ws: WorkspaceState, run_id: int, **values: Any) -> None:
     """Record the outcome of attempt ``run_id`` (status, error details, output paths)."""
     with ws.state.write() as conn:
         conn.execute(
@@ -111,7 +114,7 @@ def finish_attempt(ws: Any, run_id: int, **values: Any) -> None:
         )
 
 
-def new_attempt(ws: Any, run_id: int, owner: str) -> tuple[int, int]:
+def new_attempt(ws: WorkspaceState, run_id: int, owner: str) -> tuple[int, int]:
     """Record a retry of ``run_id``'s run key under the same lease; returns (run_id, attempt)."""
     with ws.state.write() as conn:
         prev = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).one()
@@ -129,7 +132,7 @@ def new_attempt(ws: Any, run_id: int, owner: str) -> tuple[int, int]:
     return new_id, attempt
 
 
-def release(ws: Any, job: str, logical_date: str, owner: str) -> None:
+def release(ws: WorkspaceState, job: str, logical_date: str, owner: str) -> None:
     """Drop the lease if we still hold it."""
     with ws.state.write() as conn:
         conn.execute(leases_table.delete().where((leases_table.c.job == job)
@@ -140,7 +143,7 @@ class Heartbeat:
     """A daemon thread refreshing the lease every ``interval`` seconds; ``lost`` is set if
     another runner took it over (then the attempt must stop)."""
 
-    def __init__(self, ws: Any, job: str, logical_date: str, owner: str, interval: float):
+    def __init__(self, ws: WorkspaceState, job: str, logical_date: str, owner: str, interval: float):
         self.ws, self.job, self.date, self.owner, self.interval = (
             ws,
             job,

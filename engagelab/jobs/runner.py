@@ -29,6 +29,8 @@ from engagelab.jobs.store import get_job
 if TYPE_CHECKING:
     import pandas as pd
 
+    from engagelab.storage.statedb import WorkspaceState
+
 __all__ = ["EXIT_CODES", "RunResult", "output_dir", "parse_logical_date", "run_job"]
 
 #: Exit codes of ``engagelab run`` by outcome (1 and 2 are generic errors and usage).
@@ -115,7 +117,7 @@ def parse_logical_date(value: Any) -> str:
         raise ValidationError("logical_date", value, "must be a date (YYYY-MM-DD)") from None
 
 
-def output_dir(ws: Any, spec: JobSpec, logical_date: str) -> Path:
+def output_dir(ws: WorkspaceState, spec: JobSpec, logical_date: str) -> Path:
     """Where this run key's executed notebooks and reports go."""
     base = Path(spec.output_dir) if spec.output_dir else Path("outputs") / "runs"
     if not base.is_absolute():
@@ -123,7 +125,7 @@ def output_dir(ws: Any, spec: JobSpec, logical_date: str) -> Path:
     return base / spec.name / logical_date
 
 
-def notebook_path(ws: Any, spec: JobSpec) -> Path:
+def notebook_path(ws: WorkspaceState, spec: JobSpec) -> Path:
     """The job's notebook (relative paths are relative to the workspace)."""
     p = Path(spec.notebook).expanduser()
     return p if p.is_absolute() else Path(ws.path) / p
@@ -134,7 +136,7 @@ def _digest(data: bytes) -> str:
 
 
 def run_job(
-    ws: Any,
+    ws: WorkspaceState,
     name: str,
     logical_date: Any,
     params: dict[str, Any] | None = None,
@@ -242,7 +244,7 @@ def run_job(
 
 
 def _attempt(
-    ws: Any, spec: JobSpec, executor: Executor, nb: Path, out_dir: Path, date: str, attempt: int,
+    ws: WorkspaceState, spec: JobSpec, executor: Executor, nb: Path, out_dir: Path, date: str, attempt: int,
     resolved: dict[str, Any], owner: str, stop: threading.Event | None,
 ) -> dict[str, Any]:  # fmt: skip
     out = out_dir / f"attempt-{attempt}.ipynb"

@@ -24,7 +24,7 @@ import datetime as dt
 import threading
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -32,6 +32,9 @@ from engagelab.jobs.lease import aware
 from engagelab.jobs.spec import JobSpec, Schedule
 from engagelab.jobs.store import job_info, jobs_table, leases_table, runs_table
 from engagelab.storage.statedb import utcnow
+
+if TYPE_CHECKING:
+    from engagelab.storage.statedb import WorkspaceState
 
 __all__ = ["Scheduler", "Slot", "due_slots", "next_slot", "slots_between"]
 
@@ -82,7 +85,7 @@ def _utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC)
 
 
-def due_slots(ws: Any, name: str, now: dt.datetime | None = None) -> list[Slot]:
+def due_slots(ws: WorkspaceState, name: str, now: dt.datetime | None = None) -> list[Slot]:
     """The slots of job ``name`` to run now, oldest first, per its catch-up policy.
 
     A slot is *pending* if its logical date has no attempt, or only a ``running`` attempt
@@ -121,7 +124,7 @@ def due_slots(ws: Any, name: str, now: dt.datetime | None = None) -> list[Slot]:
     return [s for s in slots if s.logical_date in pending]
 
 
-def _pending(ws: Any, spec: JobSpec, dates: set[str], clock: dt.datetime) -> set[str]:
+def _pending(ws: WorkspaceState, spec: JobSpec, dates: set[str], clock: dt.datetime) -> set[str]:
     # lease ages are measured on the real clock (heartbeats are real), not the pass's ``now``
     with ws.state.read() as conn:
         runs = conn.execute(sa.select(runs_table.c.logical_date, runs_table.c.status)
@@ -153,7 +156,7 @@ class Scheduler:
             ``'abandon'`` (it is killed and recorded as ``crashed``; its slot stays pending).
     """
 
-    def __init__(self, ws: Any, *, poll: float = 30.0, on_stop: str = "finish"):
+    def __init__(self, ws: WorkspaceState, *, poll: float = 30.0, on_stop: str = "finish"):
         from engagelab.validate import check_choice
 
         self.ws = ws

@@ -41,8 +41,8 @@ from typing import Any
 
 import yaml
 
-from engagelab.validate import check_choice, check_number, check_str, check_timezone
 from engagelab.errors import SpecError, ValidationError
+from engagelab.validate import check_choice, check_number, check_str, check_timezone
 
 __all__ = [
     "FAILURE_CLASSES",

@@ -21,6 +21,8 @@ from engagelab.storage.tables import jobs as jobs_table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from engagelab.storage.statedb import WorkspaceState
+
 __all__ = [
     "add_job",
     "get_job",
@@ -35,7 +37,7 @@ __all__ = [
 
 
 
-def add_job(ws: Any, spec: JobSpec, *, replace: bool = False) -> JobSpec:
+def add_job(ws: WorkspaceState, spec: JobSpec, *, replace: bool = False) -> JobSpec:
     """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag)."""
     now = utcnow()
     with ws.state.write() as conn:
@@ -53,7 +55,7 @@ def add_job(ws: Any, spec: JobSpec, *, replace: bool = False) -> JobSpec:
     return spec
 
 
-def _row(ws: Any, name: str) -> Any:
+def _row(ws: WorkspaceState, name: str) -> Any:
     with ws.state.read() as conn:
         row = conn.execute(sa.select(jobs_table).where(jobs_table.c.name == name)).first()
     if row is None:
@@ -65,12 +67,12 @@ def _row(ws: Any, name: str) -> Any:
     return row
 
 
-def get_job(ws: Any, name: str) -> JobSpec:
+def get_job(ws: WorkspaceState, name: str) -> JobSpec:
     """The stored spec of job ``name``."""
     return JobSpec.from_yaml(_row(ws, name).spec)
 
 
-def job_info(ws: Any, name: str) -> dict[str, Any]:
+def job_info(ws: WorkspaceState, name: str) -> dict[str, Any]:
     """Spec, paused flag and creation time of job ``name``."""
     row = _row(ws, name)
     return {
@@ -80,14 +82,14 @@ def job_info(ws: Any, name: str) -> dict[str, Any]:
     }
 
 
-def remove_job(ws: Any, name: str) -> None:
+def remove_job(ws: WorkspaceState, name: str) -> None:
     """Delete job ``name`` (its run history stays)."""
     _row(ws, name)
     with ws.state.write() as conn:
         conn.execute(jobs_table.delete().where(jobs_table.c.name == name))
 
 
-def set_paused(ws: Any, name: str, paused: bool) -> None:
+def set_paused(ws: WorkspaceState, name: str, paused: bool) -> None:
     """Pause (the scheduler skips it) or resume job ``name``."""
     _row(ws, name)
     with ws.state.write() as conn:
@@ -95,7 +97,7 @@ def set_paused(ws: Any, name: str, paused: bool) -> None:
                      .values(paused=bool(paused), updated_at=utcnow()))  # fmt: skip
 
 
-def list_jobs(ws: Any) -> pd.DataFrame:
+def list_jobs(ws: WorkspaceState) -> pd.DataFrame:
     """One row per job: name, notebook, cron, time zone, paused, last date and status."""
     with ws.state.read() as conn:
         rows = conn.execute(sa.select(jobs_table).order_by(jobs_table.c.name)).all()
@@ -129,7 +131,7 @@ HISTORY_COLUMNS = [
 ]  # fmt: skip
 
 
-def history(ws: Any, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
+def history(ws: WorkspaceState, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
     """Every recorded attempt (newest last), optionally of one job and/or logical date."""
     q = sa.select(*[runs_table.c[c] for c in HISTORY_COLUMNS]).order_by(runs_table.c.id)
     if job is not None:

@@ -26,10 +26,13 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["data_range", "events_exist"]
 
@@ -63,7 +66,7 @@ def _file_ts_range(path: Path) -> tuple[dt.datetime, dt.datetime] | None:
     return (min(lows), max(highs)) if lows else None
 
 
-def data_range(ws: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+def data_range(ws: Core) -> tuple[dt.datetime | None, dt.datetime | None]:
     """``(first, last)`` event time in the workspace (None, None when it has no events)."""
     files = ws.store.catalog().files.get("events", [])
     ranges = [r for r in (_file_ts_range(Path(f)) for f in files) if r is not None]
@@ -75,7 +78,7 @@ def data_range(ws: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     return _aware(row["first_ts"]), _aware(row["last_ts"])
 
 
-def events_exist(ws: Any, names: list[str]) -> list[bool]:
+def events_exist(ws: Core, names: list[str]) -> list[bool]:
     """Whether each event name occurs in ``events`` (stops at the first row found)."""
     probes = ", ".join(
         f"EXISTS (SELECT 1 FROM events WHERE event = $e{i}) AS e{i}" for i in range(len(names))

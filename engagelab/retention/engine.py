@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from engagelab.validate import check_choice
 from engagelab.errors import ValidationError
 from engagelab.retention._data import data_range, events_exist
 from engagelab.retention._sql import ident, lit, per_user_origin, per_user_sql, retention_sql
@@ -40,6 +39,10 @@ from engagelab.retention._stats import wilson
 from engagelab.retention.result import LONG_COLUMNS, RetentionResult
 from engagelab.retention.spec import CHUNK_US, RetentionSpec
 from engagelab.schema import CORE_EVENT_COLUMNS, CORE_PROFILE_COLUMNS
+from engagelab.validate import check_choice
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["retention", "run_query"]
 
@@ -56,18 +59,18 @@ def _spec(
     return RetentionSpec(start_event, **options)
 
 
-def _known_events(ws: Any) -> list[str]:
+def _known_events(ws: Core) -> list[str]:
     return sorted(ws.sql("SELECT DISTINCT event FROM events")["event"].tolist())
 
 
-def _unknown_event(ws: Any, field: str, name: str) -> ValidationError:
+def _unknown_event(ws: Core, field: str, name: str) -> ValidationError:
     known = _known_events(ws)
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.5) or known[:8]
     listed = ", ".join(repr(k) for k in close) if close else "none: the workspace has no events"
     return ValidationError(field, name, f"must be an event in the workspace (known: {listed})")
 
 
-def _check_columns(ws: Any, spec: RetentionSpec) -> None:
+def _check_columns(ws: Core, spec: RetentionSpec) -> None:
     ev_cols = set(CORE_EVENT_COLUMNS) | set(ws.store.columns("events"))
     for field_name, where in (
         ("start_where", spec.start_where),
@@ -128,7 +131,7 @@ def _observed(
 
 
 def run_query(
-    ws: Any,
+    ws: Core,
     spec: RetentionSpec,
     *,
     starts: str | None = None,
@@ -261,7 +264,7 @@ def assemble(
 
 
 def retention(
-    ws: Any,
+    ws: Core,
     start_event: str | None = None,
     return_event: str | None = None,
     *,

@@ -31,12 +31,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from engagelab.validate import check_int, check_str
 from engagelab.errors import ValidationError
 from engagelab.retention._sql import lit
 from engagelab.retention._stats import newcombe, wilson
@@ -44,6 +43,10 @@ from engagelab.retention.engine import _unknown_event, run_query
 from engagelab.retention.result import DIFF_COLUMNS, LONG_COLUMNS, RetentionResult, differences
 from engagelab.retention.spec import RetentionSpec
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
+from engagelab.validate import check_int, check_str
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["LabelEffect", "LabelRetention", "label_effect", "label_retention", "labels_in_use"]
 
@@ -54,7 +57,7 @@ SELECTION_WARNING = (
 )
 
 
-def labels_in_use(ws: Any) -> list[str]:
+def labels_in_use(ws: Core) -> list[str]:
     """Labels carried by at least one 'Notification Sent' event."""
     if "labels" not in ws.store.columns("events"):
         return []
@@ -65,7 +68,7 @@ def labels_in_use(ws: Any) -> list[str]:
     return sorted(x for x in d["label"].tolist() if x is not None)
 
 
-def _never_sent(ws: Any, label: str) -> str | None:
+def _never_sent(ws: Core, label: str) -> str | None:
     used = labels_in_use(ws)
     if label in used:
         return None
@@ -178,7 +181,7 @@ class LabelRetention:
 
 
 def label_retention(
-    ws: Any, labels: str | Iterable[str], return_event: str = "App Launched", *, engine: str = "duckdb",
+    ws: Core, labels: str | Iterable[str], return_event: str = "App Launched", *, engine: str = "duckdb",
     **options: Any,
 ) -> LabelRetention:  # fmt: skip
     """Retention of the cohorts of users sent each label (first send dates the cohort).
@@ -288,7 +291,7 @@ class LabelEffect:
 
 
 def label_effect(
-    ws: Any, label: str, *, day: int = 30, return_event: str = "App Launched", window: str = "rolling",
+    ws: Core, label: str, *, day: int = 30, return_event: str = "App Launched", window: str = "rolling",
     confidence: float = 0.95, observational: bool = True, engine: str = "duckdb",
 ) -> LabelEffect:  # fmt: skip
     """The label's effect on day-``day`` retention: sent vs holdout (causal), vs everyone else.

@@ -22,8 +22,8 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from engagelab.validate import check_choice, check_datetime, check_int, check_number, check_str
 from engagelab.errors import ValidationError
+from engagelab.validate import check_choice, check_datetime, check_int, check_number, check_str
 
 __all__ = ["CHUNK_US", "PERIODS", "RetentionSpec"]
 

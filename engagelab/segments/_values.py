@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from engagelab.validate import check_int
 from engagelab.errors import SpecError
+from engagelab.validate import check_int
 
 __all__ = ["Window", "check_column", "check_regex", "value_kind"]
 

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from engagelab.validate import check_int
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window, check_column, decode, encode, literal
 from engagelab.segments.base import Condition, Context, E, P
@@ -25,6 +24,7 @@ from engagelab.segments.filters import (
     check_value,
     describe_filter,
 )
+from engagelab.validate import check_int
 
 __all__ = ["Aggregate", "ConstantProperty", "DidEvent", "FirstOrLast"]
 

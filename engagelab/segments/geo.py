@@ -12,12 +12,12 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from engagelab.validate import check_number
 from engagelab.errors import SpecError, ValidationError
 from engagelab.segments._values import Window
 from engagelab.segments.base import Condition, Context, E, P
 from engagelab.segments.events import _event_name, _window, event_scan, in_users
 from engagelab.segments.filters import _only
+from engagelab.validate import check_number
 
 __all__ = ["EARTH_RADIUS_KM", "Geofence", "haversine_sql"]
 

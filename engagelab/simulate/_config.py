@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from engagelab.validate import check_int, check_number, check_str
 from engagelab.errors import ValidationError
+from engagelab.validate import check_int, check_number, check_str
 
 __all__ = ["WorldConfig"]
 

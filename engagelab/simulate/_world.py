@@ -16,13 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engagelab.validate import check_int, check_number, check_str
 from engagelab.errors import ValidationError
 from engagelab.simulate._behaviour import baseline_events, empty_events
 from engagelab.simulate._catalog import CHANNEL_RATES
 from engagelab.simulate._config import WorldConfig
 from engagelab.simulate._population import LEVELS, Population
 from engagelab.simulate._respond import CHURNED_VIEW_FACTOR, HOUR_FLOOR, HOUR_SIGMA, respond
+from engagelab.validate import check_int, check_number, check_str
 
 __all__ = ["World", "simulate"]
 

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,11 +29,14 @@ import pyarrow.compute as pc
 
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
 
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
+
 __all__ = ["label_programme"]
 
 
 def label_programme(
-    ws: Any,
+    ws: Core,
     *,
     n_users: int = 20_000,
     days: int = 28,

@@ -18,14 +18,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from engagelab.errors import WorkspaceError
-
 from engagelab.simulate._world import World, simulate
-from engagelab.storage.core import Core as Workspace
+from engagelab.storage.core import Core
+
+if TYPE_CHECKING:
+    from engagelab.storage.core import Core
 
 __all__ = ["WORLD_FILE", "load_world", "simulate_into"]
 
@@ -33,7 +35,7 @@ WORLD_FILE = "world.json"
 
 
 def simulate_into(
-    ws: Workspace,
+    ws: Core,
     *,
     n_users: int = 10_000,
     days: int = 60,
@@ -80,7 +82,7 @@ def simulate_into(
     }
 
 
-def load_world(ws: Workspace) -> World:
+def load_world(ws: Core) -> World:
     """The simulated world saved in ``ws`` by :func:`simulate_into`."""
     path = ws.path / WORLD_FILE
     if not path.exists():

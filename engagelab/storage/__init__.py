@@ -39,6 +39,17 @@ _EXPORTS = {
     "WorkspaceSummary": "engagelab.storage.catalog",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchInfo",
+    "Core",
+    "IngestReport",
+    "SCHEMA_VERSION",
+    "StateDB",
+    "Store",
+    "WorkspaceState",
+    "WorkspaceSummary",
+    "default_path",
+    "use_workspace",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

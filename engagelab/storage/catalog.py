@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import html
 from dataclasses import dataclass
 from typing import Any
 

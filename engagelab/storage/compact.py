@@ -13,8 +13,8 @@ import time
 import duckdb
 import pyarrow as pa
 
-from engagelab.engines.duckdb_engine import view_sql
 from engagelab.engines.base import Catalog
+from engagelab.engines.duckdb_engine import view_sql
 from engagelab.storage.store import BatchInfo, Store
 
 __all__ = ["compact"]

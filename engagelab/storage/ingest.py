@@ -55,15 +55,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from engagelab.storage.coerce import coerce, infer_string_type, parse_timestamps
-from engagelab.storage.conform import conform
-from engagelab.validate import check_choice, check_int, valid_timezone
 from engagelab.engines.base import arrow_type_name
 from engagelab.errors import ValidationError
 from engagelab.schema import PROPERTY_TYPES
+from engagelab.storage.coerce import coerce, infer_string_type, parse_timestamps
+from engagelab.storage.conform import conform
 from engagelab.storage.statedb import StateDB, utcnow
 from engagelab.storage.store import TABLES, Store, insert_batch
 from engagelab.storage.tables import ingests
+from engagelab.validate import check_choice, check_int, valid_timezone
 
 __all__ = ["REASONS", "IngestReport", "IngestTarget", "ingest"]
 

@@ -217,7 +217,7 @@ def wrong_way(imps: list[Import]) -> list[str]:
     bad = []
     for i in imps:
         a, b = unit(i.importer), unit(i.imported)
-        if a == b or a == FACE:
+        if a in (b, FACE):
             continue
         if b == FACE:
             bad.append(f"{i.importer}:{i.line} imports the package face 'engagelab' (import from the module that defines the name)")

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engagelab.simulate import respond
 from engagelab.campaigns import Campaign, Goal, Schedule, Variant, campaign_report, plan, send
-from engagelab.simulate import CHANNEL_RATES
+from engagelab.simulate import CHANNEL_RATES, respond
 from engagelab.simulate._respond import CHURNED_VIEW_FACTOR, hour_factor
 from engagelab.simulate.worlds import load_world, simulate_into
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from engagelab.simulate import respond
 from engagelab.campaigns import Campaign, Goal, Schedule, Variant, WinnerTest, plan, send
 from engagelab.campaigns.report import choose_campaign_winner
 from engagelab.errors import SpecError
+from engagelab.simulate import respond
 from engagelab.simulate.worlds import load_world, simulate_into
 from tests.campaigns.conftest import add_users, campaign, email, profiles
 

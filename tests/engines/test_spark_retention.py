@@ -8,8 +8,8 @@ import pytest
 
 from engagelab import Workspace
 from engagelab.retention import retention
-from engagelab.simulate.labels import label_programme
 from engagelab.retention.labels import label_effect, label_retention
+from engagelab.simulate.labels import label_programme
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -28,13 +28,13 @@ from engagelab.campaigns import (
     read_outbox,
     save_campaign,
 )
-from engagelab.delivery import ledger as L
-from engagelab.simulate import world_answer
 from engagelab.campaigns.job import CampaignJobResult, plan_instant, run_campaign_job
+from engagelab.delivery import ledger as L
 from engagelab.delivery.outbox import outbox_path
 from engagelab.errors import ValidationError
 from engagelab.experiments import campaign_split
 from engagelab.jobs import JobSpec, add_job, history, run_job
+from engagelab.simulate import world_answer
 from engagelab.simulate.worlds import load_world, simulate_into
 from tests.jobs.conftest import cli
 

@@ -15,9 +15,9 @@ import pytest
 
 from engagelab import Workspace
 from engagelab.errors import ValidationError
-from engagelab.simulate.labels import label_programme
 from engagelab.retention.labels import label_effect, label_retention, labels_in_use
 from engagelab.segments import was_sent
+from engagelab.simulate.labels import label_programme
 
 pytestmark = pytest.mark.slow
 DAY = pd.Timedelta(days=1)

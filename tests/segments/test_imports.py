@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
 import engagelab.segments
+
 
 def test_public_names_are_unique_and_exported():
     names = engagelab.segments.__all__

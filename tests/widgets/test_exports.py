@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ipywidgets
-
 import engagelab.widgets as elw
+import ipywidgets
 
 
 def test_every_exported_widget_resolves():

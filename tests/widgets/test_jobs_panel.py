@@ -7,7 +7,6 @@ import pytest
 from engagelab.widgets.jobs_panel import JobsPanel
 
 from engagelab.jobs import JobSpec, add_job, history
-
 from tests.jobs.conftest import write_notebook
 
 

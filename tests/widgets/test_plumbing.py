@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engagelab.errors import SpecError
 
+
 @pytest.mark.parametrize(
     ("kind", "op", "text", "value"),
     [

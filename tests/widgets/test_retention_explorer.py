@@ -8,8 +8,8 @@ from engagelab.widgets.retention import CohortRetentionExplorer
 
 from engagelab import Workspace
 from engagelab.retention import retention
-from engagelab.simulate.labels import label_programme
 from engagelab.retention.labels import label_effect
+from engagelab.simulate.labels import label_programme
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from engagelab.simulate import respond
 from engagelab import Workspace
 from engagelab.campaigns import Campaign, Goal, Variant, plan, save_campaign, send
 from engagelab.segments import prop
+from engagelab.simulate import respond
 from engagelab.simulate.worlds import simulate_into
 
 
