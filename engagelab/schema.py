@@ -51,7 +51,13 @@ from __future__ import annotations
 import pyarrow as pa
 
 __all__ = [
+    "CHANNELS",
+    "CHANNEL_DELIVERY",
     "CHANNEL_OPTOUT",
+    "CHANNEL_REACH",
+    "PULLED_CHANNELS",
+    "REMARKETING_CHANNELS",
+    "SENT_CHANNELS",
     "CONTROL_GROUP",
     "NOTIFICATION_CLICKED",
     "NOTIFICATION_DELIVERED",
@@ -122,6 +128,28 @@ CHANNEL_OPTOUT: dict[str, tuple[str, str | None]] = {
     "email": ("email", "optout_email"),
     "sms": ("phone", "optout_sms"),
     "webhook": ("user_id", None),
+}
+
+
+#: Channels engagelab hands to a provider (push, e-mail, SMS, webhooks).
+SENT_CHANNELS = ("push", "web_push", "email", "sms", "webhook")
+#: Channels the app or site fetches from the client inbox.
+PULLED_CHANNELS = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
+#: Remarketing audiences: hashed identifier files for ad platforms.
+REMARKETING_CHANNELS = ("facebook_audience", "google_ads")
+#: Every channel, in the order the docs and menus list them.
+CHANNELS = (*CHANNEL_OPTOUT, *REMARKETING_CHANNELS)
+#: How each channel is delivered: ``sent``, ``pulled`` or ``export``.
+CHANNEL_DELIVERY: dict[str, str] = {
+    **{c: "sent" for c in SENT_CHANNELS},
+    **{c: "pulled" for c in PULLED_CHANNELS},
+    **{c: "export" for c in REMARKETING_CHANNELS},
+}
+#: The profile field that makes a user reachable, and the opt-out that applies, per
+#: channel (remarketing audiences match on the hashed e-mail; phone is added when known).
+CHANNEL_REACH: dict[str, tuple[str, str | None]] = {
+    **CHANNEL_OPTOUT,
+    **{c: ("email", None) for c in REMARKETING_CHANNELS},
 }
 
 

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
 
-class World(Protocol):
-    """Simulated users (:class:`engagelab.simulate.World`): they answer messages and
+class SimulatedUsers(Protocol):
+    """Simulated users (a :class:`engagelab.simulate.World`): they answer messages and
     know their true preferred hours, so an evaluation can score the policies against
     the truth and on simulated on-policy sends."""
 
@@ -62,6 +62,7 @@ __all__ = [
     "POLICIES",
     "WEEKDAYS",
     "BestTimeEvaluation",
+    "SimulatedUsers",
     "evaluate",
     "exploration_logs",
     "policy_slots",
@@ -234,7 +235,7 @@ def replay(logs: pd.DataFrame, slots: pd.DataFrame, reward: str = "reward") -> p
 
 
 def exploration_logs(
-    world: World,
+    world: SimulatedUsers,
     users: pd.DataFrame,
     options: BestTimeOptions,
     days: list[Any],
@@ -263,7 +264,7 @@ def exploration_logs(
     return _answered(world, logs, channel)
 
 
-def _answered(world: World, sends: pd.DataFrame, channel: str) -> pd.DataFrame:
+def _answered(world: SimulatedUsers, sends: pd.DataFrame, channel: str) -> pd.DataFrame:
     msgs = pd.DataFrame(
         {
             "user_id": sends["user_id"],
@@ -287,7 +288,7 @@ def _answered(world: World, sends: pd.DataFrame, channel: str) -> pd.DataFrame:
 
 
 def simulated_sends(
-    world: World, slots: pd.DataFrame, days: list[Any], channel: str = "push"
+    world: SimulatedUsers, slots: pd.DataFrame, days: list[Any], channel: str = "push"
 ) -> pd.DataFrame:
     """On-policy simulated engagement: each policy's send on each day, answered by the world;
     the per-user view rate per policy and the paired ``bayes - clevertap`` difference."""
@@ -379,7 +380,7 @@ def evaluate(
     fixed_time: str = "12:00",
     logs: pd.DataFrame | None = None,
     reward: str = "reward_viewed",
-    world: World | None = None,
+    world: SimulatedUsers | None = None,
     sim_days: int = 0,
 ) -> BestTimeEvaluation:
     """Fit every policy on weeks ``1..fit_weeks`` and evaluate on the next ``eval_weeks``.

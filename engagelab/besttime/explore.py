@@ -11,6 +11,7 @@ import pandas as pd
 from engagelab.besttime._data import _scan, connect, local_minutes, user_table
 from engagelab.besttime.model import check_events, latest_event_time
 from engagelab.errors import ValidationError
+from engagelab.segments.audience import user_ids
 from engagelab.validate import check_datetime, check_int
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def activity_heatmap(
     start = end - dt.timedelta(days=days)
     users = user_table(ws, None, None)
     if segment is not None:
-        ids = set(ws.user_ids(segment, at=end))
+        ids = set(user_ids(ws, segment, at=end))
         users = users[users["user_id"].isin(ids)].reset_index(drop=True)
     con = connect(ws)
     try:

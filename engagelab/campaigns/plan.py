@@ -42,7 +42,7 @@ from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
-from engagelab.schema import CHANNEL_OPTOUT, CORE_PROFILE_COLUMNS
+from engagelab.schema import CHANNEL_REACH, CORE_PROFILE_COLUMNS
 from engagelab.segments.audience import segment_sql
 from engagelab.validate import check_datetime
 
@@ -71,16 +71,7 @@ _US = 1_000_000
 
 def reach_fields(channel: str) -> tuple[str, str | None]:
     """(profile field that makes a user reachable, opt-out flag or None) for ``channel``."""
-    try:
-        from engagelab.channels import CHANNELS  # type: ignore[attr-defined]
-
-        info = CHANNELS[channel]
-        return info.reach_field, info.optout_field
-    except (ImportError, KeyError):
-        pass
-    if channel in CHANNEL_OPTOUT:
-        return CHANNEL_OPTOUT[channel]
-    return "email", None  # remarketing exports match on hashed e-mail
+    return CHANNEL_REACH[channel]
 
 
 def message_keys(run_key: str, user_ids: pd.Series, step: str) -> np.ndarray:

@@ -44,7 +44,7 @@ from engagelab.channels.content import (
 )
 from engagelab.channels.sms import SmsInfo, sms_info
 from engagelab.errors import ValidationError
-from engagelab.schema import CHANNEL_OPTOUT
+from engagelab.schema import CHANNEL_DELIVERY, CHANNEL_REACH
 from engagelab.validate import check_choice
 
 if TYPE_CHECKING:
@@ -104,25 +104,14 @@ _CONTENT: dict[str, type[Content]] = {
     "facebook_audience": FacebookAudienceContent,
     "google_ads": GoogleAdsContent,
 }
-_PULLED = {"in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent"}
-_REACH = {
-    **CHANNEL_OPTOUT,
-    # remarketing audiences match on the (hashed) e-mail address; phone is added when known
-    "facebook_audience": ("email", None),
-    "google_ads": ("email", None),
-}
 
 #: Every channel by name.
 CHANNELS: dict[str, ChannelInfo] = {
     name: ChannelInfo(
         name,
-        _REACH[name][0],
-        _REACH[name][1],
-        "export"
-        if name in ("facebook_audience", "google_ads")
-        else "pulled"
-        if name in _PULLED
-        else "sent",
+        CHANNEL_REACH[name][0],
+        CHANNEL_REACH[name][1],
+        CHANNEL_DELIVERY[name],
         cls,
     )
     for name, cls in _CONTENT.items()

@@ -171,12 +171,6 @@ def _safe_range(*args: Any) -> range:
     return r
 
 
-def _check_size(value: Any) -> Any:
-    if isinstance(value, str | list | tuple) and len(value) > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"a value of {len(value)} items exceeds {MAX_OUTPUT_CHARS}")
-    return value
-
-
 def _safe_replace(s: Any, old: Any, new: Any, count: int | None = None) -> str:
     s, old, new = str(s), str(old), str(new)
     n = s.count(old) if old else len(s) + 1

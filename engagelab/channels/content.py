@@ -272,7 +272,6 @@ class _Pulled(Content):
     """Messages the app or site fetches (see :func:`engagelab.delivery.inbox.inbox`)."""
 
     TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("title", "body", "button_text", "button_url")
-    DEFAULT_TTL: ClassVar[int] = 7 * DAY
 
     title: str
     body: str

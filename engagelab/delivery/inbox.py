@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["InboxMessage", "InboxProvider", "InboxResult", "dismiss", "inbox", "inbox_messages"]
 
-PULLED = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
 
 def _us(t: datetime) -> int:
     return int(t.astimezone(UTC).timestamp() * 1_000_000)

@@ -45,9 +45,6 @@ SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: Values per ``IN (...)`` list on other databases.
 IN_CHUNK = 5000
 
-#: Ledger statuses that occupy a frequency-cap slot.
-COUNTED = ("claimed", "sent")
-
 
 def lock_caps(conn: sa.Connection) -> None:
     """Take the caps lock for the rest of this write transaction (a row lock on PostgreSQL;

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from engagelab.channels import CHANNELS, check_no_credentials
 from engagelab.delivery.protocol import Provider
 from engagelab.errors import ValidationError
+from engagelab.schema import REMARKETING_CHANNELS
 from engagelab.validate import check_choice
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def provider_for(channel: str, ws: Core, config: Mapping[str, Any] | None = None
         return InboxProvider(ws, channel)
     from engagelab.delivery.remarketing import RemarketingProvider
 
-    if channel not in ("facebook_audience", "google_ads"):
+    if channel not in REMARKETING_CHANNELS:
         raise ValidationError(
             f"providers.{channel}.type", ptype, "is only for remarketing channels"
         )

@@ -42,7 +42,7 @@ from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage
 from engagelab.errors import EngagelabError, ValidationError
 from engagelab.validate import check_choice, check_int, check_number
 
-__all__ = ["SmtpProvider", "message_id"]
+__all__ = ["SmtpError", "SmtpProvider", "message_id"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _DOT = re.compile(rb"(?m)^\.")

@@ -37,7 +37,7 @@ from engagelab.errors import WorkspaceError
 from engagelab.storage.tables import SCHEMA_VERSION, meta, metadata
 
 
-class StateDB(Protocol):
+class _Transactions(Protocol):
     """What an upgrade needs of :class:`~engagelab.storage.statedb.StateDB`."""
 
     def read(self) -> contextlib.AbstractContextManager[sa.Connection]: ...
@@ -80,13 +80,13 @@ def _read_version(conn: sa.Connection) -> int | None:
         ) from None
 
 
-def current_version(db: StateDB) -> int | None:
+def current_version(db: _Transactions) -> int | None:
     """The schema version the database records (None for an empty database)."""
     with db.read() as conn:
         return _read_version(conn)
 
 
-def _refuse_newer(version: int, db: StateDB) -> None:
+def _refuse_newer(version: int, db: _Transactions) -> None:
     if version > SCHEMA_VERSION:
         raise WorkspaceError(
             f"the state database {db!r} is at schema version {version}, newer than this "
@@ -94,7 +94,7 @@ def _refuse_newer(version: int, db: StateDB) -> None:
         )
 
 
-def upgrade(db: StateDB) -> int:
+def upgrade(db: _Transactions) -> int:
     """Bring the database to :data:`SCHEMA_VERSION`; return the version it had (0 for a
     new database). Safe to call from several processes at once."""
     try:
