@@ -57,7 +57,7 @@ from engagelab.campaigns.spec import TYPES
 from engagelab.channels import CHANNELS, content_from_dict, known_variables, preview, sms_info
 from engagelab.errors import SpecError, ValidationError
 
-__all__ = ["CampaignBuilder", "CapRow", "DndRow", "VariantPanel"]
+__all__ = ["CampaignBuilder", "CapRow", "DndRow", "OptionRow", "VariantPanel"]
 
 _LONG = {"html", "text", "body"}
 #: schedule inputs shown for each campaign type
