@@ -45,8 +45,11 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not spark and not browser" $(PYTEST_ARGS)
 
+## Style and types: ruff rules, ruff formatting and mypy, all with zero findings.
 lint: $(STAMP)
 	$(BIN)/ruff check engagelab widgets tests benchmarks
+	$(BIN)/ruff format --check engagelab widgets tests benchmarks
+	$(BIN)/mypy engagelab widgets
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
