@@ -191,8 +191,9 @@ class WinnerTest:
             views for e-mail and clicks otherwise (as CleverTap does).
         rule: ``'clevertap'`` (the highest rate wins, ties to the first variant) or
             ``'statistical'`` (:func:`engagelab.experiments.choose_winner`: a variant
-            significantly better than the first one after Holm's correction, else one
-            whose Bayesian probability to be best reaches 0.95, else the first one).
+            significantly better than the first one after Holm's correction, else the
+            first one) or ``'bayesian'`` (a variant whose Bayesian probability to be best
+            reaches 0.95, else the first one). A sample-ratio mismatch blocks a winner.
     """
 
     test_share: float = 0.2
@@ -207,9 +208,9 @@ class WinnerTest:
         w = self.wait_hours
         if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
             raise SpecError("winner_test.wait_hours", w, "must be a number >= 0")
-        if self.rule not in ("clevertap", "statistical"):
+        if self.rule not in ("clevertap", "statistical", "bayesian"):
             raise SpecError(
-                "winner_test.rule", self.rule, "must be one of 'clevertap', 'statistical'"
+                "winner_test.rule", self.rule, "must be one of 'clevertap', 'statistical', 'bayesian'"
             )
         if self.metric is not None and self.metric not in WINNER_METRICS:
             raise SpecError(

@@ -6,6 +6,7 @@ Example:
     62462
 """
 
+from engagelab.experiments._stats import CORRECTIONS, adjust_pvalues
 from engagelab.experiments.analysis import analyze, analyze_aggregates
 from engagelab.experiments.api import analyze_experiment, design_experiment
 from engagelab.experiments.assignment import (
@@ -27,11 +28,13 @@ from engagelab.experiments.winner import Winner, choose_winner
 
 __all__ = [
     "BUCKETS",
+    "CORRECTIONS",
     "DesignResult",
     "ExperimentResult",
     "Metric",
     "SRMResult",
     "Winner",
+    "adjust_pvalues",
     "aggregate",
     "aggregate_sql",
     "always_valid",

@@ -12,11 +12,13 @@ import math
 import numpy as np
 from scipy import special, stats
 
+from engagelab.errors import ValidationError
 from engagelab.validate import check_choice
 
 __all__ = [
     "CORRECTIONS",
     "adjust_logp",
+    "adjust_pvalues",
     "barnard",
     "fieller",
     "fisher",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 LN10 = math.log(10.0)
-CORRECTIONS = ("holm", "hochberg", "bonferroni", "bh", "by", "none")
+CORRECTIONS = ("holm", "hochberg", "bonferroni", "sidak", "holm-sidak", "bh", "by", "none")
 
 
 def format_p(p: float, log10_p: float | None = None) -> str:
@@ -179,12 +181,48 @@ def fieller(mean_c, se2_c, mean_t, se2_t, z: float, alternative: str = "two-side
     return rel, lo, hi
 
 
+def _log_sidak(logp: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``log(1 - (1 - p)**k)``, exact where it can be and ``log(k p)`` where p underflows."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.exp(logp)
+        exact = np.log(-np.expm1(k * np.log1p(-p)))
+    tiny = p < 1e-12  # (1 - p)**k = 1 - k p to within k**2 p**2 / 2
+    return np.where(tiny, logp + np.log(k), exact)
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+    """Adjust any list of p-values for multiple comparisons.
+
+    Args:
+        pvalues: p-values (array-like; NaN entries are left out of the family).
+        method: one of ``holm``, ``hochberg``, ``bonferroni``, ``sidak``,
+            ``holm-sidak``, ``bh`` (Benjamini-Hochberg FDR), ``by``
+            (Benjamini-Yekutieli FDR) or ``none``.
+
+    Returns:
+        Adjusted p-values, as ``statsmodels.stats.multitest.multipletests`` gives them.
+
+    Example:
+        >>> adjust_pvalues([0.01, 0.04, 0.03], "holm").round(4).tolist()
+        [0.03, 0.06, 0.06]
+        >>> adjust_pvalues([0.01, 0.02], "sidak").round(6).tolist()
+        [0.0199, 0.0396]
+    """
+    p = np.asarray(pvalues, float)
+    bad = ~np.isnan(p) & ((p < 0) | (p > 1))
+    if bad.any():
+        raise ValidationError("pvalues", float(p[bad][0]), "must be probabilities in [0, 1]")
+    with np.errstate(divide="ignore"):
+        return np.exp(adjust_logp(np.log(p), method))
+
+
 def adjust_logp(logp, method: str = "holm") -> np.ndarray:
     """Multiple-comparison adjusted p-values, computed on natural-log p-values.
 
     Same definitions as ``statsmodels.stats.multitest.multipletests`` (``holm``,
-    ``hochberg`` = ``simes-hochberg``, ``bonferroni``, ``bh`` = ``fdr_bh``,
-    ``by`` = ``fdr_by``); NaN entries are left out of the family and stay NaN.
+    ``hochberg`` = ``simes-hochberg``, ``bonferroni``, ``sidak``, ``holm-sidak``,
+    ``bh`` = ``fdr_bh``, ``by`` = ``fdr_by``); NaN entries are left out of the family
+    and stay NaN.
     """
     check_choice("correction", method, CORRECTIONS)
     logp = np.asarray(logp, float)
@@ -200,6 +238,10 @@ def adjust_logp(logp, method: str = "holm") -> np.ndarray:
     i = np.arange(1, m + 1)
     if method == "bonferroni":
         adj = s + math.log(m)
+    elif method == "sidak":
+        adj = _log_sidak(s, np.full(m, float(m)))
+    elif method == "holm-sidak":
+        adj = np.maximum.accumulate(_log_sidak(s, (m - i + 1).astype(float)))
     elif method == "holm":
         adj = np.maximum.accumulate(s + np.log(m - i + 1))
     elif method == "hochberg":

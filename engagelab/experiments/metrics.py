@@ -396,7 +396,7 @@ def aggregate(
     """
     if _is_spark(data):
         out = _spark_aggregate(data, metrics, arm_col, experiment_col)
-        return _finish(out, metrics, experiment_col)
+        return _finish(out, metrics, experiment_col, arm_col)
     con = _connection()
     rel = as_relation(data, con)
     types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
@@ -404,11 +404,11 @@ def aggregate(
     query = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col))
     if query is None:  # pragma: no cover - DuckDB returns a relation for a SELECT
         raise ValidationError("data", "<query>", "did not produce a result")
-    return _finish(query.df(), metrics, experiment_col)
+    return _finish(query.df(), metrics, experiment_col, arm_col)
 
 
 def _finish(
-    out: pd.DataFrame, metrics: Sequence[Metric], experiment_col: str | None
+    out: pd.DataFrame, metrics: Sequence[Metric], experiment_col: str | None, arm_col: str = "arm"
 ) -> pd.DataFrame:
     """Name the aggregate columns ``sum:c``, ``sumsq:c``, ``cross:a*b``."""
     cols, pairs = _plan(metrics)
@@ -418,6 +418,12 @@ def _finish(
     out = out.rename(columns=ren)
     if experiment_col is None:
         out.insert(0, "experiment", "all")
-    out["arm"] = out["arm"].fillna("<missing>")
+    if out["arm"].isna().any():
+        missing = int(out.loc[out["arm"].isna(), "n"].sum())
+        raise ValidationError(
+            arm_col,
+            f"{missing} rows with no value",
+            "every row needs an arm: drop or fill the rows without one before analysing",
+        )
     out["n"] = out["n"].astype("int64")
     return out

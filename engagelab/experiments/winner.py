@@ -1,16 +1,21 @@
 """Winner rules for "test on X%, then send the winner to the rest".
 
-Two rules, both returning a :class:`Winner` that records the rule and the reason:
+Three rules, each returning a :class:`Winner` that records the rule and the reason:
 
 - ``"clevertap"`` (faithful to the platform): the arm with the highest rate of the
   chosen metric wins: click rate, or view (open) rate for e-mail. Ties go to the
   first arm in order (variant A). No statistics.
-- ``"statistical"``: among arms significantly better than control on the primary
-  metric after the multiple-comparison correction, the one with the largest lift;
-  otherwise an arm whose Bayesian probability to be best reaches ``threshold``.
-  An arm significantly worse than control on any guardrail metric is never chosen.
-  If no arm qualifies, the control (or, with ``fallback="clevertap"``, the
-  CleverTap rule's pick) is returned with the reason.
+- ``"statistical"`` (frequentist): among arms significantly better than control on
+  the primary metric after the multiple-comparison correction (named in the reason),
+  the one with the largest lift. An arm significantly worse than control on any
+  guardrail metric is never chosen. If no arm qualifies, the control (or, with
+  ``fallback="clevertap"``, the CleverTap rule's pick) is returned with the reason.
+- ``"bayesian"`` (only when asked for): an arm other than control whose Bayesian
+  probability to be best reaches ``threshold``, labelled as such. Looking at P(best)
+  as a fallback of the frequentist rule would double its false-winner rate.
+
+Whatever the rule, a sample-ratio mismatch (SRM p below 0.001) blocks a winner: the
+arms were not assigned as intended, so their comparison is not trustworthy.
 
 Example:
     >>> import pandas as pd
@@ -29,10 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from engagelab.errors import ValidationError
-from engagelab.experiments.result import ExperimentResult
+from engagelab.experiments._stats import format_p
+from engagelab.experiments.result import SRM_THRESHOLD, ExperimentResult
 from engagelab.validate import check_choice, check_number
 
-__all__ = ["Winner", "choose_winner"]
+__all__ = ["RULES", "Winner", "choose_winner"]
+
+#: The winner rules :func:`choose_winner` knows.
+RULES = ("clevertap", "statistical", "bayesian")
 
 
 @dataclass(frozen=True)
@@ -124,23 +133,32 @@ def choose_winner(
 
     Args:
         result: an :class:`ExperimentResult` from :func:`analyze`.
-        rule: ``"clevertap"`` or ``"statistical"``.
+        rule: ``"clevertap"``, ``"statistical"`` (frequentist) or ``"bayesian"``.
         metric: primary metric; default: a metric whose name contains ``click``
             (``view``/``open`` when ``channel="email"``).
         channel: the campaign channel (``"email"`` switches the default to views).
         experiment: which experiment of the result (needed when there are several).
         guardrails: metrics on which the winner must not be significantly worse.
-        threshold: Bayesian probability-to-be-best that also qualifies an arm.
+        threshold: with ``rule="bayesian"``, the probability to be best an arm needs.
         fallback: ``"control"`` or ``"clevertap"`` when the statistical rule finds none.
         exclude_control: never pick the control arm with the CleverTap rule.
     """
-    check_choice("rule", rule, ("clevertap", "statistical"))
+    check_choice("rule", rule, RULES)
     check_choice("fallback", fallback, ("control", "clevertap"))
     check_number("threshold", threshold, low=0, high=1, low_open=True)
     exp = _experiment(result, experiment)
     m = _pick_metric(result, metric, channel)
     t = result.table[result.table["experiment"] == exp]
     control = str(t["control"].iloc[0])
+    srm = result.srm.get(exp)
+    if srm is not None and srm.p_value < SRM_THRESHOLD:
+        return Winner(
+            control,
+            rule,
+            f"sample ratio mismatch, p = {format_p(srm.p_value, srm.log10_p)} "
+            f"(observed {dict(zip(srm.arms, srm.observed, strict=True))}): no winner; "
+            f"keeping {control!r}",
+        )
     if rule == "clevertap":
         return _clevertap(result, exp, m, control if exclude_control else None)
     names = set(result.arms["metric"])
@@ -149,6 +167,8 @@ def choose_winner(
             raise ValidationError("guardrails", list(guardrails), f"metric {g!r} was not analysed")
     bad = t[t["metric"].isin(list(guardrails)) & t["significant"] & (t["direction"] == "worse")]
     blocked = set(bad["arm"])
+    if rule == "bayesian":
+        return _bayesian(result, exp, m, control, threshold, blocked)
     prim = t[(t["metric"] == m) & ~t["arm"].isin(blocked)]
     sig = prim[prim["significant"] & (prim["direction"] == "better")]
     if not sig.empty:
@@ -161,20 +181,9 @@ def choose_winner(
             f"(lift {r['abs_lift']:+.4g}, adjusted p {r['p_adjusted']:.3g})"
             + (f"; excluded by guardrails: {sorted(blocked)}" if blocked else ""),
         )
-    arms = result.arms[
-        (result.arms["experiment"] == exp)
-        & (result.arms["metric"] == m)
-        & ~result.arms["arm"].isin(blocked)
-    ]
-    top = arms[arms["bayes_p_best"] >= threshold]
-    if not top.empty and str(top.iloc[0]["arm"]) != control:
-        r = top.iloc[0]
-        return Winner(
-            str(r["arm"]),
-            "statistical",
-            f"Bayesian P(best) on {m} = {r['bayes_p_best']:.3f} >= {threshold:g}",
-        )
-    why = f"no arm significantly better than {control!r} on {m} or with P(best) >= {threshold:g}"
+    why = (
+        f"no arm significantly better than {control!r} on {m} after {result.correction} correction"
+    )
     if blocked:
         why += f" (guardrails excluded {sorted(blocked)})"
     if fallback == "clevertap":
@@ -183,3 +192,28 @@ def choose_winner(
             return Winner(control, "statistical", why + "; keeping control")
         return Winner(w.variant, "statistical+clevertap", why + "; fell back to " + w.reason)
     return Winner(control, "statistical", why + "; keeping control")
+
+
+def _bayesian(
+    result: ExperimentResult,
+    exp: str,
+    metric: str,
+    control: str,
+    threshold: float,
+    blocked: set[str],
+) -> Winner:
+    arms = result.arms[(result.arms["experiment"] == exp) & (result.arms["metric"] == metric)]
+    ok = (arms["bayes_p_best"] >= threshold) & (arms["arm"].astype(str) != control)
+    top = arms[ok & ~arms["arm"].isin(blocked)]
+    if top.empty:
+        return Winner(
+            control,
+            "bayesian",
+            f"no arm with Bayesian P(best) on {metric} >= {threshold:g}; keeping {control!r}",
+        )
+    r = top.sort_values("bayes_p_best", ascending=False).iloc[0]
+    return Winner(
+        str(r["arm"]),
+        "bayesian",
+        f"Bayesian P(best) on {metric} = {r['bayes_p_best']:.3f} >= {threshold:g}",
+    )
