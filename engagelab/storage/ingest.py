@@ -53,7 +53,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from engagelab.engines.base import arrow_type_name
 from engagelab.errors import ValidationError
@@ -604,20 +603,20 @@ def ingest(
         report.new_columns = dict(validator.new_columns)
         report.quarantine_file = str(quarantine_path) if quarantine_path else None
         # one transaction makes the batch live and records the ingestion
-        try:
-            with ws.state.write() as conn:
-                batch_id = insert_batch(
-                    conn,
-                    dict(
-                        table_name=table,
-                        fingerprint=fingerprint,
-                        source=desc,
-                        rows=report.rows_appended,
-                        files=files,
-                        status="live",
-                        created_at=utcnow(),
-                    ),
-                )
+        with ws.state.write() as conn:
+            batch_id = insert_batch(
+                conn,
+                dict(
+                    table_name=table,
+                    fingerprint=fingerprint,
+                    source=desc,
+                    rows=report.rows_appended,
+                    files=files,
+                    status="live",
+                    created_at=utcnow(),
+                ),
+            )
+            if batch_id is not None:
                 conn.execute(
                     ingests.insert().values(
                         table_name=table,
@@ -632,9 +631,9 @@ def ingest(
                         created_at=utcnow(),
                     )
                 )
+        if batch_id is not None:
             report.batch_id = batch_id
-        except sa.exc.IntegrityError:
-            # another process ingested the same content a moment ago
+        else:  # another process ingested the same content a moment ago
             _cleanup(ws, files, quarantine_path)
             existing = ws.store.find(table, fingerprint)
             report = IngestReport(
