@@ -59,6 +59,7 @@ from engagelab.errors import ValidationError
 from engagelab.schema import PROPERTY_TYPES
 from engagelab.storage.coerce import coerce, infer_string_type, parse_timestamps
 from engagelab.storage.conform import conform
+from engagelab.storage.locks import exclusive
 from engagelab.storage.statedb import StateDB, utcnow
 from engagelab.storage.store import TABLES, Store, insert_batch
 from engagelab.storage.tables import ingests
@@ -536,6 +537,41 @@ def ingest(
     if force:
         fingerprint = f"{fingerprint}:forced:{uuid.uuid4().hex}"
     report = IngestReport(table=table, source=desc, fingerprint=fingerprint)
+    with contextlib.ExitStack() as lock:
+        if table == "events":
+            # Event ids are unique across the store: from the duplicate check against the
+            # live files to the commit of the batch, one ingest of events runs at a time
+            # (a cross-process lock, dropped by the OS or server if this process dies).
+            lock.enter_context(exclusive(ws.state, "ingest:events", ws.path))
+        return _ingest_locked(
+            ws,
+            source,
+            table,
+            report,
+            validator_args=(ts_unit, types),
+            mapping=mapping,
+            format=format,
+            chunk_rows=chunk_rows,
+            csv_delimiter=csv_delimiter,
+            quiet=quiet,
+        )
+
+
+def _ingest_locked(
+    ws: IngestTarget,
+    source: Any,
+    table: str,
+    report: IngestReport,
+    *,
+    validator_args: tuple[str, dict[str, str]],
+    mapping: dict[str, str],
+    format: str | None,
+    chunk_rows: int,
+    csv_delimiter: str | None,
+    quiet: bool,
+) -> IngestReport:
+    fingerprint, desc = report.fingerprint, report.source
+    ts_unit, types = validator_args
     existing = ws.store.find(table, fingerprint)
     if existing is not None:
         report.already_ingested = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -64,9 +65,17 @@ def compactor(path: str, seconds: float) -> None:
     ws.close()
 
 
-def ingest_file(path: str, source: str, chunk_rows: int) -> None:
+def ingest_file(path: str, source: str, chunk_rows: int, go: str = "0") -> None:
+    """Ingest ``source`` once ``go`` says so (an epoch time, or a file that must exist:
+    several workers start at once, after their imports); print the report as JSON."""
     ws = Workspace.open(path)
-    ws.ingest(source, chunk_rows=chunk_rows, quiet=True)
+    try:
+        time.sleep(max(0.0, float(go) - time.time()))
+    except ValueError:
+        while not Path(go).exists():
+            time.sleep(0.01)
+    report = ws.ingest(source, chunk_rows=chunk_rows, quiet=True)
+    print(json.dumps(report.to_dict(), default=str))
     ws.close()
 
 
@@ -79,6 +88,6 @@ if __name__ == "__main__":
     elif cmd == "compactor":
         compactor(args[0], float(args[1]))
     elif cmd == "ingest":
-        ingest_file(args[0], args[1], int(args[2]))
+        ingest_file(args[0], args[1], int(args[2]), *args[3:])
     else:
         raise SystemExit(f"unknown command {cmd}")
