@@ -32,6 +32,7 @@ from engagelab.campaigns.send import send
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
+from engagelab.storage.upsert import upsert
 from engagelab.validate import check_datetime, check_str
 
 if TYPE_CHECKING:
@@ -68,11 +69,7 @@ def save_campaign(ws: Core, campaign: Campaign, status: str = "draft") -> None:
         "updated_at": now,
     }
     with ws.state.write() as conn:
-        done = conn.execute(
-            L.campaigns_table.update().where(L.campaigns_table.c.id == campaign.id).values(**vals)
-        )
-        if done.rowcount == 0:
-            conn.execute(L.campaigns_table.insert().values(id=campaign.id, created_at=now, **vals))
+        upsert(conn, L.campaigns_table, {"id": campaign.id}, vals, insert_only={"created_at": now})
 
 
 def load_campaign(ws: Core, id: str) -> Campaign:

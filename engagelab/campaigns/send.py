@@ -34,6 +34,7 @@ from engagelab.delivery.outbox import data, json_strings
 from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
 from engagelab.errors import ValidationError
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
+from engagelab.storage.upsert import insert_ignore
 from engagelab.validate import check_int
 
 if TYPE_CHECKING:
@@ -82,21 +83,22 @@ def _start(ws: Core, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, 
                 frame = frame.assign(
                     message_key=message_keys(run_key, frame["user_id"], plan.phase)
                 )
-            conn.execute(
-                L.runs.insert().values(
-                    run_key=run_key,
-                    campaign_id=plan.campaign.id,
-                    phase=plan.phase,
-                    logical_date=plan.logical_date,
-                    spec=plan.campaign.to_json(),
-                    snapshot=_snapshot(frame),
-                    rows=len(frame),
-                    attempts=1,
-                    status="running",
-                    created_at=L.now(),
-                )
-            )
-            return frame, plan.campaign, 1
+            first = {
+                "run_key": run_key,
+                "campaign_id": plan.campaign.id,
+                "phase": plan.phase,
+                "logical_date": plan.logical_date,
+                "spec": plan.campaign.to_json(),
+                "snapshot": _snapshot(frame),
+                "rows": len(frame),
+                "attempts": 1,
+                "status": "running",
+                "created_at": L.now(),
+            }
+            if insert_ignore(conn, L.runs, [first]):
+                return frame, plan.campaign, 1
+            # a concurrent first attempt of this run key won: continue from its snapshot
+            row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).one()
         if row.campaign_id != plan.campaign.id:
             raise ValidationError(
                 "run_key",

@@ -26,6 +26,7 @@ from engagelab.storage.tables import campaign_runs as runs
 from engagelab.storage.tables import campaign_settings as settings
 from engagelab.storage.tables import campaign_specs as campaigns_table
 from engagelab.storage.tables import ledger
+from engagelab.storage.upsert import insert_ignore
 
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
@@ -51,11 +52,7 @@ def lock_caps(conn: sa.Connection) -> None:
     SQLite write transactions are already exclusive)."""
     res = conn.execute(locks.update().where(locks.c.name == "caps").values(n=locks.c.n + 1))
     if res.rowcount == 0:
-        try:
-            with conn.begin_nested():
-                conn.execute(locks.insert().values(name="caps", n=1))
-        except sa.exc.IntegrityError:
-            pass
+        insert_ignore(conn, locks, [{"name": "caps", "n": 1}])
         conn.execute(locks.update().where(locks.c.name == "caps").values(n=locks.c.n + 1))
 
 

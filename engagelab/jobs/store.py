@@ -17,6 +17,7 @@ from engagelab.storage.statedb import utcnow
 from engagelab.storage.tables import job_leases as leases_table
 from engagelab.storage.tables import job_runs as runs_table
 from engagelab.storage.tables import jobs as jobs_table
+from engagelab.storage.upsert import insert_ignore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,16 +41,17 @@ __all__ = [
 def add_job(ws: WorkspaceState, spec: JobSpec, *, replace: bool = False) -> JobSpec:
     """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag)."""
     now = utcnow()
+    row = {
+        "name": spec.name,
+        "spec": spec.to_yaml(),
+        "paused": False,
+        "created_at": now,
+        "updated_at": now,
+    }
     with ws.state.write() as conn:
-        row = conn.execute(
-            sa.select(jobs_table.c.name).where(jobs_table.c.name == spec.name)
-        ).first()
-        if row is not None and not replace:
-            raise SpecError("name", spec.name, "is already a job (use replace=True / --replace)")
-        if row is None:
-            conn.execute(jobs_table.insert().values(name=spec.name, spec=spec.to_yaml(), paused=False,
-                                                    created_at=now, updated_at=now))  # fmt: skip
-        else:
+        if not insert_ignore(conn, jobs_table, [row]):
+            if not replace:
+                raise SpecError("name", spec.name, "is already a job (use replace=True / --replace)")
             conn.execute(jobs_table.update().where(jobs_table.c.name == spec.name)
                          .values(spec=spec.to_yaml(), updated_at=now))  # fmt: skip
     return spec

@@ -53,13 +53,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from engagelab.engines.base import arrow_type_name
 from engagelab.errors import ValidationError
 from engagelab.schema import PROPERTY_TYPES
 from engagelab.storage.coerce import coerce, infer_string_type, parse_timestamps
 from engagelab.storage.conform import conform
+from engagelab.storage.locks import exclusive
 from engagelab.storage.statedb import StateDB, utcnow
 from engagelab.storage.store import TABLES, Store, insert_batch
 from engagelab.storage.tables import ingests
@@ -537,6 +537,41 @@ def ingest(
     if force:
         fingerprint = f"{fingerprint}:forced:{uuid.uuid4().hex}"
     report = IngestReport(table=table, source=desc, fingerprint=fingerprint)
+    with contextlib.ExitStack() as lock:
+        if table == "events":
+            # Event ids are unique across the store: from the duplicate check against the
+            # live files to the commit of the batch, one ingest of events runs at a time
+            # (a cross-process lock, dropped by the OS or server if this process dies).
+            lock.enter_context(exclusive(ws.state, "ingest:events", ws.path))
+        return _ingest_locked(
+            ws,
+            source,
+            table,
+            report,
+            validator_args=(ts_unit, types),
+            mapping=mapping,
+            format=format,
+            chunk_rows=chunk_rows,
+            csv_delimiter=csv_delimiter,
+            quiet=quiet,
+        )
+
+
+def _ingest_locked(
+    ws: IngestTarget,
+    source: Any,
+    table: str,
+    report: IngestReport,
+    *,
+    validator_args: tuple[str, dict[str, str]],
+    mapping: dict[str, str],
+    format: str | None,
+    chunk_rows: int,
+    csv_delimiter: str | None,
+    quiet: bool,
+) -> IngestReport:
+    fingerprint, desc = report.fingerprint, report.source
+    ts_unit, types = validator_args
     existing = ws.store.find(table, fingerprint)
     if existing is not None:
         report.already_ingested = True
@@ -604,20 +639,20 @@ def ingest(
         report.new_columns = dict(validator.new_columns)
         report.quarantine_file = str(quarantine_path) if quarantine_path else None
         # one transaction makes the batch live and records the ingestion
-        try:
-            with ws.state.write() as conn:
-                batch_id = insert_batch(
-                    conn,
-                    dict(
-                        table_name=table,
-                        fingerprint=fingerprint,
-                        source=desc,
-                        rows=report.rows_appended,
-                        files=files,
-                        status="live",
-                        created_at=utcnow(),
-                    ),
-                )
+        with ws.state.write() as conn:
+            batch_id = insert_batch(
+                conn,
+                dict(
+                    table_name=table,
+                    fingerprint=fingerprint,
+                    source=desc,
+                    rows=report.rows_appended,
+                    files=files,
+                    status="live",
+                    created_at=utcnow(),
+                ),
+            )
+            if batch_id is not None:
                 conn.execute(
                     ingests.insert().values(
                         table_name=table,
@@ -632,9 +667,9 @@ def ingest(
                         created_at=utcnow(),
                     )
                 )
+        if batch_id is not None:
             report.batch_id = batch_id
-        except sa.exc.IntegrityError:
-            # another process ingested the same content a moment ago
+        else:  # another process ingested the same content a moment ago
             _cleanup(ws, files, quarantine_path)
             existing = ws.store.find(table, fingerprint)
             report = IngestReport(

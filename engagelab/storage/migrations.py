@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from engagelab.errors import WorkspaceError
 from engagelab.storage.tables import SCHEMA_VERSION, meta, metadata
+from engagelab.storage.upsert import insert_ignore
 
 
 class _Transactions(Protocol):
@@ -117,7 +118,7 @@ def upgrade(db: _Transactions) -> int:
                 MIGRATIONS[v](conn, dialect)
         metadata.create_all(conn, checkfirst=True)
         if version is None:
-            conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            insert_ignore(conn, meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
         elif version != SCHEMA_VERSION:
             conn.execute(
                 meta.update()

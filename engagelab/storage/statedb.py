@@ -1,7 +1,7 @@
 """The operational state database: a transactional SQL store reached through SQLAlchemy Core.
 
 SQLite in WAL mode is the default (one file in the workspace, safe for several processes on
-one machine); any SQLAlchemy URL works, e.g. ``postgresql+psycopg://user@host/db`` when
+one machine; connections are pooled, and a forked child opens its own); any SQLAlchemy URL works, e.g. ``postgresql+psycopg://user@host/db`` when
 several machines share a workspace.
 
 Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so two processes never both
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,12 +71,17 @@ class StateDB:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            # Pooled: with a connection per transaction, every close was the last one
+            # and checkpointed the WAL (a commit and a close cost ~35 ms instead of ~1 ms).
             self.engine = sa.create_engine(
                 url,
                 connect_args={"timeout": 60, "check_same_thread": False},
-                poolclass=sa.pool.NullPool,
+                poolclass=sa.pool.QueuePool,
+                pool_size=2,
+                max_overflow=8,
             )
             _configure_sqlite(self.engine)
+            _ENGINES.add(self.engine)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
         if create:
@@ -103,6 +109,19 @@ class StateDB:
 
     def __repr__(self) -> str:
         return f"StateDB({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+#: Pooled SQLite engines: a forked child must not use its parent's connections.
+_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -37,6 +37,7 @@ from engagelab.engines.base import TABLES, Catalog
 from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.storage.statedb import StateDB, utcnow
 from engagelab.storage.tables import batches, columns
+from engagelab.storage.upsert import insert_ignore, insert_new
 
 __all__ = ["TABLES", "BatchInfo", "Catalog", "Store", "insert_batch"]
 
@@ -128,7 +129,15 @@ class Store:
         Concurrent registrations of the same column with the same type are fine.
         """
         _check_table(table)
+        wanted = {col: typ for col, typ in types.items() if typ != "null"}
         with self.state.write() as conn:
+            # insert-on-conflict-do-nothing, then read back: two processes registering the
+            # same new column at once both succeed, and both see the type that won
+            insert_ignore(
+                conn,
+                columns,
+                [{"table_name": table, "column_name": c, "type": t} for c, t in wanted.items()],
+            )
             have = {
                 c: t
                 for c, t in conn.execute(
@@ -137,17 +146,11 @@ class Store:
                     )
                 )
             }
-            for col, typ in types.items():
-                if typ == "null":
-                    continue
-                if col in have:
-                    if have[col] != typ:
-                        raise ValidationError(
-                            f"{table}.{col}", typ, f"conflicts with the recorded type {have[col]!r}"
-                        )
-                    continue
-                conn.execute(columns.insert().values(table_name=table, column_name=col, type=typ))
-                have[col] = typ
+        for col, typ in wanted.items():
+            if have[col] != typ:
+                raise ValidationError(
+                    f"{table}.{col}", typ, f"conflicts with the recorded type {have[col]!r}"
+                )
         return have
 
     def version(self) -> int:
@@ -212,18 +215,16 @@ class Store:
             status="live",
             created_at=utcnow(),
         )
-        try:
-            if conn is None:
-                with self.state.write() as c:
-                    batch_id = insert_batch(c, values)
-            else:
-                with conn.begin_nested():
-                    batch_id = insert_batch(conn, values)
-        except sa.exc.IntegrityError:
+        if conn is None:
+            with self.state.write() as c:
+                batch_id = insert_batch(c, values)
+        else:
+            batch_id = insert_batch(conn, values)
+        if batch_id is None:  # another process committed this fingerprint first
             self.discard(files)
             existing = self.find(table, fingerprint)
-            if existing is None:  # pragma: no cover - integrity error for another reason
-                raise
+            if existing is None:  # pragma: no cover - committed and then deleted meanwhile
+                raise WorkspaceError(f"batch {fingerprint!r} of {table!r} vanished during commit")
             return existing
         return BatchInfo(batch_id, table, int(rows), tuple(files), fingerprint)
 
@@ -302,6 +303,7 @@ class Store:
                     created_at=now,
                 ),
             )
+        assert new_id is not None  # a fresh uuid fingerprint never conflicts
         return BatchInfo(new_id, table, rows, tuple(new_files), fingerprint)
 
     def live_batches(self, table: str) -> list[tuple[int, list[str], int]]:
@@ -357,10 +359,11 @@ class Store:
         return removed
 
 
-def insert_batch(conn: sa.Connection, values: dict[str, Any]) -> int:
-    """Insert one manifest row (``el_batches``) and return its id."""
-    result = conn.execute(batches.insert().values(**values))
-    return int(result.inserted_primary_key[0])
+def insert_batch(conn: sa.Connection, values: dict[str, Any]) -> int | None:
+    """Insert one manifest row (``el_batches``) and return its id, or None if a batch with
+    the same (table, fingerprint) exists already (nothing is inserted then)."""
+    got = insert_new(conn, batches, values, "id")
+    return None if got is None else int(got)
 
 
 def _check_table(table: str) -> None:

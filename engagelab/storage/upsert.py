@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["insert_ignore", "upsert"]
+__all__ = ["insert_ignore", "insert_new", "upsert"]
 
 
 def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -49,9 +49,12 @@ def insert_ignore(
         return 0
     stmt = _dialect_insert(conn, table)
     if stmt is not None:
+        key = list(table.primary_key.columns)
         done = 0
-        for row in rows:  # one statement per row: rowcount tells inserted from skipped
-            done += conn.execute(stmt.values(**row).on_conflict_do_nothing()).rowcount
+        for row in rows:  # one statement per row; RETURNING tells inserted from skipped
+            # (rowcount is not reliable here: psycopg reports -1)
+            ins = stmt.values(**row).on_conflict_do_nothing().returning(*key)
+            done += len(conn.execute(ins).all())
         return done
     done = 0
     for row in rows:
@@ -62,6 +65,27 @@ def insert_ignore(
         except sa.exc.IntegrityError:
             pass
     return done
+
+
+def insert_new(
+    conn: sa.Connection, table: sa.Table, row: Mapping[str, Any], returning: str
+) -> Any | None:
+    """Insert ``row`` unless a row with a conflicting key exists; return the new row's
+    ``returning`` column (e.g. its generated id), or None when the row was not inserted.
+
+    Unlike catching ``IntegrityError``, this leaves a PostgreSQL transaction usable.
+    """
+    stmt = _dialect_insert(conn, table)
+    if stmt is not None:
+        return conn.execute(
+            stmt.values(**row).on_conflict_do_nothing().returning(table.c[returning])
+        ).scalar_one_or_none()
+    try:
+        with conn.begin_nested():
+            result = conn.execute(table.insert().values(**row).returning(table.c[returning]))
+            return result.scalar_one()
+    except sa.exc.IntegrityError:
+        return None
 
 
 def upsert(
