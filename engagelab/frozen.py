@@ -190,7 +190,7 @@ def replace_spec(spec: T, changes: Mapping[str, Any]) -> T:
     return dataclasses.replace(spec, **changes)  # type: ignore[type-var]
 
 
-def _represent_frozen(dumper: yaml.SafeDumper, data: FrozenDict) -> yaml.Node:
+def _represent_frozen(dumper: Any, data: FrozenDict) -> yaml.Node:
     return dumper.represent_dict(thaw(data))
 
 

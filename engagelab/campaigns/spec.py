@@ -9,6 +9,14 @@ Example:
     True
     >>> Campaign.from_yaml(c.to_yaml()).variant_names
     ('A', 'B')
+    >>> hash(Campaign.from_json(c.to_json())) == hash(c)
+    True
+    >>> c.control_percent = 20
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.FrozenSpecError: Campaign is frozen: use campaign.replace(control_percent=...) for a changed copy
+    >>> c.replace(control_percent=20).control_percent
+    20
     >>> c.replace(channel="fax")
     Traceback (most recent call last):
     ...

@@ -297,6 +297,7 @@ class Experiment:
         w = self.weights
         if w is None:
             return
+        items: list[tuple[Any, Any]]
         if isinstance(w, Mapping):
             items = list(w.items())
         elif isinstance(w, Sequence) and not isinstance(w, str):

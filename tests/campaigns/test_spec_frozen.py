@@ -144,6 +144,11 @@ def test_campaigns_hash_and_equal_campaigns_hash_equal():
         (FrequencyCap(), "max", "FrequencyCap is frozen: use frequency_cap.replace(max=...)"),
         (DisplayRules(), "pages", "DisplayRules is frozen: use display_rules.replace(pages=...)"),
         (
+            BestTimeOptions(),
+            "mode",
+            "BestTimeOptions is frozen: use best_time_options.replace(mode=...)",
+        ),
+        (
             content_from_dict("sms", {"text": "hi"}),
             "text",
             "SmsContent is frozen: use sms_content.replace(text=...)",
@@ -190,6 +195,7 @@ def test_every_content_model_refuses_assignment_with_the_replace_hint():
         (DND(), {"action": "beep"}, "delivery.dnd.action == 'beep'"),
         (FrequencyCap(), {"window": 0}, "delivery.caps.window == 0"),
         (DisplayRules(), {"delay_seconds": -1}, "display.delay_seconds == -1"),
+        (BestTimeOptions(), {"explore_share": 2}, "explore_share == 2"),
         (content_from_dict("sms", {"text": "hi"}), {"max_segments": 0}, "sms.max_segments == 0"),
         (build(), {"control_percent": 100}, "control_percent == 100"),
         (build(), {"colour": "red"}, "colour == 'red', is not a field of Campaign: audience, "),
