@@ -14,12 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 __all__ = [
     "ConcurrencyError",
     "EngagelabError",
     "EngagelabWarning",
+    "FrozenSpecError",
     "MissingExtraError",
     "QueryError",
     "SpecError",
@@ -56,6 +58,15 @@ class ValidationError(EngagelabError, ValueError):
 
 class SpecError(ValidationError):
     """A spec (segment, campaign, experiment, job) is malformed."""
+
+
+class FrozenSpecError(EngagelabError, dataclasses.FrozenInstanceError, TypeError):
+    """A spec, or a mapping inside one, was changed in place.
+
+    Specs are frozen values: build a changed copy with their ``.replace()`` method. Caught
+    by ``except dataclasses.FrozenInstanceError`` (an ``AttributeError``) and by
+    ``except TypeError`` (what a read-only mapping raises).
+    """
 
 
 class QueryError(EngagelabError, ValueError):

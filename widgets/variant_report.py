@@ -18,6 +18,9 @@ Example (headless)::
     >>> r.rule.value = "clevertap"
     >>> r.winner.reason
     'highest clicked: 0.15'
+    >>> from engagelab.experiments import Experiment
+    >>> VariantReport(df, Experiment(control="A", metrics=("clicked:proportion",)), plot=False).winner.variant
+    'B'
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pandas as pd
 from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
-from engagelab.experiments import Metric, analyze, choose_winner
+from engagelab.experiments import Experiment, Metric, analyze, choose_winner
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.winner import Winner
 
@@ -55,6 +58,10 @@ class VariantReport(w.VBox):
     Args:
         data: a DataFrame, a CSV/Parquet path, or (with ``ws``) a DuckDB SQL query over the
             workspace's ``events``/``profiles``; one row per user.
+        experiment: an :class:`~engagelab.experiments.Experiment` (the arm column, control,
+            metrics, covariates, correction, alpha, weights), or give those as keywords
+            (keywords given with an experiment override its fields). The report always
+            adds the always-valid (sequential) results.
         arm_col: column with each user's arm (variant).
         control: the control arm's value.
         metrics: :class:`~engagelab.experiments.Metric` objects or strings
@@ -71,6 +78,8 @@ class VariantReport(w.VBox):
         plot: draw the forest plot.
 
     Attributes:
+        experiment: the :class:`~engagelab.experiments.Experiment` analysed (the
+            experiments, metrics, correction and α picked in the widget replace its own).
         result: the current :class:`~engagelab.experiments.ExperimentResult` (None on error).
         winners: experiment -> :class:`~engagelab.experiments.Winner`.
     """
@@ -78,22 +87,32 @@ class VariantReport(w.VBox):
     def __init__(
         self,
         data: Any,
+        experiment: Experiment | None = None,
         *,
-        arm_col: str,
-        control: Any,
-        metrics: Sequence[Metric | str],
+        arm_col: str | None = None,
+        control: Any = None,
+        metrics: Sequence[Metric | str] | None = None,
         experiment_col: str | None = None,
         covariate: str | None = None,
         denominator_covariate: str | None = None,
         ws: Any = None,
-        alpha: float = 0.05,
-        correction: str = "holm",
+        alpha: float | None = None,
+        correction: str | None = None,
         rule: str = "statistical",
         guardrails: Sequence[str] = (),
         weights: Any = None,
         plot: bool = True,
     ):
         super().__init__()
+        given = dict(arm_col=arm_col, control=control, metrics=metrics,
+                     experiment_col=experiment_col, covariate=covariate,
+                     denominator_covariate=denominator_covariate, alpha=alpha,
+                     correction=correction, weights=weights)  # fmt: skip
+        spec = Experiment.from_options(
+            experiment, **{k: v for k, v in given.items() if v is not None}
+        )
+        self.experiment = spec.replace(sequential=spec.sequential.replace(always_valid=True))
+        arm_col, experiment_col = self.experiment.arm_col, self.experiment.experiment_col
         _css(self, "report")
         if ws is not None:
             if not isinstance(data, str):
@@ -117,15 +136,10 @@ class VariantReport(w.VBox):
             if col is not None and col not in data.columns:
                 raise ValidationError("arm_col" if col == arm_col else "experiment_col", col,
                                       "must be a column of the data: " + ", ".join(map(str, data.columns)))  # fmt: skip
-        self.data, self.arm_col, self.control = data, arm_col, control
-        self.experiment_col, self.covariate, self.weights = experiment_col, covariate, weights
-        self._metrics = {
-            m.name: m
-            for m in (
-                x if isinstance(x, Metric) else Metric.parse(x, covariate, denominator_covariate)
-                for x in metrics
-            )
-        }
+        e = self.experiment
+        self.data, self.arm_col, self.control = data, e.arm_col, e.control
+        self.experiment_col, self.covariate, self.weights = e.experiment_col, e.covariate, e.weights
+        self._metrics = {m.name: m for m in e.metrics}
         self._plot = plot
         self._ready = False
         self.result: ExperimentResult | None = None
@@ -140,9 +154,9 @@ class VariantReport(w.VBox):
         self.metrics = _css(w.SelectMultiple(options=names, value=tuple(names), description="metrics",
                                              rows=min(max(len(names), 2), 6)), "metrics")  # fmt: skip
         self.correction = _css(w.Dropdown(options=["holm", "hochberg", "bonferroni", "bh", "by", "none"],
-                                          value=correction, description="correction"), "correction")  # fmt: skip
+                                          value=e.correction, description="correction"), "correction")  # fmt: skip
         self.alpha = _css(
-            w.BoundedFloatText(value=alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha"
+            w.BoundedFloatText(value=e.alpha, min=0.0, max=1.0, step=0.01, description="α"), "alpha"
         )
         self.rule = _css(
             w.Dropdown(options=["statistical", "clevertap"], value=rule, description="winner rule"),
@@ -199,17 +213,12 @@ class VariantReport(w.VBox):
             if not self.experiments.value:
                 raise ValidationError("experiments", [], "pick at least one experiment")
             df = df[df[self.experiment_col].astype(str).isin(self.experiments.value)]
-        return analyze(
-            df,
-            arm_col=self.arm_col,
-            control=self.control,
-            metrics=[self._metrics[m] for m in self.metrics.value],
-            experiment_col=self.experiment_col,
+        picked = self.experiment.replace(
+            metrics=tuple(self._metrics[m] for m in self.metrics.value),
             alpha=self.alpha.value,
             correction=self.correction.value,
-            weights=self.weights,
-            sequential=True,
         )
+        return analyze(df, picked)
 
     @guarded(_error_line)
     def refresh(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from engagelab.errors import ValidationError
+from engagelab.frozen import frozen, replace_spec
 from engagelab.validate import check_choice, check_int, check_number, check_str
 
 __all__ = ["GRANULARITIES", "MODES", "BestTimeOptions", "format_minute", "parse_time"]
@@ -52,6 +53,7 @@ def format_minute(minute: int) -> str:
     return f"{int(minute) // 60:02d}:{int(minute) % 60:02d}"
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class BestTimeOptions:
     """How to choose each user's send time.
@@ -169,8 +171,8 @@ class BestTimeOptions:
         return mask
 
     def replace(self, **changes: Any) -> BestTimeOptions:
-        """A copy with some fields changed (options are immutable)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (options are frozen), validated again."""
+        return replace_spec(self, changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""

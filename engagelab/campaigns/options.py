@@ -28,6 +28,7 @@ from engagelab.besttime.policies import (
     send_time_policy,
 )
 from engagelab.errors import SpecError, ValidationError
+from engagelab.frozen import frozen, replace_spec
 from engagelab.schema import CHANNEL_OPTOUT
 from engagelab.validate import check_datetime
 
@@ -82,6 +83,7 @@ def parse_hhmm(name: str, value: Any) -> int:
     raise SpecError(name, value, "must be a time of day 'HH:MM' (00:00 to 24:00)")
 
 
+@frozen
 @dataclass(frozen=True)
 class DND:
     """A do-not-disturb window in the user's local time.
@@ -112,6 +114,10 @@ class DND:
         if self.start == self.end:
             raise SpecError("delivery.dnd.end", self.end, "must differ from start")
 
+    def replace(self, **changes: Any) -> DND:
+        """A copy with some fields changed (windows are frozen), validated again."""
+        return replace_spec(self, changes)
+
     @property
     def minutes(self) -> tuple[int, int]:
         return parse_hhmm("start", self.start), parse_hhmm("end", self.end)
@@ -121,6 +127,7 @@ class DND:
         return tuple(WEEKDAYS.index(d) for d in self.days)
 
 
+@frozen
 @dataclass(frozen=True)
 class FrequencyCap:
     """At most ``max`` messages per ``window`` x ``unit`` on ``channel`` (``'*'``: all channels).
@@ -158,12 +165,17 @@ class FrequencyCap:
                 "must be '*' (all channels) or one of " + ", ".join(map(repr, channels[1:])),
             )
 
+    def replace(self, **changes: Any) -> FrequencyCap:
+        """A copy with some fields changed (caps are frozen), validated again."""
+        return replace_spec(self, changes)
+
     @property
     def seconds(self) -> int:
         """Length of a rolling window in seconds."""
         return self.window * UNITS[self.unit]
 
 
+@frozen
 @dataclass(frozen=True)
 class Delivery:
     """How and when messages go out.
@@ -250,6 +262,10 @@ class Delivery:
                     "set",
                     "cannot be combined with delivery.send_time_policy (choose one)",
                 )
+
+    def replace(self, **changes: Any) -> Delivery:
+        """A copy with some fields changed (delivery options are frozen), validated again."""
+        return replace_spec(self, changes)
 
     def to_dict(self) -> dict[str, Any]:
         bt = self.best_time

@@ -9,6 +9,14 @@ Example:
     True
     >>> Campaign.from_yaml(c.to_yaml()).variant_names
     ('A', 'B')
+    >>> hash(Campaign.from_json(c.to_json())) == hash(c)
+    True
+    >>> c.control_percent = 20
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.FrozenSpecError: Campaign is frozen: use campaign.replace(control_percent=...) for a changed copy
+    >>> c.replace(control_percent=20).control_percent
+    20
     >>> c.replace(channel="fax")
     Traceback (most recent call last):
     ...
@@ -28,6 +36,7 @@ import yaml
 
 from engagelab.campaigns.options import Delivery, _spec, parse_hhmm
 from engagelab.errors import SpecError, ValidationError
+from engagelab.frozen import freeze, frozen, replace_spec, thaw
 from engagelab.schema import CHANNEL_OPTOUT
 from engagelab.validate import check_datetime, check_timezone
 
@@ -73,7 +82,7 @@ def validate_content(channel: str, content: Any, field: str) -> Any:
     if not isinstance(content, Mapping):
         raise SpecError(field, content, "must be a mapping of the channel's content fields")
     if content_from_dict is None:
-        return dict(content)
+        return freeze(content)
     try:
         return content_from_dict(channel, dict(content))
     except ValidationError as exc:
@@ -82,6 +91,7 @@ def validate_content(channel: str, content: Any, field: str) -> Any:
         ) from None
 
 
+@frozen
 @dataclass(frozen=True)
 class Schedule:
     """When a campaign runs and whom it picks.
@@ -132,7 +142,7 @@ class Schedule:
             )
         if not isinstance(self.filters, Mapping):
             raise SpecError("schedule.filters", self.filters, "must be a mapping property -> value")
-        object.__setattr__(self, "filters", dict(self.filters))
+        object.__setattr__(self, "filters", freeze(self.filters))
         if self.type == "inaction":
             if not isinstance(self.not_event, str) or not self.not_event:
                 raise SpecError(
@@ -154,12 +164,17 @@ class Schedule:
         if isinstance(self.offset_days, bool) or not isinstance(self.offset_days, int):
             raise SpecError("schedule.offset_days", self.offset_days, "must be an integer")
 
+    def replace(self, **changes: Any) -> Schedule:
+        """A copy with some fields changed (schedules are frozen), validated again."""
+        return replace_spec(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
         d["at"] = self.at.isoformat() if self.at else None
         return {k: v for k, v in d.items() if v not in (None, {}) or k == "type"}
 
 
+@frozen
 @dataclass(frozen=True)
 class Variant:
     """One message variant: its name, content and split weight (None: equal split)."""
@@ -168,14 +183,24 @@ class Variant:
     content: Mapping[str, Any]
     weight: float | None = None
 
+    def __post_init__(self) -> None:
+        # a plain mapping (content not yet checked against a channel) is frozen too; a
+        # campaign replaces it with the channel's content model
+        object.__setattr__(self, "content", freeze(self.content))
+
+    def replace(self, **changes: Any) -> Variant:
+        """A copy with some fields changed (variants are frozen)."""
+        return replace_spec(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
-        content = self.content.to_dict() if hasattr(self.content, "to_dict") else dict(self.content)
+        content = self.content.to_dict() if hasattr(self.content, "to_dict") else thaw(self.content)
         return {"name": self.name, "content": content, "weight": self.weight}
 
 
 WINNER_METRICS = ("clicked", "viewed", "converted", "revenue")
 
 
+@frozen
 @dataclass(frozen=True)
 class WinnerTest:
     """Test the variants on ``test_share`` of the audience, wait ``wait_hours``, then send
@@ -219,7 +244,12 @@ class WinnerTest:
                 "must be one of " + ", ".join(map(repr, WINNER_METRICS)) + " or None",
             )
 
+    def replace(self, **changes: Any) -> WinnerTest:
+        """A copy with some fields changed (winner tests are frozen), validated again."""
+        return replace_spec(self, changes)
 
+
+@frozen
 @dataclass(frozen=True)
 class Goal:
     """Conversion goal: ``event`` within ``window_hours`` of the send; revenue from ``revenue_property``."""
@@ -235,7 +265,12 @@ class Goal:
         if isinstance(w, bool) or not isinstance(w, int | float) or not w > 0:
             raise SpecError("goal.window_hours", w, "must be a number > 0")
 
+    def replace(self, **changes: Any) -> Goal:
+        """A copy with some fields changed (goals are frozen), validated again."""
+        return replace_spec(self, changes)
 
+
+@frozen
 @dataclass(frozen=True)
 class Campaign:
     """A campaign: who, what, on which channel, when and how (see the module example).
@@ -286,7 +321,9 @@ class Campaign:
         if any(not isinstance(x, str) or not x.strip() for x in labels):
             raise SpecError("labels", list(labels), "must be non-empty strings")
         object.__setattr__(self, "labels", labels)
-        if self.audience is not None and not isinstance(self.audience, str | Mapping):
+        if isinstance(self.audience, Mapping):
+            object.__setattr__(self, "audience", freeze(self.audience))
+        elif self.audience is not None and not isinstance(self.audience, str):
             from engagelab.segments import Segment
 
             if not isinstance(self.audience, Segment):
@@ -388,7 +425,7 @@ class Campaign:
 
     def replace(self, **changes: Any) -> Campaign:
         """A copy with some fields changed (campaigns are frozen), validated again."""
-        return dataclasses.replace(self, **changes)
+        return replace_spec(self, changes)
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -401,7 +438,7 @@ class Campaign:
             "name": self.name,
             "channel": self.channel,
             "schedule": self.schedule.to_dict(),
-            "audience": dict(aud) if isinstance(aud, Mapping) else aud,
+            "audience": thaw(aud),
             "variants": [v.to_dict() for v in self.variants],
             "control_percent": self.control_percent,
             "respect_global_control": self.respect_global_control,

@@ -4,7 +4,6 @@ fields (flat and nested), ``to_dict`` / ``from_dict``, variable checks and rende
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from engagelab.channels._templates import (
     split_context,
 )
 from engagelab.errors import ValidationError
+from engagelab.frozen import freeze, frozen, replace_spec, thaw
 from engagelab.validate import check_int
 
 __all__ = [
@@ -133,6 +133,7 @@ def ttl(field: str, value: Any) -> int | None:
 
 
 # ----------------------------------------------------------------------- display rules
+@frozen
 @dataclasses.dataclass(frozen=True)
 class DisplayRules:
     """When a pulled message (in-app, inbox, native display, web pop-up) is shown.
@@ -161,6 +162,10 @@ class DisplayRules:
         object.__setattr__(self, "pages", tuple(self.pages))
         check_int("display.delay_seconds", self.delay_seconds, low=0, high=86400)
 
+    def replace(self, **changes: Any) -> DisplayRules:
+        """A copy with some fields changed (display rules are frozen), validated again."""
+        return replace_spec(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
@@ -187,6 +192,7 @@ class DisplayRules:
 
 
 # ----------------------------------------------------------------------- content base
+@frozen
 @dataclasses.dataclass(frozen=True)
 class Content:
     """Base of the per-channel content models (frozen, validated at construction)."""
@@ -203,6 +209,10 @@ class Content:
 
     def __post_init__(self) -> None:
         self.validate()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping | list | tuple | set) and not isinstance(value, DisplayRules):
+                object.__setattr__(self, f.name, freeze(value))
         tpls: list[tuple[tuple[Any, ...], Template]] = []
         for name in self.TEMPLATE_FIELDS:
             value = getattr(self, name)
@@ -236,8 +246,12 @@ class Content:
         return f"{self.channel}.{name}"
 
     def replace(self, **changes: Any) -> Content:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (content is frozen), validated again."""
+        return replace_spec(self, changes)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled templates do not pickle: a content travels as its dict
+        return (type(self).from_dict, (self.to_dict(),))
 
     # -- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -246,12 +260,7 @@ class Content:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, DisplayRules):
-                v = v.to_dict()
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, dict | list):
-                v = json.loads(json.dumps(v))
+            v = v.to_dict() if isinstance(v, DisplayRules) else thaw(v)
             out[back.get(f.name, f.name)] = v
         return out
 

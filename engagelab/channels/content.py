@@ -33,6 +33,7 @@ from engagelab.channels._base import (
 from engagelab.channels._templates import TemplateError
 from engagelab.channels.sms import sms_info
 from engagelab.errors import ValidationError
+from engagelab.frozen import frozen
 from engagelab.validate import check_choice, check_int
 
 __all__ = [
@@ -67,6 +68,7 @@ def _flat_strings(field: str, value: Any) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- mobile push
+@frozen
 @dataclasses.dataclass(frozen=True)
 class PushContent(Content):
     """A mobile push notification (APNs / FCM)."""
@@ -103,6 +105,7 @@ class PushContent(Content):
         return rendered
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class WebPushContent(Content):
     """A browser push notification (Web Push / VAPID)."""
@@ -132,6 +135,7 @@ class WebPushContent(Content):
 
 
 # --------------------------------------------------------------------------- e-mail, SMS
+@frozen
 @dataclasses.dataclass(frozen=True)
 class EmailContent(Content):
     """An e-mail: ``from`` (dict key; attribute ``sender``), subject, HTML and/or text body.
@@ -173,6 +177,7 @@ class EmailContent(Content):
         return rendered
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class SmsContent(Content):
     """An SMS: the rendered text is counted in GSM-7 or UCS-2 segments (see :mod:`.sms`)."""
@@ -218,6 +223,7 @@ class SmsContent(Content):
 
 
 # --------------------------------------------------------------------------- webhook
+@frozen
 @dataclasses.dataclass(frozen=True)
 class WebhookContent(Content):
     """A call to an HTTP endpoint with a JSON body template.
@@ -267,6 +273,7 @@ class WebhookContent(Content):
 
 
 # --------------------------------------------------------------------------- pulled
+@frozen
 @dataclasses.dataclass(frozen=True)
 class _Pulled(Content):
     """Messages the app or site fetches (see :func:`engagelab.delivery.inbox.inbox`)."""
@@ -296,6 +303,7 @@ class _Pulled(Content):
         ttl(self.field("ttl_seconds"), self.ttl_seconds)
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class InAppContent(_Pulled):
     """An in-app message shown inside the mobile app."""
@@ -312,6 +320,7 @@ class InAppContent(_Pulled):
         )
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class AppInboxContent(_Pulled):
     """A message kept in the app's inbox until it expires (30 days by default)."""
@@ -331,6 +340,7 @@ class AppInboxContent(_Pulled):
             text(f"{self.field('tags')}[{i}]", t, max_len=50)
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class NativeDisplayContent(_Pulled):
     """Content the app renders in its own views (banner, carousel or custom key-values)."""
@@ -346,6 +356,7 @@ class NativeDisplayContent(_Pulled):
         _flat_strings(self.field("kv"), self.kv)
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class WebPopupContent(_Pulled):
     """A pop-up on the website (``display.pages`` limits where it shows)."""
@@ -358,6 +369,7 @@ class WebPopupContent(_Pulled):
         check_choice(self.field("position"), self.position, ["center", "top", "bottom", "corner"])
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class WebExitIntentContent(WebPopupContent):
     """A pop-up shown when the visitor is about to leave the page."""
@@ -366,6 +378,7 @@ class WebExitIntentContent(WebPopupContent):
 
 
 # --------------------------------------------------------------------------- remarketing
+@frozen
 @dataclasses.dataclass(frozen=True)
 class _Audience(Content):
     """A remarketing audience: rendered as SHA-256 hashes of normalised identifiers."""
@@ -399,6 +412,7 @@ class _Audience(Content):
         return {"audience_name": self.audience_name, **hashed}
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class FacebookAudienceContent(_Audience):
     """A Facebook (Meta) Custom Audience upload."""
@@ -406,6 +420,7 @@ class FacebookAudienceContent(_Audience):
     channel: ClassVar[str] = "facebook_audience"
 
 
+@frozen
 @dataclasses.dataclass(frozen=True)
 class GoogleAdsContent(_Audience):
     """A Google Ads Customer Match list upload."""

@@ -4,6 +4,8 @@ Example:
     >>> from engagelab.experiments import sample_size
     >>> sample_size("proportion", baseline=0.05, mde=0.10, relative=True).total_n
     62462
+    >>> Experiment(control="A", metrics=("clicked:proportion",), alpha=0.01).metrics[0].kind
+    'proportion'
 """
 
 from engagelab.experiments._stats import CORRECTIONS, adjust_pvalues
@@ -24,15 +26,18 @@ from engagelab.experiments.design import DesignResult, minimum_detectable_effect
 from engagelab.experiments.metrics import Metric, aggregate, aggregate_sql
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
+from engagelab.experiments.spec import Experiment, Sequential
 from engagelab.experiments.winner import Winner, choose_winner
 
 __all__ = [
     "BUCKETS",
     "CORRECTIONS",
     "DesignResult",
+    "Experiment",
     "ExperimentResult",
     "Metric",
     "SRMResult",
+    "Sequential",
     "Winner",
     "adjust_pvalues",
     "aggregate",

@@ -46,38 +46,10 @@ from engagelab.experiments.bayes import bayes_summary
 from engagelab.experiments.metrics import Metric, aggregate, cross
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
-from engagelab.validate import check_choice, check_int, check_number
+from engagelab.experiments.spec import REL_CIS, TESTS, Experiment, as_experiment
 
 __all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates"]
 
-TESTS = ("auto", "z", "pooled_z", "welch", "fisher", "barnard")
-REL_CIS = ("delta", "fieller")
-
-
-def _metrics(
-    metrics: Sequence[Metric | str], covariate: str | None, denominator_covariate: str | None
-) -> list[Metric]:
-    if isinstance(metrics, Metric | str):
-        metrics = [metrics]
-    if not metrics:
-        raise ValidationError("metrics", metrics, "must name at least one metric")
-    for field, v in (("covariate", covariate), ("denominator_covariate", denominator_covariate)):
-        if v is not None and (not isinstance(v, str) or not v):
-            raise ValidationError(field, v, "must be a column name (text)")
-    if denominator_covariate and not covariate:
-        raise ValidationError(
-            "denominator_covariate",
-            denominator_covariate,
-            "needs covariate (the numerator of the pre-period ratio)",
-        )
-    out = [
-        m if isinstance(m, Metric) else Metric.parse(m, covariate, denominator_covariate)
-        for m in metrics
-    ]
-    names = [m.name for m in out]
-    if len(set(names)) != len(names):
-        raise ValidationError("metrics", names, "must have distinct names")
-    return out
 
 
 def _arm_stats(
@@ -213,45 +185,25 @@ def _compare(
 
 
 def analyze_aggregates(
-    agg: pd.DataFrame,
-    *,
-    control: Any,
-    metrics: Sequence[Metric | str],
-    covariate: str | None = None,
-    denominator_covariate: str | None = None,
-    alpha: float = 0.05,
-    correction: str = "holm",
-    test: str = "auto",
-    alternative: str = "two-sided",
-    rel_ci: str = "delta",
-    weights: Mapping[str, float] | Sequence[float] | None = None,
-    arms: Sequence[str] | None = None,
-    sequential: bool = False,
-    tuning_n: float = 10_000,
-    gs_information: Sequence[float] | None = None,
-    gs_look: int | None = None,
-    gs_spending: str = "obf",
-    bayes_draws: int = 20_000,
-    seed: int = 20261127,
+    agg: pd.DataFrame, experiment: Experiment | None = None, **options: Any
 ) -> ExperimentResult:
-    """Analyse per-arm sufficient statistics (the output of :func:`~engagelab.experiments.metrics.aggregate`)."""
-    ms = _metrics(metrics, covariate, denominator_covariate)
-    check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
-    check_choice("correction", correction, _stats.CORRECTIONS)
-    check_choice("test", test, TESTS)
-    check_choice("alternative", alternative, ("two-sided", "greater", "less"))
-    check_choice("rel_ci", rel_ci, REL_CIS)
-    check_int("bayes_draws", bayes_draws, low=1000)
+    """Analyse per-arm sufficient statistics (the output of
+    :func:`~engagelab.experiments.metrics.aggregate`) as :func:`analyze` does.
+
+    ``experiment`` is an :class:`~engagelab.experiments.Experiment`; or give its fields
+    as keywords (``control=``, ``metrics=``, ...), the form ``analyze`` has always taken;
+    keywords given with an experiment override its fields.
+    """
+    spec = as_experiment(experiment, options)
+    ms, alpha, test, rel_ci = list(spec.metrics), spec.alpha, spec.test, spec.rel_ci
+    alternative, arms, weights, seq = spec.alternative, spec.arms, spec.weights, spec.sequential
+    sequential, tuning_n = seq.always_valid, seq.tuning_n
+    bayes_draws, seed = spec.bayes_draws, spec.seed
     gs_bound = None
-    if gs_information is not None:
-        bounds = group_sequential_bounds(gs_information, alpha, gs_spending)
-        look = (
-            len(bounds)
-            if gs_look is None
-            else check_int("gs_look", gs_look, low=1, high=len(bounds))
-        )
-        gs_bound = bounds[look - 1]
-    control = str(control)
+    if seq.information is not None:
+        bounds = group_sequential_bounds(seq.information, alpha, seq.spending)
+        gs_bound = bounds[(seq.look or len(bounds)) - 1]
+    control = spec.control
     rows, arm_rows, srms = [], [], {}
     groups: dict[Any, list[dict[str, Any]]] = {}
     for r in agg.to_dict("records"):  # once: per-group to_dict costs ~10 ms each in pandas 3
@@ -344,7 +296,7 @@ def analyze_aggregates(
         arm_rows,
         srms,
         alpha=alpha,
-        correction=correction,
+        correction=spec.correction,
         sequential=sequential,
         group_sequential=gs_bound is not None,
     )
@@ -391,95 +343,51 @@ def _srm(recs: Mapping[str, Mapping[str, Any]], order: list[str], weights) -> SR
     return srm_check(counts, w)
 
 
-def analyze(
-    data: Any,
-    *,
-    arm_col: str,
-    control: Any,
-    metrics: Sequence[Metric | str],
-    experiment_col: str | None = None,
-    covariate: str | None = None,
-    denominator_covariate: str | None = None,
-    alpha: float = 0.05,
-    correction: str = "holm",
-    test: str = "auto",
-    alternative: str = "two-sided",
-    rel_ci: str = "delta",
-    weights: Mapping[str, float] | Sequence[float] | None = None,
-    arms: Sequence[str] | None = None,
-    sequential: bool = False,
-    tuning_n: float = 10_000,
-    gs_information: Sequence[float] | None = None,
-    gs_look: int | None = None,
-    gs_spending: str = "obf",
-    bayes_draws: int = 20_000,
-    seed: int = 20261127,
-) -> ExperimentResult:
+def analyze(data: Any, experiment: Experiment | None = None, **options: Any) -> ExperimentResult:
     """Analyse experiments x metrics x arms in one call.
 
     Args:
         data: a pandas/polars DataFrame, a CSV or Parquet path, a DuckDB relation, a
             DuckDB SQL query or a Spark DataFrame (aggregated on its SparkSession by
             the same SQL transpiled with sqlglot), with one row per user.
-        arm_col: column holding the arm of each user.
-        control: the control arm's value (compared as text).
-        metrics: :class:`Metric` objects or strings ``"NAME:proportion|mean[:COVARIATE]"``
-            / ``"NAME:ratio:DENOMINATOR[:COVARIATE[:DENOMINATOR_COVARIATE]]"``.
-        experiment_col: column identifying the experiment (one analysis each).
-        covariate: CUPED pre-period covariate for string metrics that name none: the
-            covariate of proportions and means, the numerator of a ratio's
-            pre-period ratio.
-        denominator_covariate: denominator of the pre-period ratio of string ratio
-            metrics (e.g. pre-period orders for revenue per order); needs ``covariate``.
-        alpha: significance level (intervals are at ``1 - alpha``).
-        correction: ``holm`` (default), ``hochberg``, ``bonferroni``, ``bh``, ``by`` or
-            ``none``, over all arms x metrics of each experiment.
-        test: ``auto``, ``z``, ``pooled_z``, ``welch``, ``fisher`` or ``barnard``.
-        alternative: ``two-sided``, ``greater`` or ``less``; with a one-sided
-            alternative the intervals are one-sided too (``abs_ci_high`` / ``rel_ci_high``
-            is ``inf`` for ``greater``, the lows ``-inf`` for ``less``), so a p-value below
-            ``alpha`` always means an interval that excludes 0.
-        rel_ci: interval of the relative lift: ``"delta"`` (default; delta method,
-            symmetric) or ``"fieller"`` (Fieller's theorem: asymmetric, better when the
-            control estimate is noisy, and it excludes 0 exactly when the z or Welch
-            test of the difference rejects; unbounded when the control estimate is not
-            significantly different from 0).
-        weights: intended allocation for the SRM check (mapping arm -> weight, or a list
-            with the control first then the other arms sorted); equal by default.
-        arms: arms that must be present (an absent arm is an error: zero users).
-        sequential: add always-valid p-values and confidence sequences (mSPRT).
-        tuning_n: sample size at which the confidence sequence is tightest.
-        gs_information: planned information fractions of all looks of a group-sequential
-            design (e.g. ``[0.25, 0.5, 0.75, 1]``); adds ``gs_z``, ``gs_bound`` (Lan-DeMets
-            boundary of this look) and ``gs_reject``.
-        gs_look: which look this analysis is (1-based; default the last).
-        gs_spending: ``"obf"`` (O'Brien-Fleming type) or ``"pocock"``.
-        bayes_draws: Monte Carlo draws for the Bayesian columns.
-        seed: seed of those draws.
+        experiment: an :class:`~engagelab.experiments.Experiment`: the arm column and
+            control arm, the metrics and covariates, the test, correction, alpha and the
+            sequential options (see its fields).
+        options: the experiment's fields as keywords, instead of ``experiment`` (or
+            overriding its fields): ``arm_col``, ``control``, ``metrics``,
+            ``experiment_col``, ``covariate``, ``denominator_covariate``, ``alpha``,
+            ``correction``, ``test``, ``alternative``, ``rel_ci``, ``weights``,
+            ``arms``, ``bayes_draws``, ``seed``, and the sequential options flat:
+            ``sequential`` (true: always-valid p-values and confidence sequences),
+            ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``. Both forms
+            give the same result.
+
+    With a one-sided ``alternative`` the intervals are one-sided too (``abs_ci_high`` /
+    ``rel_ci_high`` is ``inf`` for ``greater``, the lows ``-inf`` for ``less``), so a
+    p-value below ``alpha`` always means an interval that excludes 0. ``rel_ci="fieller"``
+    gives Fieller's interval of the relative lift: asymmetric, better when the control
+    estimate is noisy, excluding 0 exactly when the z or Welch test of the difference
+    rejects, unbounded when the control estimate is not significantly different from 0.
+    A group-sequential design (``Sequential(information=...)``) adds ``gs_z``,
+    ``gs_bound`` (the Lan-DeMets boundary of this look) and ``gs_reject``.
+
+    Example:
+        >>> import pandas as pd
+        >>> from engagelab.experiments import Experiment
+        >>> df = pd.DataFrame({"arm": ["A"] * 1000 + ["B"] * 1000,
+        ...                    "clicked": [1] * 100 + [0] * 900 + [1] * 150 + [0] * 850})
+        >>> exp = Experiment(control="A", metrics=("clicked:proportion",), correction="none")
+        >>> by_spec = analyze(df, exp).to_pandas()
+        >>> by_keywords = analyze(df, arm_col="arm", control="A", metrics=["clicked:proportion"],
+        ...                       correction="none").to_pandas()
+        >>> by_spec.equals(by_keywords), round(float(by_spec.p_value.iloc[0]), 5)
+        (True, 0.0007)
 
     Returns:
         An :class:`~engagelab.experiments.result.ExperimentResult`.
     """
-    ms = _metrics(metrics, covariate, denominator_covariate)
-    agg = aggregate(data, ms, arm_col, experiment_col)
+    exp = as_experiment(experiment, options)
+    agg = aggregate(data, list(exp.metrics), exp.arm_col, exp.experiment_col)
     if agg.empty:
         raise ValidationError("data", "<empty>", "must contain at least one user")
-    return analyze_aggregates(
-        agg,
-        control=control,
-        metrics=ms,
-        alpha=alpha,
-        correction=correction,
-        test=test,
-        alternative=alternative,
-        rel_ci=rel_ci,
-        weights=weights,
-        arms=arms,
-        sequential=sequential,
-        tuning_n=tuning_n,
-        gs_information=gs_information,
-        gs_look=gs_look,
-        gs_spending=gs_spending,
-        bayes_draws=bayes_draws,
-        seed=seed,
-    )
+    return analyze_aggregates(agg, exp)

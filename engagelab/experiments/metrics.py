@@ -30,13 +30,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pandas as pd
 
 from engagelab.errors import ValidationError
+from engagelab.frozen import frozen, replace_spec
 from engagelab.validate import check_choice, check_str
 
 __all__ = ["KINDS", "Metric", "aggregate", "aggregate_sql", "as_relation", "cross"]
@@ -59,6 +60,7 @@ _NUMERIC = (
 )
 
 
+@frozen
 @dataclass(frozen=True)
 class Metric:
     """One metric to analyse.
@@ -120,8 +122,8 @@ class Metric:
             )
 
     def replace(self, **changes: Any) -> Metric:
-        """A copy with some fields changed (metrics are immutable)."""
-        return replace(self, **changes)
+        """A copy with some fields changed (metrics are frozen), validated again."""
+        return replace_spec(self, changes)
 
     @classmethod
     def parse(
