@@ -179,12 +179,42 @@ class Schedule:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         check_str("schedule.cron", self.cron)
         if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
             raise SpecError("schedule.cron", self.cron, "must be a 5-field cron expression")
+        try:
+            croniter(self.cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+        except CroniterBadDateError:
+            raise SpecError("schedule.cron", self.cron,
+                            "never fires (no calendar date matches its day and month)") from None  # fmt: skip
         check_timezone("schedule.timezone", self.timezone)
+
+    def fires_per_day(self) -> tuple[str, ...]:
+        """Two local fire times of one day if the cron fires more than once a day, else ().
+
+        >>> Schedule("0 9,18 * * *").fires_per_day(), Schedule("30 2 * * 1-5").fires_per_day()
+        (('09:00', '18:00'), ())
+        """
+        from croniter import croniter
+
+        it = croniter(self.cron, dt.datetime(2026, 1, 1))
+        prev = it.get_next(dt.datetime)
+        for _ in range(400):  # a daily cron: one fire a day for a year; sub-daily: found at once
+            t = it.get_next(dt.datetime)
+            if t.date() == prev.date():
+                return (prev.strftime("%H:%M"), t.strftime("%H:%M"))
+            prev = t
+        return ()
+
+    def check_daily(self) -> None:
+        """Refuse a cron that fires more than once a day (runs are keyed by logical date)."""
+        times = self.fires_per_day()
+        if times:
+            raise SpecError("schedule.cron", self.cron,
+                            f"fires more than once a day ({times[0]} and {times[1]}); runs are keyed "
+                            "by logical date, so a job runs at most once a day: use a daily cron")  # fmt: skip
 
 
 @dataclass(frozen=True)
