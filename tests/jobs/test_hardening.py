@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,45 @@ def test_a_bad_parameters_date_runs_again_once_the_secret_is_set(jws, tmp_path, 
     assert r.status == "succeeded", r
     assert list(history(jws, "s")["status"]) == ["bad_parameters", "succeeded"]
     assert due_slots(jws, "s", now) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped running
+    except FileNotFoundError:
+        return False
+
+
+def test_the_kernel_dies_with_its_runner(jws, tmp_path):
+    pidfile = tmp_path / "kernel.pid"
+    nb = write_notebook(
+        tmp_path / "loop.ipynb",
+        f"pidfile = {str(pidfile)!r}\nledger = {str(tmp_path / 'sent.db')!r}",
+        "import os, pathlib, sqlite3, time\npathlib.Path(pidfile).write_text(str(os.getpid()))",
+        "con = sqlite3.connect(ledger, isolation_level=None)\n"
+        "con.execute('CREATE TABLE IF NOT EXISTS sent (message_key TEXT, attempt INTEGER)')\n"
+        "for i in range(100000):\n"
+        "    con.execute('INSERT INTO sent VALUES (?, 1)', (f'k{i}',))\n"
+        "    sum(range(6 * 10**7))  # C code holding the GIL: no Python thread can poll meanwhile",
+    )
+    add_job(jws, JobSpec(name="loop", notebook=str(nb)))
+    proc = cli("run", "loop", "-d", "2026-03-01", ws=jws, wait=False)
+    deadline = time.monotonic() + 120
+    while len(sent_rows(tmp_path)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    kernel = int(pidfile.read_text())
+    assert _alive(kernel)
+    proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    proc.wait()
+    while _alive(kernel) and time.monotonic() - killed < 5:
+        time.sleep(0.01)
+    gone_after = time.monotonic() - killed
+    assert not _alive(kernel), "the kernel outlived its runner"
+    print(f"kernel gone {gone_after:.3f} s after the runner was killed")
+    assert gone_after < 0.5, gone_after
+    n = len(sent_rows(tmp_path))
+    time.sleep(1.0)
+    assert len(sent_rows(tmp_path)) == n  # nothing more is sent after the runner died
