@@ -73,15 +73,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if "\n" in text else text[:500]
 
 
+def _scrub_text(text: str, secrets: list[str]) -> str:
+    # the same rule as engagelab.redact.Redactor (not imported: this process stays cheap)
+    forms = {f for value in secrets for f in (value, json.dumps(value)[1:-1])}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
 def _scrub(path: str, secrets: list[str]) -> None:
     if not secrets or not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
-    new = text
-    for value in secrets:
-        for form in {value, json.dumps(value)[1:-1]}:
-            new = new.replace(form, "***")
+    new = _scrub_text(text, secrets)
     if new != text:
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -141,6 +146,7 @@ def main() -> int:
             result["html_path"] = req["html"]
         except Exception as exc:  # a report failure must not hide the run's own outcome
             result["html_error"] = f"{type(exc).__name__}: {exc}"
+    result = {k: _scrub_text(v, secrets) if isinstance(v, str) else v for k, v in result.items()}
     tmp = req["result"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(result, fh)

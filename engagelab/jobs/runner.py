@@ -25,6 +25,7 @@ from engagelab.jobs import lease as _lease
 from engagelab.jobs.execute import Executor
 from engagelab.jobs.spec import JobSpec
 from engagelab.jobs.store import get_job
+from engagelab.redact import Redactor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -218,12 +219,14 @@ def run_job(
         nb_hash = _digest(nb.read_bytes())
     except ValidationError as exc:
         problem, nb_hash = exc, ""
+    # the secrets' values never reach the history, the output notebook, logs or messages
+    red = Redactor.from_env(spec.secret_env)
     hashes = {"params": _digest(json.dumps(resolved, sort_keys=True).encode()), "notebook": nb_hash,
               "spec": spec.fingerprint()}  # fmt: skip
     owner = uuid.uuid4().hex
     try:
-        claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after, params=resolved,
-                             hashes=hashes, trigger=trigger)  # fmt: skip
+        claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after,
+                             params=red.value(resolved), hashes=hashes, trigger=trigger)  # fmt: skip
     except BaseException:
         executor.cancel()
         raise
@@ -239,15 +242,18 @@ def run_job(
         if problem is not None:
             executor.cancel()
             rec = {"status": "bad_parameters", "error_class": "bad_parameters",
-                   "error_name": type(problem).__name__, "error_value": str(problem)}  # fmt: skip
+                   "error_name": type(problem).__name__, "error_value": red.text(str(problem))}  # fmt: skip
             _lease.finish_attempt(ws, run_id, **rec)
             attempts.append({"run_id": run_id, "attempt": attempt, **rec})
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             while True:
-                rec = _attempt(
+                rec = red.value(_attempt(
                     ws, spec, executor, nb, out_dir, date, attempt, resolved, owner, stop
-                )
+                ))  # fmt: skip
+                for key in ("output_path", "html_path"):  # the child scrubs them too
+                    if rec.get(key):
+                        red.file(rec[key])
                 _lease.finish_attempt(ws, run_id, **rec)
                 attempts.append({"run_id": run_id, "attempt": attempt, **rec})
                 st = rec["status"]
