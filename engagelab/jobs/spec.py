@@ -173,7 +173,11 @@ class Param:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When the job runs: a 5-field cron expression read in an IANA time zone."""
+    """When the job runs: a 5-field cron expression read in an IANA time zone.
+
+    A cron that can never fire (``0 2 30 2 *``) is refused; one that fires more than once
+    a day is refused by :func:`~engagelab.jobs.add_job` (runs are keyed by logical date).
+    """
 
     cron: str
     timezone: str = "UTC"
@@ -294,8 +298,9 @@ class JobSpec:
         params: declared parameters, name -> :class:`Param` (or its dict).
         fixed: parameter values always passed (checked against ``params`` if declared).
         schedule: a :class:`Schedule`; None for jobs run only on demand.
-        start: the first logical date the scheduler may run (``YYYY-MM-DD``); default:
-            the day the job was added (earlier slots are never caught up).
+        start: the first logical date the job may run (``YYYY-MM-DD``); default: the day
+            the job was added (earlier slots are never caught up). ``engagelab run`` /
+            ``run_job`` refuse an earlier date unless given ``--backfill`` / ``backfill=True``.
         catch_up: a :class:`CatchUp` policy for missed slots.
         retries: a :class:`Retries` policy (by default none; infrastructure failures only).
         cell_timeout: seconds (or ``'10m'``) a cell may run; None for no limit.
