@@ -37,7 +37,7 @@ PLUGIN_COMMANDS = {
     "init": ("engagelab.cli.workspace", "create a workspace"),
     "ingest": ("engagelab.cli.workspace", "validate and append a file of events or profiles"),
     "simulate": ("engagelab.cli.workspace", "simulate users and behaviour into a workspace"),
-    "sql": ("engagelab.cli.workspace", "run SQL (DuckDB dialect) over events and profiles"),
+    "sql": ("engagelab.cli.workspace", "run read-only SQL (DuckDB dialect) over events and profiles"),
     "segment": ("engagelab.cli.segments", "count, save or show the SQL of a segment"),
     "demo": ("engagelab.cli.demo", "the main job: workspace, simulated world, campaigns, reports"),
     "experiment": ("engagelab.cli.experiments", "design and analyse A/B/n experiments"),

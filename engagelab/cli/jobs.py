@@ -35,6 +35,8 @@ def register(sub: Any, common: argparse.ArgumentParser, wsopt: argparse.Argument
         help="a parameter (repeatable)",
     )
     s.add_argument("-f", "--params-file", help="YAML file of parameters (-p values win)")
+    s.add_argument("--backfill", action="store_true",
+                   help="allow a logical date before the job's start")  # fmt: skip
     s.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_run)
 
@@ -134,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     try:
         result = run_job(ws, args.job, args.logical_date, params, trigger=args.trigger,
-                         executor=executor)  # fmt: skip
+                         executor=executor, backfill=args.backfill)  # fmt: skip
     finally:
         ws.close()
     from engagelab.cli._common import emit
@@ -186,7 +188,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     try:
         df = list_jobs(ws)
         nxt = []
-        for name, paused in zip(df["name"], df["paused"], strict=True):
+        for name, paused, error in zip(df["name"], df["paused"], df["error"], strict=True):
+            if isinstance(error, str):
+                nxt.append(None)
+                continue
             spec = get_job(ws, name)
             slot = next_slot(spec.schedule) if spec.schedule and not paused else None
             nxt.append(slot.at.isoformat(timespec="minutes") if slot else None)
@@ -239,35 +244,43 @@ def cmd_run_due(args: argparse.Namespace) -> int:
     from engagelab.validate import check_datetime
 
     ws = _ws(args)
+    sched = Scheduler(ws)
     try:
-        results = Scheduler(ws).run_due(now=check_datetime("--now", args.now, allow_none=True))
+        results = sched.run_due(now=check_datetime("--now", args.now, allow_none=True))
     finally:
         ws.close()
-    emit([{"job": r.job, "logical_date": r.logical_date, "status": r.status} for r in results]
-         if args.format == "json" else "\n".join(repr(r) for r in results) or "nothing due", args.format)  # fmt: skip
-    return (
-        0
-        if all(r.status in ("succeeded", "already_succeeded", "already_running") for r in results)
-        else 1
-    )
+    rows: list[dict[str, Any]] = [{"job": r.job, "logical_date": r.logical_date, "status": r.status}
+                                  for r in results]  # fmt: skip
+    lines = [repr(r) for r in results]
+    for name, err in sched.errors.items():
+        rows.append({"job": name, "logical_date": None, "status": "error", "error": err})
+        lines.append(f"{name}: error: {err}")
+    emit(rows if args.format == "json" else "\n".join(lines) or "nothing due", args.format)
+    ok = ("succeeded", "already_succeeded", "already_running")
+    return 0 if all(r.status in ok for r in results) and not sched.errors else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import zoneinfo
+
     from engagelab.cli._common import emit
     from engagelab.errors import ValidationError
     from engagelab.jobs.export import write_airflow_dag, write_k8s_cronjob
-    from engagelab.jobs.store import get_job
+    from engagelab.jobs.lease import aware
+    from engagelab.jobs.store import job_info
 
     if not args.airflow and not args.k8s:
         raise ValidationError("export", None, "give --airflow DIR and/or --k8s DIR")
     ws = _ws(args)
     try:
-        spec = get_job(ws, args.job)
+        info = job_info(ws, args.job)
+        spec = info["spec"]
+        tz = zoneinfo.ZoneInfo(spec.schedule.timezone if spec.schedule else "UTC")
+        added = aware(info["created_at"]).astimezone(tz).date().isoformat()
         written = {}
         if args.airflow:
-            written["airflow"] = str(
-                write_airflow_dag(spec, args.airflow, workspace=str(ws.path), command=args.command)
-            )
+            written["airflow"] = str(write_airflow_dag(spec, args.airflow, workspace=str(ws.path),
+                                                       command=args.command, start=added))  # fmt: skip
         if args.k8s:
             written["k8s"] = str(write_k8s_cronjob(spec, args.k8s, workspace=str(ws.path), image=args.image,
                                                    command=args.command))  # fmt: skip

@@ -62,11 +62,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    ws = open_workspace(args)
+    """Read-only by default (see :mod:`engagelab.engines.readonly`); ``--unsafe`` runs the
+    text on the workspace's own engine, which can read and write any file."""
+    from engagelab.engines.readonly import check_read_only, read_only_query
+
     query = args.query
     if query == "-":
         query = sys.stdin.read()
-    emit(ws.sql(query), args.format)
+    if not args.unsafe:
+        check_read_only(query)  # refuse before the workspace is even opened
+    ws = open_workspace(args)
+    if args.unsafe:
+        emit(ws.sql(query), args.format)
+    else:
+        emit(read_only_query(ws.store.catalog(), query), args.format)
     return 0
 
 
@@ -113,8 +122,13 @@ def register(
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser(
-        "sql", parents=[common, wsopt], help="run SQL (DuckDB dialect) over events and profiles"
+        "sql", parents=[common, wsopt], help="run read-only SQL (DuckDB dialect) over events and profiles"
     )
     s.add_argument("query", help="the SQL text, or - to read it from stdin")
+    s.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="trusted use only: allow any statement and any file (COPY, ATTACH, read_csv, ...)",
+    )
     s.set_defaults(func=cmd_sql)
 

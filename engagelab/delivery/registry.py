@@ -13,8 +13,11 @@ Which provider serves a channel, and its options, come from (highest first):
          email: {type: smtp, host: smtp.example.org, port: 587, security: starttls,
                  username: mailer, password_env: SMTP_PASSWORD}
          push:  {type: http, url: https://push.example.org/send, token_env: PUSH_TOKEN}
+         webhook: {type: http, token_env: HOOK_TOKEN, allowed_hosts: [hooks.example.org]}
 
-   where ``<option>_env: NAME`` reads the option from environment variable ``NAME``.
+   where ``<option>_env: NAME`` reads the option from environment variable ``NAME``. An
+   http provider's token goes only to ``allowed_hosts`` (default: the host of ``url``;
+   ``ENGAGELAB_WEBHOOK_ALLOWED_HOSTS=a.example,b.example`` from the environment).
 
 The default type is ``outbox`` for channels we send, ``inbox`` for pulled channels and
 ``export`` for the remarketing audiences. Credentials are never read from campaign specs
@@ -61,6 +64,8 @@ _OPTIONS = {
         "backoff",
         "backoff_max",
         "max_retry_after",
+        "deadline",
+        "allowed_hosts",
         "token",
         "verify",
     ],

@@ -1,8 +1,9 @@
 """The papermill process of one job attempt (run as a script, never imported by engagelab).
 
 Started by :mod:`engagelab.jobs.execute` *before* the runner has finished its own checks,
-so importing papermill overlaps with them. It asks the kernel to die with it (Linux
-``PR_SET_PDEATHSIG``; the kernel's own parent poller follows), reads one JSON request from
+so importing papermill overlaps with them. It asks to die with the runner (Linux
+``PR_SET_PDEATHSIG``) and starts the kernel through ``_kernel.py``, which asks the same
+for the kernel, so a killed runner leaves no kernel running. It reads one JSON request from
 stdin (an empty stdin means "not needed": exit 0), runs papermill, classifies the outcome
 from the exception type only, scrubs secret values from the output notebook, optionally
 renders HTML, and writes a JSON result file. It imports nothing from engagelab so that
@@ -27,6 +28,21 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before we asked
         os._exit(3)
+
+
+def _kernel_manager_class() -> type:
+    """nbclient's kernel manager, starting the kernel through ``_kernel.py`` so that it
+    gets ``PR_SET_PDEATHSIG`` too (it dies the moment this process dies)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    wrapper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel.py")
+
+    class DieWithParentKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list | None = None) -> list:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [sys.executable, wrapper, str(os.getpid()), *cmd]
+
+    return DieWithParentKernelManager
 
 
 def _classify(exc: BaseException) -> dict:
@@ -57,15 +73,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if "\n" in text else text[:500]
 
 
+def _scrub_text(text: str, secrets: list[str]) -> str:
+    # the same rule as engagelab.redact.Redactor (not imported: this process stays cheap)
+    forms = {f for value in secrets for f in (value, json.dumps(value)[1:-1])}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
 def _scrub(path: str, secrets: list[str]) -> None:
     if not secrets or not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
-    new = text
-    for value in secrets:
-        for form in {value, json.dumps(value)[1:-1]}:
-            new = new.replace(form, "***")
+    new = _scrub_text(text, secrets)
     if new != text:
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -113,7 +134,7 @@ def main() -> int:
         pm.execute_notebook(
             req["input"], req["output"], parameters=req["parameters"], kernel_name=req["kernel_name"],
             execution_timeout=req.get("cell_timeout"), progress_bar=False, log_output=False,
-            cwd=req.get("cwd"), autosave_cell_every=0,
+            cwd=req.get("cwd"), autosave_cell_every=0, kernel_manager_class=_kernel_manager_class(),
         )  # fmt: skip
     except BaseException as exc:  # noqa: BLE001  (every outcome is classified and reported)
         result = _classify(exc)
@@ -125,6 +146,7 @@ def main() -> int:
             result["html_path"] = req["html"]
         except Exception as exc:  # a report failure must not hide the run's own outcome
             result["html_error"] = f"{type(exc).__name__}: {exc}"
+    result = {k: _scrub_text(v, secrets) if isinstance(v, str) else v for k, v in result.items()}
     tmp = req["result"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(result, fh)

@@ -14,15 +14,17 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import shlex
 from pathlib import Path
 
 import yaml
 
 from engagelab.errors import ValidationError
+from engagelab.jobs.runner import EXIT_CODES
 from engagelab.jobs.spec import JobSpec
 
-__all__ = ["airflow_dag", "k8s_cronjob", "run_command", "write_airflow_dag", "write_k8s_cronjob"]
+__all__ = ["SKIP_EXIT_CODES", "airflow_dag", "k8s_cronjob", "run_command", "write_airflow_dag", "write_k8s_cronjob"]
 
 
 def run_command(spec: JobSpec, workspace: str, date: str, command: str = "engagelab") -> str:
@@ -36,9 +38,25 @@ def _need_schedule(spec: JobSpec) -> None:
         raise ValidationError("schedule", None, f"job {spec.name!r} has no schedule to export")
 
 
-def airflow_dag(spec: JobSpec, workspace: str, command: str = "engagelab") -> str:
-    """Python source of an Airflow DAG running ``spec`` through a BashOperator."""
+#: Exit codes of ``engagelab run`` that mean "nothing to do" (another runner holds the run
+#: key; it already succeeded): the Airflow task is skipped, not failed.
+SKIP_EXIT_CODES = (EXIT_CODES["already_running"], EXIT_CODES["already_succeeded"])
+
+
+def airflow_dag(
+    spec: JobSpec, workspace: str, command: str = "engagelab", *, start: str | None = None
+) -> str:
+    """Python source of an Airflow DAG running ``spec`` through a BashOperator.
+
+    The DAG starts at the job's ``start`` (else ``start``, the day the job was added),
+    catches up only if the job's policy is ``all``, and skips (not fails) the task on
+    exit codes 20 (already running) and 21 (already succeeded).
+    """
     _need_schedule(spec)
+    first = spec.start or start
+    if first is None:
+        raise ValidationError("start", None, f"job {spec.name!r} has no start date to export")
+    y, m, d = (int(x) for x in dt.date.fromisoformat(first).isoformat().split("-"))
     cmd = run_command(spec, workspace, "{{ ds }}", command)
     catchup = spec.catch_up.policy == "all"
     retries = spec.retries.count
@@ -55,7 +73,7 @@ from airflow.operators.bash import BashOperator
 with DAG(
     dag_id={"engagelab_" + spec.name.replace("-", "_").replace(".", "_")!r},
     schedule={spec.schedule.cron!r},
-    start_date=pendulum.datetime(2024, 1, 1, tz={spec.schedule.timezone!r}),
+    start_date=pendulum.datetime({y}, {m}, {d}, tz={spec.schedule.timezone!r}),
     catchup={catchup!r},
     max_active_runs=1,
     tags=["engagelab"],
@@ -64,6 +82,7 @@ with DAG(
         task_id="engagelab_run",
         bash_command={cmd!r},
         retries={retries!r},
+        skip_on_exit_code={list(SKIP_EXIT_CODES)!r},  # already running / already succeeded
     )
 '''
 
@@ -102,12 +121,17 @@ def k8s_cronjob(
 
 
 def write_airflow_dag(
-    spec: JobSpec, directory: str | Path, *, workspace: str, command: str = "engagelab"
+    spec: JobSpec,
+    directory: str | Path,
+    *,
+    workspace: str,
+    command: str = "engagelab",
+    start: str | None = None,
 ) -> Path:
     """Write ``<directory>/engagelab_<job>.py``; returns its path."""
     path = Path(directory) / f"engagelab_{spec.name.replace('-', '_').replace('.', '_')}.py"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(airflow_dag(spec, workspace, command))
+    path.write_text(airflow_dag(spec, workspace, command, start=start))
     return path
 
 

@@ -25,13 +25,14 @@ from engagelab.jobs import lease as _lease
 from engagelab.jobs.execute import Executor
 from engagelab.jobs.spec import JobSpec
 from engagelab.jobs.store import get_job
+from engagelab.redact import Redactor
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from engagelab.storage.statedb import WorkspaceState
 
-__all__ = ["EXIT_CODES", "RunResult", "output_dir", "parse_logical_date", "run_job"]
+__all__ = ["EXIT_CODES", "RunResult", "output_dir", "parse_logical_date", "preflight", "run_job"]
 
 #: Exit codes of ``engagelab run`` by outcome (1 and 2 are generic errors and usage).
 EXIT_CODES = {
@@ -131,6 +132,32 @@ def notebook_path(ws: WorkspaceState, spec: JobSpec) -> Path:
     return p if p.is_absolute() else Path(ws.path) / p
 
 
+def _checked_params(ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None) -> dict[str, Any]:
+    import os
+
+    resolved = spec.resolve_params(params)
+    nb = notebook_path(ws, spec)
+    if not nb.is_file():
+        raise ValidationError("notebook", str(nb), "does not exist")
+    missing = [v for v in spec.secret_env if not os.environ.get(v)]
+    if missing:
+        raise ValidationError("secret_env", missing[0], "is not set in the environment")
+    return resolved
+
+
+def preflight(ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None = None) -> str | None:
+    """Why a run of ``spec`` would fail as ``bad_parameters`` now (None: it would start).
+
+    The checks ``run_job`` makes before starting a kernel: parameters, the notebook's
+    presence and the secret environment variables' presence.
+    """
+    try:
+        _checked_params(ws, spec, params)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -145,6 +172,7 @@ def run_job(
     stop: threading.Event | None = None,
     sleep: Any = time.sleep,
     executor: Executor | None = None,
+    backfill: bool = False,
 ) -> RunResult:
     """Run job ``name`` for ``logical_date`` (once per run key), with the job's retries.
 
@@ -160,6 +188,12 @@ def run_job(
             (``Executor.for_workspace(ws.path)``; ``engagelab run`` starts it before opening
             the state database, so papermill's import overlaps all of this); it is
             stopped if it is not needed.
+        backfill: allow a logical date before the job's ``start`` (refused otherwise: a
+            run for a date the job did not exist for usually sends what nobody wanted).
+
+    Raises:
+        ValidationError: an unknown job, a malformed date, or a date before the job's
+            ``start`` without ``backfill``.
 
     Returns:
         a :class:`RunResult`; ``.exit_code`` is what ``engagelab run`` exits with.
@@ -167,6 +201,9 @@ def run_job(
     try:
         spec = get_job(ws, name)
         date = parse_logical_date(logical_date)
+        if spec.start and date < spec.start and not backfill:
+            raise ValidationError("logical_date", date, f"is before job {name!r}'s start "
+                                  f"({spec.start}); pass --backfill (backfill=True) to run it")  # fmt: skip
     except BaseException:
         if executor is not None:
             executor.cancel()
@@ -178,23 +215,18 @@ def run_job(
     problem: Exception | None = None
     resolved: dict[str, Any] = {}
     try:
-        resolved = spec.resolve_params(params)
-        if not nb.is_file():
-            raise ValidationError("notebook", str(nb), "does not exist")
-        import os
-
-        missing = [v for v in spec.secret_env if not os.environ.get(v)]
-        if missing:
-            raise ValidationError("secret_env", missing[0], "is not set in the environment")
+        resolved = _checked_params(ws, spec, params)
         nb_hash = _digest(nb.read_bytes())
     except ValidationError as exc:
         problem, nb_hash = exc, ""
+    # the secrets' values never reach the history, the output notebook, logs or messages
+    red = Redactor.from_env(spec.secret_env)
     hashes = {"params": _digest(json.dumps(resolved, sort_keys=True).encode()), "notebook": nb_hash,
               "spec": spec.fingerprint()}  # fmt: skip
     owner = uuid.uuid4().hex
     try:
-        claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after, params=resolved,
-                             hashes=hashes, trigger=trigger)  # fmt: skip
+        claim = _lease.claim(ws, name, date, owner, stale_after=spec.stale_after,
+                             params=red.value(resolved), hashes=hashes, trigger=trigger)  # fmt: skip
     except BaseException:
         executor.cancel()
         raise
@@ -210,15 +242,18 @@ def run_job(
         if problem is not None:
             executor.cancel()
             rec = {"status": "bad_parameters", "error_class": "bad_parameters",
-                   "error_name": type(problem).__name__, "error_value": str(problem)}  # fmt: skip
+                   "error_name": type(problem).__name__, "error_value": red.text(str(problem))}  # fmt: skip
             _lease.finish_attempt(ws, run_id, **rec)
             attempts.append({"run_id": run_id, "attempt": attempt, **rec})
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             while True:
-                rec = _attempt(
+                rec = red.value(_attempt(
                     ws, spec, executor, nb, out_dir, date, attempt, resolved, owner, stop
-                )
+                ))  # fmt: skip
+                for key in ("output_path", "html_path"):  # the child scrubs them too
+                    if rec.get(key):
+                        red.file(rec[key])
                 _lease.finish_attempt(ws, run_id, **rec)
                 attempts.append({"run_id": run_id, "attempt": attempt, **rec})
                 st = rec["status"]

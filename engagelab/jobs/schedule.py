@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from engagelab.errors import EngagelabError
 from engagelab.jobs.lease import aware
 from engagelab.jobs.spec import JobSpec, Schedule
 from engagelab.jobs.store import job_info, jobs_table, leases_table, runs_table
@@ -88,9 +89,10 @@ def _utc(t: dt.datetime) -> dt.datetime:
 def due_slots(ws: WorkspaceState, name: str, now: dt.datetime | None = None) -> list[Slot]:
     """The slots of job ``name`` to run now, oldest first, per its catch-up policy.
 
-    A slot is *pending* if its logical date has no attempt, or only a ``running`` attempt
-    whose lease is gone or stale (a dead runner: running it again takes over and records
-    the ``crashed`` attempt). Slots before the job's ``start`` (or, without one, before it
+    A slot is *pending* if its logical date has no attempt, a ``running`` attempt whose
+    lease is gone or stale (a dead runner: running it again takes over and records the
+    ``crashed`` attempt), or only failed attempts including a ``bad_parameters`` one whose
+    cause is fixed now (the run never started, so it is not done). Slots before the job's ``start`` (or, without one, before it
     was added) never run; ``max_staleness`` drops older slots. Policies: ``all`` = every
     pending slot; ``latest`` = the most recent slot if pending; ``none`` = a pending slot
     only within ``max_staleness`` (default 1 hour) of its time.
@@ -135,13 +137,25 @@ def _pending(ws: WorkspaceState, spec: JobSpec, dates: set[str], clock: dt.datet
     for r in runs:
         statuses.setdefault(r.logical_date, set()).add(r.status)
     out = set()
+    fixed: bool | None = None  # is the cause of a bad_parameters attempt gone? (checked once)
     for d in dates:
         st = statuses.get(d)
         if not st:
             out.add(d)
-        elif "running" in st and "succeeded" not in st:
+        elif "succeeded" in st:
+            continue
+        elif "running" in st:
             hb = leases.get(d)
             if hb is None or (clock - hb).total_seconds() >= spec.stale_after:
+                out.add(d)
+        elif "bad_parameters" in st:
+            # the run never started: once its cause (a missing secret, notebook or
+            # parameter) is fixed, the slot is due again; until then it is not retried
+            if fixed is None:
+                from engagelab.jobs.runner import preflight
+
+                fixed = preflight(ws, spec) is None
+            if fixed:
                 out.add(d)
     return out
 
@@ -163,6 +177,8 @@ class Scheduler:
         self.poll = poll
         self.on_stop = check_choice("on_stop", on_stop, ["finish", "abandon"])
         self.stop_event = threading.Event()
+        #: job -> error of the last pass's jobs that could not be scheduled
+        self.errors: dict[str, str] = {}
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler)."""
@@ -171,7 +187,8 @@ class Scheduler:
     def run_due(self, now: dt.datetime | None = None, *, progress: Any = None) -> list[Any]:
         """One pass: run every due slot of every unpaused job, oldest first; the results.
 
-        ``progress(text)``, if given, is called before and after each run.
+        ``progress(text)``, if given, is called before and after each run. A job whose
+        stored spec cannot be read is skipped and its error kept in :attr:`errors`.
         """
         from engagelab.jobs.runner import run_job
 
@@ -179,9 +196,17 @@ class Scheduler:
             names = [r[0] for r in conn.execute(sa.select(jobs_table.c.name).where(jobs_table.c.paused == sa.false())
                                                 .order_by(jobs_table.c.name))]  # fmt: skip
         results = []
+        self.errors = {}
         abandon = self.stop_event if self.on_stop == "abandon" else None
         for name in names:
-            for slot in due_slots(self.ws, name, now):
+            try:
+                slots = due_slots(self.ws, name, now)
+            except EngagelabError as exc:  # one job's unreadable spec must not stop the others
+                self.errors[name] = str(exc)
+                if progress:
+                    progress(f"{name}: error: {exc}")
+                continue
+            for slot in slots:
                 if self.stop_event.is_set():
                     return results
                 if progress:
@@ -200,6 +225,9 @@ class Scheduler:
             for r in self.run_due():
                 if log:
                     log(f"{r.job} {r.logical_date}: {r.status}")
+            for name, err in self.errors.items():
+                if log:
+                    log(f"{name}: error: {err}")
             passes += 1
             self.stop_event.wait(self._sleep_for())
         return passes
@@ -212,7 +240,10 @@ class Scheduler:
                 sa.select(jobs_table.c.spec).where(jobs_table.c.paused == sa.false())
             ).all()
         for r in rows:
-            spec = JobSpec.from_yaml(r.spec)
+            try:
+                spec = JobSpec.from_yaml(r.spec)
+            except EngagelabError:
+                continue  # reported by run_due
             if spec.schedule is not None:
                 nxt = next_slot(spec.schedule, now)
                 if nxt is not None:

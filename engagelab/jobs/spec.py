@@ -173,18 +173,52 @@ class Param:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When the job runs: a 5-field cron expression read in an IANA time zone."""
+    """When the job runs: a 5-field cron expression read in an IANA time zone.
+
+    A cron that can never fire (``0 2 30 2 *``) is refused; one that fires more than once
+    a day is refused by :func:`~engagelab.jobs.add_job` (runs are keyed by logical date).
+    """
 
     cron: str
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         check_str("schedule.cron", self.cron)
         if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
             raise SpecError("schedule.cron", self.cron, "must be a 5-field cron expression")
+        try:
+            croniter(self.cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+        except CroniterBadDateError:
+            raise SpecError("schedule.cron", self.cron,
+                            "never fires (no calendar date matches its day and month)") from None  # fmt: skip
         check_timezone("schedule.timezone", self.timezone)
+
+    def fires_per_day(self) -> tuple[str, ...]:
+        """Two local fire times of one day if the cron fires more than once a day, else ().
+
+        >>> Schedule("0 9,18 * * *").fires_per_day(), Schedule("30 2 * * 1-5").fires_per_day()
+        (('09:00', '18:00'), ())
+        """
+        from croniter import croniter
+
+        it = croniter(self.cron, dt.datetime(2026, 1, 1))
+        prev = it.get_next(dt.datetime)
+        for _ in range(400):  # a daily cron: one fire a day for a year; sub-daily: found at once
+            t = it.get_next(dt.datetime)
+            if t.date() == prev.date():
+                return (prev.strftime("%H:%M"), t.strftime("%H:%M"))
+            prev = t
+        return ()
+
+    def check_daily(self) -> None:
+        """Refuse a cron that fires more than once a day (runs are keyed by logical date)."""
+        times = self.fires_per_day()
+        if times:
+            raise SpecError("schedule.cron", self.cron,
+                            f"fires more than once a day ({times[0]} and {times[1]}); runs are keyed "
+                            "by logical date, so a job runs at most once a day: use a daily cron")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -264,8 +298,9 @@ class JobSpec:
         params: declared parameters, name -> :class:`Param` (or its dict).
         fixed: parameter values always passed (checked against ``params`` if declared).
         schedule: a :class:`Schedule`; None for jobs run only on demand.
-        start: the first logical date the scheduler may run (``YYYY-MM-DD``); default:
-            the day the job was added (earlier slots are never caught up).
+        start: the first logical date the job may run (``YYYY-MM-DD``); default: the day
+            the job was added (earlier slots are never caught up). ``engagelab run`` /
+            ``run_job`` refuse an earlier date unless given ``--backfill`` / ``backfill=True``.
         catch_up: a :class:`CatchUp` policy for missed slots.
         retries: a :class:`Retries` policy (by default none; infrastructure failures only).
         cell_timeout: seconds (or ``'10m'``) a cell may run; None for no limit.

@@ -39,7 +39,14 @@ __all__ = [
 
 
 def add_job(ws: WorkspaceState, spec: JobSpec, *, replace: bool = False) -> JobSpec:
-    """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag)."""
+    """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag).
+
+    Raises:
+        SpecError: the name is taken (without ``replace``), or the schedule fires more
+            than once a day (runs are keyed by logical date).
+    """
+    if spec.schedule is not None:
+        spec.schedule.check_daily()
     now = utcnow()
     row = {
         "name": spec.name,
@@ -100,7 +107,8 @@ def set_paused(ws: WorkspaceState, name: str, paused: bool) -> None:
 
 
 def list_jobs(ws: WorkspaceState) -> pd.DataFrame:
-    """One row per job: name, notebook, cron, time zone, paused, last date and status."""
+    """One row per job: name, notebook, cron, time zone, paused, last date and status, and
+    ``error`` (why a stored spec cannot be read any more, else None)."""
     with ws.state.read() as conn:
         rows = conn.execute(sa.select(jobs_table).order_by(jobs_table.c.name)).all()
         last = {}
@@ -110,8 +118,14 @@ def list_jobs(ws: WorkspaceState) -> pd.DataFrame:
             last[r.name] = conn.execute(q).first()
     out = []
     for r in rows:
-        spec = JobSpec.from_yaml(r.spec)
         lr = last[r.name]
+        try:
+            spec = JobSpec.from_yaml(r.spec)
+        except SpecError as exc:  # a spec stored by an older version that is no longer valid
+            out.append({"name": r.name, "notebook": None, "cron": None, "timezone": None,
+                        "paused": bool(r.paused), "last_date": lr.logical_date if lr else None,
+                        "last_status": lr.status if lr else None, "error": str(exc)})  # fmt: skip
+            continue
         out.append({
             "name": r.name, "notebook": spec.notebook,
             "cron": spec.schedule.cron if spec.schedule else None,
@@ -119,8 +133,9 @@ def list_jobs(ws: WorkspaceState) -> pd.DataFrame:
             "paused": bool(r.paused),
             "last_date": lr.logical_date if lr else None,
             "last_status": lr.status if lr else None,
+            "error": None,
         })  # fmt: skip
-    cols = ["name", "notebook", "cron", "timezone", "paused", "last_date", "last_status"]
+    cols = ["name", "notebook", "cron", "timezone", "paused", "last_date", "last_status", "error"]
     import pandas as pd  # here, not at the top: the run path never needs pandas
 
     return pd.DataFrame(out, columns=cols)

@@ -126,3 +126,152 @@ def test_backoff_and_retry_after_helpers():
 def test_http_provider_needs_a_url_for_gateways():
     with pytest.raises(ValueError, match=r"providers.sms.url"):
         HttpProvider(channel="sms")
+
+
+# ------------------------------------------------------------ credentials bound to hosts
+class TrickleServer:
+    """A loopback HTTP server that answers one byte every ``interval`` seconds.
+
+    ``where`` is ``"headers"`` (the status line and headers trickle) or ``"body"`` (the
+    headers arrive at once, then a 1 kB body trickles).
+    """
+
+    def __init__(self, interval: float, where: str = "headers"):
+        import socket
+        import threading
+
+        self.interval, self.where = interval, where
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        import threading
+
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        with conn:
+            conn.recv(65536)
+            self.requests += 1
+            body = b"x" * 1000
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            data = head + body
+            if self.where == "body":
+                conn.sendall(head)
+                data = body
+            for i in range(len(data)):
+                if self.stop.is_set():
+                    return
+                try:
+                    conn.sendall(data[i : i + 1])
+                except OSError:
+                    return  # the client gave up
+                time.sleep(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_token_is_sent_only_to_allowed_hosts(ws, monkeypatch):
+    with HttpServer() as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        ws.config["providers"] = {"webhook": {"type": "http", "allowed_hosts": [f"localhost:{port}"]}}
+        monkeypatch.setenv("ENGAGELAB_WEBHOOK_TOKEN", "tok-secret-1")
+        p = provider_for("webhook", ws)
+        good = hooks(f"http://localhost:{port}", ["good"])
+        bad = hooks(srv.url, ["bad"])  # 127.0.0.1 is not on the list
+        [r_bad] = p.deliver(bad)
+        [r_good] = p.deliver(good)
+        p.close()
+    assert r_good.ok and srv.headers["good"]["Authorization"] == "Bearer tok-secret-1"
+    assert not r_bad.ok and r_bad.permanent
+    assert "127.0.0.1" in r_bad.error and "providers.webhook.allowed_hosts" in r_bad.error
+    assert "tok-secret-1" not in r_bad.error
+    assert srv.attempts["bad"] == 0 and "bad" not in srv.headers  # no request was made
+
+
+def test_a_token_without_an_allow_list_goes_nowhere_but_the_configured_url(ws, monkeypatch):
+    monkeypatch.setenv("ENGAGELAB_WEBHOOK_TOKEN", "tok-secret-2")
+    with HttpServer() as srv:
+        ws.config["providers"] = {"webhook": {"type": "http"}}
+        p = provider_for("webhook", ws)
+        [r] = p.deliver(hooks(srv.url, ["k"]))
+        p.close()
+        assert not r.ok and r.permanent and "none configured" in r.error
+        assert srv.attempts["k"] == 0
+        # a gateway's url is its own allow-list
+        gw = HttpProvider(channel="push", url=srv.url + "/push", token="t0k3n")
+        assert gw.allowed_hosts == {srv.url.split("//")[1]}
+        with pytest.raises(ValueError, match=r"providers.push.allowed_hosts"):
+            HttpProvider(channel="push", url=srv.url, token="t", allowed_hosts=["other.example"])
+        with pytest.raises(ValueError, match=r"host name or host:port, not a URL"):
+            HttpProvider(allowed_hosts=["https://hooks.example.org/x"])
+
+
+def test_content_headers_cannot_override_engagelabs_own(ws):
+    with HttpServer() as srv:
+        content = WebhookContent(
+            url=srv.url + "/hook",
+            headers={"Idempotency-Key": "attacker", "content-type": "text/plain",
+                     "User-Agent": "evil", "X-Campaign": "spring"},
+            body={"a": 1},
+        )  # fmt: skip
+        payload = preview(content, {"user_id": "u1"})
+        payload["headers"]["Authorization"] = "Bearer stolen"  # even past the content checks
+        m = message("real-key", None, payload, channel="webhook")
+        p = HttpProvider(token="tok-own", allowed_hosts=["127.0.0.1"])
+        with pytest.warns(UserWarning, match="cannot be overridden"):
+            [r] = p.deliver([m])
+        p.close()
+    assert r.ok, r.error
+    got = srv.headers["real-key"]  # recorded under the key that really arrived
+    assert "attacker" not in srv.headers
+    assert got["Idempotency-Key"] == "real-key"
+    assert got["Authorization"] == "Bearer tok-own"
+    assert got["Content-Type"] == "application/json" and got["User-Agent"] == "engagelab"
+    assert got["X-Campaign"] == "spring"
+
+
+# ------------------------------------------------------------ bounded work
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_trickling_endpoint_is_cut_at_the_attempt_deadline(where):
+    with TrickleServer(interval=0.25, where=where) as srv:
+        # each byte arrives well within the 5 s per-operation timeout
+        p = HttpProvider(timeout=5, deadline=1.5, retries=1, backoff=0.01, concurrency=1)
+        t0 = time.monotonic()
+        [r] = p.deliver(hooks(srv.url, ["slow"]))
+        elapsed = time.monotonic() - t0
+        p.close()
+    assert not r.ok and not r.permanent
+    assert "deadline" in r.error and "gave up after 2 attempts" in r.error
+    assert srv.requests == 2
+    assert 2.9 <= elapsed < 4.5  # two attempts of 1.5 s, not 1000 bytes x 0.25 s
+
+
+def test_retry_after_over_the_cap_is_a_transient_failure_at_once():
+    with HttpServer({"long": ["429:3600"], "short": ["429:1"]}) as srv:
+        p = HttpProvider(retries=3, backoff=0.01, max_retry_after=5, concurrency=1)
+        t0 = time.monotonic()
+        [r] = p.deliver(hooks(srv.url, ["long"]))
+        elapsed = time.monotonic() - t0
+        [ok] = p.deliver(hooks(srv.url, ["short"]))
+        p.close()
+    assert not r.ok and not r.permanent
+    assert "Retry-After 3600 s is over max_retry_after (5 s)" in r.error
+    assert srv.attempts["long"] == 1 and srv.processed["long"] == 0
+    assert elapsed < 2
+    assert ok.ok and srv.attempts["short"] == 2  # a Retry-After under the cap is honoured

@@ -52,7 +52,7 @@ def test_scheduler_stops_cleanly_on_sigterm(jws, tmp_path, on_stop):
     nb = write_notebook(tmp_path / "slow.ipynb", f"flag = {str(flag)!r}",
                         "import pathlib, time\npathlib.Path(flag).touch()\ntime.sleep(6)\nprint('done')")  # fmt: skip
     today = dt.datetime.now(dt.UTC).date()
-    spec = JobSpec(name="slow", notebook=str(nb), schedule={"cron": "* * * * *", "timezone": "UTC"},
+    spec = JobSpec(name="slow", notebook=str(nb), schedule={"cron": "0 0 * * *", "timezone": "UTC"},
                    start=today.isoformat(), catch_up={"policy": "latest"})  # fmt: skip
     add_job(jws, spec)
     proc = cli("scheduler", "--poll", "1", "--on-stop", on_stop, ws=jws, wait=False)
