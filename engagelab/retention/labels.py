@@ -166,10 +166,9 @@ class LabelRetention:
 
     def plot(self, ax: Any = None) -> Any:
         """The labels' "All cohorts" curves with interval bands on one axis."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
-        fig = Figure(figsize=(7, 4))
-        ax = ax or fig.add_subplot()
+        ax = ax if ax is not None else new_figure(figsize=(7, 4)).add_subplot()
         for label, res in self.results.items():
             if not res.empty:
                 object.__setattr__(res, "name", label)
@@ -272,10 +271,9 @@ class LabelEffect:
 
     def plot(self, ax: Any = None) -> Any:
         """Bar chart of the groups' rates with their Wilson intervals."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
-        fig = Figure(figsize=(5, 3.5))
-        ax = ax or fig.add_subplot()
+        ax = ax if ax is not None else new_figure(figsize=(5, 3.5)).add_subplot()
         g = self.groups
         err = np.vstack([g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]])
         ax.bar(

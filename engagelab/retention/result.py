@@ -248,10 +248,10 @@ class RetentionResult:
 
     def plot(self, ax: Any = None, cohorts: bool = False) -> Any:
         """Retention curves with interval bands ("All cohorts", or every cohort); returns the Figure."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
         if ax is None:
-            fig = Figure(figsize=(7, 4))
+            fig = new_figure(figsize=(7, 4))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
