@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "png_bytes", "png_data_uri", "svg_text"]
+__all__ = ["Chart", "new_figure", "png_bytes", "png_data_uri", "svg_text"]  # noqa: F822 (Chart: built on first use)
 
 _CHART_CLASS: type | None = None
 
