@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LabelEffect", "LabelRetention", "label_effect", "label_retention", "labels_in_use"]
 
+#: Bar colour of each group in :meth:`LabelEffect.plot`.
+GROUP_COLOURS = {"sent": "#1f77b4", "holdout": "#7f7f7f", "everyone else": "#c7c7c7"}
+
 SELECTION_WARNING = (
     "observational: users sent a label are selected (reachable, active, targeted), so "
     "'sent − everyone else' mixes the label's effect with selection bias; use the holdout "
@@ -295,7 +298,7 @@ class LabelEffect:
             g["rate"],
             yerr=err,
             capsize=6,
-            color=["#1f77b4", "#7f7f7f", "#c7c7c7"][: len(g)],
+            color=[GROUP_COLOURS.get(str(x), "#c7c7c7") for x in g["group"]],
         )
         ax.set_ylabel(f"day-{self.day} retention")
         ax.set_title(f"{self.label}: sent vs holdout vs everyone else")
