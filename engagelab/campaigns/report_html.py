@@ -197,7 +197,7 @@ def uplift_svg(estimate: Any, low: Any, high: Any, *, scale: float, width: int =
     )
 
 
-def _uplift_cell(row: Mapping[str, Any], scale: float) -> str:
+def _uplift_cell(row: Mapping[Any, Any], scale: float) -> str:
     est, lo, hi = row.get("uplift"), row.get("uplift_ci_low"), row.get("uplift_ci_high")
     cls = uplift_class(est, lo, hi)
     if not cls:

@@ -70,7 +70,7 @@ def list_campaigns(ws: Core) -> pd.DataFrame:
         specs = conn.execute(
             sa.select(L.campaigns_table).order_by(L.campaigns_table.c.id)
         ).fetchall()
-        nruns = dict(
+        nruns: dict[str, int] = dict(
             conn.execute(
                 sa.select(L.runs.c.campaign_id, sa.func.count()).group_by(L.runs.c.campaign_id)
             ).fetchall()
