@@ -18,23 +18,50 @@ window, DND, passed slots, exploration with propensities); :func:`policy` /
 time split (hit rate, replay on exploration logs, simulator truth).
 
 Example:
+    >>> from engagelab.besttime import BestTimeOptions
     >>> o = BestTimeOptions(mode="clevertap", window=("09:00", "21:00"))
     >>> o.mode, o.window
     ('clevertap', ('09:00', '21:00'))
 """
 
-from engagelab.besttime.delivery import local_to_utc, policy, register_policy, send_times
-from engagelab.besttime.evaluate import (
-    POLICIES,
-    BestTimeEvaluation,
-    evaluate,
-    exploration_logs,
-    policy_slots,
-    replay,
-)
-from engagelab.besttime.explore import activity_heatmap
-from engagelab.besttime.model import REASONS, BestTimeModel, fit
-from engagelab.besttime.options import BestTimeOptions
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engagelab.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from engagelab.besttime.delivery import local_to_utc, policy, register_policy, send_times
+    from engagelab.besttime.evaluate import (
+        POLICIES,
+        BestTimeEvaluation,
+        evaluate,
+        exploration_logs,
+        policy_slots,
+        replay,
+    )
+    from engagelab.besttime.explore import activity_heatmap
+    from engagelab.besttime.model import REASONS, BestTimeModel, fit
+    from engagelab.besttime.options import BestTimeOptions
+
+#: Exported names, imported from their modules on first use.
+_EXPORTS = {
+    "BestTimeEvaluation": "engagelab.besttime.evaluate",
+    "BestTimeModel": "engagelab.besttime.model",
+    "BestTimeOptions": "engagelab.besttime.options",
+    "POLICIES": "engagelab.besttime.evaluate",
+    "REASONS": "engagelab.besttime.model",
+    "activity_heatmap": "engagelab.besttime.explore",
+    "evaluate": "engagelab.besttime.evaluate",
+    "exploration_logs": "engagelab.besttime.evaluate",
+    "fit": "engagelab.besttime.model",
+    "local_to_utc": "engagelab.besttime.delivery",
+    "policy": "engagelab.besttime.delivery",
+    "policy_slots": "engagelab.besttime.evaluate",
+    "register_policy": "engagelab.besttime.delivery",
+    "replay": "engagelab.besttime.evaluate",
+    "send_times": "engagelab.besttime.delivery",
+}
 
 __all__ = [
     "POLICIES",
@@ -53,3 +80,5 @@ __all__ = [
     "replay",
     "send_times",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

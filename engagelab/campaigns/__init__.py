@@ -10,32 +10,76 @@ Example:
     (8, 'recurring')
 """
 
-from engagelab.campaigns.api import (
-    campaign_report,
-    delete_campaign,
-    list_campaigns,
-    load_campaign,
-    plan,
-    preview,
-    recommended_delay,
-    save_campaign,
-    send,
-    trigger_event,
-)
-from engagelab.campaigns.global_control import get_global_control, set_global_control
-from engagelab.campaigns.options import (
-    DND,
-    Delivery,
-    FrequencyCap,
-    check_send_times,
-    register_send_time_policy,
-)
-from engagelab.campaigns.plan import REASONS
-from engagelab.campaigns.report import CampaignReport
-from engagelab.campaigns.result import Plan, SendResult
-from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest
-from engagelab.delivery.outbox import OutboxProvider, read_outbox
-from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage, Provider
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engagelab.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from engagelab.campaigns.api import (
+        campaign_report,
+        plan,
+        preview,
+        recommended_delay,
+        send,
+        trigger_event,
+    )
+    from engagelab.campaigns.global_control import get_global_control, set_global_control
+    from engagelab.campaigns.options import (
+        DND,
+        Delivery,
+        FrequencyCap,
+        check_send_times,
+        register_send_time_policy,
+    )
+    from engagelab.campaigns.plan import REASONS
+    from engagelab.campaigns.report import CampaignReport
+    from engagelab.campaigns.result import Plan, SendResult
+    from engagelab.campaigns.saved import (
+        delete_campaign,
+        list_campaigns,
+        load_campaign,
+        save_campaign,
+    )
+    from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest
+    from engagelab.delivery.outbox import OutboxProvider, read_outbox
+    from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage, Provider
+
+#: Exported names, imported from their modules on first use.
+_EXPORTS = {
+    "Campaign": "engagelab.campaigns.spec",
+    "CampaignReport": "engagelab.campaigns.report",
+    "DND": "engagelab.campaigns.options",
+    "Delivery": "engagelab.campaigns.options",
+    "DeliveryResult": "engagelab.delivery.protocol",
+    "FrequencyCap": "engagelab.campaigns.options",
+    "Goal": "engagelab.campaigns.spec",
+    "OutboxProvider": "engagelab.delivery.outbox",
+    "OutgoingMessage": "engagelab.delivery.protocol",
+    "Plan": "engagelab.campaigns.result",
+    "Provider": "engagelab.delivery.protocol",
+    "REASONS": "engagelab.campaigns.plan",
+    "Schedule": "engagelab.campaigns.spec",
+    "SendResult": "engagelab.campaigns.result",
+    "Variant": "engagelab.campaigns.spec",
+    "WinnerTest": "engagelab.campaigns.spec",
+    "campaign_report": "engagelab.campaigns.api",
+    "check_send_times": "engagelab.campaigns.options",
+    "delete_campaign": "engagelab.campaigns.saved",
+    "get_global_control": "engagelab.campaigns.global_control",
+    "list_campaigns": "engagelab.campaigns.saved",
+    "load_campaign": "engagelab.campaigns.saved",
+    "plan": "engagelab.campaigns.api",
+    "preview": "engagelab.campaigns.api",
+    "read_outbox": "engagelab.delivery.outbox",
+    "recommended_delay": "engagelab.campaigns.api",
+    "register_send_time_policy": "engagelab.campaigns.options",
+    "save_campaign": "engagelab.campaigns.saved",
+    "send": "engagelab.campaigns.api",
+    "set_global_control": "engagelab.campaigns.global_control",
+    "trigger_event": "engagelab.campaigns.api",
+}
 
 __all__ = [
     "DND",
@@ -70,3 +114,5 @@ __all__ = [
     "set_global_control",
     "trigger_event",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

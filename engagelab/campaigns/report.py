@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from engagelab.campaigns.report_html import campaigns_table, report_html
 from engagelab.campaigns.spec import Campaign
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
@@ -187,26 +188,20 @@ class CampaignReport:
         return p
 
     def to_html(self, path: str | Path | None = None) -> str:
-        """The HTML report (written to ``path`` when given)."""
-        parts = [
-            "<html><head><meta charset='utf-8'><title>Campaign report</title></head><body>",
-            "<h1>Campaign report</h1>",
-            self.table.to_html(index=False, na_rep=""),
-            "<h2>Variants</h2>",
-            self.variants.to_html(index=False, na_rep=""),
-            "<h2>Per day</h2>",
-            self.daily.to_html(index=False, na_rep=""),
-            "<h2>Suppression reasons</h2>",
-            self.suppression.to_html(index=False, na_rep=""),
-            "</body></html>",
-        ]
-        text = "\n".join(parts)
+        """The designed HTML report, self-contained (written to ``path`` when given): summary
+        figures, the campaigns with their uplift drawn, sends and outcomes over time, the
+        variants' forest plot and the suppression reasons (see
+        :mod:`engagelab.campaigns.report_html` for the building blocks)."""
+        text = report_html(self)
         if path is not None:
-            Path(path).write_text(text)
+            Path(path).write_text(text, encoding="utf-8")
         return text
 
     def _repr_html_(self) -> str:
-        return f"<div class='el-campaign-report'><b>{html.escape(repr(self))}</b>{self.table.to_html(index=False, na_rep='')}</div>"
+        return (
+            f"<div class='el-campaign-report'><b>{html.escape(repr(self))}</b>"
+            f"{campaigns_table(self.table)}</div>"
+        )
 
     def __repr__(self) -> str:
         n = len(self.table)

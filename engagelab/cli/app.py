@@ -51,6 +51,16 @@ PLUGIN_COMMANDS = {
 }
 
 
+def _version() -> str:
+    """The installed distribution's version (no import of the package face)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("engagelab")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown"
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``engagelab`` command.
@@ -74,6 +84,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="engagelab", description="Design, run and analyse messaging campaigns."
     )
+    p.add_argument("--version", action="version", version=f"engagelab {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     if command is None:

@@ -16,7 +16,6 @@ from typing import Any
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import design
-from engagelab.experiments.analysis import analyze
 
 __all__ = ["analyze_experiment", "design_experiment"]
 
@@ -106,6 +105,8 @@ def analyze_experiment(
         ``{"rows": [...one dict per arm x metric...], "srm": {experiment: {...}},
         "srm_alarm": bool, "alpha": ..., "correction": ...}``.
     """
+    from engagelab.experiments.analysis import analyze  # pandas and statsmodels: not for design
+
     res = analyze(
         data,
         arm_col=arm_col,

@@ -272,7 +272,7 @@ class ExperimentResult:
 
     def plot(self, relative: bool = True, ax: Any = None):
         """Forest plot of the lift of every comparison with its interval; returns the Figure."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
         t = self.table
         col, lo, hi = (
@@ -281,7 +281,7 @@ class ExperimentResult:
             else ("abs_lift", "abs_ci_low", "abs_ci_high")
         )
         if ax is None:
-            fig = Figure(figsize=(7, 0.45 * max(len(t), 2) + 1.2))
+            fig = new_figure(figsize=(7, 0.45 * max(len(t), 2) + 1.2))
             ax = fig.add_subplot(1, 1, 1)
         else:
             fig = ax.figure

@@ -181,7 +181,7 @@ def run_query(
             spec, end, starts=starts, breakdown_sql=breakdown_sql, portable=portable
         )
     raw = ws.spark().query(sql) if engine == "spark" else ws.sql(sql)
-    result = assemble(spec, raw, end, sql=sql, name=name, notes=notes)
+    result = assemble(spec, raw, end, sql=sql, name=name, notes=notes, data_end=last)
     if result.empty and not result.message:
         object.__setattr__(result, "message", "no user did the start event in the range")
     elif not result.empty and result.cells["censored"].all():
@@ -196,9 +196,14 @@ def run_query(
 
 def assemble(
     spec: RetentionSpec, raw: pd.DataFrame, until: dt.datetime, *, sql: str = "", name: str = "",
-    notes: tuple[str, ...] = (),
+    notes: tuple[str, ...] = (), data_end: Any = None,
 ) -> RetentionResult:  # fmt: skip
-    """Turn the query's ``(cohort, grp, k, n, last_t0)`` rows into the long table."""
+    """Turn the query's ``(cohort, grp, k, n, last_t0)`` rows into the long table.
+
+    ``data_end`` (the last event's time) marks cells *partial*: counted (they end by
+    ``until``) but their period runs past the last event, so the data may not hold all of
+    it yet (typically the last day, when the data ends in the middle of it).
+    """
     raw = raw.copy()
     raw["cohort"] = _in_zone(raw["cohort"], spec.timezone)
     raw["grp"] = (
@@ -222,6 +227,12 @@ def assemble(
     if spec.mode == "on-or-after":
         mat = np.cumsum(mat[:, ::-1], axis=1)[:, ::-1]
     observed = _observed(spec, sizes["cohort"], sizes["last_t0"], until)
+    partial = np.zeros_like(observed)
+    if data_end is not None:
+        # complete through the last event's minute: an event at 23:59:30 closes the day
+        complete_to = (pd.Timestamp(data_end).ceil("min") + pd.Timedelta(minutes=1)).to_pydatetime()
+        if complete_to < pd.Timestamp(until):
+            partial = observed & ~_observed(spec, sizes["cohort"], sizes["last_t0"], complete_to)
     size = sizes["size"].to_numpy(dtype=np.float64)
     cols = spec.columns()
     n = len(sizes)
@@ -235,16 +246,18 @@ def assemble(
             "size": size[rows],
             "retained": np.where(observed, mat, np.nan).T.ravel(),
             "censored": ~observed.T.ravel(),
+            "partial": partial.T.ravel(),
         }
     )
     obs = cells[~cells["censored"]]
     pooled = obs.groupby(["group", "period_index"], dropna=False).agg(
-        size=("size", "sum"), retained=("retained", "sum")
+        size=("size", "sum"), retained=("retained", "sum"), partial=("partial", "any")
     ).reset_index()  # fmt: skip
     groups = cells[["group"]].drop_duplicates()
     grid = groups.merge(pd.DataFrame({"period_index": range(ncol)}), how="cross")
     pooled = grid.merge(pooled, on=["group", "period_index"], how="left")
     pooled["censored"] = pooled["size"].isna()
+    pooled["partial"] = pooled["partial"].fillna(False).astype(bool)
     pooled["period"] = [cols[j] for j in pooled["period_index"]]
     pooled["cohort"] = pd.NaT
     cells = pd.concat([cells, pooled], ignore_index=True)

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LabelEffect", "LabelRetention", "label_effect", "label_retention", "labels_in_use"]
 
+#: Bar colour of each group in :meth:`LabelEffect.plot`.
+GROUP_COLOURS = {"sent": "#1f77b4", "holdout": "#7f7f7f", "everyone else": "#c7c7c7"}
+
 SELECTION_WARNING = (
     "observational: users sent a label are selected (reachable, active, targeted), so "
     "'sent − everyone else' mixes the label's effect with selection bias; use the holdout "
@@ -166,15 +169,15 @@ class LabelRetention:
 
     def plot(self, ax: Any = None) -> Any:
         """The labels' "All cohorts" curves with interval bands on one axis."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
-        fig = Figure(figsize=(7, 4))
-        ax = ax or fig.add_subplot()
+        ax = ax if ax is not None else new_figure(figsize=(7, 4)).add_subplot()
         for label, res in self.results.items():
             if not res.empty:
                 object.__setattr__(res, "name", label)
                 res.plot(ax=ax)
-                ax.get_lines()[-1].set_label(label)
+                curves = [ln for ln in ax.get_lines() if not str(ln.get_label()).startswith("_")]
+                curves[-1].set_label(label)
         ax.set_title("retention by label")
         ax.legend(fontsize="small")
         return ax.figure
@@ -213,7 +216,9 @@ class LabelEffect:
 
     Attributes:
         label, day, return_event: what was measured.
-        groups: a row per group: size (users who reached day N), retained, rate, ci_low, ci_high.
+        groups: a row per group that has users who reached day N: size (those users),
+            retained, rate, ci_low, ci_high (a group nobody reached yet has no row; the
+            notes say so).
         comparisons: ``sent − holdout`` (kind 'causal') and ``sent − everyone else``
             (kind 'observational'): difference, ci_low, ci_high (Newcombe).
         notes: warnings to read with the numbers.
@@ -247,19 +252,30 @@ class LabelEffect:
         )
 
     def _repr_html_(self) -> str:
-        def table(df: pd.DataFrame, cls: str) -> str:
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-            body = "".join(
-                "<tr>" + "".join(
-                    f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
-                    for v in row
-                ) + "</tr>"
-                for row in df.itertuples(index=False)
-            )  # fmt: skip
-            return (
-                f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            )
+        def pct(v: Any, signed: bool = False) -> str:
+            if v is None or pd.isna(v):
+                return "—"
+            return f"{v * 100:+.1f} pp" if signed else f"{v:.1%}"
 
+        def table(head: list[str], rows: list[list[str]], cls: str) -> str:
+            th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+            )
+            return f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+        groups = table(
+            ["group", f"users at day {self.day}", "retained", "rate", "interval"],
+            [[str(r.group), f"{int(r.size):,}", f"{int(r.retained):,}", pct(r.rate),
+              f"{pct(r.ci_low)} – {pct(r.ci_high)}"] for r in self.groups.itertuples()],
+            "el-label-groups",
+        )  # fmt: skip
+        comps = table(
+            ["comparison", "kind", "difference", "interval"],
+            [[str(r.comparison), str(r.kind), pct(r.difference, True),
+              f"{pct(r.ci_low, True)} to {pct(r.ci_high, True)}"] for r in self.comparisons.itertuples()],
+            "el-label-comparisons",
+        ) if len(self.comparisons) else ""  # fmt: skip
         notes = "".join(
             f"<div class='el-warning' style='background:#fff3cd;padding:6px;margin:4px 0'>⚠ {html.escape(n)}</div>"
             for n in self.notes
@@ -267,15 +283,14 @@ class LabelEffect:
         return (
             f"<div class='el-label-effect'><b>Label {html.escape(self.label)!s}: day-{self.day} "
             f"retention ({html.escape(self.return_event)})</b>{notes}"
-            f"{table(self.groups, 'el-label-groups')}{table(self.comparisons, 'el-label-comparisons')}</div>"
+            f"{groups if len(self.groups) else ''}{comps}</div>"
         )
 
     def plot(self, ax: Any = None) -> Any:
         """Bar chart of the groups' rates with their Wilson intervals."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
-        fig = Figure(figsize=(5, 3.5))
-        ax = ax or fig.add_subplot()
+        ax = ax if ax is not None else new_figure(figsize=(5, 3.5)).add_subplot()
         g = self.groups
         err = np.vstack([g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]])
         ax.bar(
@@ -283,7 +298,7 @@ class LabelEffect:
             g["rate"],
             yerr=err,
             capsize=6,
-            color=["#1f77b4", "#7f7f7f", "#c7c7c7"][: len(g)],
+            color=[GROUP_COLOURS.get(str(x), "#c7c7c7") for x in g["group"]],
         )
         ax.set_ylabel(f"day-{self.day} retention")
         ax.set_title(f"{self.label}: sent vs holdout vs everyone else")
@@ -326,8 +341,9 @@ def label_effect(
         queries["holdout"] = holdout_sql(label, has_campaign)
     if observational:
         queries["everyone else"] = others_sql(label, has_campaign)
-    rows, results = [], {}
+    rows, results, started = [], {}, {}
     for group, sql in queries.items():
+        started[group] = int(ws.sql(f"SELECT count(DISTINCT user_id) AS n FROM ({sql}) AS s")["n"][0])
         try:
             res = run_query(ws, spec, starts=sql, engine=engine, name=f"{label}: {group}")
         except ValidationError as exc:  # every cell of this group is censored
@@ -352,17 +368,15 @@ def label_effect(
     comps = []
     if int(g.loc["sent", "size"]) == 0:
         notes.append(f"no user sent {label!r} has reached day {day} yet: nothing to compare")
+    if started.get("holdout", 0) == 0:
+        notes.append(f"campaigns carrying {label!r} had no control group: no causal comparison")
     for other, kind in (("holdout", "causal"), ("everyone else", "observational")):
-        if other not in g.index:
+        if other not in g.index or started.get(other, 0) == 0:
             continue
         if int(g.loc[other, "size"]) == 0:
             notes.append(
-                f"no {other} users who reached day {day}"
-                + (
-                    ": campaigns carrying this label had no control group"
-                    if other == "holdout"
-                    else ""
-                )
+                f"none of the {started[other]:,} {other} users has reached day {day} yet"
+                + (": no causal comparison yet" if other == "holdout" else "")
             )
             continue
         d, dl, dh = newcombe(g.loc["sent", "retained"], g.loc["sent", "size"],
@@ -374,4 +388,5 @@ def label_effect(
     comparisons = pd.DataFrame(
         comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"]
     )
+    groups = groups[groups["size"] > 0].reset_index(drop=True)  # no user, no row (the notes say why)
     return LabelEffect(label, day, return_event, groups, comparisons, tuple(notes), results)

@@ -6,6 +6,9 @@ on), ``retained``, ``rate`` and the Wilson interval ``ci_low`` / ``ci_high``. A 
 that cannot be observed yet (its period has not ended by ``until``) is *censored*:
 ``retained``, ``rate`` and the interval are missing, never zero. The "All cohorts"
 row of a column pools only the cohorts that reached it, weighted by their size.
+A cell is *partial* when it is counted but its period runs past the last event in the data
+(the day the data ends in the middle of): its rate may still rise, so tables mark it
+(``◔``, class ``el-partial``) and plots draw it hollow.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ LONG_COLUMNS = [
     "ci_low",
     "ci_high",
     "censored",
+    "partial",
 ]
 
 
@@ -157,12 +161,14 @@ class RetentionResult:
         """The matrix: a row per cohort (and the "All cohorts" row), a column per period.
 
         Args:
-            value: ``'rate'``, ``'retained'``, ``'ci_low'`` or ``'ci_high'``. The first
-                column is the cohort size.
+            value: ``'rate'``, ``'retained'``, ``'ci_low'``, ``'ci_high'`` or ``'partial'``
+                (True where the period runs past the last event). The first column is the
+                cohort size.
         """
-        if value not in ("rate", "retained", "ci_low", "ci_high"):
+        if value not in ("rate", "retained", "ci_low", "ci_high", "partial"):
             raise ValueError(
-                f"value == {value!r}, must be one of 'rate', 'retained', 'ci_low', 'ci_high'"
+                f"value == {value!r}, must be one of 'rate', 'retained', 'ci_low', 'ci_high', "
+                "'partial'"
             )
         cols = self.spec.columns()
         if self.empty:
@@ -221,6 +227,7 @@ class RetentionResult:
             return f"<div class='el-retention-empty'><b>{title}</b><br>{html.escape(self.message)}</div>"
         rate = self.to_pandas("rate")
         lo, hi = self.to_pandas("ci_low"), self.to_pandas("ci_high")
+        part = self.to_pandas("partial")
         cols = list(rate.columns[1:])
         idx_names = list(rate.index.names)
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [*idx_names, "size", *cols])
@@ -236,22 +243,32 @@ class RetentionResult:
                     tds += "<td class='el-censored' title='not observable yet'></td>"
                 else:
                     tip = f"{r:.1%} [{lo.loc[idx, c]:.1%}, {hi.loc[idx, c]:.1%}]"
+                    if pd.notna(pv := part.loc[idx, c]) and bool(pv):
+                        tip += "; incomplete: the period runs past the last event, may still rise"
+                        tds += (
+                            f"<td class='el-cell el-partial' title='{tip}' style='{_heat(r)};"
+                            "font-style:italic;outline:1px dashed #888'>"
+                            f"{r:.1%} ◔</td>"
+                        )
+                        continue
                     tds += f"<td class='el-cell' style='{_heat(r)}' title='{tip}'>{r:.1%}</td>"
             style = " style='font-weight:bold;border-top:2px solid #333'" if is_all else ""
             rows.append(f"<tr{style}>{tds}</tr>")
         notes = "".join(f"<div class='el-note'>{html.escape(n)}</div>" for n in self.notes)
         return (
             f"<div class='el-retention'>{notes}<table class='el-retention-table'>"
-            f"<caption>{title}; blank cells are not observable yet (censored)</caption>"
+            f"<caption>{title}; blank cells are not observable yet (censored)"
+            f"{'; ◔ = incomplete period (the data ends inside it)' if self.cells['partial'].any() else ''}"
+            "</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
 
     def plot(self, ax: Any = None, cohorts: bool = False) -> Any:
         """Retention curves with interval bands ("All cohorts", or every cohort); returns the Figure."""
-        from matplotlib.figure import Figure
+        from engagelab.figures import new_figure
 
         if ax is None:
-            fig = Figure(figsize=(7, 4))
+            fig = new_figure(figsize=(7, 4))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
@@ -263,7 +280,12 @@ class RetentionResult:
             if grp is not None and not pd.isna(grp):
                 name = f"{grp}: {name}"
             x = part["period_index"].to_numpy()
-            (line,) = ax.plot(x, part["rate"].to_numpy(dtype=float), marker="o", label=name)
+            y = part["rate"].to_numpy(dtype=float)
+            (line,) = ax.plot(x, y, marker="o", label=name)
+            partial = part["partial"].to_numpy(dtype=bool)
+            if partial.any():  # an incomplete period: hollow marker, not a drop to zero
+                ax.plot(x[partial], y[partial], "o", mfc="white", mec=line.get_color(), ms=9,
+                        label="_partial")  # fmt: skip
             ax.fill_between(
                 x, part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float),
                 color=line.get_color(), alpha=0.2,
@@ -273,6 +295,9 @@ class RetentionResult:
         ax.set_ylabel("retained share")
         ax.set_ylim(0, 1.02)
         ax.set_title(self.name or f"{self.spec.return_event} after {self.spec.start_event}")
+        if d["partial"].any():
+            ax.annotate("hollow: incomplete period", (1, 0), xycoords="axes fraction",
+                        ha="right", va="bottom", fontsize="x-small", color="#666")  # fmt: skip
         ax.legend(fontsize="small")
         fig.tight_layout()
         return fig

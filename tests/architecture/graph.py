@@ -25,7 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 #: engagelab) may import units of lower layers only; units of one layer are independent.
 LAYERS: list[list[str]] = [
     ["engagelab.errors", "engagelab.exports"],
-    ["engagelab.validate", "engagelab.schema", "engagelab.clock", "engagelab.frozen", "engagelab.redact"],
+    [
+        "engagelab.validate",
+        "engagelab.schema",
+        "engagelab.clock",
+        "engagelab.frozen",
+        "engagelab.redact",
+        "engagelab.figures",
+    ],
     ["engagelab.engines"],
     ["engagelab.storage"],
     ["engagelab.segments", "engagelab.experiments", "engagelab.channels"],

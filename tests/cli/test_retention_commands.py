@@ -55,6 +55,7 @@ def test_cli_json_rows_match_reference_and_censoring_is_null(rand_ws):
         "ci_low",
         "ci_high",
         "censored",
+        "partial",
     ]
     ref = reference(
         ev,

@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from engagelab.experiments import sample_size
+from tests.notebooks.figures import assert_plots_render
 
 ROOT = Path(__file__).resolve().parents[2]
 NB = ROOT / "notebooks"
@@ -54,8 +55,9 @@ def test_design_notebook_writes_the_spec(tmp_path):
 
 @pytest.mark.slow
 def test_analyze_notebook_recovers_planted_effect(tmp_path):
-    execute("analyze_experiment.ipynb", tmp_path / "out.ipynb", users=20000, seed=3,
-            output_dir=str(tmp_path / "o"))  # fmt: skip
+    nb = execute("analyze_experiment.ipynb", tmp_path / "out.ipynb", users=20000, seed=3,
+                 output_dir=str(tmp_path / "o"))  # fmt: skip
+    assert_plots_render(nb.cells)
     t = pd.read_csv(tmp_path / "o" / "result.csv")
     conv = t[t.metric == "converted"].set_index("arm")
     # planted: B converts at 6% vs 5%; C has no effect
@@ -131,3 +133,4 @@ def test_hillstrom_case_study_matches_independent_numbers(tmp_path):
     win = pd.read_csv(out / "hillstrom_winners.csv")
     assert win.variant.iloc[0] == "Mens E-Mail" and win.rule.iloc[0] == "statistical"
     assert "Conclusion" in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert_plots_render(nb.cells)

@@ -10,6 +10,8 @@ import pandas as pd
 import papermill as pm
 import pytest
 
+from tests.notebooks.figures import assert_plots_render
+
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_NB = ROOT / "notebooks" / "label_retention.ipynb"
 CDNOW_NB = ROOT / "notebooks" / "cdnow_cohorts.ipynb"
@@ -40,7 +42,7 @@ def _run(nb, out, **params):
 
 def test_label_retention_notebook(tmp_path):
     ws = tmp_path / "ws"
-    _run(
+    cells = _run(
         LABEL_NB,
         tmp_path / "out.ipynb",
         workspace=str(ws),
@@ -51,6 +53,7 @@ def test_label_retention_notebook(tmp_path):
         effect=0.3,
         day=10,
     )
+    assert_plots_render(cells)
     summary = json.loads((ws / "outputs" / "label_retention.json").read_text())
     groups = {g["group"]: g for g in summary["groups"]}
     comps = {c["kind"]: c for c in summary["comparisons"]}
@@ -76,7 +79,8 @@ def test_label_retention_notebook_rejects_bad_parameter(tmp_path):
 
 def test_cdnow_notebook_cohorts_match_plain_pandas(tmp_path):
     ws = tmp_path / "ws"
-    _run(CDNOW_NB, tmp_path / "out.ipynb", workspace=str(ws), data_path=str(CDNOW), periods=6)
+    cells = _run(CDNOW_NB, tmp_path / "out.ipynb", workspace=str(ws), data_path=str(CDNOW), periods=6)
+    assert_plots_render(cells)
     summary = json.loads((ws / "outputs" / "cdnow_cohorts.json").read_text())
     raw = pd.read_csv(
         CDNOW,

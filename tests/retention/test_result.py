@@ -82,9 +82,12 @@ def test_html_plot_and_repr(tiny):
     assert "3 cohorts; all cohorts: Day 0=1.000, Day 1=0.250, Day 2=0.333" in repr(res)
     fig = res.plot()
     ax = fig.axes[0]
-    assert len(ax.collections) == 1 and len(ax.get_lines()) == 1  # one band, one curve
+    curves = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    assert len(ax.collections) == 1 and len(curves) == 1  # one band, one curve
+    hollow = [ln for ln in ax.get_lines() if ln.get_label() == "_partial"]
+    assert len(hollow) == 1 and hollow[0].get_markerfacecolor() == "white"  # Day 1 is partial
     fig2 = res.plot(cohorts=True)
-    assert len(fig2.axes[0].get_lines()) == 4
+    assert len([ln for ln in fig2.axes[0].get_lines() if not ln.get_label().startswith("_")]) == 4
 
 
 def test_bad_input_messages(tiny):
@@ -116,3 +119,24 @@ def test_empty_cohort_says_so(tiny):
     assert res.empty and "no user did the start event" in res.message
     assert "no user did the start event" in res._repr_html_()
     assert res.to_pandas().empty
+
+
+def test_the_period_the_data_ends_in_is_marked_partial_not_shown_as_a_plain_zero(tiny):
+    # the last event is Jan 6 12:00: Jan 6 is counted (through the end of that day) but
+    # half of it is missing, so cohort Jan 5's day 1 (0 % so far) is flagged as partial
+    res = retention(tiny, "Open", periods=4)
+    long = res.long().set_index(["cohort", "period"])
+    jan5 = pd.Timestamp("2026-01-05", tz="UTC")
+    assert bool(long.loc[(jan5, "Day 1"), "partial"]) and long.loc[(jan5, "Day 1"), "rate"] == 0.0
+    assert not bool(long.loc[(jan5, "Day 0"), "partial"])
+    assert not long.loc[long.index.get_level_values(0) == pd.Timestamp("2026-01-01", tz="UTC"),
+                        "partial"].any()  # fmt: skip
+    part = res.to_pandas("partial")
+    assert bool(part.loc["2026-01-05", "Day 1"]) and not bool(part.loc["2026-01-01", "Day 3"])
+    html = res._repr_html_()
+    cell = html[html.index("el-partial") :].split("</td>")[0]
+    assert "0.0% ◔" in cell and "incomplete" in cell
+    assert "◔ = incomplete period" in html
+    # data complete through the end of the last day: nothing partial
+    whole = retention(tiny, "Open", periods=4, until="2026-01-06T12:01:00Z")
+    assert not whole.long()["partial"].any() and "el-partial" not in whole._repr_html_()
