@@ -7,7 +7,7 @@ import math
 import zoneinfo
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, overload
 
 from engagelab.errors import ValidationError
 
@@ -124,6 +124,10 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
     return f"{'<' if high_open else '<='} {high:g}"
 
 
+@overload
+def check_datetime(name: str, value: Any, *, allow_none: Literal[False] = ...) -> dt.datetime: ...
+@overload
+def check_datetime(name: str, value: Any, *, allow_none: bool) -> dt.datetime | None: ...
 def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.datetime | None:
     """A timezone-aware UTC datetime from a datetime, date, pandas Timestamp or ISO text.
 

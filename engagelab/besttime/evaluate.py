@@ -226,7 +226,7 @@ def replay(logs: pd.DataFrame, slots: pd.DataFrame, reward: str = "reward") -> p
     hour = np.empty(len(df), dtype=np.int64)
     weekday = np.empty(len(df), dtype=np.int64)
     for zone, rows in df.groupby("timezone", sort=False).indices.items():
-        local = when[rows].tz_convert(zone)
+        local = when[rows].tz_convert(str(zone))
         hour[rows], weekday[rows] = local.hour, local.day_of_week
     r = df[reward].to_numpy(dtype=float) / df["propensity"].to_numpy(dtype=float)
     rows = np.arange(len(df))

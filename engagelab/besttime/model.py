@@ -132,7 +132,7 @@ def choose(
     # equal scores equal, so ties go to the earliest bin on every run and every machine
     score = np.round(score, 10)
     nearest = _nearest_allowed(allowed)
-    bin_ok = allowed.reshape(k, width).any(axis=1)
+    bin_ok = np.asarray(allowed.reshape(k, width).any(axis=1), dtype=bool)
     best = np.argmax(score, axis=1)
     moved = ~bin_ok[best]
     if restrict and moved.any():

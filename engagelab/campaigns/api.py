@@ -102,8 +102,8 @@ def preview(
             campaign.control_percent / 100.0,
         )[0]
         variant = arm if arm != "control" else campaign.variant_names[0]
-    row = {
-        k: (None if isinstance(v, float) and v != v else v)
+    row: dict[str, Any] = {
+        str(k): (None if isinstance(v, float) and v != v else v)
         for k, v in prof.iloc[0].to_dict().items()
     }
     if event is None and campaign.schedule.type in TRIGGER_TYPES and event_variables(campaign):

@@ -81,7 +81,7 @@ def _default_type(channel: str) -> str:
 
 
 def provider_config(
-    channel: str, ws: Core = None, config: Mapping[str, Any] | None = None
+    channel: str, ws: Core | None = None, config: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The resolved options of ``channel``'s provider, ``type`` included (secrets resolved)."""
     check_choice("channel", channel, list(CHANNELS))

@@ -155,7 +155,9 @@ def _bounds(t: tuple[float, ...], alpha: float, kind: str, rho: float) -> tuple[
     spent = np.asarray(spending(t, alpha, kind, rho), float)
     incr = np.diff(np.concatenate([[0.0], spent]))
     bounds: list[float] = []
-    grid = weights = None  # grid of S_{k-1} and sub-density x Simpson weights
+    # grid of S_{k-1} and its sub-density times the Simpson weights
+    grid: np.ndarray = np.empty(0)
+    weights: np.ndarray = np.empty(0)
     for k, tk in enumerate(t):
         if k == 0:
             c = float(stats.norm.isf(incr[0] / 2)) if incr[0] > 0 else math.inf

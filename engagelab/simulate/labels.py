@@ -73,7 +73,9 @@ def label_programme(
         active, salt=campaign_id, variants=["A"], control_fraction=control_fraction
     )
     glob = global_control(active, workspace_salt="demo", fraction=global_fraction)
-    held = np.where(glob, "global", np.where(arm == "control", "campaign", None))
+    held = np.full(len(active), None, dtype=object)
+    held[arm == "control"] = "campaign"
+    held[glob] = "global"
     treated = active[held == None]  # noqa: E711 (elementwise)
     messages = pd.DataFrame(
         {
