@@ -312,8 +312,9 @@ def _required(c: Campaign) -> dict[str, set[str]]:
 
 #: Template fields that become message headers (one line each).
 HEADER_FIELDS = ("email.subject",)
-#: A plain recipient address: no spaces, angle brackets, control characters or second "@".
-_ADDRESS = r"^[^@\s<>\x00-\x1f\x7f,;]+@[^@\s<>\x00-\x1f\x7f,;]+\.[^@\s<>\x00-\x1f\x7f,;]+$"
+#: A plain recipient address: one "@", no spaces, angle brackets, commas, semicolons or
+#: control characters (what the SMTP provider accepts as a recipient).
+_ADDRESS = r"^[^@\s<>\x00-\x1f\x7f,;]+@[^@\s<>\x00-\x1f\x7f,;]+$"
 
 
 def _header_variables(c: Campaign) -> dict[str, set[str]]:

@@ -95,14 +95,17 @@ def _bool(value: Any) -> bool:
 
 def _body_then_dot(smtp: smtplib.SMTP, data: bytes, handed: Callable[[], None] | None) -> None:
     """After ``354``: the dot-stuffed body, ``handed()``, then the final dot, which commits
-    the message; raises :class:`smtplib.SMTPDataError` unless the server answers 250."""
+    the message (body and dot in one write without ``handed``); raises
+    :class:`smtplib.SMTPDataError` unless the server answers 250."""
     body = _DOT.sub(b"..", data)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    smtp.send(body)
-    if handed is not None:
+    if handed is None:
+        smtp.send(body + b".\r\n")  # one write
+    else:
+        smtp.send(body)
         handed()
-    smtp.send(b".\r\n")
+        smtp.send(b".\r\n")
     code, resp = smtp.getreply()
     if code != 250:
         raise smtplib.SMTPDataError(code, resp)

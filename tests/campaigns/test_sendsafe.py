@@ -193,3 +193,29 @@ def test_invalid_header_values_are_suppressed_at_plan_time(ws):
         "AND reason = 'invalid_header'"
     )
     assert int(ev["n"][0]) == 4
+
+
+def test_a_message_that_cannot_be_rendered_fails_alone(ws):
+    """A profile value that turns bad between plan and send (a rerun renders from the
+    current profiles) fails that one message; the rest of the campaign goes."""
+    df = profiles(30)
+    df["first_name"] = [f"N{i}" for i in range(30)]
+    add_users(ws, df)
+    v = Variant("A", {"from": "shop@example.com", "subject": "Hi {{ profile.first_name }}",
+                      "text": "Hello"})  # fmt: skip
+    c = Campaign(id="late", channel="email", variants=(v,))
+    p = plan(ws, c, "2026-02-02T09:00:00Z")
+    assert p.reach == 30
+    changed = df.iloc[[5]].assign(first_name="Eve\r\nBcc: all@example.com")
+    add_users(ws, changed)
+    with SmtpServer() as server:
+        r = send(ws, p, "late-1", SmtpProvider("127.0.0.1", server.port))
+        assert r.sent == 29 and r.failed == 1 and r.pending == 0
+        assert len(server.messages) == 29 and "u00005@example.com" not in _per_user(server)
+        again = send(ws, p, "late-1", SmtpProvider("127.0.0.1", server.port))
+        assert again.sent == 0 and again.failed == 1 and len(server.messages) == 29
+    with ws.state.read() as conn:
+        err = conn.execute(
+            sa.select(L.ledger.c.error).where(L.ledger.c.user_id == "u00005")
+        ).scalar_one()
+    assert "cannot render" in err and "subject" in err

@@ -9,7 +9,6 @@ accepted at the kill), never a whole claim unit.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
