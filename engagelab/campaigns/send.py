@@ -860,12 +860,12 @@ def send(
                 )  # fmt: skip
                 hook = _Progress(ws, owner, fp, lease_seconds) if hooked else None
                 if hook is not None:
-                    prov.progress = hook
+                    cast(Any, prov).progress = hook
                 try:
                     res = _deliver(prov, batch, retries)
                 finally:
                     if hook is not None:
-                        prov.progress = None
+                        cast(Any, prov).progress = None
                         hook.close()
                 span = (rows["message_key"][0], rows["message_key"][-1])
                 n_ok, n_fail = _mark(

@@ -95,6 +95,37 @@ def test_two_concurrent_cli_sends_deliver_each_message_once(tmp_path, state_url)
         ws.close()
 
 
+def test_two_concurrent_cli_sends_to_the_outbox_write_each_message_once(tmp_path, state_url):
+    """The default outbox provider: two processes, small claim units, one line a key."""
+    from engagelab.campaigns import read_outbox
+    from engagelab.delivery.outbox import outbox_path
+
+    n = 3000
+    ws = Workspace.create(tmp_path / "ws", state_url=state_url)
+    add_users(ws, profiles(n))
+    save_campaign(ws, campaign("c1"))
+    ws.close()
+    args = ("campaign", "send", "c1", "--logical-date", "2026-02-02", "--batch-size", "100")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "engagelab.cli", *args, "--workspace", str(tmp_path / "ws"),
+             "--format", "json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    a, b = _finish(procs)
+    assert a["sent"] + b["sent"] == n and a["run_key"] == b["run_key"], (a, b)
+    ws = Workspace.open(tmp_path / "ws")
+    try:
+        lines = read_outbox(outbox_path(ws, a["run_key"]))
+        assert len(lines) == n and len({x["key"] for x in lines}) == n
+        assert len({x["user_id"] for x in lines}) == n
+    finally:
+        ws.close()
+
+
 _JOB = """
 import json, sys
 from engagelab.campaigns.job import run_campaign_job
