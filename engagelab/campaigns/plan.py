@@ -549,6 +549,11 @@ def plan(
     if opt.cut_off is not None:
         _suppress(df, (send > pd.Timestamp(opt.cut_off)).to_numpy(), "cut_off")
     df["send_at"] = send
+    df["message_key"] = (
+        message_keys(c.id, occurrences(c, df["base"]), df["user_id"], phase)
+        if len(df)
+        else np.array([], dtype=object)
+    )
     _caps(ws, c, df, run_key)
     if opt.throttle_per_minute and len(df):
         live = np.flatnonzero(df["decision"].to_numpy() == "send")
@@ -579,11 +584,6 @@ def plan(
         timing.to_local(df["send_at"], df["timezone"])
         if len(df)
         else pd.Series([], dtype="datetime64[us]")
-    )
-    df["message_key"] = (
-        message_keys(c.id, occurrences(c, df["base"]), df["user_id"], phase)
-        if len(df)
-        else np.array([], dtype=object)
     )
     df["to"] = df["address"].where(df["address"].notna(), None)
     cols = [
@@ -690,6 +690,8 @@ def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
         hist = L.history(
             conn, int(t.min()) - span, int(t.max()) + span, users=only, exclude_run=run_key
         )
+    # this occurrence's own messages (sent under any run key) do not count against it
+    hist = hist[~hist["key"].isin(set(df["message_key"].iloc[live].tolist()))]
     if hist.empty:
         return
     bad_gap = np.zeros(live.size, bool)

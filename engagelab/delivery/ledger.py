@@ -69,11 +69,12 @@ def history(
     users: list[str] | None = None,
     exclude_run: str | None = None,
 ) -> pd.DataFrame:
-    """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
+    """Ledger messages (``user_id``, ``t``, ``channel``, ``campaign_id``, ``key``)
+    occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
     ``users`` only, when given: one statement with a JSON list on SQLite, ``IN`` lists of
     :data:`IN_CHUNK` elsewhere)."""
     sql = (
-        "SELECT user_id, send_at, channel, campaign_id FROM el_campaign_ledger "
+        'SELECT user_id, send_at, channel, campaign_id, "key" FROM el_campaign_ledger '
         "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'handed', 'sent')"
     )
     params: list[Any] = [int(lo_us), int(hi_us)]
@@ -91,7 +92,7 @@ def history(
             part = list(users[i : i + IN_CHUNK])
             in_sql = sql + " AND user_id IN (" + ", ".join("?" * len(part)) + ")"
             rows += fetch(conn, in_sql, params + part)
-    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
+    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id", "key"])
     df["t"] = df["t"].astype(np.int64)
     return df
 

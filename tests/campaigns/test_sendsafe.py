@@ -250,3 +250,23 @@ def test_a_message_that_cannot_be_rendered_fails_alone(ws):
             sa.select(L.ledger.c.error).where(L.ledger.c.user_id == "u00005")
         ).scalar_one()
     assert "cannot render" in err and "subject" in err
+
+
+def test_an_occurrence_already_sent_does_not_count_against_its_own_cap(ws):
+    """Planning the same occurrence again under another run key (a job after the CLI)
+    neither caps its users on their own message nor sends them a second one."""
+    from engagelab.campaigns import Delivery, FrequencyCap
+
+    add_users(ws, profiles(20))
+    cap = Delivery(caps=(FrequencyCap(1, 1, "days", "calendar"),))
+    c = campaign("capped", delivery=cap)
+    first = send(ws, plan(ws, c, "2026-02-02T09:00:00Z", run_key="a"), "a")
+    assert first.sent == 20
+    p = plan(ws, c, "2026-02-02T10:00:00Z", run_key="b")
+    assert p.reach == 20 and "frequency_cap" not in p.reasons()
+    r = send(ws, p, "b")
+    assert r.sent == 0 and r.already_sent == 20 and r.suppressed == 0
+    ev = ws.sql("SELECT event, count(*) n FROM events GROUP BY event")
+    assert dict(zip(ev["event"], ev["n"], strict=True)) == {"Notification Sent": 20}
+    other = campaign("other", delivery=cap)  # a different campaign the same day is capped
+    assert plan(ws, other, "2026-02-02T11:00:00Z").reasons() == {"frequency_cap": 20}
