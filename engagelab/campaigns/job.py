@@ -11,7 +11,10 @@ instant is its local midnight for ``recurring`` and ``on_date`` campaigns (the c
 the ``time`` field picks the hour) and its local ``schedule.time`` (default 09:00) for
 ``one_time`` (without ``at``), ``triggered`` and ``inaction`` campaigns: the moment the
 daily run looks back from. A one-time campaign sends each phase once: a later run key
-finds the phase already sent and skips, with a note.
+finds the phase already sent and skips, with a note; runs that race (two logical dates
+at once, or a job and ``engagelab campaign send``) share the occurrence's message keys,
+so the ledger delivers each message once whichever run claims it. A recurring campaign
+run for a day its cron does not fire on sends nothing, with a note.
 
 Example (a dry run estimates reach; the real run sends; a rerun sends nothing new):
     >>> import tempfile, pandas as pd
@@ -326,6 +329,7 @@ def run_campaign_job(
             return CampaignJobResult(c.id, date, key, "skipped", dry_run, at, empty,
                                      report=_report_row(ws, c), note=note)  # fmt: skip
         p = plan(ws, c, at, run_key=key, phase=None if phase == "main" else phase)
+        note = note or p.note
         sent_now = already = 0
         responses = None
         if not dry_run:
@@ -333,6 +337,8 @@ def run_campaign_job(
             sent_now, already = r.sent, r.already_sent
             if r.pending:
                 note = f"{r.pending:,} messages still in doubt (claimed): rerun this run key"
+            elif r.skipped:
+                note = f"{r.skipped:,} messages held by another sender of this occurrence"
             if answer is not None:
                 responses = int(answer(ws, key))
         ledger = pd.DataFrame() if dry_run else _ledger(ws, key)

@@ -18,9 +18,19 @@ One row per qualifying user; the columns (what ``send`` reads is marked *):
 
 Reason codes, in the order they are checked: ``global_control``, ``control``,
 ``opted_out``, ``unreachable``, ``missing_variable`` (a template reads a property
-this user lacks, without a default), ``tz_passed``, ``best_time_drop`` (the best-time
+this user lacks, without a default), ``invalid_header`` (a header value would not be
+one clean line: a subject rendered from a profile value with a newline or another
+control character, or a malformed recipient address), ``tz_passed``, ``best_time_drop`` (the best-time
 hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expired``,
 ``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``.
+
+Message keys identify the *occurrence*, not the run: (campaign, occurrence, user, step),
+where the occurrence of a one-time campaign is the campaign itself (it happens once), of a
+recurring one the cron fire time, of an on-date one the planned time on the logical date
+and of a triggered / inaction one the user's trigger time. So any number of plans, sends,
+jobs or CLI runs of one occurrence, under any run keys, share the keys, and the ledger
+delivers each once. A recurring campaign planned for a day its cron does not fire on plans
+nobody (``Plan.note`` says why).
 """
 
 from __future__ import annotations
@@ -49,7 +59,17 @@ from engagelab.validate import check_datetime
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["REASONS", "event_context", "event_variables", "message_keys", "plan", "reach_fields"]
+__all__ = [
+    "HEADER_FIELDS",
+    "REASONS",
+    "event_context",
+    "event_variables",
+    "fire_note",
+    "message_keys",
+    "occurrences",
+    "plan",
+    "reach_fields",
+]
 
 REASONS = (
     "global_control",
@@ -57,6 +77,7 @@ REASONS = (
     "opted_out",
     "unreachable",
     "missing_variable",
+    "invalid_header",
     "tz_passed",
     "best_time_drop",
     "dnd_drop",
@@ -74,24 +95,65 @@ def reach_fields(channel: str) -> tuple[str, str | None]:
     return CHANNEL_REACH[channel]
 
 
-def message_keys(run_key: str, user_ids: pd.Series, step: str) -> np.ndarray:
-    """Message key of each user: the first 32 hex digits of sha256(run key, user, step).
+def message_keys(
+    campaign_id: str, occurrence: str | pd.Series, user_ids: pd.Series, step: str
+) -> np.ndarray:
+    """Message key of each user: the first 32 hex digits of sha256(campaign, occurrence,
+    user, step), ``occurrence`` one text for all users or one per user (see the module doc).
 
     >>> import hashlib
-    >>> message_keys("r1", pd.Series(["u1"]), "main")[0] == hashlib.sha256(b"r1\\x1fu1\\x1fmain").hexdigest()[:32]
+    >>> k = message_keys("c1", "once", pd.Series(["u1"]), "main")[0]
+    >>> k == hashlib.sha256(b"c1\\x1fonce\\x1fu1\\x1fmain").hexdigest()[:32]
     True
     """
-    prefix = run_key + "\x1f"
-    suffix = "\x1f" + step
+    n = len(user_ids)
+    occ = (
+        np.full(n, occurrence, dtype=object)
+        if isinstance(occurrence, str)
+        else pd.Series(occurrence).astype(str).to_numpy(dtype=object)
+    )
     con = duckdb.connect()
     try:
-        con.register("u", pd.DataFrame({"uid": user_ids.astype(str).to_numpy()}))
+        con.register("u", pd.DataFrame({"uid": user_ids.astype(str).to_numpy(), "occ": occ}))
         out = con.execute(
-            "SELECT left(sha256($p || uid || $s), 32) AS k FROM u", {"p": prefix, "s": suffix}
+            "SELECT left(sha256($c || occ || chr(31) || uid || $s), 32) AS k FROM u",
+            {"c": campaign_id + "\x1f", "s": "\x1f" + step},
         ).fetchnumpy()["k"]
     finally:
         con.close()
     return np.asarray(out, dtype=object)
+
+
+def occurrences(c: Campaign, base: pd.Series) -> str | pd.Series:
+    """The occurrence each planned user belongs to: ``'once'`` for a one-time campaign,
+    else the planned base time (UTC microseconds) of the user's occurrence."""
+    if c.schedule.type == "one_time":
+        return "once"
+    return pd.Series(pd.to_datetime(base, utc=True)).dt.as_unit("us").astype("int64").astype(str)
+
+
+def fire_note(c: Campaign, ld: dt.datetime) -> str:
+    """Why a recurring campaign plans nobody for ``ld`` ("" when its cron fires that day).
+
+    >>> from engagelab.campaigns import Campaign, Schedule, Variant
+    >>> c = Campaign(id="mwf", channel="push", variants=(Variant("A", {"title": "t", "body": "b"}),),
+    ...              schedule=Schedule("recurring", cron="0 18 * * 1,3,5", timezone="UTC"))
+    >>> fire_note(c, dt.datetime(2026, 2, 3, tzinfo=dt.UTC))
+    "recurring schedule '0 18 * * 1,3,5' does not fire on 2026-02-03 (Tuesday, UTC): nothing to send"
+    >>> fire_note(c, dt.datetime(2026, 2, 4, tzinfo=dt.UTC))
+    ''
+    """
+    s = c.schedule
+    if s.type != "recurring":
+        return ""
+    tz = _zone(s.timezone)
+    day = ld.astimezone(tz).date()
+    if _base_time(c, ld).astimezone(tz).date() == day:
+        return ""
+    return (
+        f"recurring schedule {s.cron!r} does not fire on {day.isoformat()} "
+        f"({day.strftime('%A')}, {s.timezone}): nothing to send"
+    )
 
 
 def _q(name: str) -> str:
@@ -124,6 +186,13 @@ def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
         root, prop = name.split(".", 1)
         if root == "profile":
             sel += f", (p.{_q(prop)} IS NULL) AS {_q('missing:' + name)}"
+    for name in sorted({x for vs in _header_variables(c).values() for x in vs}):
+        root, prop = name.split(".", 1)
+        if root == "profile":
+            sel += (
+                f", coalesce(regexp_matches(CAST(p.{_q(prop)} AS VARCHAR), '[[:cntrl:]]'), false)"
+                f" AS {_q('badheader:' + name)}"
+            )
     if c.audience is None:
         src = "profiles AS p"
     else:
@@ -239,6 +308,60 @@ def _required(c: Campaign) -> dict[str, set[str]]:
         for v in c.variants
         if hasattr(v.content, "required_variables") and v.content.required_variables()
     }
+
+
+#: Template fields that become message headers (one line each).
+HEADER_FIELDS = ("email.subject",)
+#: A plain recipient address: one "@", no spaces, angle brackets, commas, semicolons or
+#: control characters (what the SMTP provider accepts as a recipient).
+_ADDRESS = r"^[^@\s<>\x00-\x1f\x7f,;]+@[^@\s<>\x00-\x1f\x7f,;]+$"
+
+
+def _header_variables(c: Campaign) -> dict[str, set[str]]:
+    """Per variant, the variables its header fields (:data:`HEADER_FIELDS`) read."""
+    out: dict[str, set[str]] = {}
+    for v in c.variants:
+        if not hasattr(v.content, "template_fields"):
+            continue
+        used = {x for f, vs in v.content.template_fields().items() if f in HEADER_FIELDS for x in vs}
+        if used:
+            out[v.name] = used
+    return out
+
+
+def _bad_header(value: Any) -> bool:
+    return isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
+def _invalid_header(c: Campaign, df: pd.DataFrame) -> np.ndarray:
+    """True for users whose message would carry an invalid header value: a header field
+    rendered from a value with a newline or another control character (header injection),
+    or, for e-mail, a recipient that is not a plain address (suppressed as
+    ``invalid_header``)."""
+    out = np.zeros(len(df), bool)
+    if not len(df):
+        return out
+    if c.channel == "email" and "address" in df.columns:
+        addr = df["address"].astype("string")
+        good = addr.str.strip().str.fullmatch(_ADDRESS).fillna(True).to_numpy(bool)
+        out |= ~good
+    variant = df["variant"].to_numpy(dtype=object)
+    for name, used in _header_variables(c).items():
+        rows = variant == name
+        if not rows.any():
+            continue
+        bad = np.zeros(len(df), bool)
+        for var in sorted(used):
+            col = "badheader:" + var
+            if col in df.columns:
+                bad |= df[col].fillna(False).to_numpy(bool)
+        props = sorted(v.split(".", 1)[1] for v in used if v.startswith("event."))
+        if props and "event_properties" in df.columns:
+            for i in np.flatnonzero(rows & ~bad):
+                ev = event_context(df["event_properties"].iat[int(i)]) or {}
+                bad[i] = any(_bad_header(ev.get(p)) for p in props)
+        out |= rows & bad
+    return out
 
 
 def _missing(c: Campaign, df: pd.DataFrame) -> np.ndarray:
@@ -375,6 +498,9 @@ def plan(
     phase, winner = _phase(ws, campaign, ld, phase)
     c, opt = campaign, campaign.delivery
     df = _candidates(ws, c, ld).drop_duplicates("user_id").sort_values("user_id", ignore_index=True)
+    note_text = fire_note(c, ld)
+    if note_text:  # not a fire day of the cron: this logical date has no occurrence
+        df = df.iloc[:0].copy()
     zones = df["timezone"].astype(object)
     good = {z for z in zones.dropna().unique() if isinstance(z, str) and _valid_tz(z)}
     ok_tz = zones.isin(good).to_numpy(dtype=bool)
@@ -392,6 +518,7 @@ def plan(
         "unreachable",
     )
     _suppress(df, _missing(c, df), "missing_variable")
+    _suppress(df, _invalid_header(c, df), "invalid_header")
     send = base.copy()
     note = np.full(len(df), None, dtype=object)
     if opt.user_timezone and len(df):
@@ -422,6 +549,11 @@ def plan(
     if opt.cut_off is not None:
         _suppress(df, (send > pd.Timestamp(opt.cut_off)).to_numpy(), "cut_off")
     df["send_at"] = send
+    df["message_key"] = (
+        message_keys(c.id, occurrences(c, df["base"]), df["user_id"], phase)
+        if len(df)
+        else np.array([], dtype=object)
+    )
     _caps(ws, c, df, run_key)
     if opt.throttle_per_minute and len(df):
         live = np.flatnonzero(df["decision"].to_numpy() == "send")
@@ -453,9 +585,6 @@ def plan(
         if len(df)
         else pd.Series([], dtype="datetime64[us]")
     )
-    df["message_key"] = (
-        message_keys(run_key, df["user_id"], phase) if len(df) else np.array([], dtype=object)
-    )
     df["to"] = df["address"].where(df["address"].notna(), None)
     cols = [
         "user_id",
@@ -473,7 +602,7 @@ def plan(
         "best_time_propensity",
         "event_properties",
     ]
-    return Plan(c, ld, run_key, phase, winner, df[cols].reset_index(drop=True))
+    return Plan(c, ld, run_key, phase, winner, df[cols].reset_index(drop=True), note_text)
 
 
 def _send_time_hook(
@@ -561,6 +690,8 @@ def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
         hist = L.history(
             conn, int(t.min()) - span, int(t.max()) + span, users=only, exclude_run=run_key
         )
+    # this occurrence's own messages (sent under any run key) do not count against it
+    hist = hist[~hist["key"].isin(set(df["message_key"].iloc[live].tolist()))]
     if hist.empty:
         return
     bad_gap = np.zeros(live.size, bool)

@@ -22,6 +22,8 @@ class Plan:
     phase: str
     winner: str | None
     frame: pd.DataFrame
+    #: why nobody is planned, when the logical date has no occurrence ("" otherwise)
+    note: str = ""
 
     def to_pandas(self) -> pd.DataFrame:
         """The rows as a DataFrame (a copy)."""
@@ -48,7 +50,9 @@ class Plan:
         parts = ", ".join(f"{k} {int(v):,}" for k, v in counts.items())
         return (
             f"Plan({self.campaign.id!r} @ {self.logical_date.isoformat()}, run {self.run_key!r}, "
-            f"phase {self.phase}: {len(f):,} users: {parts or 'none'})"
+            f"phase {self.phase}: {len(f):,} users: {parts or 'none'}"
+            + (f"; {self.note}" if self.note else "")
+            + ")"
         )
 
     def _repr_html_(self) -> str:
@@ -75,6 +79,10 @@ class SendResult:
     pending: int
     seconds: float
     reasons: dict[str, int] = field(default_factory=dict)
+    #: messages another live sender held (claimed) when this call finished: it delivers them
+    skipped: int = 0
+    #: why nothing was planned, when the logical date has no occurrence
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -84,7 +92,8 @@ class SendResult:
 
     @property
     def done(self) -> bool:
-        """True when every planned message reached a final state."""
+        """True when nothing is left in doubt for this call (messages another live sender
+        holds are its to finish: see ``skipped``)."""
         return self.pending == 0
 
     def __repr__(self) -> str:
@@ -92,7 +101,10 @@ class SendResult:
             f"SendResult({self.run_key!r} attempt {self.attempt}: sent {self.sent:,} "
             f"(+{self.already_sent:,} earlier, {self.redelivered:,} re-delivered in doubt), "
             f"suppressed {self.suppressed:,}, failed {self.failed:,}, pending {self.pending:,}, "
-            f"{self.seconds:.1f} s)"
+            + (f"skipped {self.skipped:,} held by another sender, " if self.skipped else "")
+            + f"{self.seconds:.1f} s"
+            + (f"; {self.note}" if self.note else "")
+            + ")"
         )
 
     def _repr_html_(self) -> str:

@@ -1,19 +1,42 @@
 """``send``: effectively-once delivery of a plan, with system events.
 
-Per batch of messages: **claim** (ledger rows inserted as ``claimed`` inside a write
-transaction that holds the caps lock and re-checks frequency caps and the minimum gap
-against the ledger) → **provider call** carrying each message key → **mark** ``sent``
-→ append the batch's 'Notification Sent' events under a fingerprint recorded on the
-ledger rows. A rerun of the same run key uses the audience snapshot stored with the run
-on its first attempt, skips sent messages, re-delivers claimed (in-doubt) ones with the
-same key, and appends any event batch a crash left out.
+Per claim unit of messages: **claim** (ledger rows inserted as ``claimed`` with
+``INSERT ... ON CONFLICT DO NOTHING`` inside a write transaction that holds the caps lock
+and re-checks frequency caps and the minimum gap against the ledger; each row records its
+owner, this ``send`` call, and a lease) → **provider call** carrying each message key,
+only for the rows this call owns → **mark** ``sent`` → append the unit's 'Notification
+Sent' events under a fingerprint recorded on the ledger rows.
+
+Message keys identify the occurrence (see :mod:`engagelab.campaigns.plan`), so two
+processes sending the same occurrence at once (any run keys) deliver each message once:
+the one whose insert won delivers it, the other skips it and reports it as ``skipped``.
+
+Providers without idempotency (SMTP) take at most :data:`HANDOFF_UNIT` messages per
+claim and report each message through their ``progress`` hook: ``handed`` just before
+the message is committed to the server (the final ``DATA`` dot), ``sent`` right after the
+server accepted it; each is recorded at once. After a ``kill -9`` the only message in
+doubt is the one ``handed`` but not yet ``sent`` (at most one per connection): it is
+re-delivered with the same ``Message-ID``; messages still ``claimed`` were never handed
+over and go once.
+
+Claims of a sender that died are taken over when their lease expires (``lease_seconds``)
+or, on the same host, as soon as the owning process no longer exists; claims of a live
+sender are never taken before their lease expires. A rerun of the same run key uses the
+audience snapshot stored with the run on its first attempt, skips sent messages,
+re-delivers in-doubt ones with the same key, and appends any event batch a crash left out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import json
+import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
@@ -26,7 +49,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from engagelab.campaigns import timing
-from engagelab.campaigns.plan import _gap_cap, message_keys
+from engagelab.campaigns.plan import _gap_cap
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
 from engagelab.delivery import ledger as L
@@ -35,15 +58,49 @@ from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
 from engagelab.errors import ValidationError
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
 from engagelab.storage.upsert import insert_ignore
-from engagelab.validate import check_int
+from engagelab.validate import check_int, check_number
 
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["send"]
+__all__ = ["HANDOFF_UNIT", "LEASE_SECONDS", "send"]
 
 _US = 1_000_000
 _IN = L.IN_CHUNK  # keys per IN (...) list
+#: Messages per claim for providers that report per-message progress (no idempotency).
+HANDOFF_UNIT = 50
+#: Default lease of a claim: another sender takes over a claim older than this.
+LEASE_SECONDS = 300.0
+_HOST = socket.gethostname()[:60]
+
+
+def _owner() -> str:
+    """The owner token of one ``send`` call: host, process id and a random part."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def _stale(owner: str | None, lease_us: int | None, now_us: int) -> bool:
+    """True when a claim may be taken over: its lease expired (or was released), or its
+    owner was a process of this host that no longer exists."""
+    if lease_us is None or int(lease_us) <= now_us or not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    return not _alive(int(pid))
+
+
+def _now_us() -> int:
+    return int(L.now().timestamp() * _US)
 
 
 def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -74,31 +131,23 @@ def _unsnapshot(blob: bytes) -> pd.DataFrame:
 
 
 def _start(ws: Core, plan: Plan, run_key: str) -> tuple[pd.DataFrame, Campaign, int]:
-    """Snapshot the plan on the first attempt; return (frame, campaign, attempt number)."""
+    """Snapshot the plan on the first attempt; return (frame, campaign, attempt number).
+    Message keys are the plan's (they identify the occurrence, whatever the run key)."""
     with ws.state.write() as conn:
         row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).first()
         if row is None:
             frame = plan.frame
-            if run_key != plan.run_key:
-                frame = frame.assign(
-                    message_key=message_keys(run_key, frame["user_id"], plan.phase)
-                )
-            first = {
-                "run_key": run_key,
-                "campaign_id": plan.campaign.id,
-                "phase": plan.phase,
-                "logical_date": plan.logical_date,
-                "spec": plan.campaign.to_json(),
-                "snapshot": _snapshot(frame),
-                "rows": len(frame),
-                "attempts": 1,
-                "status": "running",
-                "created_at": L.now(),
-            }
-            if insert_ignore(conn, L.runs, [first]):
+            new = insert_ignore(conn, L.runs, [{
+                "run_key": run_key, "campaign_id": plan.campaign.id, "phase": plan.phase,
+                "logical_date": plan.logical_date, "spec": plan.campaign.to_json(),
+                "snapshot": _snapshot(frame), "rows": len(frame), "attempts": 1,
+                "status": "running", "created_at": L.now(),
+            }])  # fmt: skip
+            if new:
                 return frame, plan.campaign, 1
-            # a concurrent first attempt of this run key won: continue from its snapshot
-            row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).one()
+            # a concurrent first attempt of this run key won: this is its second attempt
+            row = conn.execute(sa.select(L.runs).where(L.runs.c.run_key == run_key)).first()
+            assert row is not None
         if row.campaign_id != plan.campaign.id:
             raise ValidationError(
                 "run_key",
@@ -176,7 +225,9 @@ def _plan_events(ws: Core, frame: pd.DataFrame, c: Campaign, run_key: str) -> No
 
 
 def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
-    """Append every event batch recorded on the ledger that the store does not hold yet."""
+    """Append every event batch recorded on the ledger that the store does not hold yet
+    (except those of a unit a live sender is still delivering: it appends them itself)."""
+    now_us = _now_us()
     with ws.state.read() as conn:
         fps = [
             r[0]
@@ -186,7 +237,19 @@ def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
                 .distinct()
             )
         ]
+        busy = {
+            fp
+            for fp, ow, le in conn.execute(
+                sa.select(L.ledger.c.event_batch, L.ledger.c.owner, sa.func.max(L.ledger.c.lease_us))
+                .where(L.ledger.c.run_key == run_key, L.ledger.c.event_batch.is_not(None),
+                       L.ledger.c.lease_us.is_not(None))
+                .group_by(L.ledger.c.event_batch, L.ledger.c.owner)
+            )  # fmt: skip
+            if not _stale(ow, le, now_us)
+        }
     for fp in fps:
+        if fp in busy:
+            continue
         if ws.store.find("events", fp) is not None:
             continue
         with ws.state.read() as conn:
@@ -237,16 +300,17 @@ def _many(conn: sa.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> Non
 
 _INSERT = (
     'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
-    "timezone, send_at, status, reason, batch, event_batch, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    'ON CONFLICT ("key") DO NOTHING'
 )
 
 
 _INSERT_JSON = (
     'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
-    "timezone, send_at, status, reason, batch, event_batch, updated_at) "
+    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us) "
     "SELECT value ->> 0, ?, ?, value ->> 1, ?, value ->> 2, value ->> 3, value ->> 4, ?, "
-    "value ->> 5, ?, ?, ? FROM json_each(?)"
+    'value ->> 5, ?, ?, ?, ?, ? FROM json_each(?) WHERE true ON CONFLICT ("key") DO NOTHING'
 )
 
 
@@ -255,12 +319,14 @@ def _insert(
     const: tuple[Any, ...],
 ) -> None:  # fmt: skip
     """Insert ledger rows: on SQLite one statement over the batch as a JSON array (built by
-    Arrow kernels: no per-row Python), elsewhere ``executemany`` of plain tuples.
-    ``const`` is (run key, campaign, channel, status, batch, event batch, updated at)."""
+    Arrow kernels: no per-row Python), elsewhere ``executemany`` of plain tuples. A key
+    that exists already is left as it is (``ON CONFLICT DO NOTHING``). ``const`` is (run
+    key, campaign, channel, status, batch, event batch, updated at[, owner, lease µs])."""
     n = len(rows["message_key"])
     if not n:
         return
-    run_key, cid, channel, status, b, ev, now = const
+    run_key, cid, channel, status, b, ev, now, *held = const
+    owner, lease = (*held, None, None)[:2]
     reasons = np.full(n, None, dtype=object) if reason is None else reason
     if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
         js = [json_strings(rows[k]) for k in ("message_key", "user_id", "variant", "timezone")]
@@ -272,7 +338,9 @@ def _insert(
         text = "[" + bytes(data(doc)[:-1]).decode("utf-8") + "]"
         cur = conn.connection.cursor()
         try:
-            cur.execute(_INSERT_JSON, (run_key, cid, channel, status, b, ev, now, text))
+            cur.execute(
+                _INSERT_JSON, (run_key, cid, channel, status, b, ev, now, owner, lease, text)
+            )
         finally:
             cur.close()
         return
@@ -280,7 +348,7 @@ def _insert(
     _many(conn, _INSERT, zip(
         rows["message_key"], repeat(run_key), repeat(cid), rows["user_id"], repeat(channel),
         rows["variant"], rows["timezone"], rows["send_us"].tolist(), repeat(status), reasons,
-        repeat(b), repeat(ev), repeat(now),
+        repeat(b), repeat(ev), repeat(now), repeat(owner), repeat(lease),
     ))  # fmt: skip
 
 
@@ -300,6 +368,33 @@ def _connection(ws: Core) -> Iterator[sa.Connection]:
         yield conn
 
 
+def _states(conn: sa.Connection, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+    """(status, owner, lease µs) of the ledger rows of ``keys`` that exist."""
+    out: dict[str, tuple[Any, ...]] = {}
+    sql = 'SELECT "key", status, owner, lease_us FROM el_campaign_ledger WHERE "key" IN '
+    if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
+        for i in range(0, len(keys), 50_000):
+            part = keys[i : i + 50_000]
+            for k, *rest in L.fetch(conn, sql + "(SELECT value FROM json_each(?))", [json.dumps(part)]):
+                out[k] = tuple(rest)
+        return out
+    for i in range(0, len(keys), _IN):
+        part = keys[i : i + _IN]
+        for k, *rest in L.fetch(conn, sql + "(" + ", ".join("?" * len(part)) + ")", part):
+            out[k] = tuple(rest)
+    return out
+
+
+class _Claim:
+    """What one claim transaction decided for a unit."""
+
+    def __init__(self, go: np.ndarray, redelivered: int, suppressed: int, skipped: int):
+        self.go = go  #: rows this ``send`` call owns now and delivers
+        self.redelivered = redelivered  #: of them, taken over in doubt
+        self.suppressed = suppressed  #: turned down by caps / minimum gap now
+        self.skipped = skipped  #: held by another live sender
+
+
 def _claim(
     conn: sa.Connection,
     c: Campaign,
@@ -307,30 +402,21 @@ def _claim(
     b: int,
     attempt: int,
     rows: dict[str, np.ndarray],
-) -> tuple[np.ndarray, int, int]:
-    """Claim a batch in one transaction; return (mask of the rows to deliver, how many
-    of them were in doubt, how many the caps turned down)."""
+    owner: str,
+    lease_s: float,
+) -> _Claim:
+    """Claim a unit in one transaction: insert the absent keys (``ON CONFLICT DO
+    NOTHING``), take over stale claims, and read back which rows this call owns."""
     keys = rows["message_key"].tolist()
     caps = () if c.delivery.ignore_caps else c.delivery.caps
     gap = c.delivery.min_gap_hours
     with conn.begin():
         now = _stamp(conn)
+        now_us = _now_us()
+        lease = now_us + int(lease_s * _US)
         if caps or gap:
             L.lock_caps(conn)
-        have: dict[str, str] = {}
-        # keys derive from the run key: on a run's first attempt none can exist yet (a
-        # concurrent second attempt of the same run would make our insert fail, not resend)
-        for i in range(0, len(keys) if attempt > 1 else 0, _IN):
-            part = keys[i : i + _IN]
-            have.update(
-                L.fetch(
-                    conn,
-                    'SELECT "key", status FROM el_campaign_ledger WHERE "key" IN ('
-                    + ", ".join("?" * len(part))
-                    + ")",
-                    part,
-                )
-            )
+        have = _states(conn, keys)
         is_new = np.fromiter((k not in have for k in keys), bool, len(keys)) if have else (
             np.ones(len(keys), dtype=bool)
         )  # fmt: skip
@@ -342,18 +428,55 @@ def _claim(
         sup = reason != None  # noqa: E711
         n_sup = int(sup.sum())
         ok = _take(new, ~sup) if n_sup else new
-        _insert(conn, ok, None, (run_key, c.id, c.channel, "claimed", b, None, now))
+        _insert(conn, ok, None, (run_key, c.id, c.channel, "claimed", b, None, now, owner, lease))
         if n_sup:
             _insert(conn, _take(new, sup), reason[sup],
-                    (run_key, c.id, c.channel, "suppressed", b, f"{run_key}#{b}#{attempt}#s", now))  # fmt: skip
-    go = is_new.copy()
-    go[is_new] = ~sup
-    doubt = 0
-    if have:
-        in_doubt = np.fromiter((have.get(k) == "claimed" for k in keys), bool, len(keys))
-        go |= in_doubt
-        doubt = int(in_doubt.sum())
-    return go, doubt, n_sup
+                    (run_key, c.id, c.channel, "suppressed", b, f"{run_key}#{b}#{attempt}#s",
+                     now, None, None))  # fmt: skip
+        stale = [
+            (k, st) for k, (st, ow, le) in have.items()
+            if st in ("claimed", "handed") and _stale(ow, le, now_us)
+        ]  # fmt: skip
+        taken: set[str] = set()
+        for k, _st in stale:
+            st, ow, le = have[k]
+            res = conn.execute(
+                L.ledger.update()
+                .where(
+                    L.ledger.c.key == k,
+                    L.ledger.c.status == st,
+                    L.ledger.c.owner.is_(None) if ow is None else L.ledger.c.owner == ow,
+                    L.ledger.c.lease_us.is_(None) if le is None else L.ledger.c.lease_us == le,
+                )
+                .values(owner=owner, lease_us=lease, run_key=run_key, batch=b,
+                        updated_at=L.now())
+            )  # fmt: skip
+            if res.rowcount:
+                taken.add(k)
+        # SQLite write transactions are exclusive: what was absent is ours. Elsewhere a
+        # concurrent claim may have inserted a key first: read back who owns it.
+        if conn.dialect.name == "sqlite":
+            mine_new = is_new.copy()
+            mine_new[is_new] = ~sup
+            final = have
+        else:
+            final = _states(conn, keys)
+            mine_new = np.fromiter(
+                (k not in have and final.get(k, ("", None))[:2] == ("claimed", owner)
+                 for k in keys), bool, len(keys),
+            )  # fmt: skip
+    go = mine_new
+    redelivered = 0
+    if taken:
+        took = np.fromiter((k in taken for k in keys), bool, len(keys))
+        go = go | took
+        redelivered = int(took.sum())
+    skipped = sum(
+        1
+        for k, g in zip(keys, go.tolist(), strict=True)
+        if not g and final.get(k, ("",))[0] in ("claimed", "handed")
+    )
+    return _Claim(go, redelivered, n_sup, skipped)
 
 
 def _caps(
@@ -392,9 +515,12 @@ def _caps(
     return reason
 
 
-def _payloads(ws: Core, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, list[Any]]:
-    """(index into the payload list per row, the payload list): a variant's static content
-    is rendered once and shared; templated content is rendered per user."""
+def _payloads(
+    ws: Core, c: Campaign, rows: dict[str, np.ndarray]
+) -> tuple[np.ndarray, list[Any], dict[int, str]]:
+    """(index into the payload list per row, the payload list, the rows that cannot be
+    rendered with why): a variant's static content is rendered once and shared; templated
+    content is rendered per user, and one user's bad value fails only that message."""
     contents = {v.name: v.content for v in c.variants}
     static: dict[str, dict[str, Any]] = {}
     needs: dict[str, Any] = {}
@@ -411,7 +537,7 @@ def _payloads(ws: Core, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.nd
     idx = pd.Index(list(static), dtype=object).get_indexer(pd.Index(variants, dtype=object))
     todo = np.flatnonzero(idx < 0)
     if not len(todo):
-        return idx.astype(np.intp), table
+        return idx.astype(np.intp), table, {}
     unknown = {v for v in variants[todo] if v not in needs}
     if unknown:
         raise ValidationError("variant", sorted(map(str, unknown))[0], "is not a campaign variant")
@@ -426,11 +552,16 @@ def _payloads(ws: Core, c: Campaign, rows: dict[str, np.ndarray]) -> tuple[np.nd
 
     evs = rows.get("event_properties")
     evs = evs[todo] if evs is not None else [None] * len(todo)
-    table += [
-        needs[v].render({"profile": ctx.get(u, {"user_id": u}), "event": event_context(e)})
-        for u, v, e in zip(ids, variants[todo], evs, strict=True)
-    ]
-    return idx.astype(np.intp), table
+    bad: dict[int, str] = {}
+    for pos, u, v, e in zip(todo.tolist(), ids, variants[todo], evs, strict=True):
+        try:
+            table.append(
+                needs[v].render({"profile": ctx.get(u, {"user_id": u}), "event": event_context(e)})
+            )
+        except ValidationError as exc:  # TemplateError included: this message only
+            table.append(None)
+            bad[pos] = f"cannot render: {exc}"[:2000]
+    return idx.astype(np.intp), table, bad
 
 
 _HEX = r"^[0-9a-z]+$"
@@ -442,18 +573,21 @@ class _RangeMismatch(Exception):
 
 def _mark(
     conn: sa.Connection,
-    run_key: str,
+    owner: str,
     fp: str,
     keys: np.ndarray,
     span: tuple[str, str],
     res: BatchResult,
+    by_range: bool = True,
 ) -> tuple[int, int]:
-    """Mark a delivered batch in one transaction; return (sent, permanently failed).
+    """Mark a delivered unit in one transaction; return (sent, permanently failed).
 
-    ``keys`` (sorted) are the messages delivered; every ledger row of this run whose key
-    lies in ``span`` and is still ``claimed`` is one of them. The sent rows are marked with
-    one ``UPDATE`` over the key range (per key when the range cannot be trusted to be
-    exact: failures to leave claimed, or a non-binary key collation).
+    ``keys`` (sorted) are the messages delivered; every ledger row owned by this call whose
+    key lies in ``span`` and is still ``claimed`` is one of them. The sent rows are marked
+    with one ``UPDATE`` over the key range (per key when the range cannot be trusted to be
+    exact: failures to leave claimed, a non-binary key collation, or rows already marked
+    one by one). Transient failures stay in doubt and their claims are released, so the
+    next send retries them at once.
     """
     ok = res.ok
     perm = ~ok & res.permanent
@@ -461,21 +595,24 @@ def _mark(
     n_ok = int(ok.sum())
     # SQLite compares keys bytewise (the order they were sorted in); other databases use a
     # collation, which agrees with it for keys of digits and lowercase letters (all of ours)
-    by_range = int(stay.sum()) <= 500
+    by_range = by_range and int(stay.sum()) <= 500
     if by_range and conn.dialect.name != "sqlite":
         every = pa.array(np.concatenate([keys, np.array(span, dtype=object)]), pa.string())
         by_range = bool(pc.all(pc.match_substring_regex(every, _HEX)).as_py())
     try:
         with conn.begin():
-            _mark_tx(conn, run_key, fp, keys, span, res, ok, perm, stay, n_ok, by_range)
+            _mark_tx(conn, owner, fp, keys, span, res, ok, perm, stay, n_ok, by_range)
     except _RangeMismatch:
         with conn.begin():
-            _mark_tx(conn, run_key, fp, keys, span, res, ok, perm, stay, n_ok, False)
+            _mark_tx(conn, owner, fp, keys, span, res, ok, perm, stay, n_ok, False)
     return n_ok, int(perm.sum())
 
 
+_MINE = "AND owner = ? AND status IN ('claimed', 'handed')"
+
+
 def _mark_tx(
-    conn: sa.Connection, run_key: str, fp: str, keys: np.ndarray, span: tuple[str, str],
+    conn: sa.Connection, owner: str, fp: str, keys: np.ndarray, span: tuple[str, str],
     res: BatchResult, ok: np.ndarray, perm: np.ndarray, stay: np.ndarray, n_ok: int,
     by_range: bool,
 ) -> None:  # fmt: skip
@@ -484,14 +621,21 @@ def _mark_tx(
         err = res.error if res.error is not None else np.full(len(ok), None, dtype=object)
         _many(
             conn,
-            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ? "
-            "WHERE \"key\" = ? AND status = 'claimed'",
-            [((e or "")[:2000], now, k) for e, k in zip(err[perm], keys[perm], strict=True)],
+            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ?, "
+            f'lease_us = NULL WHERE "key" = ? {_MINE}',
+            [((e or "")[:2000], now, k, owner) for e, k in zip(err[perm], keys[perm], strict=True)],
+        )
+    if stay.any():
+        _many(
+            conn,
+            f'UPDATE el_campaign_ledger SET lease_us = NULL, updated_at = ? WHERE "key" = ? {_MINE}',
+            zip(repeat(now), keys[stay].tolist(), repeat(owner)),
         )
     if by_range and n_ok:
         sql = (
-            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
-            'WHERE "key" >= ? AND "key" <= ? AND run_key = ? AND status = \'claimed\''
+            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ?, "
+            'lease_us = NULL WHERE "key" >= ? AND "key" <= ? AND owner = ? '
+            "AND status = 'claimed'"
         )
         held = keys[stay].tolist()
         if held:
@@ -500,7 +644,7 @@ def _mark_tx(
             sql = sql.replace("?", "%s")
         cur = conn.connection.cursor()
         try:
-            cur.execute(sql, [fp, now, span[0], span[1], run_key, *held])
+            cur.execute(sql, [fp, now, span[0], span[1], owner, *held])
             done = cur.rowcount
         finally:
             cur.close()
@@ -509,9 +653,10 @@ def _mark_tx(
     elif n_ok:
         _many(
             conn,
-            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ? "
-            "WHERE \"key\" = ? AND status = 'claimed'",
-            zip(repeat(fp), repeat(now), keys[ok].tolist()),
+            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ?, "
+            'lease_us = NULL WHERE "key" = ? AND owner = ? '
+            "AND status IN ('claimed', 'handed', 'sent')",
+            zip(repeat(fp), repeat(now), keys[ok].tolist(), repeat(owner)),
         )
     pid = res.provider_id
     if pid is not None:
@@ -547,6 +692,86 @@ def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.take(pc.sort_indices(keys).to_numpy())
 
 
+def _hook(prov: Any) -> bool:
+    """True for a provider that reports per-message progress (``progress`` attribute)."""
+    return hasattr(prov, "progress")
+
+
+class _Progress:
+    """The ``progress`` hook of one unit: records ``handed`` / ``sent`` per message at once
+    (thread-safe: a provider may deliver over several connections)."""
+
+    def __init__(self, ws: Core, owner: str, fp: str, lease_s: float):
+        self.ws, self.owner, self.fp, self.lease_s = ws, owner, fp, lease_s
+        self.lock = threading.Lock()
+        self.conn: sa.Connection | None = None
+
+    def __call__(self, key: str, stage: str) -> None:
+        with self.lock:
+            if self.conn is None:
+                self.conn = self.ws.state.engine.connect().execution_options(el_immediate=True)
+            conn = self.conn
+            with conn.begin():
+                now = _stamp(conn)
+                if stage == "handed":
+                    sql = ("UPDATE el_campaign_ledger SET status = 'handed', lease_us = ?, "
+                           "updated_at = ? WHERE \"key\" = ? AND owner = ? AND status = 'claimed'")
+                    args: list[Any] = [_now_us() + int(self.lease_s * _US), now, key, self.owner]
+                elif stage == "sent":
+                    # the lease stays until the unit's mark: its events are not appended yet
+                    sql = ("UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, "
+                           f'updated_at = ? WHERE "key" = ? {_MINE}')
+                    args = [self.fp, now, key, self.owner]
+                else:
+                    raise ValidationError("progress stage", stage, "must be 'handed' or 'sent'")
+                _many(conn, sql, [tuple(args)])
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _release(ws: Core, owner: str) -> None:
+    """Release the claims this call still holds (after an error): the next send may
+    retry them at once instead of waiting for the lease."""
+    with ws.state.write() as conn:
+        conn.execute(
+            L.ledger.update()
+            .where(L.ledger.c.owner == owner, L.ledger.c.status.in_(("claimed", "handed")))
+            .values(lease_us=None)
+        )
+
+
+def _final(ws: Core, keys: list[str], owner: str) -> tuple[dict[str, int], int, int, dict[str, int]]:
+    """(rows per status, in doubt held by this call, held by other live senders,
+    suppressed per reason) over the ledger rows of ``keys``."""
+    counts: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    mine = other = 0
+    sql = 'SELECT status, owner, reason, lease_us FROM el_campaign_ledger WHERE "key" IN '
+    now_us = _now_us()
+    with ws.state.read() as conn:
+        sqlite = conn.dialect.name == "sqlite" and L.SQLITE_JSON
+        step = 50_000 if sqlite else _IN
+        for i in range(0, len(keys), step):
+            part = keys[i : i + step]
+            if sqlite:
+                got = L.fetch(conn, sql + "(SELECT value FROM json_each(?))", [json.dumps(part)])
+            else:
+                got = L.fetch(conn, sql + "(" + ", ".join("?" * len(part)) + ")", part)
+            for st, ow, reason, lease in got:
+                counts[st] = counts.get(st, 0) + 1
+                if st == "suppressed" and reason:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+                if st in ("claimed", "handed"):
+                    if ow == owner or _stale(ow, lease, now_us):
+                        mine += 1
+                    else:
+                        other += 1
+    return counts, mine, other, reasons
+
+
 def send(
     ws: Core,
     plan: Plan,
@@ -555,27 +780,35 @@ def send(
     *,
     batch_size: int = 50_000,
     retries: int = 2,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> SendResult:
     """Deliver ``plan`` effectively once under ``run_key`` (default: the plan's).
 
-    Messages go in batches ordered by message key. Per batch: one claim transaction
-    (insert the ledger rows, caps re-checked against the ledger under the caps lock),
-    one provider call carrying every message key, one mark transaction (one ``UPDATE``
-    over the batch's key range), one append of the batch's 'Notification Sent' events.
+    Messages go in claim units ordered by message key. Per unit: one claim transaction
+    (insert the absent ledger rows with ``ON CONFLICT DO NOTHING``, take over stale
+    claims, caps re-checked against the ledger under the caps lock), one provider call
+    carrying the message keys this call owns, one mark transaction, one append of the
+    unit's 'Notification Sent' events. Messages another live sender holds are skipped
+    (``SendResult.skipped``); a provider with a ``progress`` hook (SMTP) gets units of at
+    most :data:`HANDOFF_UNIT` and each message is recorded as it is handed over and
+    accepted.
 
     Args:
         ws: the workspace.
         plan: from :func:`~engagelab.campaigns.plan` (ignored on a rerun: the run's
             snapshot is used).
-        run_key: the run's key; message keys derive from it.
+        run_key: the run's key (groups the attempts, the outbox file and the events).
         provider: a provider (default: the outbox file of the run).
         batch_size: messages per claim / provider call.
         retries: extra provider calls for transient failures within this attempt.
+        lease_seconds: how long a claim holds; a claim of a sender that stopped is taken
+            over after it (at once when its process on this host no longer exists).
     """
     if not isinstance(plan, Plan):
         raise ValidationError("plan", type(plan).__name__, "must be a Plan from plan(...)")
     check_int("batch_size", batch_size, low=1)
     check_int("retries", retries, low=0)
+    check_number("lease_seconds", lease_seconds, low=0, low_open=True)
     run_key = L.check_run_key(run_key or plan.run_key)
     t0 = time.perf_counter()
     frame, c, attempt = _start(ws, plan, run_key)
@@ -590,58 +823,78 @@ def send(
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
         prov = provider
+    hooked = _hook(prov)
+    unit = min(batch_size, HANDOFF_UNIT) if hooked else batch_size
     cols = ["user_id", "variant", "to", "message_key", "timezone", "send_at"]
     cols += ["event_properties"] if "event_properties" in frame.columns else []
-    # Arrow-backed until a batch needs its values as Python objects (memory: one batch)
+    # Arrow-backed until a unit needs its values as Python objects (memory: one unit)
     todo = _sorted_by_key(frame.loc[frame["decision"] == "send", cols])
     n_todo = len(todo)
     ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
+    owner = _owner()
     sent = redelivered = failed = 0
     prov.open()
     try:
         with _connection(ws) as conn:
-            for b, lo in enumerate(range(0, n_todo, batch_size)):
-                rows = _arrays(todo.iloc[lo : lo + batch_size])
-                go_mask, doubt, capped = _claim(conn, c, run_key, b, attempt, rows)
-                redelivered += doubt
-                if capped:
+            for b, lo in enumerate(range(0, n_todo, unit)):
+                rows = _arrays(todo.iloc[lo : lo + unit])
+                cl = _claim(conn, c, run_key, b, attempt, rows, owner, lease_seconds)
+                redelivered += cl.redelivered
+                if cl.suppressed:
                     _flush_suppressed(ws, run_key, b, attempt, c)
-                if not go_mask.any():
+                if not cl.go.any():
                     continue
-                go = _take(rows, go_mask)
-                index, payloads = _payloads(ws, c, go)
+                go = _take(rows, cl.go)
+                fp = f"{run_key}#{b}#{attempt}"
+                index, payloads, bad = _payloads(ws, c, go)
+                if bad:
+                    failed += _fail_unrenderable(conn, owner, go["message_key"], bad)
+                    keep = np.ones(len(go["message_key"]), bool)
+                    keep[list(bad)] = False
+                    go, index = _take(go, keep), index[keep]
+                    if not keep.any():
+                        continue
                 batch = MessageBatch(
                     go["message_key"], go["user_id"], go["variant"], go["to"], go["send_us"],
                     index, payloads, c.id, c.channel, tuple(c.labels), ttl,
                 )  # fmt: skip
-                res = _deliver(prov, batch, retries)
-                fp = f"{run_key}#{b}#{attempt}"
+                hook = _Progress(ws, owner, fp, lease_seconds) if hooked else None
+                if hook is not None:
+                    cast(Any, prov).progress = hook
+                try:
+                    res = _deliver(prov, batch, retries)
+                finally:
+                    if hook is not None:
+                        cast(Any, prov).progress = None
+                        hook.close()
                 span = (rows["message_key"][0], rows["message_key"][-1])
-                n_ok, n_fail = _mark(conn, run_key, fp, go["message_key"], span, res)
+                n_ok, n_fail = _mark(
+                    conn, owner, fp, go["message_key"], span, res, by_range=not hooked
+                )
                 sent += n_ok
                 failed += n_fail
                 _append(ws, fp, _events(NOTIFICATION_SENT, _take(go, res.ok), c))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _release(ws, owner)
+        raise
     finally:
         prov.close()
-    counts = _counts(ws, run_key)
-    pending = counts.get("claimed", 0) + max(0, n_todo - sum(counts.values()))
+    counts, pending, skipped, late = _final(ws, todo["message_key"].tolist(), owner)
+    pending += max(0, n_todo - sum(counts.values()))
+    if pending:  # what this call still holds goes to the next send at once
+        _release(ws, owner)
+    finished = pending == 0 and skipped == 0
     with ws.state.write() as conn:
         conn.execute(
             L.runs.update()
             .where(L.runs.c.run_key == run_key)
-            .values(
-                status="done" if pending == 0 else "running",
-                finished_at=L.now() if pending == 0 else None,
-            )
-        )
+            .values(status="done" if finished else "running",
+                    finished_at=L.now() if finished else None)
+        )  # fmt: skip
     reasons = {str(k): int(v) for k, v in frame["reason"].value_counts().items()}
-    with ws.state.read() as conn:
-        for r, n in conn.execute(
-            sa.select(L.ledger.c.reason, sa.func.count())
-            .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "suppressed")
-            .group_by(L.ledger.c.reason)
-        ):
-            reasons[r] = reasons.get(r, 0) + int(n)
+    for r, n in late.items():
+        reasons[r] = reasons.get(r, 0) + n
     return SendResult(
         run_key,
         c.id,
@@ -655,7 +908,24 @@ def send(
         pending,
         time.perf_counter() - t0,
         reasons,
+        skipped,
+        plan.note if attempt == 1 else "",
     )
+
+
+def _fail_unrenderable(
+    conn: sa.Connection, owner: str, keys: np.ndarray, bad: dict[int, str]
+) -> int:
+    """Mark the messages whose content cannot be rendered as permanently failed."""
+    with conn.begin():
+        now = _stamp(conn)
+        _many(
+            conn,
+            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ?, "
+            f'lease_us = NULL WHERE "key" = ? {_MINE}',
+            [(why, now, keys[i], owner) for i, why in bad.items()],
+        )
+    return len(bad)
 
 
 def _flush_suppressed(ws: Core, run_key: str, b: int, attempt: int, c: Campaign) -> None:
@@ -676,15 +946,3 @@ def _flush_suppressed(ws: Core, run_key: str, b: int, attempt: int, c: Campaign)
         df = pd.DataFrame(rows, columns=["user_id", "variant", "send_at", "message_key", "reason"])
         df["send_at"] = pd.to_datetime(df["send_at"].astype(np.int64), unit="us", utc=True)
         _append(ws, fp, _events(NOTIFICATION_SUPPRESSED, df, c, reason=df["reason"]))
-
-
-def _counts(ws: Core, run_key: str) -> dict[str, int]:
-    with ws.state.read() as conn:
-        return {
-            s: int(n)
-            for s, n in conn.execute(
-                sa.select(L.ledger.c.status, sa.func.count())
-                .where(L.ledger.c.run_key == run_key)
-                .group_by(L.ledger.c.status)
-            )
-        }

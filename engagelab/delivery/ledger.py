@@ -1,9 +1,11 @@
 """State-DB tables of campaigns: saved specs, runs (with their audience snapshot), the
 message ledger and workspace campaign settings (global control group).
 
-The ledger has one row per message key (unique): ``claimed`` before the provider call,
-``sent`` after it succeeded, ``failed`` after a permanent failure, ``suppressed`` when a
-frequency cap or minimum gap turned it down at claim time. Frequency caps are checked
+The ledger has one row per message key (unique): ``claimed`` before the provider call
+(inserted with ``ON CONFLICT DO NOTHING``: the process whose insert won owns it, recorded
+in ``owner`` with a lease in ``lease_us``), ``handed`` while a provider without
+idempotency (SMTP) commits it, ``sent`` after it succeeded, ``failed`` after a permanent
+failure, ``suppressed`` when a frequency cap or minimum gap turned it down at claim time. Frequency caps are checked
 against the ledger inside the claim transaction, which holds the ``caps`` lock row, so
 two processes never both claim the last slot of a user's cap.
 """
@@ -64,12 +66,13 @@ def history(
     users: list[str] | None = None,
     exclude_run: str | None = None,
 ) -> pd.DataFrame:
-    """Ledger messages occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
+    """Ledger messages (``user_id``, ``t``, ``channel``, ``campaign_id``, ``key``)
+    occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
     ``users`` only, when given: one statement with a JSON list on SQLite, ``IN`` lists of
     :data:`IN_CHUNK` elsewhere)."""
     sql = (
-        "SELECT user_id, send_at, channel, campaign_id FROM el_campaign_ledger "
-        "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'sent')"
+        'SELECT user_id, send_at, channel, campaign_id, "key" FROM el_campaign_ledger '
+        "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'handed', 'sent')"
     )
     params: list[Any] = [int(lo_us), int(hi_us)]
     if exclude_run is not None:
@@ -86,7 +89,7 @@ def history(
             part = list(users[i : i + IN_CHUNK])
             in_sql = sql + " AND user_id IN (" + ", ".join("?" * len(part)) + ")"
             rows += fetch(conn, in_sql, params + part)
-    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id"])
+    df = pd.DataFrame(rows, columns=["user_id", "t", "channel", "campaign_id", "key"])
     df["t"] = df["t"].astype(np.int64)
     return df
 

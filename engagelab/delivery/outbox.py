@@ -3,7 +3,10 @@
 Each ``deliver`` call appends the batch's new messages and fsyncs the file once; keys
 already in the file (read on ``open``) are acknowledged without writing them again, so
 messages re-delivered after a crash appear once. A torn last line (a crash mid-write)
-is ignored when reading and completed by the next write. ``deliver_batch`` takes a
+is ignored when reading and dropped by the next ``open``. Several processes may write
+one outbox at once (concurrent senders of a run): the torn-line repair and each batch's
+write hold an exclusive ``flock`` on the file, so lines never interleave and a line
+being written is never taken for a torn one. ``deliver_batch`` takes a
 columnar :class:`~engagelab.delivery.protocol.MessageBatch` and encodes its JSON lines
 with Arrow compute kernels (each distinct payload is encoded once), so a batch costs a
 few microseconds a message.
@@ -22,9 +25,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +108,21 @@ def data(lines: pa.Array) -> memoryview:
     return memoryview(lines.buffers()[2])[off[0] : off[-1]]
 
 
+@contextlib.contextmanager
+def _locked(fh: Any) -> Iterator[None]:
+    """An exclusive advisory lock on an open file (a no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def read_outbox(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The complete records of an outbox file (a torn last line is skipped)."""
     out: list[dict[str, Any]] = []
@@ -135,8 +154,9 @@ class OutboxProvider:
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._keys = set()
-        good = 0
-        if self.path.exists():
+        self._fh = self.path.open("ab")
+        with _locked(self._fh):
+            good = 0
             with self.path.open("rb") as fh:
                 for line in fh:
                     if not line.endswith(b"\n"):
@@ -146,7 +166,6 @@ class OutboxProvider:
             if good != self.path.stat().st_size:  # drop a torn last line
                 with self.path.open("r+b") as fh:
                     fh.truncate(good)
-        self._fh = self.path.open("ab")
 
     def deliver(self, batch: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Append the new messages of ``batch`` (see the module docstring)."""
@@ -178,11 +197,12 @@ class OutboxProvider:
             batch = batch.take(keep)
             fresh = set(batch.key.tolist())
         if len(batch):
-            for lo in range(0, len(batch), 100_000):  # bounded string arrays (int32 offsets)
-                part = batch.take(slice(lo, lo + 100_000))
-                self._fh.write(data(encode_lines(part)))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            with _locked(self._fh):
+                for lo in range(0, len(batch), 100_000):  # bounded arrays (int32 offsets)
+                    part = batch.take(slice(lo, lo + 100_000))
+                    self._fh.write(data(encode_lines(part)))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
             self._keys |= fresh
         return BatchResult.all_ok(n)
 

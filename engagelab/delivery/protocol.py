@@ -4,6 +4,11 @@ A provider delivers :class:`OutgoingMessage` batches idempotently by message key
 answers one :class:`DeliveryResult` per message (``permanent`` failures are not retried).
 Bulk providers take a columnar :class:`MessageBatch` and answer a :class:`BatchResult`.
 Which provider serves a channel is decided by :mod:`engagelab.delivery.registry`.
+
+A provider without idempotency by key (SMTP) may have a ``progress`` attribute (None by
+default): the sender sets it to a callable and the provider calls ``progress(key,
+"handed")`` just before a message is committed and ``progress(key, "sent")`` once it was
+accepted, so each message is recorded as it goes (see :mod:`engagelab.campaigns.send`).
 """
 
 from __future__ import annotations

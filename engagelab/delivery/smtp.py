@@ -13,6 +13,11 @@ key (:func:`message_id`): a message re-delivered after a crash left it in doubt 
 the same ``Message-ID`` as the first attempt, which mail systems and the recipient's
 client use to recognise duplicates. The key is also sent as ``X-Engagelab-Key``.
 
+Progress: when ``progress`` is set (``send`` sets it for each claim unit), it is called
+as ``progress(key, "handed")`` just before the final ``DATA`` dot commits the message to
+the server and ``progress(key, "sent")`` right after the server accepted it, so a sender
+killed mid-unit leaves at most one message in doubt per connection.
+
 Results per message: ``ok`` on 2xx; a 5xx answer (unknown recipient, rejected sender or
 content) is ``permanent``; 4xx answers and lost connections are transient (retry later).
 
@@ -31,7 +36,7 @@ import socket
 import ssl
 import threading
 from base64 import encodebytes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
@@ -88,7 +93,56 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
-def _pipelined(smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, options: list[str]) -> None:
+def _body_then_dot(smtp: smtplib.SMTP, data: bytes, handed: Callable[[], None] | None) -> None:
+    """After ``354``: the dot-stuffed body, ``handed()``, then the final dot, which commits
+    the message (body and dot in one write without ``handed``); raises
+    :class:`smtplib.SMTPDataError` unless the server answers 250."""
+    body = _DOT.sub(b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    if handed is None:
+        smtp.send(body + b".\r\n")  # one write
+    else:
+        smtp.send(body)
+        handed()
+        smtp.send(b".\r\n")
+    code, resp = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, resp)
+
+
+def _stepwise(
+    smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, options: list[str],
+    handed: Callable[[], None] | None,
+) -> None:  # fmt: skip
+    """One message command by command (``MAIL``, ``RCPT``, ``DATA``, body, dot), raising
+    the exceptions :meth:`smtplib.SMTP.sendmail` raises for the same answers."""
+    code, resp = smtp.mail(sender, options)
+    if code != 250:
+        if code == 421:
+            smtp.close()
+        else:
+            smtp.rset()
+        raise smtplib.SMTPSenderRefused(code, resp, sender)
+    code, resp = smtp.rcpt(rcpt)
+    if code not in (250, 251):
+        if code == 421:
+            smtp.close()
+        else:
+            smtp.rset()
+        raise smtplib.SMTPRecipientsRefused({rcpt: (code, resp)})
+    smtp.putcmd("data")
+    code, resp = smtp.getreply()
+    if code != 354:
+        smtp.rset()
+        raise smtplib.SMTPDataError(code, resp)
+    _body_then_dot(smtp, data, handed)
+
+
+def _pipelined(
+    smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, options: list[str],
+    handed: Callable[[], None] | None = None,
+) -> None:  # fmt: skip
     """One message over a server that offers PIPELINING (RFC 2920): ``MAIL FROM``, ``RCPT
     TO`` and ``DATA`` in one write, their three replies read in order, then the body.
     Raises the exceptions :meth:`smtplib.SMTP.sendmail` raises for the same answers."""
@@ -113,13 +167,7 @@ def _pipelined(smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes, options:
     if go[0] != 354:
         smtp.rset()
         raise smtplib.SMTPDataError(go[0], go[1])
-    body = _DOT.sub(b"..", data)
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    smtp.send(body + b".\r\n")
-    code, resp = smtp.getreply()
-    if code != 250:
-        raise smtplib.SMTPDataError(code, resp)
+    _body_then_dot(smtp, data, handed)
 
 
 class SmtpError(EngagelabError, ConnectionError):
@@ -180,6 +228,8 @@ class SmtpProvider:
         self._lock = threading.Lock()
         #: connections opened so far (reuse keeps this at ``pool_size`` for a healthy server)
         self.connections = 0
+        #: called as ``progress(key, "handed" | "sent")`` per message (see the module doc)
+        self.progress: Callable[[str, str], None] | None = None
 
     def __repr__(self) -> str:
         user = f", username={self.username!r}" if self.username else ""
@@ -320,6 +370,8 @@ class SmtpProvider:
         except (KeyError, ValueError, TypeError, UnicodeError) as exc:
             return DeliveryResult(m.key, False, True, error=f"bad e-mail payload: {exc}")
         last = "not sent"
+        hook = self.progress
+        handed = (lambda: hook(m.key, "handed")) if hook is not None else None
         for _attempt in range(2):
             try:
                 smtp = self._slots[slot] or self._connect(slot)
@@ -327,12 +379,14 @@ class SmtpProvider:
                 if eight not in built:
                     built[eight] = self.build(m, eight_bit=eight)
                 opts = [] if built[eight].isascii() else ["BODY=8BITMIME"]
+                if smtp.has_extn("size"):
+                    opts.append(f"SIZE={len(built[eight])}")
                 if smtp.has_extn("pipelining"):
-                    if smtp.has_extn("size"):
-                        opts.append(f"SIZE={len(built[eight])}")
-                    _pipelined(smtp, sender, m.to, built[eight], opts)
+                    _pipelined(smtp, sender, m.to, built[eight], opts, handed)
                 else:
-                    smtp.sendmail(sender, [m.to], built[eight], mail_options=opts)
+                    _stepwise(smtp, sender, m.to, built[eight], opts, handed)
+                if hook is not None:
+                    hook(m.key, "sent")
                 return DeliveryResult(m.key, True, provider_id=mid)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))

@@ -59,9 +59,19 @@ def _v1_to_v2(conn: sa.Connection, dialect: str) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN fingerprint TYPE TEXT")
 
 
+def _v2_to_v3(conn: sa.Connection, dialect: str) -> None:
+    """Ledger rows record who holds a claim and until when (``owner``, ``lease_us``)."""
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("el_campaign_ledger")}
+    if "owner" not in cols:
+        conn.exec_driver_sql("ALTER TABLE el_campaign_ledger ADD COLUMN owner VARCHAR(120)")
+    if "lease_us" not in cols:
+        conn.exec_driver_sql("ALTER TABLE el_campaign_ledger ADD COLUMN lease_us BIGINT")
+
+
 #: ``MIGRATIONS[v]`` turns a schema of version ``v`` into version ``v + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection, str], None]] = {
     1: _v1_to_v2,
+    2: _v2_to_v3,
 }
 
 

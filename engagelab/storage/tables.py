@@ -35,7 +35,7 @@ __all__ = [
 
 #: The version of the schema below; :mod:`engagelab.storage.migrations` has one step per
 #: version from 1 (the first released layout) to this one.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The metadata every table below is declared on.
 metadata = sa.MetaData()
@@ -132,7 +132,9 @@ campaign_runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
-#: One row per message key: claimed → sent / failed / suppressed.
+#: One row per message key: claimed → handed (given to a provider without idempotency) →
+#: sent / failed, or suppressed. ``owner`` is the sending process that holds a claim and
+#: ``lease_us`` (µs) when its claim expires (schema 3).
 ledger = sa.Table(
     "el_campaign_ledger",
     metadata,
@@ -151,6 +153,8 @@ ledger = sa.Table(
     sa.Column("provider_id", sa.String(200)),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("owner", sa.String(120)),
+    sa.Column("lease_us", sa.BigInteger),
     sa.Index("ix_el_campaign_ledger_user", "user_id", "send_at"),
 )
 

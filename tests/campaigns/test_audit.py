@@ -119,6 +119,7 @@ def test_reachability_and_opt_out_per_channel(ws, channel):
     field, optout = REACH[channel]
     cols = ["email", "phone", "push_token", "webpush_subscription"]
     full = {c: f"x-{c}" for c in cols}
+    full["email"] = "x-email@shop.example"  # a malformed address is invalid_header
     rows = [
         {"user_id": "ok", **full},
         {"user_id": "no_address", **full, **({field: None} if field != "user_id" else {})},
@@ -134,7 +135,7 @@ def test_reachability_and_opt_out_per_channel(ws, channel):
         "opted_out": "opted_out" if optout else None,
     }
     assert f["reason"].to_dict() == want
-    assert f.loc["ok", "to"] == ("ok" if field == "user_id" else f"x-{field}")
+    assert f.loc["ok", "to"] == ("ok" if field == "user_id" else full[field])
 
 
 def test_remarketing_audiences_match_on_any_identifier(ws):

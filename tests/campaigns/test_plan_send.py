@@ -388,8 +388,8 @@ def test_batches_are_key_ranges_and_marked_per_range(ws):
 
 @pytest.mark.parametrize("keys", [("k1", "k2", "k3"), ("K-1", "K-2", "K-3")])
 def test_range_mark_falls_back_per_key_when_the_range_holds_other_rows(any_ws, keys):
-    """The range UPDATE checks its row count: a claimed row inside the range that is not
-    one of the batch's delivered messages makes it roll back and mark per key instead
+    """The range UPDATE checks its row count: a claimed row of this owner inside the range
+    that is not one of the batch's delivered messages makes it roll back and mark per key instead
     (keys outside digits and lowercase letters are marked per key on collating databases)."""
     from engagelab.campaigns.send import _connection, _mark
     from engagelab.delivery.protocol import BatchResult
@@ -401,7 +401,7 @@ def test_range_mark_falls_back_per_key_when_the_range_holds_other_rows(any_ws, k
                 L.ledger.insert().values(
                     key=k, run_key="r", campaign_id="c", user_id=k, channel="email",
                     variant="A", timezone="UTC", send_at=0, status="claimed", batch=0,
-                    updated_at=L.now(),
+                    updated_at=L.now(), owner="r",
                 )
             )  # fmt: skip
     done = np.array([keys[0], keys[2]], dtype=object)
