@@ -69,7 +69,8 @@ class _VersionAction(argparse.Action):
                          help=str(kwargs.get("help", "")))  # fmt: skip
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        parser.exit(0, f"engagelab {_version()}\n")
+        print(f"engagelab {_version()}")
+        parser.exit(0)
 
 
 # ----------------------------------------------------------------------------- parser
