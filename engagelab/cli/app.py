@@ -61,6 +61,18 @@ def _version() -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (``--help`` stays cheap)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help=str(kwargs.get("help", "")))  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"engagelab {_version()}")
+        parser.exit(0)
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``engagelab`` command.
@@ -84,7 +96,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="engagelab", description="Design, run and analyse messaging campaigns."
     )
-    p.add_argument("--version", action="version", version=f"engagelab {_version()}")
+    p.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     if command is None:
