@@ -4,6 +4,8 @@
   :mod:`~engagelab.storage.migrations` brings older databases forward;
 * :mod:`~engagelab.storage.statedb`: the state database (SQLite in WAL mode, or any
   SQLAlchemy URL) and the workspace configuration;
+* :mod:`~engagelab.storage.upsert`: race-free "insert if absent" / "insert or update";
+  :mod:`~engagelab.storage.locks`: named cross-process locks (one ingest of events at a time);
 * :mod:`~engagelab.storage.store`: append-only Parquet tables with a manifest;
   :mod:`~engagelab.storage.compact` rewrites them; :mod:`~engagelab.storage.ingest`
   validates foreign data (:mod:`~engagelab.storage.coerce`, :mod:`~engagelab.storage.conform`);
