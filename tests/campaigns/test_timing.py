@@ -189,7 +189,12 @@ def test_caps_ttl_cutoff_and_throttle_reasons_in_plan(ws):
     assert plan(ws, capped, "2026-01-06T00:30:00Z").reasons() == {}
     exempt = capped.replace(delivery=Delivery(caps=capped.delivery.caps, ignore_caps=True))
     assert plan(ws, exempt, "2026-01-05T15:00:00Z").reach == 30
-    gap = campaign("first", delivery=Delivery(min_gap_hours=48))
+    # a one-time campaign has one occurrence (planning it again is the same messages):
+    # the gap is checked for another occurrence of the campaign, here a daily one
+    gap = campaign(
+        "first", delivery=Delivery(min_gap_hours=48),
+        schedule=Schedule("recurring", cron="0 9 * * *", timezone="UTC"),
+    )  # fmt: skip
     assert plan(ws, gap, "2026-01-06T09:00:00Z", run_key="first-again").reasons() == {"min_gap": 30}
     dnd = campaign("third", delivery=Delivery(dnd=(DND("08:00", "12:00"),), ttl_hours=2))
     assert plan(ws, dnd, ld).reasons() == {"ttl_expired": 30}
