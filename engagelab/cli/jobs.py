@@ -276,7 +276,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         info = job_info(ws, args.job)
         spec = info["spec"]
         tz = zoneinfo.ZoneInfo(spec.schedule.timezone if spec.schedule else "UTC")
-        added = aware(info["created_at"]).astimezone(tz).date().isoformat()
+        created = aware(info["created_at"])
+        added = created.astimezone(tz).date().isoformat() if created else None
         written = {}
         if args.airflow:
             written["airflow"] = str(write_airflow_dag(spec, args.airflow, workspace=str(ws.path),
