@@ -23,7 +23,7 @@ import ipywidgets as w
 
 from engagelab.errors import ValidationError
 
-__all__ = ["Debouncer", "ErrorLine", "guarded"]
+__all__ = ["Debouncer", "ErrorLine", "StaleNote", "guarded"]
 
 
 class ErrorLine(w.HTML):
@@ -52,6 +52,47 @@ class ErrorLine(w.HTML):
         self.exception = None
         self.value = ""
         self.layout.display = "none"
+
+
+class StaleNote(w.HTML):
+    """A grey note saying the results below no longer match the inputs, and a dimmed look
+    (CSS class ``el-stale``) on those result widgets; hidden and undimmed when current.
+
+    Widgets :meth:`mark` their results stale as soon as an input changes (until the new
+    result arrives) and clear them on an error, so an old result is never shown as if it
+    belonged to the current settings.
+    """
+
+    def __init__(self, css_class: str, targets: tuple[w.Widget, ...] = ()):
+        super().__init__(value="")
+        self.add_class(css_class)
+        self.targets = tuple(targets)
+        self.reason = ""
+        self.layout.display = "none"
+
+    @property
+    def stale(self) -> bool:
+        """True while the results shown are for other inputs."""
+        return bool(self.reason)
+
+    def mark(self, reason: str = "the inputs changed; updating…") -> None:
+        """Mark the results stale, saying why."""
+        self.reason = reason
+        self.value = (
+            "<style>.el-stale{opacity:.4}</style>"
+            f"<span style='color:#666'>&#8987; results below are out of date: {html.escape(reason)}</span>"
+        )
+        self.layout.display = None
+        for t in self.targets:
+            t.add_class("el-stale")
+
+    def clear(self) -> None:
+        """The results shown are current."""
+        self.reason = ""
+        self.value = ""
+        self.layout.display = "none"
+        for t in self.targets:
+            t.remove_class("el-stale")
 
 
 def _message(exc: BaseException) -> str:

@@ -4,7 +4,13 @@ The widget is thin: its inputs make :class:`~engagelab.besttime.BestTimeOptions`
 fits (:func:`~engagelab.besttime.fit`), draws the local hour x weekday activity
 (:func:`~engagelab.besttime.activity_heatmap`) and evaluates against baselines
 (:func:`~engagelab.besttime.evaluate`, on a button since it takes a while). Every error
-(an unknown event, an inverted window, no data) shows on the widget's error line.
+(an unknown event, an inverted window, no data) shows on the widget's error line, and
+clears the results of other settings; while a refit is pending the old results are
+marked out of date.
+
+"Now" is the data's end (:func:`engagelab.storage.catalog.reference_time`, just after
+the last event), as in every widget: the fit, the heatmap and relative saved segments
+("did X in the last 7 days") are evaluated at that time, which the widget states.
 
 Example (headless)::
 
@@ -30,10 +36,11 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
+from engagelab.widgets._guard import Debouncer, ErrorLine, StaleNote, guarded
 
 from engagelab.besttime import BestTimeOptions, activity_heatmap, evaluate, fit
 from engagelab.besttime.explore import WEEKDAYS
+from engagelab.storage.catalog import reference_time, user_timezones
 
 __all__ = ["BestTimeExplorer"]
 
@@ -94,6 +101,8 @@ class BestTimeExplorer(w.VBox):
         slots: its per-user slots (DataFrame).
         heatmap: the activity table behind the heatmap.
         evaluation: the last :class:`~engagelab.besttime.BestTimeEvaluation` (after Evaluate).
+        at: the "now" of the fit, the heatmap and saved segments: just after the data's end.
+        stale_note: says when the results shown are for other settings (``.stale``).
     """
 
     generation = traitlets.Int(0)
@@ -103,6 +112,7 @@ class BestTimeExplorer(w.VBox):
         super().__init__()
         _css(self, "explorer")
         self.ws = ws
+        self.at = reference_time(ws)
         self.model: Any = None
         self.slots = pd.DataFrame()
         self.heatmap = pd.DataFrame()
@@ -135,6 +145,11 @@ class BestTimeExplorer(w.VBox):
         self.slots_html = _css(w.HTML(), "slots")
         self.reasons_html = _css(w.HTML(), "reasons")
         self.eval_html = _css(w.HTML(), "eval")
+        self.at_html = _css(w.HTML(
+            f"<i>as of {self.at:%Y-%m-%d %H:%M:%S} UTC, just after the workspace's last event "
+            "(relative segments and the fit count back from here)</i>"), "at")  # fmt: skip
+        self.stale_note = StaleNote("el-bt-stale", (self.summary_html, self.heat_html,
+                                                    self.slots_html, self.reasons_html))  # fmt: skip
         self._debouncer = Debouncer(debounce, self._show)
         for c in (self.segment, self.mode, self.events, self.earliest, self.latest,
                   self.granularity):  # fmt: skip
@@ -146,7 +161,7 @@ class BestTimeExplorer(w.VBox):
             w.HBox([self.segment, self.mode, self.events]),
             w.HBox([self.granularity, self.weekday]),
             w.HBox([self.earliest, self.latest, self.evaluate_button]),
-            self.error_line, self.summary_html, self.heat_html,
+            self.at_html, self.error_line, self.stale_note, self.summary_html, self.heat_html,
             w.HBox([self.slots_html, self.reasons_html]),
             w.HBox([self.lookup, self.lookup_out]), self.eval_html,
         ]  # fmt: skip
@@ -178,9 +193,21 @@ class BestTimeExplorer(w.VBox):
     def _users(self) -> pd.DataFrame | None:
         if self.segment.value == EVERYONE:
             return None
-        ids = self.ws.user_ids(self.ws.load_segment(self.segment.value))
-        prof = self.ws.sql("SELECT user_id, timezone FROM profiles")
+        ids = self.ws.user_ids(self.ws.load_segment(self.segment.value), at=self.at)
+        prof = user_timezones(self.ws)
         return prof[prof["user_id"].isin(set(ids))].reset_index(drop=True)
+
+    @property
+    def stale(self) -> bool:
+        """True while the results shown are for other settings (a refit is pending)."""
+        return self.stale_note.stale
+
+    def _clear_results(self) -> None:
+        self.model, self.slots, self.heatmap = None, pd.DataFrame(), pd.DataFrame()
+        for out in (self.summary_html, self.heat_html, self.slots_html, self.reasons_html,
+                    self.lookup_out):  # fmt: skip
+            out.value = ""
+        self.stale_note.clear()
 
     def wait(self, timeout: float | None = 30) -> bool:
         """Block until the newest refit has been shown (for tests)."""
@@ -189,23 +216,35 @@ class BestTimeExplorer(w.VBox):
     # ------------------------------------------------------------- callbacks
     @guarded(_error_line)
     def _changed(self, _change: Any = None) -> None:
-        opts = self.options()  # validation errors show at once
+        self.evaluation, self.eval_html.value = None, ""  # it was for the old settings
+        try:
+            opts = self.options()  # validation errors show at once
+            users = self._users()
+            seg = (
+                None if self.segment.value == EVERYONE else self.ws.load_segment(self.segment.value)
+            )
+        except Exception:
+            self._clear_results()
+            raise
         self.error_line.clear()
-        users = self._users()
-        seg = None if self.segment.value == EVERYONE else self.ws.load_segment(self.segment.value)
+        if self.model is not None:
+            self.stale_note.mark("the settings changed; refitting…")
+        at = self.at
 
         def work() -> tuple[Any, pd.DataFrame]:
-            return fit(self.ws, opts, users=users), activity_heatmap(self.ws, seg, opts.events)
+            return (fit(self.ws, opts, at=at, users=users),
+                    activity_heatmap(self.ws, seg, opts.events, at=at))  # fmt: skip
 
         self._debouncer.request(work)
 
     def _show(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
-            self.model, self.slots = None, pd.DataFrame()
+            self._clear_results()
             self.error_line.show(error)
             self.generation += 1
             return
         self.error_line.clear()
+        self.stale_note.clear()
         self.model, self.heatmap = result
         self._show_slots()
         self.generation += 1
@@ -258,7 +297,11 @@ class BestTimeExplorer(w.VBox):
     def _evaluate(self, _button: Any = None) -> None:
         self.error_line.clear()
         self.eval_html.value = "<i>evaluating…</i>"
-        ev = evaluate(self.ws, self.options())
+        try:
+            ev = evaluate(self.ws, self.options())
+        except Exception:
+            self.eval_html.value = ""
+            raise
         self.evaluation = ev
         table = ev.compare("hit_rate")
         self.eval_html.value = (

@@ -8,7 +8,12 @@ sandboxed template engine), the live audience count is ``ws.count`` at the logic
 date, the SMS segment count is :func:`engagelab.channels.sms_info`, and "Dry run" shows
 :func:`engagelab.campaigns.plan`'s reach and suppression reasons. Every error (a
 template error, weights that do not sum to 1, a cron or time-zone typo) shows inside
-the widget.
+the widget, next to the field it names (``field_error(name)``). A dry run whose campaign
+has changed since is marked out of date (``dry_run_stale``). The preview shows empty
+values as "(empty)", never a raw ``null``.
+
+"Now" is the data's end (:func:`engagelab.storage.catalog.reference_time`): the default
+logical date of the dry run and the reference time of the audience's relative windows.
 
 Example (headless; in a notebook the last line displays the widget)::
 
@@ -34,12 +39,13 @@ import dataclasses
 import datetime as dt
 import html
 import json
+import re
 from typing import Any
 
 import ipywidgets as w
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
-from engagelab.widgets.segment_builder import SegmentBuilder, _reference_time
+from engagelab.widgets._guard import Debouncer, ErrorLine, StaleNote, guarded
+from engagelab.widgets.segment_builder import SegmentBuilder
 
 from engagelab.campaigns import (
     DND,
@@ -56,6 +62,7 @@ from engagelab.campaigns import (
 from engagelab.campaigns.spec import TYPES
 from engagelab.channels import CHANNELS, content_from_dict, known_variables, preview, sms_info
 from engagelab.errors import SpecError, ValidationError
+from engagelab.storage.catalog import profile, reference_time, user_count, user_ids
 
 __all__ = ["CampaignBuilder", "CapRow", "DndRow", "OptionRow", "VariantPanel"]
 
@@ -82,6 +89,24 @@ def _css(widget: w.Widget, name: str) -> w.Widget:
 def _text(name: str, value: str = "", placeholder: str = "", desc: str = "") -> w.Text:
     return _css(w.Text(value=value, placeholder=placeholder, description=desc,
                        style={"description_width": "initial"}), name)  # fmt: skip
+
+
+def _note(css: str) -> w.HTML:
+    """An empty, hidden error note that sits right under one input."""
+    note = _css(w.HTML(""), "field-error")
+    note.add_class(f"el-cb-field-error-{css}")
+    note.layout.display = "none"
+    return note
+
+
+def _show_note(note: w.HTML, text: str) -> None:
+    note.value = f"<span style='color:#b00020;font-size:90%'>&#9888; {html.escape(text)}</span>"
+    note.layout.display = None
+
+
+def _hide_note(note: w.HTML) -> None:
+    note.value = ""
+    note.layout.display = "none"
 
 
 # --------------------------------------------------------------------------- content
@@ -141,6 +166,7 @@ class VariantPanel(w.VBox):
         self.remove_button = _css(w.Button(description="remove", tooltip="remove this variant"),
                                   "remove-variant")  # fmt: skip
         self.fields: dict[str, w.Widget] = {}
+        self.notes: dict[str, w.HTML] = {"name": _note("variant-name"), "weight": _note("weight")}
         self.kinds: dict[str, str] = {}
         self.required: set[str] = set()
         self.fields_box = _css(w.VBox(), "content")
@@ -148,7 +174,8 @@ class VariantPanel(w.VBox):
         self.name.observe(self._changed, names="value")
         self.weight.observe(self._changed, names="value")
         self.remove_button.on_click(lambda _b: builder._remove_clicked(self))
-        self.children = [w.HBox([self.name, self.weight, self.remove_button]),
+        self.children = [w.HBox([w.VBox([self.name, self.notes["name"]]),
+                                 w.VBox([self.weight, self.notes["weight"]]), self.remove_button]),
                          self.fields_box, self.segments]  # fmt: skip
 
     def set_channel(self, channel: str, values: dict[str, Any] | None = None) -> None:
@@ -157,6 +184,7 @@ class VariantPanel(w.VBox):
         cls = CHANNELS[channel].content_cls
         back = {v: k for k, v in cls.ALIASES.items()}
         self.fields, self.kinds, self.required = {}, {}, set()
+        self.notes = {"name": self.notes["name"], "weight": self.notes["weight"]}
         for f in dataclasses.fields(cls):
             key = back.get(f.name, f.name)
             kind = _field_kind(f)
@@ -179,10 +207,13 @@ class VariantPanel(w.VBox):
             box.add_class(f"el-cb-field-{key}")
             box.observe(self._changed, names="value")
             self.fields[key] = box
+            self.notes[key] = _note(key)
             self.kinds[key] = kind
             if _required(f):
                 self.required.add(key)
-        self.fields_box.children = tuple(self.fields.values())
+        self.fields_box.children = tuple(
+            w.VBox([box, self.notes[key]]) for key, box in self.fields.items()
+        )
         self._update_segments()
 
     def content_dict(self) -> dict[str, Any]:
@@ -351,8 +382,9 @@ class CampaignBuilder(w.VBox):
         self.preview_result: dict[str, Any] | None = None
         self.preview_error: BaseException | None = None
         self.winner_test: Any = None  # kept from a loaded campaign (not edited here)
-        ld = _reference_time(ws) if logical_date is None else _when("logical_date", logical_date)
-        self.users = int(ws.engine.scalar("SELECT count(*) FROM profiles"))
+        self.best_time: Any = None  # delivery.best_time, kept from a loaded campaign
+        ld = reference_time(ws) if logical_date is None else _when("logical_date", logical_date)
+        self.users = user_count(ws)
 
         # identity, channel, variants
         self.id = _text("id", "campaign", desc="id")
@@ -431,6 +463,19 @@ class CampaignBuilder(w.VBox):
         self.save_button = _css(w.Button(description="Save", tooltip="save_campaign(ws, campaign)"),
                                 "save")  # fmt: skip
         self.save_status = _css(w.HTML(""), "save-status")
+        self.dry_run_note = StaleNote("el-cb-dry-run-stale", (self.reach_html,))
+        self._dry_run_key: str | None = None
+        self.notes: dict[str, w.HTML] = {
+            key: _note(key)
+            for key in ("id", "name", "channel", "control_percent", "labels", "audience",
+                        "logical_date", "schedule", *(f"schedule.{k}" for k in self.schedule),
+                        "delivery", "delivery.default_timezone", "delivery.if_passed",
+                        "delivery.dnd", "delivery.caps", "delivery.min_gap_hours",
+                        "delivery.throttle_per_minute", "delivery.ttl_hours", "delivery.cut_off",
+                        "delivery.send_time_policy", "goal.event", "goal.window_hours",
+                        "goal.revenue_property", "variants")
+        }  # fmt: skip
+        n = self._with_note
 
         watched = [self.id, self.name, self.control, self.global_control, self.labels,
                    self.audience_mode, self.segment, self.logical_date, self.schedule_type,
@@ -450,34 +495,47 @@ class CampaignBuilder(w.VBox):
         self.dry_run_button.on_click(self._dry_run_clicked)
         self.save_button.on_click(self._save_clicked)
 
-        self.schedule_box = _css(w.VBox(list(self.schedule.values())), "schedule")
+        self._schedule_boxes = {k: n(f"schedule.{k}", v) for k, v in self.schedule.items()}
+        self.schedule_box = _css(w.VBox(list(self._schedule_boxes.values())), "schedule")
         self.audience_box = w.VBox()
         self.children = [
-            w.HBox([self.id, self.name, self.channel]),
+            w.HBox([n("id", self.id), n("name", self.name), n("channel", self.channel)]),
             w.HTML("<b>Content</b>"),
             self.variants_tab,
-            w.HBox([self.add_variant_button, self.control, self.global_control]),
-            self.labels,
+            self.notes["variants"],
+            w.HBox([self.add_variant_button, n("control_percent", self.control),
+                    self.global_control]),  # fmt: skip
+            n("labels", self.labels),
             w.HTML("<b>Preview</b>"),
             self.preview_user,
             self.preview_html,
             w.HTML("<b>Audience</b>"),
             self.audience_mode,
             self.audience_box,
+            self.notes["audience"],
             self.count_html,
             w.HTML("<b>Schedule</b>"),
-            w.HBox([self.schedule_type, self.logical_date]),
+            w.HBox([n("schedule", self.schedule_type), n("logical_date", self.logical_date)]),
             self.schedule_box,
             w.HTML("<b>Delivery</b>"),
-            w.HBox([self.user_timezone, self.if_passed, self.default_timezone]),
+            w.HBox([self.user_timezone, n("delivery.if_passed", self.if_passed),
+                    n("delivery.default_timezone", self.default_timezone)]),  # fmt: skip
             self.dnd_box,
+            self.notes["delivery.dnd"],
             self.add_dnd_button,
             self.caps_box,
+            self.notes["delivery.caps"],
             w.HBox([self.add_cap_button, self.ignore_caps]),
-            w.HBox([self.min_gap, self.throttle, self.ttl, self.cut_off, self.send_time_policy]),
-            w.HBox([self.goal_event, self.goal_window, self.goal_revenue]),
+            w.HBox([n("delivery.min_gap_hours", self.min_gap),
+                    n("delivery.throttle_per_minute", self.throttle),
+                    n("delivery.ttl_hours", self.ttl), n("delivery.cut_off", self.cut_off),
+                    n("delivery.send_time_policy", self.send_time_policy)]),  # fmt: skip
+            self.notes["delivery"],
+            w.HBox([n("goal.event", self.goal_event), n("goal.window_hours", self.goal_window),
+                    n("goal.revenue_property", self.goal_revenue)]),  # fmt: skip
             self.error_line,
             w.HBox([self.dry_run_button, self.save_button, self.save_status]),
+            self.dry_run_note,
             self.reach_html,
         ]
         self._load(campaign)
@@ -527,6 +585,20 @@ class CampaignBuilder(w.VBox):
     def error(self) -> str:
         """The error shown in the widget ("" when none)."""
         return self.error_line.text
+
+    def field_error(self, field: str) -> str:
+        """The error shown next to input ``field`` (``'schedule.cron'``, ``'id'``,
+        ``'variants[0].title'``; "" when none)."""
+        m = re.fullmatch(r"variants\[(\d+)\]\.(\w+)", field)
+        note = self.variants[int(m.group(1))].notes.get(m.group(2)) if m else self.notes.get(field)
+        if note is None:
+            raise ValidationError("field", field, "must name an input of the builder")
+        return html.unescape(re.sub(r"<[^>]+>", "", note.value)).removeprefix("⚠ ").strip()
+
+    @property
+    def dry_run_stale(self) -> bool:
+        """True when the dry run shown is for another campaign or logical date."""
+        return self.dry_run_note.stale
 
     def add_variant(self, name: str | None = None) -> VariantPanel:
         """Add a variant (its content copied from the selected one) and refresh."""
@@ -581,6 +653,8 @@ class CampaignBuilder(w.VBox):
         c = self.campaign
         p = plan(self.ws, c, self.at)
         self.last_plan = p
+        self._dry_run_key = self._key(c)
+        self.dry_run_note.clear()
         summary = p.summary()
         self.reach_html.value = (
             f"<div class='el-cb-reach-line'>reach <b>{p.reach:,}</b> of {len(p.frame):,} "
@@ -602,6 +676,51 @@ class CampaignBuilder(w.VBox):
         return self.count
 
     # --------------------------------------------------------------- internals
+    def _with_note(self, key: str, widget: w.Widget) -> w.Widget:
+        return w.VBox([widget, self.notes[key]], layout=w.Layout(width="auto"))
+
+    def _key(self, c: Campaign | None) -> str | None:
+        try:
+            return json.dumps([c.to_json() if c else None, self.at.isoformat()])
+        except Exception:
+            return None
+
+    def _note_for(self, field: str) -> w.HTML | None:
+        """The note under the input that ``field`` (an error's field name) refers to."""
+        m = re.match(r"variants\[(\d+)\]\.(?:content\.\w+\.)?(\w+)", field)
+        if m and int(m.group(1)) < len(self.variants):
+            return self.variants[int(m.group(1))].notes.get(m.group(2))
+        panel = self._selected()
+        m = re.match(r"(\w+)\.(\w+)$", field)
+        if m and panel is not None and m.group(1) == self.channel.value:
+            return panel.notes.get(m.group(2))  # a content field the panel could not parse
+        if field.startswith("variants"):
+            return self.notes["variants"]
+        key = field
+        while key:
+            base = re.sub(r"\[\d+\]", "", key)
+            if base in self.notes:
+                return self.notes[base]
+            key = key.rpartition(".")[0]
+        return None
+
+    def _clear_notes(self) -> None:
+        for note in self.notes.values():
+            _hide_note(note)
+        for v in self.variants:
+            for note in v.notes.values():
+                _hide_note(note)
+
+    def _show_error(self, exc: BaseException) -> None:
+        """The error under the field it names (the error line otherwise)."""
+        self._clear_notes()
+        self.error_line.show(exc)
+        field = getattr(exc, "field", None)
+        note = self._note_for(str(field)) if field else None
+        if note is not None:
+            _show_note(note, self.error_line.text)
+            self.error_line.layout.display = "none"  # shown at its field, not twice
+
     def _schedule(self) -> Schedule:
         s, t = self.schedule, self.schedule_type.value
         use = set(_SCHEDULE_FIELDS[t])
@@ -648,6 +767,7 @@ class CampaignBuilder(w.VBox):
             ttl_hours=_number("delivery.ttl_hours", self.ttl.value, optional=True),
             cut_off=self.cut_off.value.strip() or None,
             send_time_policy=self.send_time_policy.value.strip() or None,
+            best_time=self.best_time,
         )
 
     def _load(self, campaign: Any) -> None:
@@ -676,6 +796,7 @@ class CampaignBuilder(w.VBox):
             self.global_control.value = c.respect_global_control
             self.labels.value = ", ".join(c.labels)
             self.winner_test = c.winner_test
+            self.best_time = c.delivery.best_time
             aud = c.audience
             if aud is None:
                 self.audience_mode.value = "all"
@@ -786,12 +907,20 @@ class CampaignBuilder(w.VBox):
     @guarded(_error_line)
     def _dry_run_clicked(self, _button: Any) -> None:
         self.reach_html.value = ""
-        self.dry_run()
+        self.last_plan, self._dry_run_key = None, None
+        self.dry_run_note.clear()
+        try:
+            self.dry_run()
+        except Exception as exc:
+            self._show_error(exc)
 
     @guarded(_error_line)
     def _save_clicked(self, _button: Any) -> None:
         self.save_status.value = ""
-        self.save()
+        try:
+            self.save()
+        except Exception as exc:
+            self._show_error(exc)
 
     def _refresh(self) -> None:
         """Validate the spec, show the audience inputs, the preview; recount when debounced."""
@@ -805,14 +934,22 @@ class CampaignBuilder(w.VBox):
         self.audience_box.children = (
             [self.segment] if mode == "saved" else [self.segment_builder] if mode == "build" else []
         )
+        c = None
         try:
             c = self.campaign
             _ = self.at  # the dry run's logical date must parse too
             self.error_line.clear()
+            self._clear_notes()
             self.spec_json = c.to_json()
         except Exception as exc:
             self.spec_json = ""
-            self.error_line.show(exc)
+            c = None
+            self._show_error(exc)
+        if self._dry_run_key is not None:
+            if c is not None and self._key(c) == self._dry_run_key:
+                self.dry_run_note.clear()
+            else:
+                self.dry_run_note.mark("the campaign changed since this dry run; run it again")
         self._request_count()
         self._update_preview()
 
@@ -835,9 +972,7 @@ class CampaignBuilder(w.VBox):
 
         def work() -> tuple[int, list[str]]:
             if audience is None:
-                ids = self.ws.sql("SELECT user_id FROM profiles ORDER BY user_id")[
-                    "user_id"
-                ].tolist()
+                ids = user_ids(self.ws)
                 return len(ids), ids[:200]
             ids = self.ws.user_ids(audience, at=at)
             return len(ids), ids[:200]
@@ -849,7 +984,7 @@ class CampaignBuilder(w.VBox):
             self._count_key = None
             self.count = None
             self.count_html.value = "<b>—</b> users"
-            self.error_line.show(error)
+            self._show_error(error)
             return
         n, ids = result
         self.count = int(n)
@@ -901,22 +1036,27 @@ class CampaignBuilder(w.VBox):
 
 def profile_of(ws: Any, user_id: str) -> dict[str, Any]:
     """The profile record of ``user_id`` as the send path renders it (missing values None)."""
-    df = ws.sql("SELECT * FROM profiles WHERE user_id = $u", {"u": user_id})
-    if df.empty:
-        return {"user_id": user_id}
-    rec = df.iloc[0].to_dict()
-    return {k: (None if _missing(v) else v) for k, v in rec.items()}
+    rec = profile(ws, user_id)
+    return {"user_id": user_id} if rec is None else rec
 
 
-def _missing(v: Any) -> bool:
-    try:
-        return bool(v != v) or v is None or str(v) in ("<NA>", "NaT")
-    except (TypeError, ValueError):
-        return False
+EMPTY = "(empty)"
 
 
 def _show(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    """A preview value as text: strings as they are, empty values as "(empty)", lists
+    comma-separated and mappings as ``key: value`` pairs (never a raw ``null``)."""
+    if v is None or v == "" or v == [] or v == {} or v == ():
+        return EMPTY
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_show(x)}" for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return ", ".join(_show(x) for x in v)
+    return str(v)
 
 
 def _when(name: str, value: Any) -> dt.datetime:

@@ -8,6 +8,12 @@ the chosen column; "Export CSV" writes the table shown (filtered and sorted) und
 ``ws.path / "outputs"`` and shows the path. Errors (a bad date, a failing query) show on
 the widget's error line.
 
+The table is formatted for reading, within the widget's width: headers in words, rates
+as percentages, counts with thousands separators, conversions as "click-through /
+view-through", and the uplift over the control group in percentage points with its
+interval, green when the interval is above zero, red when below, grey otherwise
+(:func:`campaign_table_html`). The exported CSV keeps the raw columns.
+
 Example (headless)::
 
     >>> import tempfile
@@ -36,6 +42,7 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 import traitlets
+from engagelab.widgets._format import COLOURS, percent, verdict, words
 from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.campaigns import campaign_report, list_campaigns
@@ -224,8 +231,7 @@ class CampaignReports(w.VBox):
                                             ignore_index=True)  # fmt: skip
         sent = int(self.table_df["sent"].sum()) if len(self.table_df) else 0
         self.summary.value = f"<b>{len(self.table_df)}</b> campaigns, <b>{sent:,}</b> messages sent"
-        self.table.value = self.table_df.to_html(index=False, na_rep="", float_format=_fmt,
-                                                 classes="el-cr-rows", escape=True)  # fmt: skip
+        self.table.value = campaign_table_html(self.table_df)
         self._set_campaigns(self.table_df["campaign_id"].tolist())
 
     def _set_campaigns(self, ids: list[str]) -> None:
@@ -249,9 +255,7 @@ class CampaignReports(w.VBox):
             self.suppression_df = _rows(self.report.suppression, cid)
         for box, df in ((self.variants, self.variants_df), (self.daily, self.daily_df),
                         (self.suppression, self.suppression_df)):  # fmt: skip
-            box.value = (
-                df.to_html(index=False, na_rep="", float_format=_fmt) if len(df) else "<i>none</i>"
-            )
+            box.value = frame_html(df) if len(df) else "<i>none</i>"
 
     @guarded(_error_line)
     def _filters_changed(self, _change: Any) -> None:
@@ -289,6 +293,106 @@ def _rows(df: pd.DataFrame, cid: str) -> pd.DataFrame:
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
+
+
+_CELL = "padding:2px 6px;white-space:nowrap"
+_NUM = _CELL + ";text-align:right"
+
+
+def _missing(v: Any) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _count(v: Any) -> str:
+    return "" if _missing(v) else f"{int(v):,}"
+
+
+def _points(v: Any) -> str:
+    return "—" if _missing(v) else percent(v, signed=True).replace("%", " pp")
+
+
+def uplift_verdict(low: Any, high: Any) -> str:
+    """``'win'`` when the uplift interval is above zero, ``'loss'`` below, else ``'neutral'``."""
+    if _missing(low) or _missing(high):
+        return "neutral"
+    significant = float(low) > 0 or float(high) < 0
+    return verdict(lift=float(low) + float(high), significant=significant)
+
+
+def _uplift_cell(r: Any) -> str:
+    if _missing(r.uplift):
+        return f"<td style='{_NUM};color:{COLOURS['neutral']}'>no control group</td>"
+    mark = uplift_verdict(r.uplift_ci_low, r.uplift_ci_high)
+    return (
+        f"<td class='el-cr-uplift el-cr-{mark}' style='{_NUM};color:{COLOURS[mark]}'>"
+        f"<b>{_points(r.uplift)}</b> [{_points(r.uplift_ci_low)}, {_points(r.uplift_ci_high)}]</td>"
+    )
+
+
+def campaign_table_html(df: pd.DataFrame) -> str:
+    """The campaign table as people read it, fitting the widget (about 1,200 px): one row
+    per campaign, name and id together, rates as percentages, the uplift with its interval
+    and colour."""
+    heads = ("Campaign", "Channel", "Type", "Status", "Labels", "Sent", "Delivered", "Viewed",
+             "Clicked", "Click rate", "Conversions (click / view)", "Conversion rate",
+             "Revenue", "Control users", "Uplift vs control [interval]")  # fmt: skip
+    rows = []
+    for r in df.itertuples(index=False):
+        name = "" if _missing(r.name) else str(r.name)
+        labels = "" if _missing(r.labels) else r.labels
+        labels = ", ".join(map(str, labels)) if isinstance(labels, list | tuple) else str(labels)
+        cells = [
+            f"<td style='{_CELL}'><b>{html.escape(name or str(r.campaign_id))}</b>"
+            f"<br><code style='font-size:85%'>{html.escape(str(r.campaign_id))}</code></td>",
+            *(f"<td style='{_CELL}'>{html.escape(words(str(v)).lower() if k != 'channel' else str(v))}</td>"
+              for k, v in (("channel", r.channel), ("type", r.type), ("status", r.status))),
+            f"<td style='padding:2px 6px'>{html.escape(labels)}</td>",
+            *(f"<td style='{_NUM}'>{_count(v)}</td>" for v in (r.sent, r.delivered, r.viewed, r.clicked)),
+            f"<td style='{_NUM}'>{percent(None if _missing(r.unique_click_rate) else r.unique_click_rate)}</td>",
+            f"<td style='{_NUM}'>{_count(r.conversions_ct)} / {_count(r.conversions_vt)}</td>",
+            f"<td style='{_NUM}'>{percent(None if _missing(r.conversion_rate) else r.conversion_rate)}</td>",
+            f"<td style='{_NUM}'>{'' if _missing(r.revenue) else f'{float(r.revenue):,.2f}'}</td>",
+            f"<td style='{_NUM}'>{_count(r.control_users)}</td>",
+            _uplift_cell(r),
+        ]  # fmt: skip
+        rows.append("<tr class='el-cr-row'>" + "".join(cells) + "</tr>")
+    ths = "".join(f"<th style='padding:2px 6px;text-align:left'>{h}</th>" for h in heads)
+    return (
+        "<div class='el-cr-table-box' style='max-width:100%;overflow-x:auto'>"
+        "<table class='el-cr-rows' style='border-collapse:collapse;font-size:12px'>"
+        f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def frame_html(df: pd.DataFrame) -> str:
+    """A drill-down table: headers in words, rates as percentages, counts with separators."""
+    ths = "".join(f"<th style='padding:2px 6px;text-align:left'>{html.escape(words(c))}</th>"
+                  for c in df.columns)  # fmt: skip
+    rows = []
+    for r in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, r, strict=True):
+            if _missing(v):
+                text = ""
+            elif c.endswith("rate") or c.endswith("_share"):
+                text = percent(float(v))
+            elif isinstance(v, bool):
+                text = "yes" if v else "no"
+            elif isinstance(v, int) or (hasattr(v, "dtype") and "int" in str(v.dtype)):
+                text = f"{int(v):,}"
+            elif isinstance(v, float):
+                text = f"{v:,.4g}"
+            else:
+                text = str(v)
+            cells.append(f"<td style='{_CELL}'>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<table class='el-cr-drill' style='border-collapse:collapse;font-size:12px'>"
+        f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _date(name: str, raw: str) -> dt.datetime:

@@ -3,8 +3,12 @@
 The widget is thin: its inputs become keyword arguments of
 :func:`engagelab.experiments.sample_size`, and it shows what the core returns: users
 per arm and in total, the duration from daily traffic, the effect in natural units
-("detects 5.000% -> 5.500%"), the formula used and a power curve. Errors (a weight
-list that does not sum to 1, an MDE of zero, ...) show on the widget's error line.
+("detects 5.000% -> 5.500%"), the formula used and a power curve. Durations read in
+days, weeks, months or years; a design that needs more than ``max_days`` of traffic is
+called infeasible (with what to change) instead of showing an absurd day count. Errors
+(a weight list that does not sum to 1, an MDE of zero, ...) show on the widget's error
+line and clear the results of the previous inputs (numbers and power curve).
+:meth:`ExperimentDesigner.from_spec` rebuilds the widget from an exported spec.
 
 Example (headless; in a notebook the last line displays the widget)::
 
@@ -30,6 +34,7 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
+from engagelab.widgets._format import duration_text
 from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
@@ -84,11 +89,14 @@ class ExperimentDesigner(w.VBox):
         mde: minimum detectable effect; relative: read it as a fraction of ``baseline``.
         alpha, power, alternative, correction, method: as in :func:`~engagelab.experiments.sample_size`.
         daily_traffic: eligible users per day (0: no duration).
+        max_days: longest feasible duration; a longer design is shown as infeasible.
         plot: draw the power curve (turn off for speed in batch use).
 
     Attributes:
         result: the current :class:`~engagelab.experiments.DesignResult` (None on error).
         total_n, days: observable traits with the current answer (None on error).
+        duration: the duration as shown ("6.4 weeks (45 days)"; "" without traffic or on error).
+        feasible: False when the duration exceeds ``max_days``.
         spec: the experiment spec as a JSON-ready dict (raises the current error if invalid).
     """
 
@@ -111,9 +119,15 @@ class ExperimentDesigner(w.VBox):
         correction: str = "bonferroni",
         method: str | None = None,
         daily_traffic: float = 0.0,
+        max_days: int = 365,
         plot: bool = True,
     ):
         super().__init__()
+        if not isinstance(max_days, int) or isinstance(max_days, bool) or max_days < 1:
+            raise ValidationError("max_days", max_days, "must be a whole number of days >= 1")
+        self.max_days = max_days
+        self.duration = ""
+        self.feasible = True
         _css(self, "designer")
         self.result: core_design.DesignResult | None = None
         self._plot = plot
@@ -203,6 +217,19 @@ class ExperimentDesigner(w.VBox):
             daily_traffic=self.daily_traffic.value or None,
         )
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any] | str, **options: Any) -> ExperimentDesigner:
+        """A designer with every input taken from ``spec`` (:attr:`spec`, as a dict or its
+        JSON text); ``options`` (``plot``, ``max_days``) are passed on."""
+        data = json.loads(spec) if isinstance(spec, str) else dict(spec)
+        if not isinstance(data, dict) or "variants" not in data:
+            raise ValidationError("spec", type(spec).__name__, "must be an exported experiment spec")
+        known = ("metric", "baseline", "sd", "mde", "relative", "alpha", "power", "alternative",
+                 "correction", "method")  # fmt: skip
+        kw = {k: data[k] for k in known if k in data and data[k] is not None}
+        return cls(variants=data["variants"], weights=data.get("weights"),
+                   daily_traffic=data.get("daily_traffic") or 0.0, **kw, **options)  # fmt: skip
+
     @property
     def n_per_arm(self) -> list[int] | None:
         """Users per arm, control first (None on error)."""
@@ -259,8 +286,12 @@ class ExperimentDesigner(w.VBox):
             self.result = None
             self.total_n = None
             self.days = None
+            self.duration, self.feasible = "", True
             self.n_html.value = "<b>n per arm: —</b>"
             self.summary.value = ""
+            self.formula.value = ""
+            self.plot_image.value = b""  # a curve for other inputs must not stay beside the error
+            self.plot_image.layout.display = "none"
             self.error_line.show(exc)
             return
         self.error_line.clear()
@@ -272,7 +303,7 @@ class ExperimentDesigner(w.VBox):
                 f"{html.escape(a)}: {n:,}" for a, n in zip(names, res.n_per_arm, strict=True)
             )
             + f"</b><br>total: <b class='el-ed-total'>{res.total_n:,}</b> users"
-            + (f" · duration: <b>{res.days} days</b>" if res.days is not None else "")
+            + self._duration_html(res.days)
             + "</div>"
         )
         self.summary.value = (
@@ -286,6 +317,22 @@ class ExperimentDesigner(w.VBox):
         self.days = res.days
         if self._plot:
             self.plot_image.value = self._power_curve(res)
+            self.plot_image.layout.display = None
+
+    def _duration_html(self, days: int | None) -> str:
+        self.duration, self.feasible = "", True
+        if days is None:
+            return ""
+        self.duration = duration_text(days)
+        if days <= self.max_days:
+            return f" · duration: <b class='el-ed-duration'>{html.escape(self.duration)}</b>"
+        self.feasible = False
+        return (
+            "<div class='el-ed-infeasible' style='color:#b00020'>&#9888; not feasible: this design "
+            f"needs about {html.escape(self.duration)} of traffic, longer than the "
+            f"{duration_text(self.max_days)} limit. Raise the MDE or the daily traffic, or "
+            "accept a larger α or a lower power.</div>"
+        )
 
     def _power_curve(self, res: core_design.DesignResult) -> bytes:
         """Power of each comparison against the control arm size, with the plan marked."""

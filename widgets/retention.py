@@ -35,6 +35,7 @@ from engagelab.errors import ValidationError
 from engagelab.retention.engine import retention
 from engagelab.retention.labels import label_effect, label_retention, labels_in_use
 from engagelab.retention.spec import RetentionSpec
+from engagelab.storage.catalog import event_names
 
 __all__ = ["CohortRetentionExplorer"]
 
@@ -83,7 +84,7 @@ class CohortRetentionExplorer(w.VBox):
         self.effects: dict[str, Any] = {}
         self.error_line = ErrorLine("el-cre-error")
         self._debouncer = Debouncer(debounce, self._computed)
-        events = sorted(ws.sql("SELECT DISTINCT event FROM events")["event"].tolist())
+        events = event_names(ws)
         default = "App Launched" if "App Launched" in events else (events[0] if events else None)
         self.labels = _css(w.SelectMultiple(options=labels_in_use(ws), value=tuple(labels or ()),
                                             description="labels", rows=3), "labels")  # fmt: skip

@@ -37,6 +37,7 @@ from engagelab.errors import SpecError
 from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 from engagelab.segments import And, Condition, Or, Segment
 from engagelab.segments.base import column_kind
+from engagelab.storage.catalog import event_counts, event_labels, reference_time, user_count
 
 __all__ = ["SegmentBuilder"]
 
@@ -85,11 +86,11 @@ class SegmentBuilder(w.VBox):
         _css(self, "builder")
         self.ws = ws
         self.error_line = ErrorLine("el-sb-error")
-        self.at = _reference_time(ws) if at is None else _aware(at)
+        self.at = reference_time(ws) if at is None else _aware(at)
         self._at_is_default = at is None
         self._debouncer = Debouncer(debounce, self._counted)
         self.options, self.kinds = _workspace_options(ws)
-        self.users = int(ws.engine.scalar("SELECT count(*) FROM profiles"))
+        self.users = user_count(ws)
         self.rows: list[ConditionRow] = []
 
         self.combine = _css(w.ToggleButtons(options=[("all of (AND)", "and"), ("any of (OR)", "or")],
@@ -287,13 +288,10 @@ class SegmentBuilder(w.VBox):
         self.count_html.value = f"<b>{self.count:,}</b> of {self.users:,} users"
 
     def _columns(self) -> dict[str, dict[str, Any]]:
-        catalog = self.ws.engine.refresh()
         out: dict[str, dict[str, Any]] = {}
         for table, schema in (("events", EVENT_SCHEMA), ("profiles", PROFILE_SCHEMA)):
             cols: dict[str, Any] = {f.name: f.type for f in schema}
-            cols.update(
-                {c: t for c, t in catalog.columns.get(table, {}).items() if not c.startswith("_")}
-            )
+            cols.update({c: t for c, t in self.ws.columns(table).items() if not c.startswith("_")})
             out[table] = cols
         return out
 
@@ -316,23 +314,11 @@ def _aware(at: dt.datetime) -> dt.datetime:
     return at.astimezone(dt.UTC)
 
 
-def _reference_time(ws: Any) -> dt.datetime:
-    """Just after the last event (next whole second), or now for an empty workspace."""
-    last = ws.engine.scalar("SELECT max(ts) FROM events")
-    if last is None:
-        return dt.datetime.now(dt.UTC).replace(microsecond=0)
-    last = last.astimezone(dt.UTC) if last.tzinfo else last.replace(tzinfo=dt.UTC)
-    return last.replace(microsecond=0) + dt.timedelta(seconds=1)
-
-
 def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """Dropdown options from the workspace, and the value kind of each column."""
-    catalog = ws.engine.refresh()
-    custom = {c: t for c, t in catalog.columns.get("profiles", {}).items() if not c.startswith("_")}
+    custom = {c: t for c, t in ws.columns("profiles").items() if not c.startswith("_")}
     core = {f.name: f.type for f in PROFILE_SCHEMA}
-    event_cols = {
-        c: t for c, t in catalog.columns.get("events", {}).items() if not c.startswith("_")
-    }
+    event_cols = {c: t for c, t in ws.columns("events").items() if not c.startswith("_")}
     event_core = {f.name for f in EVENT_SCHEMA}
     kinds = {
         "profiles": {c: column_kind("profiles", c, t) for c, t in {**core, **custom}.items()},
@@ -343,13 +329,8 @@ def _workspace_options(ws: Any) -> tuple[dict[str, list[str]], dict[str, dict[st
         + [c for c in core if c != "user_id"]
         + ["user_id"]
     )
-    events = ws.sql("SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC, event")
-    labels: list[str] = []
-    if "labels" in catalog.columns.get("events", {}):
-        labels = ws.sql(
-            "SELECT DISTINCT l AS label FROM (SELECT unnest(labels) AS l FROM events "
-            "WHERE labels IS NOT NULL) WHERE l IS NOT NULL ORDER BY l"
-        )["label"].tolist()
+    events = event_counts(ws)
+    labels = event_labels(ws)
     saved = ws.segments()["name"].tolist()
     event_columns = sorted(c for c in event_cols if c not in event_core and c != "labels")
     return {"columns": columns, "events": events["event"].tolist(), "labels": labels,

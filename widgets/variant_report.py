@@ -2,10 +2,17 @@
 
 The widget is thin: it calls :func:`engagelab.experiments.analyze` on the data
 (a DataFrame, a CSV/Parquet path, or SQL run on a workspace) with the picked
-experiments, metrics, correction and α, and renders what the core returns: the
-result's HTML table, its forest plot, a sample-ratio-mismatch banner, the
-always-valid (sequential) status of each comparison and the recommendation of
+experiments, metrics, correction and α, and renders what the core returns: a table of
+the comparisons, a forest plot, a sample-ratio-mismatch banner, the always-valid
+(sequential) status of each comparison and the recommendation of
 :func:`engagelab.experiments.choose_winner` together with the rule that produced it.
+
+Colours are direction-aware: a significant change in the metric's good direction (up,
+or down for a ``lower_is_better`` metric) is a win (green, row class ``el-vr-win``), a
+significant change the other way a loss (red, ``el-vr-loss``), the rest neutral (grey,
+``el-vr-neutral``); :attr:`VariantReport.verdicts` lists them. Rates of proportion
+metrics and relative lifts show as percentages, p-values never wrap, and the forest plot
+is shown at its natural size.
 
 Example (headless)::
 
@@ -33,12 +40,14 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 import pandas as pd
+from engagelab.widgets._format import COLOURS, p_text, percent
 from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import Experiment, Metric, analyze, choose_winner
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.winner import Winner
+from engagelab.storage.catalog import run_query
 
 __all__ = ["VariantReport"]
 
@@ -82,6 +91,7 @@ class VariantReport(w.VBox):
             experiments, metrics, correction and α picked in the widget replace its own).
         result: the current :class:`~engagelab.experiments.ExperimentResult` (None on error).
         winners: experiment -> :class:`~engagelab.experiments.Winner`.
+        verdicts: per row of ``result.table``: ``'win'``, ``'loss'`` or ``'neutral'``.
     """
 
     def __init__(
@@ -119,7 +129,7 @@ class VariantReport(w.VBox):
                 raise ValidationError(
                     "data", type(data).__name__, "must be a SQL string when ws is given"
                 )
-            data = ws.sql(data)
+            data = run_query(ws, data)
         if isinstance(data, str) and data.lower().endswith((".csv", ".parquet", ".pq")):
             data = (
                 pd.read_parquet(data)
@@ -144,6 +154,7 @@ class VariantReport(w.VBox):
         self._ready = False
         self.result: ExperimentResult | None = None
         self.winners: dict[str, Winner] = {}
+        self.verdicts: list[str] = []
         self.error_line = ErrorLine("el-vr-error")
 
         exps = sorted(map(str, data[experiment_col].dropna().unique())) if experiment_col else []
@@ -224,14 +235,16 @@ class VariantReport(w.VBox):
     def refresh(self) -> None:
         """Analyse again and redraw everything."""
         self.error_line.clear()
-        self.result, self.winners = None, {}
+        self.result, self.winners, self.verdicts = None, {}, []
         for x in (self.srm_banner, self.table, self.sequential, self.recommendation):
             x.value = ""
         self.plot_image.value = b""
+        self.plot_image.layout.display = "none"
         res = self.analyze()
         self.result = res
+        self.verdicts = verdicts(res)
         self.srm_banner.value = self._srm_html(res)
-        self.table.value = res._repr_html_()
+        self.table.value = self._table_html(res)
         self.sequential.value = self._sequential_html(res)
         primary = (
             self.primary.value
@@ -244,11 +257,52 @@ class VariantReport(w.VBox):
                                                    experiment=exp, guardrails=guards)  # fmt: skip
         self.recommendation.value = self._recommendation_html(primary)
         if self._plot:
-            buf = io.BytesIO()
-            res.plot().savefig(buf, format="png", dpi=80)
-            self.plot_image.value = buf.getvalue()
+            png, (width, height) = forest_png(res, self.verdicts)
+            self.plot_image.value = png
+            self.plot_image.layout.width, self.plot_image.layout.height = f"{width}px", f"{height}px"
+            self.plot_image.layout.display = None
 
     # ------------------------------------------------------------------ rendering
+    def _table_html(self, res: ExperimentResult) -> str:
+        t = res.table
+        kinds = {name: m.kind for name, m in self._metrics.items()}
+        head = ("experiment", "metric", "comparison", "users", "control", "variant",
+                "lift (relative)", "lift (absolute)", f"p adjusted ({res.correction})", "result")  # fmt: skip
+        rows = []
+        for r, verdict in zip(t.itertuples(), self.verdicts, strict=True):
+            rate = kinds.get(str(r.metric)) == "proportion"
+            value = percent if rate else _num
+            colour = COLOURS[verdict]
+            word = {"win": "significant win", "loss": "significant loss",
+                    "neutral": "not significant"}[verdict]  # fmt: skip
+            cells = [
+                html.escape(str(r.experiment)), html.escape(str(r.metric)),
+                f"{html.escape(str(r.arm))} vs {html.escape(str(r.control))}",
+                f"{int(r.n_arm):,} / {int(r.n_control):,}",
+                value(r.control_estimate), value(r.arm_estimate),
+                _interval(r.rel_lift, r.rel_ci_low, r.rel_ci_high, _pct_signed),
+                _interval(r.abs_lift, r.abs_ci_low, r.abs_ci_high,
+                          _points if rate else _num_signed),
+                html.escape(p_text(r.p_adjusted)),
+                f"<b style='color:{colour}'>{word}</b>",
+            ]  # fmt: skip
+            rows.append(
+                f"<tr class='el-vr-row el-vr-{verdict}' style='color:{colour}'>"
+                + "".join(f"<td style='white-space:nowrap;padding:2px 8px'>{c}</td>" for c in cells)
+                + "</tr>"
+            )
+        caption = (
+            f"<caption style='text-align:left'>{1 - res.alpha:.0%} confidence intervals; "
+            f"significant = adjusted p &lt; α = {res.alpha:g} ({html.escape(res.correction)}); "
+            "<span style='color:#1a7f37'>green</span>: better in the metric's good direction, "
+            "<span style='color:#b00020'>red</span>: worse</caption>"
+        )
+        ths = "".join(f"<th style='white-space:nowrap;padding:2px 8px'>{h}</th>" for h in head)
+        return (
+            f"<table class='el-vr-result'>{caption}<thead><tr>{ths}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+
     @staticmethod
     def _srm_html(res: ExperimentResult) -> str:
         parts = []
@@ -272,9 +326,9 @@ class VariantReport(w.VBox):
             if not np.isfinite(p):
                 status = "no inference possible"
             elif p < res.alpha:
-                status = f"can stop: always-valid p = {p:.3g} < α"
+                status = f"can stop: always-valid p = {p_text(p)} < α"
             else:
-                status = f"keep running: always-valid p = {p:.3g}"
+                status = f"keep running: always-valid p = {p_text(p)}"
             ci = (f"[{r.seq_ci_low:+.4g}, {r.seq_ci_high:+.4g}]"
                   if np.isfinite(r.seq_ci_low) else "—")  # fmt: skip
             rows.append(f"<tr><td>{html.escape(str(r.experiment))}</td><td>{html.escape(str(r.metric))}</td>"
@@ -299,3 +353,72 @@ class VariantReport(w.VBox):
 
     def _refresh_clicked(self, _button: Any) -> None:
         self.refresh()
+
+
+def verdicts(res: ExperimentResult) -> list[str]:
+    """``'win'``, ``'loss'`` or ``'neutral'`` for each row of ``res.table``: significant and
+    better in the metric's good direction (``direction``, which knows ``lower_is_better``),
+    significant and worse, or not significant."""
+    out = []
+    for sig, direction in zip(res.table["significant"], res.table["direction"], strict=True):
+        if not bool(sig) or direction not in ("better", "worse"):
+            out.append("neutral")
+        else:
+            out.append("win" if direction == "better" else "loss")
+    return out
+
+
+def forest_png(res: ExperimentResult, marks: Sequence[str], dpi: int = 80) -> tuple[bytes, tuple[int, int]]:
+    """A forest plot of the relative lifts (win green, loss red, neutral grey) as PNG bytes
+    and its natural size in pixels."""
+    from matplotlib.figure import Figure
+
+    t = res.table
+    size = (7.0, 0.45 * max(len(t), 2) + 1.2)
+    fig = Figure(figsize=size)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(t))[::-1]
+    for yi, r, mark in zip(y, t.itertuples(), marks, strict=True):
+        e, lo, hi = float(r.rel_lift), float(r.rel_ci_low), float(r.rel_ci_high)
+        if not np.isfinite(e):
+            continue
+        err = [[e - lo if np.isfinite(lo) else 0.0], [hi - e if np.isfinite(hi) else 0.0]]
+        ax.errorbar(100 * e, yi, xerr=100 * np.asarray(err), fmt="o", color=COLOURS[mark], capsize=3)
+    ax.axvline(0, color="#999999", lw=1, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()])
+    ax.xaxis.set_major_formatter("{x:+.0f}%")
+    ax.set_xlabel(f"relative lift, {1 - res.alpha:.0%} CI (green: win, red: loss)")
+    if res.srm_alarms():
+        ax.set_title("SAMPLE RATIO MISMATCH: " + ", ".join(res.srm_alarms()), color="#b00020")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue(), (int(size[0] * dpi), int(size[1] * dpi))
+
+
+def _num(v: Any) -> str:
+    return "—" if v is None or not np.isfinite(float(v)) else f"{float(v):.4g}"
+
+
+def _num_signed(v: float) -> str:
+    return "—" if not np.isfinite(v) else f"{v:+.4g}"
+
+
+def _pct_signed(v: float) -> str:
+    return percent(v, signed=True)
+
+
+def _points(v: float) -> str:
+    """An absolute difference of two rates, in percentage points."""
+    return "—" if not np.isfinite(v) else percent(v, signed=True).replace("%", " pp")
+
+
+def _interval(v: float, lo: float, hi: float, fmt: Any) -> str:
+    if not np.isfinite(v):
+        return "—"
+
+    def end(x: float) -> str:
+        return ("+∞" if x > 0 else "-∞") if np.isinf(x) else fmt(x)
+
+    return f"{fmt(v)} [{end(lo)}, {end(hi)}]"

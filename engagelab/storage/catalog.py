@@ -1,5 +1,8 @@
-"""What the workspace holds, as the widgets and the summary need it: event names, the
-columns of each table and their types, the time span of the data.
+"""What the workspace holds, as the widgets and the summary need it: event names and
+labels, users and their profiles, the columns of each table and their types, the time
+span of the data and the one "now" the widgets use (:func:`reference_time`).
+
+These are the only queries the widgets need; the widgets hold no SQL of their own.
 
 Example:
     >>> import tempfile, pandas as pd
@@ -11,6 +14,10 @@ Example:
     (['Charged'], '2026-01-02T10:00:00+00:00')
     >>> summary(core).events
     1
+    >>> reference_time(core).isoformat()
+    '2026-01-02T10:00:01+00:00'
+    >>> user_count(core), event_counts(core).to_dict("records")
+    (0, [{'event': 'Charged', 'n': 1}])
 """
 
 from __future__ import annotations
@@ -23,7 +30,21 @@ import pandas as pd
 
 from engagelab.storage.core import Core
 
-__all__ = ["WorkspaceSummary", "data_end", "event_names", "property_values", "summary"]
+__all__ = [
+    "WorkspaceSummary",
+    "data_end",
+    "event_counts",
+    "event_labels",
+    "event_names",
+    "profile",
+    "property_values",
+    "reference_time",
+    "run_query",
+    "summary",
+    "user_count",
+    "user_ids",
+    "user_timezones",
+]
 
 
 def event_names(core: Core) -> list[str]:
@@ -40,6 +61,87 @@ def data_end(core: Core) -> dt.datetime | None:
         return None
     out = pd.Timestamp(value)
     return (out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")).to_pydatetime()
+
+
+def reference_time(core: Core) -> dt.datetime:
+    """The one "now" of the widgets: just after the latest event (:func:`data_end` rounded
+    up to the next whole second, so "in the last N days" includes the last event), or the
+    current time (whole seconds, UTC) for an empty store.
+
+    A workspace of past data is explored, counted and dry-run as of its end, never as of
+    today's clock (which would leave relative windows empty).
+    """
+    end = data_end(core)
+    if end is None:
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return end.replace(microsecond=0) + dt.timedelta(seconds=1)
+
+
+def event_counts(core: Core) -> pd.DataFrame:
+    """Columns ``event``, ``n``: the rows per event name, most frequent first."""
+    got = core.sql(
+        "SELECT event, count(*) AS n FROM events WHERE event IS NOT NULL "
+        "GROUP BY event ORDER BY n DESC, event"
+    )
+    return pd.DataFrame({"event": got["event"].astype(str), "n": got["n"].astype(int)})
+
+
+def event_labels(core: Core) -> list[str]:
+    """The distinct campaign labels on events (the ``labels`` list column), sorted; empty
+    when no event carries labels."""
+    if "labels" not in core.columns("events"):
+        return []
+    got = core.sql(
+        "SELECT DISTINCT l AS label FROM (SELECT unnest(labels) AS l FROM events "
+        "WHERE labels IS NOT NULL) WHERE l IS NOT NULL ORDER BY l"
+    )
+    return [str(x) for x in got["label"]]
+
+
+def user_count(core: Core) -> int:
+    """The number of profiles (users)."""
+    return int(core.engine.scalar("SELECT count(*) FROM profiles"))
+
+
+def user_ids(core: Core) -> list[str]:
+    """Every user id in the profiles, sorted."""
+    got = core.sql("SELECT user_id FROM profiles ORDER BY user_id")
+    return [str(x) for x in got["user_id"]]
+
+
+def user_timezones(core: Core) -> pd.DataFrame:
+    """Columns ``user_id``, ``timezone`` (None where unknown), one row per profile."""
+    got = core.sql("SELECT user_id, timezone FROM profiles ORDER BY user_id")
+    return got.reset_index(drop=True)
+
+
+def profile(core: Core, user_id: str) -> dict[str, Any] | None:
+    """The profile record of ``user_id`` (missing values as None), or None if unknown."""
+    from engagelab.validate import check_str
+
+    check_str("user_id", user_id)
+    df = core.sql("SELECT * FROM profiles WHERE user_id = $u LIMIT 1", {"u": user_id})
+    if df.empty:
+        return None
+    return {k: (None if _missing(v) else v) for k, v in df.iloc[0].to_dict().items()}
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # lists and arrays
+        return False
+
+
+def run_query(core: Core, query: str) -> pd.DataFrame:
+    """A user's own DuckDB query over ``events`` and ``profiles`` as a DataFrame (what a
+    widget does with SQL its user typed; widgets write no SQL themselves)."""
+    from engagelab.validate import check_str
+
+    check_str("query", query)
+    return core.sql(query)
 
 
 def property_values(core: Core, table: str, column: str, *, limit: int = 50) -> list[Any]:

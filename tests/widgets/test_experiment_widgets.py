@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from engagelab.widgets.experiment_designer import ExperimentDesigner
-from engagelab.widgets.variant_report import VariantReport
+from engagelab.widgets.variant_report import VariantReport, forest_png
 from scipy import stats
 
-from engagelab.experiments import analyze, choose_winner, sample_size
+from engagelab.experiments import Metric, analyze, choose_winner, sample_size
 
 
 def test_designer_live_values_equal_core():
@@ -113,7 +113,7 @@ def test_report_matches_core_and_scipy(campaigns):
     core = analyze(campaigns, arm_col="variant", control="ctrl", experiment_col="campaign",
                    metrics=["clicked:proportion", "revenue:mean"], sequential=True)  # fmt: skip
     pd.testing.assert_frame_equal(r.result.to_pandas(), core.to_pandas())
-    assert r.table.value == core._repr_html_()
+    assert len(r.verdicts) == len(core.table) and "el-vr-result" in r.table.value
     for exp in ("c1", "c2"):
         assert r.winners[exp] == choose_winner(
             core, rule="statistical", metric="clicked", experiment=exp
@@ -163,7 +163,6 @@ def test_report_srm_banner_and_sequential_status(tmp_path):
         str(tmp_path / "x.csv"), arm_col="arm", control="a", metrics=["y:proportion"], plot=False
     )
     assert "el-vr-srm-alarm" in r.srm_banner.value and "SAMPLE RATIO MISMATCH" in r.srm_banner.value
-    assert "SAMPLE RATIO MISMATCH" in r.table.value
     seq = r.result.table.iloc[0]
     assert seq.seq_p < 0.05 and "can stop" in r.sequential.value
 
@@ -187,3 +186,127 @@ def test_report_bad_input():
         VariantReport(df, arm_col="nope", control="a", metrics=["y:proportion"])
     r = VariantReport(df, arm_col="arm", control="zz", metrics=["y:proportion"], plot=False)
     assert r.error_line.text.startswith("ValidationError: control == 'zz'") and r.result is None
+
+
+@pytest.fixture(scope="module")
+def planted() -> pd.DataFrame:
+    """B is much worse than the control on both metrics, C much better; D is the same.
+    ``unsub`` is lower-is-better: B unsubscribes far more (a loss), C far less (a win)."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    click_p = {"ctrl": 0.20, "B": 0.12, "C": 0.28, "D": 0.20}
+    unsub_p = {"ctrl": 0.05, "B": 0.10, "C": 0.02, "D": 0.05}
+    arms = np.repeat(list(click_p), n)
+    return pd.DataFrame({
+        "arm": arms,
+        "clicked": (rng.random(arms.size) < np.vectorize(click_p.get)(arms)).astype(int),
+        "unsub": (rng.random(arms.size) < np.vectorize(unsub_p.get)(arms)).astype(int),
+    })  # fmt: skip
+
+
+def _rows(html_text: str) -> list[str]:
+    return html_text.split("<tr class='el-vr-row ")[1:]
+
+
+def test_significant_losses_are_red_and_wins_green_direction_aware(planted):
+    unsub = Metric("unsub", kind="proportion", column="unsub", lower_is_better=True)
+    r = VariantReport(planted, arm_col="arm", control="ctrl", metrics=["clicked:proportion", unsub])
+    t = r.result.table
+    got = {(m, a): v for m, a, v in zip(t["metric"], t["arm"], r.verdicts, strict=True)}
+    assert got == {("clicked", "B"): "loss", ("clicked", "C"): "win", ("clicked", "D"): "neutral",
+                   ("unsub", "B"): "loss", ("unsub", "C"): "win", ("unsub", "D"): "neutral"}  # fmt: skip
+    rows = _rows(r.table.value)
+    assert len(rows) == 6
+    for (m, a), verdict, row in zip(got, r.verdicts, rows, strict=True):
+        assert row.startswith(f"el-vr-{verdict}'"), (m, a)
+        colour = {"win": "#1a7f37", "loss": "#b00020", "neutral": "#555555"}[verdict]
+        assert f"color:{colour}" in row
+    # rates and lifts as percentages, p-values that never wrap
+    b = rows[0]
+    import re
+
+    assert len(re.findall(r">\d\d\.\d%<", b)) == 2  # the control's and the variant's rate
+    assert " pp [" in b and "white-space:nowrap" in b and "&lt;0.001" in b
+    assert "significant loss" in b and "significant win" in rows[1]
+    # the forest plot: red and green points, drawn at its natural size
+    assert r.plot_image.value[:4] == b"\x89PNG" and r.plot_image.layout.width == "560px"
+    pixels = _pixels(r.plot_image.value)
+    assert _has(pixels, (0xB0, 0x00, 0x20)) and _has(pixels, (0x1A, 0x7F, 0x37))
+
+
+def test_forest_plot_has_no_green_for_losses_only(planted):
+    worse = planted[planted["arm"].isin(["ctrl", "B"])]
+    res = analyze(worse, arm_col="arm", control="ctrl", metrics=["clicked:proportion"])
+    png, size = forest_png(res, ["loss"])
+    pixels = _pixels(png)
+    assert _has(pixels, (0xB0, 0x00, 0x20)) and not _has(pixels, (0x1A, 0x7F, 0x37))
+    assert size == (560, int((0.45 * 2 + 1.2) * 80))
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    import io
+
+    from matplotlib import image
+
+    return (image.imread(io.BytesIO(png), format="png")[..., :3] * 255).round().astype(int)
+
+
+def _has(pixels: np.ndarray, rgb: tuple[int, int, int]) -> bool:
+    return bool((np.abs(pixels - np.array(rgb)).sum(axis=-1) <= 12).sum() >= 10)
+
+
+def test_designer_durations_read_in_weeks_months_and_infeasible_designs_say_so():
+    d = ExperimentDesigner(baseline=0.05, mde=0.10, relative=True, daily_traffic=3000, plot=False)
+    assert 14 <= d.days < 90 and d.feasible
+    assert d.duration == f"{d.days / 7:.1f} weeks ({d.days} days)" and d.duration in d.n_html.value
+    d.daily_traffic.value = 500
+    assert 90 <= d.days < 365 and "months" in d.duration and d.feasible
+    d.mde.value = 0.01  # a 1 % relative lift on 5 %: millions of users
+    core = sample_size("proportion", baseline=0.05, mde=0.01, relative=True, daily_traffic=500)
+    assert d.days == core.days > 365 and not d.feasible
+    assert "not feasible" in d.n_html.value and "el-ed-infeasible" in d.n_html.value
+    assert f"{core.days / 365.25:.1f} years ({core.days:,} days)" in d.n_html.value
+    assert "duration: <b" not in d.n_html.value  # no bare day count as if it were a plan
+    d.daily_traffic.value = 0
+    assert d.days is None and d.duration == "" and "duration" not in d.n_html.value
+    with pytest.raises(Exception, match="max_days == 0"):
+        ExperimentDesigner(max_days=0)
+
+
+def test_designer_error_clears_the_curve_and_numbers_of_the_old_inputs():
+    d = ExperimentDesigner(daily_traffic=1000)
+    assert d.plot_image.value[:4] == b"\x89PNG" and d.formula.value
+    d.mde.value = 0.0
+    assert d.error_line.text.startswith("ValidationError: mde")
+    assert d.plot_image.value == b"" and d.plot_image.layout.display == "none"
+    assert d.summary.value == "" and d.formula.value == "" and d.duration == ""
+    d.mde.value = 0.1
+    assert d.error_line.text == "" and d.plot_image.value[:4] == b"\x89PNG"
+    assert d.plot_image.layout.display is None
+
+
+def test_designer_round_trips_a_spec_with_every_field_non_default():
+    import inspect
+
+    spec = {
+        "variants": ["ctl", "X", "Y"], "control": "ctl", "weights": [0.5, 0.3, 0.2],
+        "metric": "mean", "baseline": 12.0, "sd": 3.0, "mde": 0.4, "relative": False,
+        "alpha": 0.1, "power": 0.9, "alternative": "one-sided", "correction": "none",
+        "method": "t", "daily_traffic": 1200.0,
+    }  # fmt: skip
+    defaults = {k: p.default for k, p in inspect.signature(ExperimentDesigner).parameters.items()}
+    inputs = {k for k in defaults if k not in ("plot", "max_days")}
+    assert inputs <= set(spec), "every input of the designer is in the spec"
+    for k in inputs:
+        default = defaults[k]
+        default = list(default) if isinstance(default, tuple) else default
+        assert spec[k] != default and spec[k] is not None, k
+    d = ExperimentDesigner.from_spec(spec, plot=False)
+    got = d.spec
+    assert got.pop("design") == sample_size(
+        "mean", baseline=12.0, sd=3.0, mde=0.4, alpha=0.1, power=0.9, alternative="one-sided",
+        arms=3, weights=[0.5, 0.3, 0.2], correction="none", method="t", daily_traffic=1200.0,
+    ).to_dict()  # fmt: skip
+    assert got == spec
+    again = ExperimentDesigner.from_spec(d.export_spec(), plot=False).spec
+    assert again == d.spec

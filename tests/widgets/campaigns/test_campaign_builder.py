@@ -4,13 +4,16 @@ against independent pandas computations on the same workspace."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
+import json
 
 import pandas as pd
 import pytest
 from engagelab.widgets.campaign_builder import CampaignBuilder
 
+from engagelab.besttime import BestTimeOptions
 from engagelab.campaigns import (
     DND,
     Campaign,
@@ -19,6 +22,7 @@ from engagelab.campaigns import (
     Goal,
     Schedule,
     Variant,
+    WinnerTest,
     load_campaign,
     plan,
 )
@@ -205,8 +209,40 @@ def test_dry_run_shows_the_plans_reach_and_reasons(sim_ws, profiles):
     assert "unreachable" in cb.reach_html.value
 
 
-def test_spec_round_trips_and_save_loads(sim_ws):
-    c = Campaign(
+def _defaults(cls: type) -> dict[str, object]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _non_default(obj: object) -> set[str]:
+    """The fields of a spec dataclass set to something other than their default (fields
+    without a default always count)."""
+    d = _defaults(type(obj))
+    return {f.name for f in dataclasses.fields(obj)
+            if f.name not in d or getattr(obj, f.name) != d[f.name]}  # fmt: skip
+
+
+def _all_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _every_field_campaigns() -> list[Campaign]:
+    """Campaigns that together set every field of every part of a campaign to a
+    non-default value (one schedule type each; best_time and send_time_policy exclude
+    each other, so they are in different campaigns)."""
+    delivery = Delivery(user_timezone=True, if_passed="next_day", default_timezone="Europe/Paris",
+                        dnd=(DND("21:30", "07:00", ("mon", "fri"), "drop"), DND("12:00", "13:00")),
+                        caps=(FrequencyCap(3, 7, "hours", "rolling", "email"),
+                              FrequencyCap(2, 1, "weeks", "calendar", "*")),
+                        min_gap_hours=48, ignore_caps=True, throttle_per_minute=100, ttl_hours=6,
+                        cut_off=dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+                        send_time_policy="noon-test")  # fmt: skip
+    main = Campaign(
         id="rt", name="Round trip", channel="email",
         variants=(
             Variant("A", {"from": "News <news@example.com>", "subject": "Hi {{ profile.name }}",
@@ -216,27 +252,71 @@ def test_spec_round_trips_and_save_loads(sim_ws):
         ),
         schedule=Schedule("recurring", cron="30 8 * * 1-5", timezone="Europe/Berlin"),
         audience="over30", control_percent=12.5, respect_global_control=False,
-        labels=("Onboarding", "Promo"), goal=Goal("Charged", 12, "revenue"),
-        delivery=Delivery(user_timezone=True, if_passed="next_day", default_timezone="Europe/Paris",
-                          dnd=(DND("21:30", "07:00", ("mon", "fri"), "drop"), DND("12:00", "13:00")),
-                          caps=(FrequencyCap(3, 7, "days", "rolling", "email"),
-                                FrequencyCap(1, 1, "days", "calendar", "*")),
-                          min_gap_hours=48, throttle_per_minute=100, ttl_hours=6,
-                          cut_off=dt.datetime(2026, 2, 1, tzinfo=dt.UTC)),
+        labels=("Onboarding", "Promo"), goal=Goal("App Launched", 12, None),
+        delivery=delivery,
+        winner_test=WinnerTest(test_share=0.3, wait_hours=12, metric="viewed", rule="statistical"),
     )  # fmt: skip
+    at = dt.datetime(2026, 1, 9, 7, 30, tzinfo=dt.UTC)
+    event_delivery = dataclasses.replace(delivery, user_timezone=False)  # follows each event
+    return [
+        main,
+        main.replace(id="rt-once", schedule=Schedule("one_time", at=at, timezone="Asia/Tokyo"),
+                     delivery=dataclasses.replace(delivery, send_time_policy=None,
+                                               best_time=BestTimeOptions(mode="clevertap"))),
+        main.replace(id="rt-trig", delivery=event_delivery, schedule=Schedule("triggered", event="Added to Cart",
+                                                     filters={"category": "shoes"}, time="10:30")),
+        main.replace(id="rt-inaction", audience=Segment(prop("age") >= 50), delivery=event_delivery,
+                     schedule=Schedule("inaction", event="App Launched", not_event="Charged",
+                                       within_hours=36, time="10:30")),
+        main.replace(id="rt-date", schedule=Schedule("on_date", date_property="created_at",
+                                                     offset_days=-2, anniversary=True,
+                                                     time="08:15", timezone="Europe/Berlin")),
+    ]  # fmt: skip
+
+
+def test_the_round_trip_campaigns_set_every_field_to_a_non_default_value():
+    cs = _every_field_campaigns()
+    main = cs[0]
+    assert _non_default(main) == _all_fields(Campaign)
+    assert _non_default(main.goal) == _all_fields(Goal)
+    assert _non_default(main.winner_test) == _all_fields(WinnerTest)
+    assert set().union(*(_non_default(c.delivery) for c in cs)) == _all_fields(Delivery)
+    assert set().union(*(_non_default(c.schedule) for c in cs)) == _all_fields(Schedule)
+    assert set().union(*(_non_default(x) for x in main.delivery.dnd)) == _all_fields(DND)
+    assert set().union(*(_non_default(x) for x in main.delivery.caps)) == _all_fields(FrequencyCap)
+    assert all(v.weight is not None for v in main.variants)
+    assert {type(c.audience) for c in cs} == {str, Segment}
+
+
+@pytest.mark.parametrize("index", range(5), ids=["recurring", "one_time", "triggered",
+                                                 "inaction", "on_date"])  # fmt: skip
+def test_every_field_round_trips_through_the_builder(sim_ws, index):
+    c = _every_field_campaigns()[index]
     cb = CampaignBuilder(sim_ws, c, debounce=0)
     assert cb.error == ""
     assert cb.campaign == c
-    assert Campaign.from_json(cb.spec_json) == c
+    assert cb.campaign.delivery.ignore_caps is True
+    assert json.loads(cb.spec_json) == json.loads(c.to_json())
+    again = CampaignBuilder(sim_ws, debounce=0)
+    again.load(Campaign.from_json(cb.spec_json))
+    assert again.campaign == c
+
+
+def test_spec_round_trips_and_save_loads(sim_ws):
+    c = _every_field_campaigns()[0]
+    cb = CampaignBuilder(sim_ws, c, debounce=0)
     cb.save_button.click()
     assert cb.error == "" and "saved <b>rt</b>" in cb.save_status.value
     assert load_campaign(sim_ws, "rt") == c
     assert CampaignBuilder(sim_ws, "rt", debounce=0).campaign == c
-    built = Campaign(id="seg", channel="sms", variants=(Variant("A", {"text": "Hi"}),),
-                     audience=Segment(prop("age") >= 50),
-                     schedule=Schedule("inaction", event="App Launched", not_event="Charged",
-                                       within_hours=36, time="10:30"))  # fmt: skip
-    assert CampaignBuilder(sim_ws, built, debounce=0).campaign == built
+
+
+def test_ignore_caps_is_read_from_the_checkbox(sim_ws):
+    cb = CampaignBuilder(sim_ws, debounce=0)
+    assert cb.campaign.delivery.ignore_caps is False
+    cb.ignore_caps.value = True
+    assert cb.campaign.delivery.ignore_caps is True
+    assert Campaign.from_json(cb.spec_json).delivery.ignore_caps is True
 
 
 def test_channel_switch_keeps_shared_fields_and_names_missing_ones(sim_ws):
@@ -260,3 +340,71 @@ def test_bad_logical_date_and_save_error_show(sim_ws):
     cb.id.value = " "
     cb.save_button.click()
     assert cb.error.startswith("SpecError: id ==") and cb.save_status.value == ""
+
+
+def test_preview_shows_empty_values_in_words_never_a_raw_null(sim_ws):
+    cb = CampaignBuilder(sim_ws, debounce=0)  # the default push leaves optional fields empty
+    assert cb.error == "" and cb.preview_result is not None
+    empty = [k for k, v in cb.preview_result.items() if v is None or v in ({}, [], "")]
+    assert empty, "the default push preview has empty optional fields"
+    text = cb.preview_html.value
+    assert "null" not in text and "None" not in text
+    for k in empty:
+        assert f"<td class='el-cb-preview-{k}'>(empty)</td>" in text
+
+
+@pytest.mark.parametrize(
+    "setup, field, message",
+    [
+        (lambda cb: (setattr(cb.schedule_type, "value", "recurring"),
+                     setattr(cb.schedule["cron"], "value", "0 9 * *")), "schedule.cron", "cron"),
+        (lambda cb: setattr(cb.goal_window, "value", "a day"), "goal.window_hours", "a day"),
+        (lambda cb: setattr(cb.ttl, "value", "soon"), "delivery.ttl_hours", "soon"),
+        (lambda cb: setattr(cb.id, "value", " "), "id", "id =="),
+        (lambda cb: setattr(cb.logical_date, "value", "yesterday"), "logical_date", "yesterday"),
+        (lambda cb: setattr(cb.channel, "value", "web_push"), "variants[0].url", "url"),
+        (lambda cb: setattr(cb.variants[0].weight, "value", "half"), "variants[0].weight", "half"),
+    ],
+    ids=["cron", "goal-window", "ttl", "id", "logical-date", "content-url", "weight"],
+)  # fmt: skip
+def test_errors_show_next_to_their_field(sim_ws, setup, field, message):
+    cb = CampaignBuilder(sim_ws, debounce=0)
+    setup(cb)
+    assert cb.error != "" and message in cb.error
+    assert cb.field_error(field) == cb.error  # the whole message, at the field
+    assert cb.error_line.layout.display == "none"  # not repeated at the bottom
+    others = [k for k in cb.notes if k != field]
+    assert all(cb.field_error(k) == "" for k in others)
+
+
+def test_a_fixed_field_clears_its_note(sim_ws):
+    cb = CampaignBuilder(sim_ws, debounce=0)
+    cb.goal_window.value = "a day"
+    assert "a day" in cb.field_error("goal.window_hours")
+    cb.goal_window.value = "48"
+    assert cb.error == "" and cb.field_error("goal.window_hours") == ""
+    with pytest.raises(Exception, match="field == 'nope'"):
+        cb.field_error("nope")
+
+
+def test_a_dry_run_is_marked_out_of_date_after_edits(sim_ws):
+    cb = CampaignBuilder(sim_ws, debounce=0)
+    cb.dry_run_button.click()
+    assert cb.error == "" and cb.last_plan is not None and not cb.dry_run_stale
+    assert "reach <b>" in cb.reach_html.value
+    cb.control.value = 25.0
+    assert cb.dry_run_stale and "out of date" in cb.dry_run_note.value
+    assert "el-stale" in cb.reach_html._dom_classes
+    cb.control.value = 0.0  # back to what was dry-run: current again
+    assert not cb.dry_run_stale and "el-stale" not in cb.reach_html._dom_classes
+    cb.logical_date.value = "2026-01-05T09:00:00+00:00"  # another date is another plan
+    assert cb.dry_run_stale
+    cb.id.value = " "  # an invalid campaign: the old reach is certainly not its reach
+    assert cb.dry_run_stale and cb.error.startswith("SpecError: id")
+    cb.id.value = "campaign"
+    cb.dry_run_button.click()
+    assert not cb.dry_run_stale and cb.last_plan.reach == plan(sim_ws, cb.campaign, cb.at).reach
+    cb.logical_date.value = "never"
+    cb.dry_run_button.click()  # a failing dry run leaves no old reach behind
+    assert "never" in cb.field_error("logical_date")
+    assert cb.reach_html.value == "" and cb.last_plan is None and not cb.dry_run_stale

@@ -8,6 +8,7 @@ import datetime as dt
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from engagelab.widgets.campaign_reports import COLUMNS, CampaignReports
@@ -150,3 +151,43 @@ def test_bad_date_shows_an_error_and_recovers(cr, sent_ws):
     assert cr.error == "" and len(cr.table_df) == 4
     cr.refresh_button.click()  # recomputes from the store
     _same(cr.table_df.sort_values("campaign_id", ignore_index=True), _table(sent_ws))
+
+
+def test_the_table_is_formatted_for_reading(cr):
+    text = cr.table.value
+    t = cr.table_df.set_index("campaign_id")
+    for raw in ("campaign_id", "unique_click_rate", "conversions_ct", "uplift_ci_low", "control_users"):
+        assert raw not in text.split("<tbody>")[0], raw  # headers in words
+    assert "Click rate" in text and "Uplift vs control [interval]" in text
+    assert text.count("<th style") == 15  # 19 raw columns folded into 15 readable ones
+    rate = t.loc["mail-onboarding", "unique_click_rate"]
+    assert f">{100 * rate:.1f}%<" in text or f">{100 * rate:.2f}%<" in text
+    up = t.loc["mail-onboarding"]
+    assert np.isfinite(up["uplift"])  # a campaign with a control group
+    cell = text.split("class='el-cr-uplift")[1].split("</td>")[0]
+    assert f"<b>{100 * up['uplift']:+.2f} pp</b> [" in cell
+    assert "no control group" in text  # the campaigns sent without one
+    assert "max-width:100%" in text
+    # drill-down tables: headers in words too
+    cr.campaign.value = "mail-onboarding"
+    assert "_" not in cr.variants.value.split("<tbody>")[0]
+
+
+def test_uplift_colour_follows_its_interval():
+    from engagelab.widgets.campaign_reports import campaign_table_html, uplift_verdict
+
+    assert uplift_verdict(0.01, 0.05) == "win"
+    assert uplift_verdict(-0.05, -0.01) == "loss"
+    assert uplift_verdict(-0.01, 0.03) == "neutral"
+    assert uplift_verdict(float("nan"), 0.03) == "neutral"
+    row = {c: None for c in ("name", "channel", "type", "status", "labels", "sent", "delivered",
+                             "viewed", "clicked", "unique_click_rate", "conversions_ct",
+                             "conversions_vt", "conversion_rate", "revenue", "control_users")}  # fmt: skip
+    row |= {"campaign_id": "c", "channel": "push", "type": "one_time", "status": "active",
+            "sent": 1200, "uplift": -0.031, "uplift_ci_low": -0.05, "uplift_ci_high": -0.012}  # fmt: skip
+    text = campaign_table_html(pd.DataFrame([row]))
+    assert "el-cr-loss" in text and "color:#b00020" in text
+    assert "<b>-3.10 pp</b> [-5.00 pp, -1.20 pp]" in text and ">1,200<" in text
+    assert "one time" in text and ">None<" not in text and "nan" not in text.lower()
+    row |= {"uplift": 0.031, "uplift_ci_low": 0.012, "uplift_ci_high": 0.05}
+    assert "el-cr-win" in campaign_table_html(pd.DataFrame([row]))
