@@ -28,6 +28,7 @@ from engagelab.errors import (
 )
 
 if TYPE_CHECKING:
+    from engagelab.storage.catalog import WorkspaceSummary
     from engagelab.storage.ingest import IngestReport
     from engagelab.workspace import Workspace, current_workspace, use_workspace
 

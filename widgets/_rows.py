@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
-from engagelab.widgets._text import format_value, parse_value
 
 from engagelab.errors import SpecError
 from engagelab.segments import (
@@ -31,6 +30,8 @@ from engagelab.segments import (
     not_in_segment,
     was_sent,
 )
+
+from ._text import format_value, parse_value
 
 __all__ = ["COUNT_MODES", "KINDS", "OPERATOR_LABELS", "ConditionRow", "row_state"]
 

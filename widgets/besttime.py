@@ -36,11 +36,12 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, StaleNote, guarded
 
 from engagelab.besttime import BestTimeOptions, activity_heatmap, evaluate, fit
 from engagelab.besttime.explore import WEEKDAYS
 from engagelab.storage.catalog import reference_time, user_timezones
+
+from ._guard import Debouncer, ErrorLine, StaleNote, guarded
 
 __all__ = ["BestTimeExplorer"]
 

@@ -44,7 +44,6 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, StaleNote, guarded
 from engagelab.widgets.segment_builder import SegmentBuilder
 
 from engagelab.campaigns import (
@@ -63,6 +62,8 @@ from engagelab.campaigns.spec import TYPES
 from engagelab.channels import CHANNELS, content_from_dict, known_variables, preview, sms_info
 from engagelab.errors import SpecError, ValidationError
 from engagelab.storage.catalog import profile, reference_time, user_count, user_ids
+
+from ._guard import Debouncer, ErrorLine, StaleNote, guarded
 
 __all__ = ["CampaignBuilder", "CapRow", "DndRow", "OptionRow", "VariantPanel"]
 

@@ -42,12 +42,13 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 import traitlets
-from engagelab.widgets._format import COLOURS, percent, verdict, words
-from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.campaigns import campaign_report, list_campaigns
 from engagelab.channels import CHANNELS
 from engagelab.errors import SpecError
+
+from ._format import COLOURS, percent, verdict, words
+from ._guard import ErrorLine, guarded
 
 __all__ = ["CampaignReports"]
 

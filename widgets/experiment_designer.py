@@ -34,11 +34,12 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
-from engagelab.widgets._format import duration_text
-from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import design as core_design
+
+from ._format import duration_text
+from ._guard import ErrorLine, guarded
 
 __all__ = ["ExperimentDesigner"]
 

@@ -38,9 +38,10 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 import traitlets
-from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
+
+from ._guard import ErrorLine, guarded
 
 __all__ = ["JobsPanel"]
 

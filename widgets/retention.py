@@ -29,13 +29,14 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
 
 from engagelab.errors import ValidationError
 from engagelab.retention.engine import retention
 from engagelab.retention.labels import label_effect, label_retention, labels_in_use
 from engagelab.retention.spec import RetentionSpec
 from engagelab.storage.catalog import event_names
+
+from ._guard import Debouncer, ErrorLine, guarded
 
 __all__ = ["CohortRetentionExplorer"]
 

@@ -30,14 +30,15 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets
-from engagelab.widgets._guard import Debouncer, ErrorLine, guarded
-from engagelab.widgets._rows import ConditionRow
 
 from engagelab.errors import SpecError
 from engagelab.schema import EVENT_SCHEMA, PROFILE_SCHEMA
 from engagelab.segments import And, Condition, Or, Segment
 from engagelab.segments.base import column_kind
 from engagelab.storage.catalog import event_counts, event_labels, reference_time, user_count
+
+from ._guard import Debouncer, ErrorLine, guarded
+from ._rows import ConditionRow
 
 __all__ = ["SegmentBuilder"]
 

@@ -40,14 +40,15 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 import pandas as pd
-from engagelab.widgets._format import COLOURS, p_text, percent
-from engagelab.widgets._guard import ErrorLine, guarded
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import Experiment, Metric, analyze, choose_winner
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.winner import Winner
 from engagelab.storage.catalog import run_query
+
+from ._format import COLOURS, p_text, percent
+from ._guard import ErrorLine, guarded
 
 __all__ = ["VariantReport"]
 

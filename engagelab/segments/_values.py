@@ -145,7 +145,7 @@ def check_regex(name: str, pattern: Any) -> str:
         raise SpecError(name, pattern, "must be a regular expression string")
     try:
         re.compile(pattern)
-        from re import _parser  # type: ignore[attr-defined]
+        from re import _parser  # type: ignore[attr-defined]  # noqa: PLC2701 (stdlib, no public parser)
 
         tree = _parser.parse(pattern)
     except (re.error, RecursionError, OverflowError) as err:

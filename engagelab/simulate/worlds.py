@@ -18,16 +18,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from engagelab.errors import WorkspaceError
 from engagelab.simulate._world import World, simulate
 from engagelab.storage.core import Core
-
-if TYPE_CHECKING:
-    from engagelab.storage.core import Core
 
 __all__ = ["WORLD_FILE", "load_world", "simulate_into"]
 
