@@ -64,6 +64,7 @@ CLI_WORDING: tuple[tuple[str, str], ...] = (
     (r"\bforce=True\b", "--force"),
     (r"mapping=\{'([^']*)': '([^']*)'\}", r"--map \1=\2"),
     (r"\bpass format= one of", "pass --input-format one of"),
+    (r"\bformat='(csv|parquet|jsonl)'", r"--input-format \1"),
     (r"^state_url ==", "--state-url =="),
     (r"^ts_unit ==", "--ts-unit =="),
     (r"^date_format ==", "--date-format =="),

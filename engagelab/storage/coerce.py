@@ -102,6 +102,7 @@ def parse_timestamps(
     arr = _blank_to_null(arr)
     n = len(arr)
     typ = arr.type
+    epoch = np.zeros(n, dtype=bool)
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
         if pa.types.is_date(typ) or typ.tz is None:
             arr = pc.assume_timezone(arr.cast(pa.timestamp("us")), "UTC")
