@@ -154,6 +154,8 @@ def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.dat
         raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text")
     import pandas as pd
 
+    if isinstance(value, bool | int | float):  # pandas would read a number as 1970 + ns
+        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text, not a number")
     try:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             value = dt.datetime(value.year, value.month, value.day)
@@ -311,7 +313,7 @@ def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
                 depth -= 1
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.constructor.ConstructorError as exc:
         tag = _tag_of(exc)
         if tag:
@@ -331,6 +333,31 @@ def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
     if aliases:
         _check_shape(name, doc)
     return doc
+
+
+def _plain_loader() -> Any:
+    import yaml
+
+    class PlainLoader(yaml.SafeLoader):
+        """The safe loader with dates left as text: specs check them and name the field."""
+
+    PlainLoader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return PlainLoader
+
+
+class _LazyLoader:
+    loader: Any = None
+
+    def __call__(self, stream: Any) -> Any:
+        if _LazyLoader.loader is None:
+            _LazyLoader.loader = _plain_loader()
+        return _LazyLoader.loader(stream)
+
+
+_PlainLoader = _LazyLoader()
 
 
 def _tag_of(exc: Exception) -> str | None:

@@ -222,3 +222,289 @@ def test_broken_pipe_ends_quietly(cws):
 
 def test_error_classes_are_engagelab_errors():
     assert issubclass(ValidationError, EngagelabError)
+
+
+# --------------------------------------------------------------------------- ingest (CLI)
+def _bytes_cases() -> list[tuple[str, bytes, list[str]]]:
+    import random
+
+    rnd = random.Random(1)
+    binary = bytes(rnd.randrange(256) for _ in range(4000)) + b"\x00"
+    return [
+        ("empty.csv", b"", ["source", "empty.csv", "is empty", "header line"]),
+        ("blank.csv", b"\n\n", ["is empty"]),
+        ("binary.csv", binary, ["binary.csv", "not a text file", "NUL"]),
+        (
+            "latin1.csv",
+            "user_id,event,ts,city\nu1,A,2026-01-01,M\xfcnchen\n".encode("latin-1"),
+            ["latin1.csv", "not utf-8 text", "--encoding latin-1"],
+        ),
+        (
+            "dupes.csv",
+            b"user_id,event,ts,ts\nu1,A,2026-01-01,x\n",
+            ["dupes.csv", "['ts'] more than once", "unique"],
+        ),
+        ("fake.parquet", b"not parquet at all\n" * 10, ["fake.parquet", "not a Parquet file", "--input-format"]),
+        (
+            "mixed-dates.csv",
+            b"user_id,event,ts\nu1,A,01/02/2026\nu2,A,13/02/2026\nu3,A,02/13/2026\n",
+            ["ts", "mixes day-first ('13/02/2026') and month-first ('02/13/2026')", "--date-format"],
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("name", "content", "needles"), _bytes_cases(), ids=[c[0] for c in _bytes_cases()])
+def test_bad_files_are_refused_with_one_line(cws, tmp_path, name, content, needles):
+    src = tmp_path / name
+    src.write_bytes(content)
+    before = snapshot(cws)
+    assert_clean_error(run("ingest", "-w", str(cws), str(src)), *needles)
+    assert snapshot(cws) == before
+    proc = run("ingest", "-w", str(cws), str(src), "--format", "json")
+    assert json.loads(proc.stderr)["error"]["field"] == "source" or name.startswith("mixed")
+
+
+def test_latin1_csv_with_encoding(cws, tmp_path):
+    src = tmp_path / "latin1.csv"
+    src.write_bytes("user_id,event,ts,city\nu1,A,2026-01-01,M\xfcnchen\n".encode("latin-1"))
+    proc = run("ingest", "-w", str(cws), str(src), "--encoding", "latin-1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows_appended"] == 1
+    got = Workspace.open(cws).sql("SELECT city FROM events")
+    assert got["city"].tolist() == ["München"]
+
+
+def test_one_bad_jsonl_line_is_quarantined_not_the_file(cws, tmp_path):
+    src = tmp_path / "events.jsonl"
+    src.write_text(
+        '{"user_id": "u1", "event": "A", "ts": "2026-01-01T00:00:00Z"}\n'
+        "{bad json\n"
+        "[1, 2]\n"
+        + "[" * 100_000 + "]" * 100_000 + "\n"
+        '{"user_id": "u2", "event": "A", "ts": "2026-01-02T00:00:00Z",'
+        ' "props": {"a": {"b": [1, {"c": 2}]}}}\n'
+    )
+    proc = run("ingest", "-w", str(cws), str(src), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows_appended"] == 2
+    assert report["reasons"] == {"bad_line": 3}
+    ws = Workspace.open(cws)
+    q = ws.sql("SELECT 1")  # the workspace still reads
+    assert len(q) == 1
+    import pandas as pd
+
+    bad = pd.read_parquet(report["quarantine_file"]).sort_values("_row")
+    assert [d.split(":")[0] for d in bad["_detail"]] == ["line 2", "line 3", "line 4"]
+    assert "not valid JSON" in bad["_detail"].iloc[0]
+    assert "must be a JSON object" in bad["_detail"].iloc[1]
+    # a nested object is stored as JSON text, never aborting the ingest
+    props = ws.sql("SELECT props FROM events WHERE user_id = 'u2'")["props"][0]
+    assert json.loads(props) == {"a": {"b": [1, {"c": 2}]}}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(("unit", "scale"), [("s", 1), ("ms", 1_000), ("us", 1_000_000)])
+def test_ts_unit_applies_to_csv_and_jsonl(cws, tmp_path, fmt, unit, scale):
+    epoch = 1767225600  # 2026-01-01T00:00:00Z
+    src = tmp_path / f"events.{fmt}"
+    if fmt == "csv":
+        src.write_text(f"user_id,event,ts\nu1,A,{epoch * scale}\n")
+    else:
+        src.write_text(json.dumps({"user_id": "u1", "event": "A", "ts": epoch * scale}) + "\n")
+    proc = run("ingest", "-w", str(cws), str(src), "--ts-unit", unit, "--format", "json")
+    assert json.loads(proc.stdout)["rows_appended"] == 1, proc.stderr
+    got = Workspace.open(cws).sql("SELECT ts FROM events")["ts"][0]
+    assert str(got) == "2026-01-01 00:00:00+00:00"
+    # the wrong unit is quarantined, never silently mis-scaled (seconds read as ms -> 1970)
+    wrong = {"s": "ms", "ms": "s", "us": "ms"}[unit]
+    proc = run("ingest", "-w", str(cws), str(src), "--ts-unit", wrong, "--format", "json", "--force")
+    assert json.loads(proc.stdout)["reasons"] == {"bad_timestamp": 1}, proc.stdout
+
+
+def test_one_date_order_per_batch(ws):
+    import pandas as pd
+
+    df = pd.DataFrame({"user_id": ["a", "b"], "event": ["A", "A"], "ts": ["01/02/2026", "13/02/2026"]})
+    ws.ingest(df, quiet=True)
+    got = ws.sql("SELECT user_id, ts FROM events ORDER BY user_id")["ts"].dt.strftime("%Y-%m-%d")
+    assert got.tolist() == ["2026-02-01", "2026-02-13"]  # both day-first
+    us = pd.DataFrame({"user_id": ["c"], "event": ["A"], "ts": ["01/02/2026"]})
+    ws.ingest(us, date_format="%m/%d/%Y", quiet=True)
+    got = ws.sql("SELECT ts FROM events WHERE user_id = 'c'")["ts"].dt.strftime("%Y-%m-%d")
+    assert got.tolist() == ["2026-01-02"]
+    with pytest.raises(ValidationError, match="date_format == 'dd/mm'"):
+        ws.ingest(us, date_format="dd/mm", quiet=True)
+
+
+@pytest.mark.parametrize("table", ["events", "profiles"])
+def test_coordinates_out_of_range_are_quarantined(ws, table):
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {"user_id": ["a", "b", "c"], "latitude": [95.0, 45.0, 10.0], "longitude": [0.0, 0.0, 181.0]}
+    )
+    if table == "events":
+        df = df.assign(event="A", ts="2026-01-01T00:00:00Z")
+    r = ws.ingest(df, table=table, quiet=True)
+    assert r.rows_appended == 1
+    assert r.reasons == {"bad_coordinates": 2}
+    assert set(r.quarantined()["_detail"]) == {
+        "latitude: must be in [-90, 90]",
+        "longitude: must be in [-180, 180]",
+    }
+
+
+def test_content_key_dedupes_overlapping_reexports(ws):
+    import pandas as pd
+
+    day1 = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "b"],
+            "event": ["A", "A", "A"],
+            "ts": ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z", "2026-01-01T11:00:00Z"],
+            "amount": ["1", "2", "2"],
+        }
+    )
+    # the second export overlaps the first; its timestamps are written differently
+    day2 = pd.DataFrame(
+        {
+            "user_id": ["b", "c"],
+            "event": ["A", "A"],
+            "ts": ["2026-01-01 12:00:00+01:00", "2026-01-02T09:00:00Z"],
+            "amount": ["2", "3"],
+        }
+    )
+    r1 = ws.ingest(day1, dedupe_key="content", quiet=True)
+    r2 = ws.ingest(day2, dedupe_key="content", quiet=True)
+    assert (r1.rows_appended, r1.reasons) == (2, {"duplicate_event_id": 1})
+    assert (r2.rows_appended, r2.reasons) == (1, {"duplicate_event_id": 1})
+    assert ws.sql("SELECT count(*) AS n FROM events")["n"][0] == 3
+    # without the content key the overlap is appended twice (today's behaviour, kept)
+    r3 = ws.ingest(day2, quiet=True)
+    assert r3.rows_appended == 2
+    with pytest.raises(ValidationError, match="dedupe_key == 'row'"):
+        ws.ingest(day2, dedupe_key="row", quiet=True)
+
+
+_MEMCAP = r"""
+import resource, sys
+cap = int(sys.argv[3]) << 20
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from engagelab import Workspace
+ws = Workspace.open(sys.argv[1])
+r = ws.ingest(sys.argv[2], quiet=True, force=True)
+print(r.rows_appended, r.rows_quarantined, sorted(r.reasons))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_huge_single_line_is_bounded(cws, tmp_path, fmt):
+    """A ~50 MB one-line file under a memory cap: quarantined (or refused), never 8 GB."""
+    src = tmp_path / f"big.{fmt}"
+    big = "x" * (50 << 20)
+    with open(src, "w") as fh:
+        if fmt == "jsonl":
+            fh.write('{"user_id": "u1", "event": "A", "ts": "2026-01-01T00:00:00Z"}\n')
+            fh.write('{"user_id": "u2", "event": "A", "ts": "2026-01-01T00:00:00Z", "blob": "')
+            fh.write(big + '"}\n')
+        else:
+            fh.write("user_id,event,ts,blob\nu1,A,2026-01-01,small\nu2,A,2026-01-01,")
+            fh.write(big + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMCAP, str(cws), str(src), "1500"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    appended, quarantined, reasons = proc.stdout.decode().split(" ", 2)
+    assert (appended, quarantined) == ("1", "1")
+    assert ("bad_line" if fmt == "jsonl" else "value_too_large") in reasons
+
+
+# --------------------------------------------------------------------------- values
+def test_window_bounds_and_invalid_dates():
+    from engagelab.errors import SpecError
+    from engagelab.segments import Segment
+
+    def seg(window: str) -> str:
+        return f"version: 1\ncondition: {{kind: did, event: Charged, at_least: 1, window: {window}}}\n"
+
+    with pytest.raises(SpecError, match=r"window.last_days == 99999999999, must be an integer in \[1, 36500\]"):
+        Segment.from_yaml(seg("{last_days: 99999999999}"))
+    with pytest.raises(SpecError, match="window.start == '2026-02-30', must be an ISO date"):
+        Segment.from_yaml(seg("{start: 2026-02-30, end: 2026-03-02}"))
+    ok = Segment.from_yaml(seg("{start: 2026-02-01, end: 2026-03-02}"))
+    assert str(ok.condition.window.start) == "2026-02-01"
+
+
+def test_window_last_days_on_the_command_line(cws):
+    proc = run(
+        "segment", "count", "-w", str(cws), "--json",
+        '{"version": 1, "condition": {"kind": "did", "event": "Charged", "at_least": 1,'
+        ' "window": {"last_days": 99999999999}}}',
+    )
+    assert_clean_error(proc, "window.last_days == 99999999999", "[1, 36500]")
+
+
+def test_labels_as_one_string_is_one_label():
+    from engagelab.campaigns import Campaign, Variant
+
+    c = Campaign(id="c", channel="push", variants=(Variant("A", {"title": "t", "body": "b"}),))
+    data = c.to_dict()
+    data["labels"] = "Onboarding"
+    assert Campaign.from_dict(data).labels == ("Onboarding",)
+    text = c.to_yaml().replace("labels: []", "labels: Onboarding")
+    assert Campaign.from_yaml(text).labels == ("Onboarding",)
+
+
+def test_plan_refuses_a_number_as_date(ws):
+    from engagelab.campaigns import Campaign, Variant
+
+    c = Campaign(id="c", channel="push", variants=(Variant("A", {"title": "t", "body": "b"}),))
+    with pytest.raises(ValidationError, match="logical_date == 12345, must be a datetime, a date or ISO 8601 text"):
+        ws.plan(c, 12345)
+
+
+def test_arms_bound_on_the_command_line():
+    t0 = time.perf_counter()
+    proc = run(
+        "experiment", "design", "--metric", "proportion", "--baseline", "0.1",
+        "--mde", "0.01", "--arms", "1000000",
+    )
+    assert_clean_error(proc, "arms == 1000000", "[2, 26]")
+    assert time.perf_counter() - t0 < 60
+
+
+def test_template_render_time_limit():
+    from engagelab.channels._templates import MAX_RENDER_SECONDS, TemplateError, compile_template
+
+    src = "{% for i in range(10000) %}{{ ('x' * 999999).upper() | length }}{% endfor %}"
+    t = compile_template("push.body", src)
+    t0 = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"template push.body: rendering took longer than 1 s; aborted"):
+        t.render({"profile": {}})
+    assert time.perf_counter() - t0 < MAX_RENDER_SECONDS + 1.0
+
+
+def test_misspelt_event_in_a_segment_warns(ws):
+    import pandas as pd
+
+    from engagelab.errors import EngagelabWarning, UnknownEventWarning
+    from engagelab.segments import did
+
+    ws.ingest(
+        pd.DataFrame({"user_id": ["a"], "event": ["Charged"], "ts": ["2026-01-01T00:00:00Z"]}),
+        quiet=True,
+    )
+    assert issubclass(UnknownEventWarning, EngagelabWarning)
+    with pytest.warns(UnknownEventWarning, match=r"no event 'Charge' in the store \(did you mean 'Charged'\?\)"):
+        n = ws.count(did("Charge"))
+    assert n == 0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ws.count(did("Charged"))  # a known event: no warning

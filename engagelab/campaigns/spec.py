@@ -427,7 +427,8 @@ class Campaign:
         d["variants"] = (
             tuple(d["variants"]) if isinstance(d["variants"], list | tuple) else d["variants"]
         )
-        d["labels"] = tuple(d.get("labels") or ())
+        labels = d.get("labels") or ()
+        d["labels"] = (labels,) if isinstance(labels, str) else tuple(labels)
         try:
             return cls(**d)
         except TypeError as exc:
