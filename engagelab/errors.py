@@ -25,6 +25,7 @@ __all__ = [
     "MissingExtraError",
     "QueryError",
     "SpecError",
+    "UnknownEventWarning",
     "ValidationError",
     "WorkspaceError",
 ]
@@ -36,6 +37,10 @@ class EngagelabError(Exception):
 
 class EngagelabWarning(UserWarning):
     """Base class of every warning emitted by engagelab."""
+
+
+class UnknownEventWarning(EngagelabWarning):
+    """A segment names an event the store does not hold (a typo counts 0 users)."""
 
 
 class ValidationError(EngagelabError, ValueError):

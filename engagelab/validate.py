@@ -12,14 +12,26 @@ from typing import Any, Literal, overload
 from engagelab.errors import ValidationError
 
 __all__ = [
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_DEPTH",
+    "MAX_SPEC_NODES",
     "check_choice",
     "check_datetime",
     "check_int",
     "check_number",
     "check_str",
     "check_timezone",
+    "load_json",
+    "load_spec_file",
+    "load_yaml",
     "valid_timezone",
 ]
+
+#: Largest spec / config text read (bytes), deepest nesting and most values after
+#: expanding YAML aliases: bounds on the work one document can cause.
+MAX_SPEC_BYTES = 4 << 20
+MAX_SPEC_DEPTH = 64
+MAX_SPEC_NODES = 200_000
 
 
 def check_number(
@@ -146,6 +158,8 @@ def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.dat
         raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text")
     import pandas as pd
 
+    if isinstance(value, bool | int | float):  # pandas would read a number as 1970 + ns
+        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text, not a number")
     try:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             value = dt.datetime(value.year, value.month, value.day)
@@ -156,3 +170,231 @@ def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.dat
         raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.to_pydatetime().astimezone(dt.UTC)
+
+
+# ----------------------------------------------------------------------------- safe loading
+def _as_text(name: str, data: str | bytes) -> str:
+    if len(data) > MAX_SPEC_BYTES:
+        raise ValidationError(
+            name, f"{len(data):,} bytes", f"must be at most {MAX_SPEC_BYTES:,} bytes"
+        )
+    if isinstance(data, bytes):
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                name,
+                None,
+                message=f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                f"{exc.start}); save it as UTF-8",
+            ) from None
+    return data
+
+
+def _check_shape(name: str, doc: Any) -> None:
+    """Refuse documents nested deeper than MAX_SPEC_DEPTH or with more than MAX_SPEC_NODES
+    values once aliases are expanded (counted without expanding them)."""
+    sizes: dict[int, int] = {}
+    # iterative post-order walk; shared (aliased) containers are measured once
+    stack: list[tuple[Any, int, bool]] = [(doc, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        key = id(node)
+        children = list(node.values()) if isinstance(node, dict) else node
+        if done:
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            sizes[key] = total
+            if total > MAX_SPEC_NODES:
+                raise ValidationError(
+                    name,
+                    None,
+                    message=f"{name} expands to more than {MAX_SPEC_NODES:,} values "
+                    "(YAML aliases that multiply?); refused",
+                )
+            continue
+        if depth > MAX_SPEC_DEPTH:
+            raise ValidationError(
+                name, None, message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused"
+            )
+        if key in sizes:
+            continue
+        sizes[key] = 1  # visiting; a cycle counts once
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children)
+
+
+def load_json(data: str | bytes, name: str = "JSON") -> Any:
+    """Parse JSON text with bounded work; every problem is a one-line ValidationError.
+
+    >>> load_json('{"a": [1, 2]}')
+    {'a': [1, 2]}
+    >>> load_json("[" * 100_000, "spec")
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.ValidationError: spec is nested deeper than 64 levels; refused
+    """
+    import json
+
+    text = _as_text(name, data)
+    depth = _max_bracket_depth(text)
+    if depth > MAX_SPEC_DEPTH:
+        raise ValidationError(
+            name, None, message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused"
+        )
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            name,
+            None,
+            message=f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+        ) from None
+    except RecursionError:
+        raise ValidationError(
+            name, None, message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused"
+        ) from None
+    _check_shape(name, doc)
+    return doc
+
+
+def _max_bracket_depth(text: str) -> int:
+    """Nesting depth of ``[``/``{`` outside JSON strings (a cheap pre-check before parsing)."""
+    depth = best = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best = depth
+                if best > MAX_SPEC_DEPTH:
+                    return best
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
+    """Parse YAML with the safe loader and bounded work.
+
+    Only plain data is allowed (no ``!!python/...`` tags); text over MAX_SPEC_BYTES, nesting
+    deeper than MAX_SPEC_DEPTH and alias expansion beyond MAX_SPEC_NODES values are refused
+    before anything walks the document.
+
+    >>> load_yaml("a: [1, 2]")
+    {'a': [1, 2]}
+    >>> load_yaml("x: !!python/object/apply:os.system ['true']", "spec.yaml")
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.ValidationError: spec.yaml uses the YAML tag '!!python/object/apply:os.system', which is not allowed (plain mappings, lists, text and numbers only)
+    """
+    import yaml
+
+    text = _as_text(name, data)
+    # count aliases and nesting on the event stream first: nothing is expanded there
+    try:
+        depth = aliases = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_SPEC_DEPTH:
+                    raise ValidationError(
+                        name,
+                        None,
+                        message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused",
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+        doc = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.constructor.ConstructorError as exc:
+        tag = _tag_of(exc)
+        if tag:
+            raise ValidationError(
+                name,
+                None,
+                message=f"{name} uses the YAML tag {tag!r}, which is not allowed "
+                "(plain mappings, lists, text and numbers only)",
+            ) from None
+        raise ValidationError(name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ValidationError(name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ValidationError(
+            name, None, message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused"
+        ) from None
+    if aliases:
+        _check_shape(name, doc)
+    return doc
+
+
+def _plain_loader() -> Any:
+    import yaml
+
+    class PlainLoader(yaml.SafeLoader):
+        """The safe loader with dates left as text: specs check them and name the field."""
+
+    PlainLoader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return PlainLoader
+
+
+class _LazyLoader:
+    loader: Any = None
+
+    def __call__(self, stream: Any) -> Any:
+        if _LazyLoader.loader is None:
+            _LazyLoader.loader = _plain_loader()
+        return _LazyLoader.loader(stream)
+
+
+_PlainLoader = _LazyLoader()
+
+
+def _tag_of(exc: Exception) -> str | None:
+    import re
+
+    m = re.search(r"tag '(tag:yaml\.org,2002:[^']*|![^']*)'", str(exc))
+    if not m:
+        return None
+    return m.group(1).replace("tag:yaml.org,2002:", "!!")
+
+
+def _yaml_problem(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def load_spec_file(path: Any, name: str | None = None) -> Any:
+    """The document in a YAML or JSON file (``.json`` is JSON, anything else YAML)."""
+    from pathlib import Path
+
+    p = Path(path)
+    label = name or str(p)
+    try:
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise ValidationError(label, f"{size:,} bytes", f"must be at most {MAX_SPEC_BYTES:,} bytes")
+        data = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ValidationError(label, str(p), "does not exist (or is not a file)") from None
+    except PermissionError:
+        raise ValidationError(label, str(p), "cannot be read (permission denied)") from None
+    if p.suffix.lower() == ".json":
+        return load_json(data, label)
+    return load_yaml(data, label)

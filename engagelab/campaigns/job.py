@@ -191,11 +191,10 @@ def load_job_campaign(ws: Core, campaign_id: str = "", spec_file: str = "") -> C
     path = Path(spec_file).expanduser()
     if not path.is_file():
         raise ValidationError("spec_file", spec_file, "does not exist")
-    text = path.read_text()
     try:
-        if path.suffix.lower() == ".json":
-            return Campaign.from_json(text)
-        return Campaign.from_yaml(text)
+        from engagelab.validate import load_spec_file
+
+        return Campaign.from_dict(load_spec_file(path, "the file"))
     except ValidationError as exc:
         raise ValidationError(
             "spec_file", spec_file, message=f"spec_file {spec_file}: {exc}"

@@ -465,7 +465,8 @@ class Campaign:
         d["variants"] = (
             tuple(d["variants"]) if isinstance(d["variants"], list | tuple) else d["variants"]
         )
-        d["labels"] = tuple(d.get("labels") or ())
+        labels = d.get("labels") or ()
+        d["labels"] = (labels,) if isinstance(labels, str) else tuple(labels)
         try:
             return cls(**d)
         except TypeError as exc:
@@ -476,18 +477,18 @@ class Campaign:
 
     @classmethod
     def from_json(cls, text: str) -> Campaign:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError("campaign", text[:40], f"is not valid JSON ({exc.msg})") from None
-        return cls.from_dict(data)
+        from engagelab.validate import load_json
+
+        return cls.from_dict(load_json(text, "campaign JSON"))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> Campaign:
-        return cls.from_dict(yaml.safe_load(text))
+        from engagelab.validate import load_yaml
+
+        return cls.from_dict(load_yaml(text, "campaign YAML"))
 
     def __repr__(self) -> str:
         kind = self.schedule.type

@@ -17,7 +17,8 @@ The environment is :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` with
 * methods may be called only from a short allow-list of string methods (so no
   ``str.format`` / ``format_map`` format-string tricks);
 * ``*`` and ``**`` are bounded, ``%`` string formatting is refused;
-* every loop shares an iteration budget and the output has a size limit.
+* every loop shares an iteration budget, the output has a size limit and one rendering
+  has a time limit (``MAX_RENDER_SECONDS``).
 
 Any violation raises :class:`TemplateError` (a :class:`~engagelab.errors.ValidationError`)
 naming the field.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import math
 import operator
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,6 +54,7 @@ from engagelab.errors import ValidationError
 __all__ = [
     "MAX_ITERATIONS",
     "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
     "MAX_TEMPLATE_CHARS",
     "Template",
     "TemplateError",
@@ -66,6 +69,8 @@ MAX_TEMPLATE_CHARS = 100_000
 MAX_OUTPUT_CHARS = 1_000_000
 #: Loop iterations allowed in one rendering (all loops together).
 MAX_ITERATIONS = 10_000
+#: Wall-clock time one rendering may take (checked at every loop step and output chunk).
+MAX_RENDER_SECONDS = 1.0
 ROOTS = ("profile", "event")
 
 _FILTERS = [
@@ -155,13 +160,23 @@ class _Props(dict):  # type: ignore[type-arg]
 class _Budget:
     def __init__(self) -> None:
         self.left = MAX_ITERATIONS
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _TooSlow(f"rendering took longer than {MAX_RENDER_SECONDS:g} s; aborted")
 
     def guard(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for item in iterable:
             self.left -= 1
             if self.left < 0:
                 raise SecurityError(f"more than {MAX_ITERATIONS} loop iterations")
+            self.check_time()
             yield item
+
+
+class _TooSlow(SecurityError):
+    """One rendering ran past MAX_RENDER_SECONDS."""
 
 
 def _safe_range(*args: Any) -> range:
@@ -298,6 +313,7 @@ class Template:
         size = 0
         try:
             for chunk in self._compiled.generate({**ctx, "__el_guard": budget.guard}):
+                budget.check_time()
                 size += len(chunk)
                 if size > MAX_OUTPUT_CHARS:
                     raise SecurityError(f"output longer than {MAX_OUTPUT_CHARS} characters")
@@ -308,6 +324,10 @@ class Template:
                 self.source,
                 message=f"{self.field}: {exc} (add a default, e.g. "
                 "{{ profile.name | default('there') }})",
+            ) from None
+        except _TooSlow as exc:
+            raise TemplateError(
+                self.field, self.source, message=f"template {self.field}: {exc}"
             ) from None
         except SecurityError as exc:
             raise TemplateError(

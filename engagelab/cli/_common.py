@@ -12,10 +12,11 @@ from typing import Any
 from engagelab.errors import ValidationError
 from engagelab.validate import check_datetime
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "emit", "load_segment", "open_workspace", "pair", "parse_at", "progress"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_USAGE", "emit", "load_segment", "open_workspace", "pair", "parse_at", "progress"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command cut off by `| head`
 
 
 # ----------------------------------------------------------------------------- output
@@ -78,8 +79,9 @@ def load_segment(args: argparse.Namespace, ws: Any) -> Any:
     path = Path(args.spec)
     if not path.is_file():
         raise ValidationError("--spec", str(path), "does not exist")
-    text = path.read_text()
-    return Segment.from_yaml(text) if path.suffix in (".yaml", ".yml") else Segment.from_json(text)
+    from engagelab.validate import load_spec_file
+
+    return Segment.from_dict(load_spec_file(path, f"--spec {path}"))
 
 
 def pair(flag: str, text: str) -> tuple[str, str]:

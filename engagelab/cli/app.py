@@ -1,18 +1,24 @@
 """The ``engagelab`` command line: a thin shell over the library.
 
-Every command takes ``--format table|json``; errors print one line and exit non-zero
-(``--debug`` shows the traceback).
+Every command takes ``--format table|json``; errors print one line to stderr and exit
+non-zero (``--debug`` shows the traceback). With ``--format json`` the error is a JSON
+object on stderr: ``{"error": {"type": ..., "message": ..., "field": ..., "value": ...,
+"allowed": ...}}``. Output cut short by a closed pipe (``| head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-from engagelab.cli._common import EXIT_ERROR, EXIT_USAGE
+from engagelab.cli._common import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_USAGE
 from engagelab.errors import EngagelabError
 
 __all__ = ["main"]
@@ -73,6 +79,78 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+#: Library wording in error messages and its command-line equivalent.
+CLI_WORDING: tuple[tuple[str, str], ...] = (
+    (r"Workspace\.create\(('[^']*'|\"[^\"]*\")\)", r"engagelab init \1"),
+    (r"Workspace\.open\(('[^']*'|\"[^\"]*\")\)", r"--workspace \1"),
+    (r"\bforce=True\b", "--force"),
+    (r"mapping=\{'([^']*)': '([^']*)'\}", r"--map \1=\2"),
+    (r"\bpass format= one of", "pass --input-format one of"),
+    (r"\bformat='(csv|parquet|jsonl)'", r"--input-format \1"),
+    (r"^state_url ==", "--state-url =="),
+    (r"^ts_unit ==", "--ts-unit =="),
+    (r"^date_format ==", "--date-format =="),
+    (r"^dedupe_key ==", "--dedupe-key =="),
+    (r"^encoding ==", "--encoding =="),
+    (r"\bencoding='([^']*)'", r"--encoding \1"),
+    (r"\bdate_format='([^']*)'", r"--date-format '\1'"),
+    (r"replace=True / --replace", "--replace"),
+)
+
+
+def cli_wording(message: str) -> str:
+    """``message`` with library calls and keyword arguments named as commands and options.
+
+    >>> cli_wording("ws is not a workspace; create one with Workspace.create('ws')")
+    "ws is not a workspace; create one with engagelab init 'ws'"
+    """
+    for pattern, repl in CLI_WORDING:
+        message = re.sub(pattern, repl, message)
+    return message
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    for i, a in enumerate(argv):
+        if a == "--format=json" or (a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"):
+            return True
+    return False
+
+
+def report_error(exc: BaseException | str, as_json: bool) -> None:
+    """Print one error line (or one JSON object) to stderr."""
+    if isinstance(exc, BaseException):
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, EngagelabError):
+            text = f"{type(exc).__name__}: {text}"
+        kind = type(exc).__name__
+    else:
+        text, kind = exc, "UsageError"
+    text = cli_wording(text)
+    if as_json:
+        err: dict[str, Any] = {"type": kind, "message": text}
+        for key in ("field", "value", "allowed"):
+            if hasattr(exc, key):
+                err[key] = getattr(exc, key)
+        if isinstance(err.get("field"), str):
+            err["field"] = cli_wording(err["field"] + " ==").removesuffix(" ==")
+        print(json.dumps({"error": err}, default=str, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"engagelab: error: {text}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as JSON under ``--format json``."""
+
+    def error(self, message: str) -> NoReturn:
+        if _wants_json(sys.argv[1:] if _ARGV is None else _ARGV):
+            report_error(f"{self.prog}: {message}", True)
+            self.exit(EXIT_USAGE)
+        super().error(message)
+
+
+_ARGV: list[str] | None = None
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``engagelab`` command.
@@ -93,7 +171,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="workspace folder (default: $ENGAGELAB_WORKSPACE)",
     )
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="engagelab", description="Design, run and analyse messaging campaigns."
     )
     p.add_argument("--version", action=_VersionAction, help="show the version and exit")
@@ -117,32 +195,56 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    global _ARGV
     argv = list(sys.argv[1:] if argv is None else argv)
+    _ARGV = argv
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, and keep Python's final flush
+        # of stdout from complaining about the closed pipe
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
     first = next((a for a in argv if not a.startswith("-")), "")
     parser = build_parser(first)
     args = parser.parse_args(argv)
+    as_json = getattr(args, "format", None) == "json"
     if (
         getattr(args, "command", None) != "init"
         and hasattr(args, "workspace")
         and args.command != "demo"
         and not args.workspace
     ):
-        parser.exit(
-            EXIT_USAGE,
-            "engagelab: error: no workspace: pass --workspace PATH or set ENGAGELAB_WORKSPACE\n",
-        )
+        report_error("no workspace: pass --workspace PATH or set ENGAGELAB_WORKSPACE", as_json)
+        return EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:
+        raise
     except EngagelabError as exc:
         if args.debug:
             raise
-        print(f"engagelab: error: {exc}", file=sys.stderr)
+        report_error(exc, as_json)
         return EXIT_ERROR
-    except (OSError, KeyboardInterrupt) as exc:
+    except (OSError, KeyboardInterrupt, UnicodeError, RecursionError, MemoryError) as exc:
         if args.debug:
             raise
-        print(f"engagelab: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        report_error(exc, as_json)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line, with the way to see more
+        if args.debug:
+            raise
+        report_error(
+            f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+            "(rerun with --debug for the traceback)",
+            as_json,
+        )
         return EXIT_ERROR
 
 

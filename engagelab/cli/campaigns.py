@@ -24,9 +24,9 @@ def cmd_save(args: argparse.Namespace) -> int:
 
     from engagelab.campaigns import Campaign, save_campaign
     from engagelab.cli._common import emit
+    from engagelab.validate import load_spec_file
 
-    text = Path(args.file).read_text()
-    c = Campaign.from_json(text) if text.lstrip().startswith("{") else Campaign.from_yaml(text)
+    c = Campaign.from_dict(load_spec_file(Path(args.file), f"campaign file {args.file}"))
     with _ws(args) as ws:
         save_campaign(ws, c, status=args.status)
     emit({"saved": c.id, "status": args.status}, args.format)

@@ -92,16 +92,15 @@ def _ws(args: argparse.Namespace) -> Any:
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    import yaml
-
     from engagelab.errors import ValidationError
+    from engagelab.validate import load_yaml
 
     out: dict[str, Any] = {}
     if args.params_file:
         path = Path(args.params_file)
         if not path.is_file():
             raise ValidationError("--params-file", str(path), "does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_bytes(), f"--params-file {path}") or {}
         if not isinstance(data, dict):
             raise ValidationError("--params-file", str(path), "must hold a YAML mapping")
         out.update(data)
@@ -169,7 +168,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     path = Path(args.spec)
     if not path.is_file():
         raise ValidationError("spec", str(path), "does not exist")
-    spec = JobSpec.from_yaml(path.read_text())
+    from engagelab.validate import load_yaml
+
+    spec = JobSpec.from_dict(load_yaml(path.read_bytes(), f"--spec {path}") or {})
     ws = _ws(args)
     try:
         add_job(ws, spec, replace=args.replace)

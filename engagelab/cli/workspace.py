@@ -37,6 +37,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         format=args.input_format,
         force=args.force,
         ts_unit=args.ts_unit,
+        encoding=args.encoding,
+        date_format=args.date_format,
+        dedupe_key=args.dedupe_key,
         quiet=True,
     )
     emit(report.to_dict() if args.format == "json" else repr(report), args.format)
@@ -110,6 +113,16 @@ def register(
         "--ts-unit", choices=["s", "ms", "us"], default="s", help="unit of numeric timestamps"
     )
     s.add_argument("--force", action="store_true", help="ingest again even if already ingested")
+    s.add_argument("--encoding", default="utf-8", help="text encoding of the file (e.g. latin-1)")
+    s.add_argument(
+        "--date-format", help="strftime pattern of non-ISO dates, e.g. '%%d/%%m/%%Y'"
+    )
+    s.add_argument(
+        "--dedupe-key",
+        choices=["event_id", "content"],
+        default="event_id",
+        help="content: events without event_id are deduplicated by a hash of their values",
+    )
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser(

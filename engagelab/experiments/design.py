@@ -40,6 +40,7 @@ from engagelab.validate import check_choice, check_int, check_number
 
 __all__ = [
     "DesignResult",
+    "MAX_ARMS",
     "METHODS",
     "minimum_detectable_effect",
     "power",
@@ -210,13 +211,17 @@ def _min_power(s: _Setup, total: float, d: float) -> float:
     return min(_power_one(s, total, d, w) for w in s.weights[1:])
 
 
+#: The most arms (control included) an experiment design takes.
+MAX_ARMS = 26
+
+
 def _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, method) -> _Setup:
     check_choice("metric", metric, METHODS)
     method = METHODS[metric][0] if method is None else method
     check_choice("method", method, METHODS[metric])
     check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
     check_choice("alternative", alternative, ("two-sided", "one-sided"))
-    check_int("arms", arms, low=2)
+    check_int("arms", arms, low=2, high=MAX_ARMS)
     check_choice("correction", correction, ("bonferroni", "none"))
     if metric == "proportion":
         check_number("baseline", baseline, low=0, high=1, low_open=True, high_open=True)

@@ -427,11 +427,9 @@ class JobSpec:
     @classmethod
     def from_yaml(cls, text: str) -> JobSpec:
         """Read a spec from YAML text."""
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError("job", None, message=f"job spec is not valid YAML: {exc}") from None
-        return cls.from_dict(data or {})
+        from engagelab.validate import load_yaml
+
+        return cls.from_dict(load_yaml(text, "job spec") or {})
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with some fields changed (specs are immutable)."""

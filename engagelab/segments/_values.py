@@ -212,6 +212,10 @@ def _children(arg: Any) -> list[Any]:
     return []
 
 
+#: The longest ``last_days`` window: 100 years.
+MAX_LAST_DAYS = 36_500
+
+
 @dataclass(frozen=True)
 class Window:
     """A time window for event conditions: the last N days before ``at``, or a date range.
@@ -230,7 +234,7 @@ class Window:
     engagelab.errors.SpecError: window.last_days == 0, must be an integer >= 1
     """
 
-    last_days: int | None = None
+    last_days: int | None = None  # at most MAX_LAST_DAYS (100 years)
     start: dt.date | None = None
     end: dt.date | None = None
 
@@ -241,7 +245,7 @@ class Window:
                     "window", self.to_dict(), "must set last_days or start/end, not both"
                 )
             try:
-                check_int("window.last_days", self.last_days, low=1)
+                check_int("window.last_days", self.last_days, low=1, high=MAX_LAST_DAYS)
             except Exception as err:
                 raise SpecError(
                     "window.last_days", self.last_days, err.args[0].split(", ", 1)[1]

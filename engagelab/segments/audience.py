@@ -14,18 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
 
 from engagelab.engines.base import Catalog, arrow_type_name
-from engagelab.errors import ValidationError
+from engagelab.errors import UnknownEventWarning, ValidationError
 from engagelab.schema import CORE_PROFILE_COLUMNS, EVENT_SCHEMA, PROFILE_SCHEMA
 from engagelab.segments.saved import as_segment, load_segment
 from engagelab.storage.core import Core
 from engagelab.validate import check_choice, check_datetime
 
-__all__ = ["audience", "count", "segment_sql", "sql_columns", "user_ids"]
+__all__ = ["audience", "count", "segment_sql", "sql_columns", "user_ids", "warn_unknown_events"]
 
 
 def sql_columns(catalog: Catalog) -> dict[str, dict[str, str]]:
@@ -41,11 +42,54 @@ def sql_columns(catalog: Catalog) -> dict[str, dict[str, str]]:
     return out
 
 
+def _named_events(data: Any) -> set[str]:
+    """Event names the conditions of a segment's ``to_dict()`` read."""
+    out: set[str] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("kind") in ("did", "first_last") and isinstance(node.get("event"), str):
+                out.add(node["event"])
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return out
+
+
+def warn_unknown_events(core: Core, segment: Any) -> None:
+    """Warn (:class:`~engagelab.errors.UnknownEventWarning`) for each event the segment
+    names that the store does not hold, with the closest known name."""
+    named = _named_events(segment.to_dict())
+    if not named:
+        return
+    import difflib
+
+    from engagelab.storage.catalog import event_names
+
+    known = event_names(core)
+    if not known:
+        return  # an empty store: nothing to compare with
+    for name in sorted(named - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        warnings.warn(
+            f"no event {name!r} in the store{hint}; the condition matches no user",
+            UnknownEventWarning,
+            stacklevel=3,
+        )
+
+
 def segment_sql(core: Core, segment: Any, at: Any = None, dialect: str = "duckdb") -> str:
-    """The SQL of ``segment``'s user ids at ``at`` (saved segments resolved)."""
+    """The SQL of ``segment``'s user ids at ``at`` (saved segments resolved).
+
+    Warns (:class:`~engagelab.errors.UnknownEventWarning`) when it names an event the
+    store does not hold.
+    """
     seg = as_segment(core, segment)
     at = check_datetime("at", at, allow_none=True)
     catalog = core.engine.refresh()
+    warn_unknown_events(core, seg)
     return seg.to_sql(
         dialect=dialect,
         at=at,

@@ -273,7 +273,9 @@ class Segment:
     @classmethod
     def from_json(cls, text: str) -> Segment:
         """Rebuild a segment from :meth:`to_json` text."""
-        return cls.from_dict(json.loads(text))
+        from engagelab.validate import load_json
+
+        return cls.from_dict(load_json(text, "segment JSON"))
 
     def to_yaml(self) -> str:
         """YAML text (safe dump)."""
@@ -282,4 +284,6 @@ class Segment:
     @classmethod
     def from_yaml(cls, text: str) -> Segment:
         """Rebuild a segment from :meth:`to_yaml` text (safe load)."""
-        return cls.from_dict(yaml.safe_load(text))
+        from engagelab.validate import load_yaml
+
+        return cls.from_dict(load_yaml(text, "segment YAML"))

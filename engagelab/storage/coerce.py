@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from engagelab.schema import PROPERTY_TYPES, TS_TYPE
 
-__all__ = ["coerce", "infer_string_type", "parse_timestamps"]
+__all__ = ["coerce", "infer_date_format", "infer_string_type", "parse_timestamps"]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -27,6 +27,10 @@ _TS_LIKE = re.compile(
 _MIN_TS = pd.Timestamp("1970-01-01", tz="UTC")
 _MAX_TS = pd.Timestamp("2200-01-01", tz="UTC")
 _EPOCH_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
+#: an epoch number before this is taken as a wrong unit (seconds read as ms land in 1970)
+_MIN_EPOCH_TS = pd.Timestamp("1980-01-01", tz="UTC")
+_EPOCH_TEXT = re.compile(r"^\s*[+-]?\d+(\.\d*)?\s*$")
+_SLASHED = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\b")
 
 
 def _as_pylist_strings(arr: pa.ChunkedArray) -> pd.Series:
@@ -42,17 +46,63 @@ def _blank_to_null(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(blank, pa.scalar(None, arr.type), arr)
 
 
+def infer_date_format(arr: pa.ChunkedArray, name: str = "ts") -> str | None:
+    """The one day/month order of ``dd/mm/yyyy``-like dates in a text column, or None.
+
+    ``13/02/2026`` can only be day-first and ``02/13/2026`` only month-first; a column
+    with both is refused (ValidationError naming an example of each). A column whose
+    dates all fit both orders is read month-first, like pandas.
+
+    >>> import pyarrow as pa
+    >>> infer_date_format(pa.chunked_array([["01/02/2026", "13/02/2026"]]))
+    '%d/%m/%Y'
+    """
+    from engagelab.errors import ValidationError
+
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    day_first = month_first = None
+    sep = "/"
+    for v in pc.unique(arr.drop_null()).to_pylist():
+        m = _SLASHED.match(v)
+        if not m:
+            continue
+        sep = v.strip()[len(m.group(1))]
+        a, b = int(m.group(1)), int(m.group(2))
+        if a > 12 and day_first is None:
+            day_first = v
+        if b > 12 and month_first is None:
+            month_first = v
+    if day_first is not None and month_first is not None:
+        raise ValidationError(
+            name,
+            [day_first, month_first],
+            f"mixes day-first ({day_first!r}) and month-first ({month_first!r}) dates; "
+            f"pass date_format='%d{sep}%m{sep}%Y' or '%m{sep}%d{sep}%Y'",
+        )
+    if day_first is None and month_first is None and not _has_slashed(arr):
+        return None
+    return f"%d{sep}%m{sep}%Y" if day_first is not None else f"%m{sep}%d{sep}%Y"
+
+
+def _has_slashed(arr: pa.ChunkedArray) -> bool:
+    return any(_SLASHED.match(v) for v in arr.drop_null().slice(0, 1000).to_pylist())
+
+
 def parse_timestamps(
-    arr: pa.ChunkedArray, ts_unit: str = "s"
+    arr: pa.ChunkedArray, ts_unit: str = "s", date_format: str | None = None
 ) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Timestamps (UTC, microseconds) from timestamp, date, epoch-number or text columns.
 
-    Text is parsed as ISO 8601 (a missing offset means UTC); numbers are epoch values in
-    ``ts_unit`` (``'s'``, ``'ms'`` or ``'us'``). Values before 1970 or after 2200 are bad.
+    Text is parsed as ISO 8601 (a missing offset means UTC); numbers, and text that is a
+    number, are epoch values in ``ts_unit`` (``'s'``, ``'ms'`` or ``'us'``). Other text is
+    read with ``date_format`` (a ``strftime`` pattern) when given. Values before 1970 or
+    after 2200 are bad, and so are epoch numbers before 1980 (a wrong ``ts_unit``).
     """
     arr = _blank_to_null(arr)
     n = len(arr)
     typ = arr.type
+    epoch = np.zeros(n, dtype=bool)
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
         if pa.types.is_date(typ) or typ.tz is None:
             arr = pc.assume_timezone(arr.cast(pa.timestamp("us")), "UTC")
@@ -60,34 +110,57 @@ def parse_timestamps(
         bad = np.zeros(n, dtype=bool)
     elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
         vals = arr.to_numpy(zero_copy_only=False).astype("float64")
-        us = vals * _EPOCH_UNITS[ts_unit]
-        ok = np.isfinite(us)
-        ints = np.where(ok, us, 0).astype("int64")
-        out = pa.chunked_array([pa.array(ints, pa.int64(), mask=~ok).cast(TS_TYPE)])
-        bad = np.zeros(n, dtype=bool)
+        out, bad, epoch = _from_epoch(vals, ts_unit)
     else:
         texts = arr.cast(pa.string()) if not pa.types.is_string(typ) else arr
         s = texts.to_pandas()
         present = s.notna().to_numpy()
-        parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-        # ISO8601 with a fixed format fails on the first odd value and coerces the rest;
-        # retry those one by one with the flexible parser
-        retry = present & parsed.isna().to_numpy()
-        if retry.any():
-            flexible = pd.to_datetime(s[retry], utc=True, errors="coerce", format="mixed")
-            parsed = parsed.copy()
-            parsed[retry] = flexible
-        parsed = parsed.astype("datetime64[us, UTC]")
-        out = pa.chunked_array([pa.array(parsed, TS_TYPE)])
-        bad = present & parsed.isna().to_numpy()
+        numeric = present & s.str.match(_EPOCH_TEXT).fillna(False).to_numpy(dtype=bool)
+        epoch = np.zeros(n, dtype=bool)
+        if numeric.any() and not (present & ~numeric).any():
+            vals = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            out, bad, epoch = _from_epoch(vals, ts_unit)
+        else:
+            orig = s
+            if numeric.any():
+                s = s.where(~numeric, None)
+            parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+            # ISO8601 with a fixed format fails on the first odd value and coerces the rest;
+            # retry those one by one with the explicit format, else the flexible parser
+            retry = present & ~numeric & parsed.isna().to_numpy()
+            if retry.any():
+                again = pd.to_datetime(
+                    s[retry], utc=True, errors="coerce", format=date_format or "mixed"
+                )
+                parsed = parsed.copy()
+                parsed[retry] = again
+            parsed = parsed.astype("datetime64[us, UTC]")
+            if numeric.any():
+                nums = pd.to_numeric(orig.where(numeric, None), errors="coerce")
+                ep, _, _ = _from_epoch(nums.to_numpy(dtype="float64", na_value=np.nan), ts_unit)
+                parsed = parsed.where(~numeric, ep.to_pandas().to_numpy())
+                epoch = numeric
+            out = pa.chunked_array([pa.array(parsed, TS_TYPE)])
+            bad = present & parsed.isna().to_numpy()
     # range check
     values = out.to_pandas()
     notnull = values.notna().to_numpy()
     out_of_range = notnull & ((values < _MIN_TS) | (values > _MAX_TS)).to_numpy()
+    out_of_range |= notnull & epoch & (values < _MIN_EPOCH_TS).to_numpy()
     if out_of_range.any():
         out = pc.if_else(pa.array(out_of_range), pa.scalar(None, TS_TYPE), out)
         bad = bad | out_of_range
     return out, bad
+
+
+def _from_epoch(vals: np.ndarray, ts_unit: str) -> tuple[pa.ChunkedArray, np.ndarray, np.ndarray]:
+    us = vals * _EPOCH_UNITS[ts_unit]
+    limit = 2**62
+    ok = np.isfinite(us) & (np.abs(np.where(np.isfinite(us), us, 0)) < limit)
+    ints = np.where(ok, us, 0).astype("int64")
+    out = pa.chunked_array([pa.array(ints, pa.int64(), mask=~ok).cast(TS_TYPE)])
+    present = ~np.isnan(vals)
+    return out, present & ~ok, present
 
 
 def infer_string_type(arr: pa.ChunkedArray, tolerance: float = 0.02) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -117,6 +118,7 @@ class Core(WorkspaceState):
             )
         if path.exists() and not path.is_dir():
             raise ValidationError("path", str(path), "must be a folder, not a file")
+        existed = path.exists()
         for sub in ("data/profiles", "data/events", "quarantine", "outputs"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         config = {
@@ -128,7 +130,15 @@ class Core(WorkspaceState):
         tmp = cfg_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(tmp, cfg_path)
-        return cls(path, config)
+        try:
+            return cls(path, config)
+        except BaseException:
+            # a state database that cannot be opened leaves no half-made workspace behind
+            if existed:
+                cfg_path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
 
     @classmethod
     def open(cls: type[C], path: str | os.PathLike[str] | None = None) -> C:

@@ -16,7 +16,13 @@ bad_coordinates        latitude outside [-90, 90] or longitude outside [-180, 18
 wrong_type             a value that does not fit its column's type (detail names it)
 duplicate_event_id     events: ``event_id`` seen earlier in the batch or in the store
 duplicate_user_id      profiles: the user appears earlier in the same batch
+bad_line               JSON Lines: a line that is not a JSON object (or is too long)
+value_too_large        a value longer than ``MAX_VALUE_BYTES``
 =====================  ========================================================
+
+Nested JSON objects are stored as JSON text. With ``dedupe_key="content"`` an event
+without an ``event_id`` gets one from a hash of its typed values, so re-exports that
+overlap are appended once.
 
 A batch is identified by its fingerprint (a hash of the content, the table and the
 options); ingesting the same content again appends nothing unless ``force=True``.
@@ -57,7 +63,12 @@ import pyarrow.parquet as pq
 from engagelab.engines.base import arrow_type_name
 from engagelab.errors import ValidationError
 from engagelab.schema import PROPERTY_TYPES
-from engagelab.storage.coerce import coerce, infer_string_type, parse_timestamps
+from engagelab.storage.coerce import (
+    coerce,
+    infer_date_format,
+    infer_string_type,
+    parse_timestamps,
+)
 from engagelab.storage.conform import conform
 from engagelab.storage.locks import exclusive
 from engagelab.storage.statedb import StateDB, utcnow
@@ -65,7 +76,14 @@ from engagelab.storage.store import TABLES, Store, insert_batch
 from engagelab.storage.tables import ingests
 from engagelab.validate import check_choice, check_int, valid_timezone
 
-__all__ = ["REASONS", "IngestReport", "IngestTarget", "ingest"]
+__all__ = ["MAX_LINE_BYTES", "MAX_VALUE_BYTES", "REASONS", "IngestReport", "IngestTarget", "ingest"]
+
+#: The longest value (bytes of text) and the longest JSON Lines line ingested; longer
+#: ones are quarantined, read without holding more than one line in memory.
+MAX_VALUE_BYTES = 1 << 20
+MAX_LINE_BYTES = 16 << 20
+_JSONL_CHUNK_ROWS = 100_000
+_RAW_TEXT_KEEP = 200  # characters of an oversized value kept in the quarantine
 
 
 class IngestTarget(Protocol):
@@ -86,6 +104,8 @@ REASONS = (
     "wrong_type",
     "duplicate_event_id",
     "duplicate_user_id",
+    "bad_line",
+    "value_too_large",
 )
 _CODE = {r: i + 1 for i, r in enumerate(REASONS)}
 FORMATS = ("csv", "parquet", "jsonl")
@@ -207,7 +227,11 @@ def _describe(source: Any) -> str:
 
 
 def _read_chunks(
-    source: Any, fmt: str | None, chunk_rows: int, csv_delimiter: str | None
+    source: Any,
+    fmt: str | None,
+    chunk_rows: int,
+    csv_delimiter: str | None,
+    encoding: str = "utf-8",
 ) -> Iterator[pa.Table]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -223,37 +247,11 @@ def _read_chunks(
                 )
         check_choice("format", fmt, FORMATS)
         if fmt == "parquet":
-            pf = pq.ParquetFile(path)
-            for rb in pf.iter_batches(batch_size=chunk_rows):
-                yield pa.Table.from_batches([rb])
+            yield from _read_parquet(path, chunk_rows)
         elif fmt == "csv":
-            import pyarrow.csv as pcsv
-
-            names = pcsv.open_csv(
-                path,
-                parse_options=pcsv.ParseOptions(delimiter=csv_delimiter or _sniff_delimiter(path)),
-            ).schema.names
-            reader = pcsv.open_csv(
-                path,
-                read_options=pcsv.ReadOptions(block_size=64 << 20),
-                parse_options=pcsv.ParseOptions(delimiter=csv_delimiter or _sniff_delimiter(path)),
-                convert_options=pcsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names}, strings_can_be_null=False
-                ),
-            )
-            buf: list[pa.RecordBatch] = []
-            size = 0
-            for rb in reader:
-                buf.append(rb)
-                size += rb.num_rows
-                if size >= chunk_rows:
-                    yield pa.Table.from_batches(buf)
-                    buf, size = [], 0
-            if buf:
-                yield pa.Table.from_batches(buf)
+            yield from _read_csv(path, chunk_rows, csv_delimiter, encoding)
         else:  # jsonl
-            for frame in pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False):
-                yield _from_pandas(frame)
+            yield from _read_jsonl(path, min(chunk_rows, _JSONL_CHUNK_ROWS), encoding)
         return
     if isinstance(source, pd.DataFrame):
         for start in range(0, max(len(source), 1), chunk_rows):
@@ -269,6 +267,189 @@ def _read_chunks(
             yield table.slice(start, chunk_rows)
         return
     _check_source(source)
+
+
+def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(size - 4, 0))
+        tail = fh.read(4)
+    if size < 12 or head != b"PAR1" or tail != b"PAR1":
+        raise ValidationError(
+            "source",
+            str(path),
+            "is not a Parquet file (no PAR1 marks at its start and end); "
+            "if it is text pass format='csv' or format='jsonl'",
+        )
+    try:
+        pf = pq.ParquetFile(path)
+        for rb in pf.iter_batches(batch_size=chunk_rows):
+            yield pa.Table.from_batches([rb])
+    except (pa.ArrowException, OSError) as exc:
+        raise ValidationError(
+            "source", str(path), f"is not a readable Parquet file ({_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _encoding_hint(path: Path, encoding: str) -> str:
+    return (
+        f"is not {encoding} text; if it was saved in another encoding pass it, "
+        "e.g. encoding='latin-1'"
+    )
+
+
+def _check_csv_head(path: Path, encoding: str) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.strip():
+        raise ValidationError(
+            "source", str(path), "is empty; a CSV file needs a header line such as user_id,event,ts"
+        )
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".zst", ".lz4")
+    if not compressed and b"\x00" in head and not encoding.lower().startswith("utf-16"):
+        raise ValidationError(
+            "source",
+            str(path),
+            "is not a text file (it holds NUL bytes); is it Parquet (format='parquet'), "
+            "compressed, or UTF-16 text (encoding='utf-16')?",
+        )
+
+
+def _read_csv(
+    path: Path, chunk_rows: int, csv_delimiter: str | None, encoding: str
+) -> Iterator[pa.Table]:
+    import pyarrow.csv as pcsv
+
+    _check_csv_head(path, encoding)
+    delimiter = csv_delimiter or _sniff_delimiter(path)
+    read_options = pcsv.ReadOptions(block_size=64 << 20, encoding=encoding)
+    try:
+        names = pcsv.open_csv(
+            path,
+            read_options=read_options,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        ).schema.names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValidationError(
+                "source",
+                str(path),
+                f"has the column(s) {dupes} more than once in its header line; "
+                "column names must be unique",
+            )
+        reader = pcsv.open_csv(
+            path,
+            read_options=read_options,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+        buf: list[pa.RecordBatch] = []
+        size = 0
+        for rb in reader:
+            buf.append(rb)
+            size += rb.num_rows
+            if size >= chunk_rows:
+                yield pa.Table.from_batches(buf)
+                buf, size = [], 0
+        if buf:
+            yield pa.Table.from_batches(buf)
+    except (pa.ArrowInvalid, UnicodeError, LookupError) as exc:
+        text = _first_line(exc)
+        if isinstance(exc, LookupError) and not isinstance(exc, UnicodeError):
+            raise ValidationError("encoding", encoding, "is not a known text encoding") from None
+        if "UTF8" in text or "UTF-8" in text or isinstance(exc, UnicodeError):
+            raise ValidationError("source", str(path), _encoding_hint(path, encoding)) from None
+        if "straddling" in text:
+            raise ValidationError(
+                "source", str(path), "has a line longer than 64 MiB; values that long are refused"
+            ) from None
+        raise ValidationError("source", str(path), f"is not a readable CSV file ({text})") from None
+
+
+def _read_jsonl(path: Path, chunk_rows: int, encoding: str) -> Iterator[pa.Table]:
+    """JSON Lines, one line in memory at a time; a bad line becomes a row to quarantine.
+
+    Rows for bad lines carry ``_line_error`` (why) and ``_line`` (the start of the line);
+    nested objects (and lists that are not all text) become JSON text.
+    """
+    rows: list[dict[str, Any]] = []
+    errors: list[str | None] = []
+    texts: list[str | None] = []
+    lineno = 0
+
+    def reject(why: str, raw: bytes) -> None:
+        rows.append({})
+        errors.append(f"line {lineno}: {why}")
+        texts.append(raw[:_RAW_TEXT_KEEP].decode(encoding, "replace"))
+
+    with open(path, "rb") as fh:
+        while True:
+            line = fh.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                break
+            lineno += 1
+            if len(line) > MAX_LINE_BYTES:
+                # skip the rest of the line without holding it
+                while True:
+                    more = fh.readline(1 << 20)
+                    if not more or more.endswith(b"\n"):
+                        break
+                reject(f"longer than {MAX_LINE_BYTES:,} bytes", line)
+            elif line.strip():
+                try:
+                    doc = json.loads(line.decode(encoding))
+                except UnicodeDecodeError:
+                    reject(f"not {encoding} text", line)
+                except (ValueError, RecursionError) as exc:
+                    why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+                    reject(f"not valid JSON ({why})", line)
+                else:
+                    if not isinstance(doc, dict):
+                        reject(f"must be a JSON object, not {type(doc).__name__}", line)
+                    else:
+                        try:
+                            rows.append({str(k): _jsonl_value(v) for k, v in doc.items()})
+                        except (RecursionError, ValueError):
+                            reject("nested too deep", line)
+                        else:
+                            errors.append(None)
+                            texts.append(None)
+            if len(rows) >= chunk_rows:
+                yield _jsonl_table(rows, errors, texts)
+                rows, errors, texts = [], [], []
+    if rows or lineno == 0:
+        yield _jsonl_table(rows, errors, texts)
+
+
+def _jsonl_value(v: Any) -> Any:
+    if isinstance(v, dict) or (
+        isinstance(v, list) and not all(isinstance(x, str) for x in v)
+    ):
+        return json.dumps(v, ensure_ascii=False)
+    return v
+
+
+def _jsonl_table(
+    rows: list[dict[str, Any]], errors: list[str | None], texts: list[str | None]
+) -> pa.Table:
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    table = _from_pandas(frame)
+    if any(e is not None for e in errors):
+        bad = {"_line_error": pa.array(errors, pa.string()), "_line": pa.array(texts, pa.string())}
+        if table.num_columns == 0:  # every line was bad
+            return pa.table(bad)
+        for name, arr in bad.items():
+            table = table.append_column(name, arr)
+    return table
 
 
 def _check_source(source: Any) -> None:
@@ -300,7 +481,7 @@ def _from_pandas(frame: pd.DataFrame) -> pa.Table:
         col = frame[name]
         try:
             arr = pa.array(col, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             # mixed Python types in one column: keep the text, let validation decide
             arr = pa.array(
                 [
@@ -355,9 +536,18 @@ def _fingerprint(source: Any, table: str, options: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- validation
 class _Validator:
     def __init__(
-        self, table: str, recorded: dict[str, str], ts_unit: str, declared: dict[str, str]
+        self,
+        table: str,
+        recorded: dict[str, str],
+        ts_unit: str,
+        declared: dict[str, str],
+        *,
+        date_format: str | None = None,
+        dedupe_key: str = "event_id",
     ):
         self.table = table
+        self.date_format = date_format
+        self.dedupe_key = dedupe_key
         self.new_columns: dict[str, str] = {}
         self.types = dict(_CORE_TYPES[table])
         self.types.update(recorded)
@@ -399,6 +589,25 @@ class _Validator:
                 for i in np.flatnonzero(new):
                     detail[i] = text
 
+        if "_line_error" in chunk.column_names:
+            why = chunk.column("_line_error").to_pylist()
+            for i, w in enumerate(why):
+                if w is not None and code[i] == 0:
+                    code[i] = _CODE["bad_line"]
+                    detail[i] = w
+            chunk = chunk.drop_columns(["_line_error", "_line"])
+        for name in chunk.column_names:
+            arr = chunk.column(name)
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                size = pc.binary_length(arr)
+                if (pc.max(size).as_py() or 0) > MAX_VALUE_BYTES:
+                    big = np.asarray(
+                        pc.fill_null(pc.greater(size, MAX_VALUE_BYTES), False).to_numpy(
+                            zero_copy_only=False
+                        ),
+                        dtype=bool,
+                    )
+                    flag(big, "value_too_large", f"{name}: longer than {MAX_VALUE_BYTES:,} bytes")
         out: dict[str, pa.ChunkedArray] = {}
         uid = chunk.column("user_id")
         if not pa.types.is_string(uid.type):
@@ -429,7 +638,9 @@ class _Validator:
                 if "ts" in chunk.column_names
                 else pa.chunked_array([pa.nulls(n, pa.string())])
             )
-            ts, bad = parse_timestamps(raw_ts, self.ts_unit)
+            if self.date_format is None:
+                self.date_format = infer_date_format(raw_ts, "ts")
+            ts, bad = parse_timestamps(raw_ts, self.ts_unit, self.date_format)
             flag(
                 np.asarray(pc.is_null(ts).to_numpy(zero_copy_only=False), dtype=bool) & ~bad,
                 "missing_timestamp",
@@ -453,25 +664,65 @@ class _Validator:
             else:
                 flag(bad, "wrong_type", f"{name}: expected {typ}")
             out[name] = typed
-        if self.table == "profiles":
-            if "timezone" in out:
-                tz = out["timezone"]
-                uniq = pc.unique(tz.drop_null()).to_pylist()
-                bad_tz = [z for z in uniq if not valid_timezone(z)]
-                if bad_tz:
-                    mask = np.asarray(
-                        pc.is_in(tz, value_set=pa.array(bad_tz, pa.string())).to_numpy(
-                            zero_copy_only=False
-                        ),
-                        dtype=bool,
-                    )
-                    flag(mask, "unknown_timezone", "timezone")
-            for col, lim in (("latitude", 90.0), ("longitude", 180.0)):
-                if col in out:
-                    vals = out[col].to_numpy(zero_copy_only=False).astype("float64")
-                    flag(np.nan_to_num(np.abs(vals), nan=0.0) > lim, "bad_coordinates", col)
+        for col, lim in (("latitude", 90.0), ("longitude", 180.0)):
+            if col in out and self.types.get(col) in ("float64", "int64"):
+                vals = out[col].to_numpy(zero_copy_only=False).astype("float64")
+                flag(
+                    np.nan_to_num(np.abs(vals), nan=0.0) > lim,
+                    "bad_coordinates",
+                    f"{col}: must be in [-{lim:g}, {lim:g}]",
+                )
+        if self.table == "events" and self.dedupe_key == "content":
+            out["event_id"] = _content_keys(out, code)
+        if self.table == "profiles" and "timezone" in out:
+            tz = out["timezone"]
+            uniq = pc.unique(tz.drop_null()).to_pylist()
+            bad_tz = [z for z in uniq if not valid_timezone(z)]
+            if bad_tz:
+                mask = np.asarray(
+                    pc.is_in(tz, value_set=pa.array(bad_tz, pa.string())).to_numpy(
+                        zero_copy_only=False
+                    ),
+                    dtype=bool,
+                )
+                flag(mask, "unknown_timezone", "timezone")
         typed = pa.table(out)
         return typed, code, detail
+
+
+def _content_keys(out: dict[str, pa.ChunkedArray], code: np.ndarray) -> pa.ChunkedArray:
+    """``event_id`` where given, else ``content:`` + a hash of the row's typed values.
+
+    The hash covers every column but ``event_id`` (names sorted, nulls distinct from
+    text), so the same event exported twice gets the same key whatever the text form of
+    its timestamp was.
+    """
+    n = len(code)
+    names = sorted(k for k in out if k != "event_id")
+    cols = []
+    for k in names:
+        arr = out[k]
+        if pa.types.is_timestamp(arr.type):
+            arr = arr.cast(pa.int64())
+        if pa.types.is_list(arr.type) or pa.types.is_struct(arr.type):
+            text = pa.array([None if v is None else json.dumps(v) for v in arr.to_pylist()], pa.string())
+        else:
+            text = arr.cast(pa.string())
+        cols.append(text.to_pylist() if isinstance(text, pa.Array) else text.to_pylist())
+    keys: list[str | None] = []
+    for i in range(n):
+        h = hashlib.blake2b(digest_size=16)
+        for name, col in zip(names, cols, strict=True):
+            v = col[i]
+            h.update(name.encode())
+            h.update(b"\x00" if v is None else b"\x01" + v.encode())
+            h.update(b"\x1f")
+        keys.append("content:" + h.hexdigest())
+    given = out.get("event_id")
+    content = pa.chunked_array([pa.array(keys, pa.string())])
+    if given is None:
+        return content
+    return pc.coalesce(given.cast(pa.string()), content)
 
 
 def _null_or_blank(arr: pa.ChunkedArray) -> np.ndarray:
@@ -494,6 +745,9 @@ def ingest(
     chunk_rows: int = 1_000_000,
     csv_delimiter: str | None = None,
     quiet: bool = False,
+    encoding: str = "utf-8",
+    date_format: str | None = None,
+    dedupe_key: str = "event_id",
 ) -> IngestReport:
     """Validate ``source`` and append its good rows to ``table`` as one atomic batch.
 
@@ -512,6 +766,13 @@ def ingest(
         chunk_rows: rows validated at a time (bounds memory).
         csv_delimiter: override the sniffed delimiter (``,`` or tab).
         quiet: do not print the summary.
+        encoding: text encoding of a CSV or JSON Lines file (``'latin-1'``, ...).
+        date_format: a ``strftime`` pattern for dates that are not ISO 8601 (such as
+            ``'%d/%m/%Y'``); by default one day/month order is inferred per batch and a
+            batch that mixes both is refused.
+        dedupe_key: ``'event_id'`` (events with the same ``event_id`` are kept once) or
+            ``'content'`` (events without an ``event_id`` get a hash of their values as
+            one, so overlapping re-exports are appended once).
 
     Returns:
         An :class:`IngestReport`; it is also printed unless ``quiet``.
@@ -530,7 +791,20 @@ def ingest(
     types = dict(types or {})
     for k, v in types.items():
         check_choice(f"types[{k!r}]", v, PROPERTY_TYPES)
-    options = {"mapping": mapping, "ts_unit": ts_unit, "types": types}
+    check_choice("dedupe_key", dedupe_key, ["event_id", "content"])
+    _check_encoding(encoding)
+    if date_format is not None:
+        _check_date_format(date_format)
+    options: dict[str, Any] = {"mapping": mapping, "ts_unit": ts_unit, "types": types}
+    # only options that differ from their defaults change the fingerprint (so content
+    # ingested before these options existed is still recognised)
+    for key, value, default in (
+        ("encoding", encoding, "utf-8"),
+        ("date_format", date_format, None),
+        ("dedupe_key", dedupe_key, "event_id"),
+    ):
+        if value != default:
+            options[key] = value
     _check_source(source)
     fingerprint = _fingerprint(source, table, options)
     desc = _describe(source)
@@ -580,7 +854,14 @@ def _ingest_locked(
             print(report, file=sys.stdout)
         return report
 
-    validator = _Validator(table, ws.store.columns(table), ts_unit, types)
+    validator = _Validator(
+        table,
+        ws.store.columns(table),
+        ts_unit,
+        types,
+        date_format=date_format,
+        dedupe_key=dedupe_key,
+    )
     files: list[str] = []
     bad_frames: list[pd.DataFrame] = []
     reasons: Counter[str] = Counter()
@@ -590,7 +871,7 @@ def _ingest_locked(
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engagelab-ingest")
     pending: Future[str] | None = None
     try:
-        for raw in _read_chunks(source, format, chunk_rows, csv_delimiter):
+        for raw in _read_chunks(source, format, chunk_rows, csv_delimiter, encoding):
             raw = _apply_mapping(raw, mapping, row_offset == 0)
             if row_offset == 0:
                 _check_required(raw, table)
@@ -731,10 +1012,39 @@ def _raw_text(raw: pa.Table) -> pd.DataFrame:
     for name in raw.column_names:
         col = raw.column(name)
         try:
-            out[name] = col.cast(pa.string()).to_pylist()
+            values = col.cast(pa.string()).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            out[name] = [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+            values = [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+        # an oversized value is kept as its start, not copied whole into the quarantine
+        out[name] = [
+            v[:_RAW_TEXT_KEEP] + "..." if v is not None and len(v) > MAX_VALUE_BYTES else v
+            for v in values
+        ]
     return pd.DataFrame(out, dtype=object)
+
+
+def _check_encoding(encoding: str) -> None:
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValidationError(
+            "encoding", encoding, "must be a text encoding such as 'utf-8' or 'latin-1'"
+        ) from None
+
+
+def _check_date_format(date_format: Any) -> None:
+    ok = isinstance(date_format, str) and "%" in date_format
+    if ok:
+        try:
+            pd.Timestamp("2026-01-31").strftime(date_format)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValidationError(
+            "date_format", date_format, "must be a strftime pattern such as '%d/%m/%Y'"
+        )
 
 
 class _DuplicateFinder:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from engagelab.errors import WorkspaceError
+from engagelab.errors import EngagelabError, ValidationError, WorkspaceError
 
 __all__ = [
     "CONFIG_NAME",
@@ -69,7 +69,25 @@ class StateDB:
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self.is_sqlite = isinstance(url, str) and url.startswith("sqlite")
+        try:
+            self._open(url, create)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, TypeError) as exc:
+            if isinstance(exc, EngagelabError):
+                raise
+            raise ValidationError(
+                "state_url",
+                _redact(url),
+                "must be a SQLAlchemy URL such as 'sqlite:///state.db' or "
+                "'postgresql+psycopg://user@host/dbname'",
+            ) from None
+        except sa.exc.DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise WorkspaceError(
+                f"the state database {_redact(url)} cannot be opened: {first}"
+            ) from None
+
+    def _open(self, url: str, create: bool) -> None:
         if self.is_sqlite:
             # Pooled: with a connection per transaction, every close was the last one
             # and checkpointed the WAL (a commit and a close cost ~35 ms instead of ~1 ms).
@@ -124,6 +142,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
+def _redact(url: Any) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show it as given
+        return str(url)
+
+
 def _configure_sqlite(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -145,8 +170,6 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 def workspace_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The configuration of the workspace folder ``path`` (its ``engagelab.yaml``), checked."""
-    import yaml
-
     path = Path(path)
     cfg_path = path / CONFIG_NAME
     if not cfg_path.exists():
@@ -154,7 +177,17 @@ def workspace_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} is not an engagelab workspace (no {CONFIG_NAME}); "
             f"create one with Workspace.create({str(path)!r})"
         )
-    config = yaml.safe_load(cfg_path.read_text()) or {}
+    from engagelab.validate import load_yaml
+
+    try:
+        config = load_yaml(cfg_path.read_bytes(), str(cfg_path)) or {}
+    except (ValidationError, OSError) as exc:
+        raise WorkspaceError(f"{exc}; the workspace configuration is corrupt") from None
+    if not isinstance(config, dict):
+        raise WorkspaceError(
+            f"{cfg_path} must hold a YAML mapping (format_version, state_url, ...), "
+            f"not {type(config).__name__}; the workspace configuration is corrupt"
+        )
     if config.get("format_version") != FORMAT_VERSION:
         raise WorkspaceError(
             f"{cfg_path}: format_version {config.get('format_version')!r} is not supported "

@@ -37,7 +37,7 @@ CASES = [
     (lambda: did("Charged", at_most=-2), r"^at_most == -2, must be an integer >= 0$"),
     (lambda: did("Charged", at_least=1.5), r"^at_least == 1.5, must be an integer >= 0$"),
     (lambda: did("Charged", at_least=0), r"^at_least == 0, must be >= 1 unless at_most is set"),
-    (lambda: did("Charged", within_days=-3), r"^window.last_days == -3, must be an integer >= 1$"),
+    (lambda: did("Charged", within_days=-3), r"^window.last_days == -3, must be an integer in \[1, 36500\]$"),
     (lambda: did(""), r"^event == '', must be a non-empty event name$"),
     (lambda: near(52, 13, 0), r"^radius_km == 0, must be > 0$"),
     (lambda: near(52, 13, -1.5), r"^radius_km == -1.5, must be > 0$"),
