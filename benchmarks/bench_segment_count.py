@@ -137,8 +137,14 @@ def main() -> None:
         # the user's path: append to a workspace, compact (clusters events by (event, ts)), count
         ws = Workspace.create(folder / "ws")
         ws.append("profiles", pq.read_table(folder / "profiles.parquet"), source="bench")
-        ws.append("events", (pa.Table.from_batches([b]) for b in
-                             pq.ParquetFile(folder / "events_time.parquet").iter_batches(2_000_000)), source="bench")
+        ws.append(
+            "events",
+            (
+                pa.Table.from_batches([b])
+                for b in pq.ParquetFile(folder / "events_time.parquet").iter_batches(2_000_000)
+            ),
+            source="bench",
+        )
         t0 = time.perf_counter()
         ws.compact("events")
         compact_s = time.perf_counter() - t0
@@ -150,7 +156,9 @@ def main() -> None:
     duck_times, duck_n = duck["clustered"]
     time_times, time_n = duck["time"]
     if not duck_n == time_n == pandas_n == ws_n:
-        raise SystemExit(f"count mismatch: duckdb {duck_n}/{time_n}, workspace {ws_n} vs pandas {pandas_n}")
+        raise SystemExit(
+            f"count mismatch: duckdb {duck_n}/{time_n}, workspace {ws_n} vs pandas {pandas_n}"
+        )
     ws_med = statistics.median(ws_times)
     duck_med, pandas_med = statistics.median(duck_times), statistics.median(pandas_times)
     time_med = statistics.median(time_times)

@@ -97,7 +97,9 @@ def main() -> None:
                 for label, argv, _t in COMMANDS:
                     for name, src in (("now", ROOT), ("baseline", base)):
                         runs.setdefault((label, name), []).append(_once(src, argv, ws))
-                        print(label, name, *(f"{x:.2f}" for x in runs[(label, name)][-1]), flush=True)
+                        print(
+                            label, name, *(f"{x:.2f}" for x in runs[(label, name)][-1]), flush=True
+                        )
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
                            check=False)  # fmt: skip

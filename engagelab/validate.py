@@ -159,7 +159,9 @@ def check_datetime(name: str, value: Any, *, allow_none: bool = False) -> dt.dat
     import pandas as pd
 
     if isinstance(value, bool | int | float):  # pandas would read a number as 1970 + ns
-        raise ValidationError(name, value, "must be a datetime, a date or ISO 8601 text, not a number")
+        raise ValidationError(
+            name, value, "must be a datetime, a date or ISO 8601 text, not a number"
+        )
     try:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             value = dt.datetime(value.year, value.month, value.day)
@@ -327,9 +329,13 @@ def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
                 message=f"{name} uses the YAML tag {tag!r}, which is not allowed "
                 "(plain mappings, lists, text and numbers only)",
             ) from None
-        raise ValidationError(name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
+        raise ValidationError(
+            name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ValidationError(name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
+        raise ValidationError(
+            name, None, message=f"{name} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     except RecursionError:
         raise ValidationError(
             name, None, message=f"{name} is nested deeper than {MAX_SPEC_DEPTH} levels; refused"
@@ -389,7 +395,9 @@ def load_spec_file(path: Any, name: str | None = None) -> Any:
     try:
         size = p.stat().st_size
         if size > MAX_SPEC_BYTES:
-            raise ValidationError(label, f"{size:,} bytes", f"must be at most {MAX_SPEC_BYTES:,} bytes")
+            raise ValidationError(
+                label, f"{size:,} bytes", f"must be at most {MAX_SPEC_BYTES:,} bytes"
+            )
         data = p.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ValidationError(label, str(p), "does not exist (or is not a file)") from None

@@ -129,7 +129,9 @@ class Workspace(Core):
         return delete_segment(self, name)
 
     # ------------------------------------------------------------ campaigns
-    def plan(self, campaign: Campaign | str | dict[str, Any], logical_date: Any, **options: Any) -> Plan:
+    def plan(
+        self, campaign: Campaign | str | dict[str, Any], logical_date: Any, **options: Any
+    ) -> Plan:
         """The plan of ``campaign`` for ``logical_date``: one row per qualifying user with
         decision, reason, variant and send times; also the "estimate only" dry run.
         See :func:`engagelab.campaigns.plan`."""

@@ -24,7 +24,9 @@ CLI = str(Path(sys.executable).with_name("engagelab"))
 # --------------------------------------------------------------------------- helpers
 
 
-def run(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run(
+    *args: str, stdin: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CLI, *args], capture_output=True, input=stdin, timeout=timeout, check=False
     )
@@ -244,16 +246,26 @@ def _bytes_cases() -> list[tuple[str, bytes, list[str]]]:
             b"user_id,event,ts,ts\nu1,A,2026-01-01,x\n",
             ["dupes.csv", "['ts'] more than once", "unique"],
         ),
-        ("fake.parquet", b"not parquet at all\n" * 10, ["fake.parquet", "not a Parquet file", "--input-format"]),
+        (
+            "fake.parquet",
+            b"not parquet at all\n" * 10,
+            ["fake.parquet", "not a Parquet file", "--input-format"],
+        ),
         (
             "mixed-dates.csv",
             b"user_id,event,ts\nu1,A,01/02/2026\nu2,A,13/02/2026\nu3,A,02/13/2026\n",
-            ["ts", "mixes day-first ('13/02/2026') and month-first ('02/13/2026')", "--date-format"],
+            [
+                "ts",
+                "mixes day-first ('13/02/2026') and month-first ('02/13/2026')",
+                "--date-format",
+            ],
         ),
     ]
 
 
-@pytest.mark.parametrize(("name", "content", "needles"), _bytes_cases(), ids=[c[0] for c in _bytes_cases()])
+@pytest.mark.parametrize(
+    ("name", "content", "needles"), _bytes_cases(), ids=[c[0] for c in _bytes_cases()]
+)
 def test_bad_files_are_refused_with_one_line(cws, tmp_path, name, content, needles):
     src = tmp_path / name
     src.write_bytes(content)
@@ -279,8 +291,7 @@ def test_one_bad_jsonl_line_is_quarantined_not_the_file(cws, tmp_path):
     src.write_text(
         '{"user_id": "u1", "event": "A", "ts": "2026-01-01T00:00:00Z"}\n'
         "{bad json\n"
-        "[1, 2]\n"
-        + "[" * 100_000 + "]" * 100_000 + "\n"
+        "[1, 2]\n" + "[" * 100_000 + "]" * 100_000 + "\n"
         '{"user_id": "u2", "event": "A", "ts": "2026-01-02T00:00:00Z",'
         ' "props": {"a": {"b": [1, {"c": 2}]}}}\n'
     )
@@ -318,14 +329,18 @@ def test_ts_unit_applies_to_csv_and_jsonl(cws, tmp_path, fmt, unit, scale):
     assert str(got) == "2026-01-01 00:00:00+00:00"
     # the wrong unit is quarantined, never silently mis-scaled (seconds read as ms -> 1970)
     wrong = {"s": "ms", "ms": "s", "us": "ms"}[unit]
-    proc = run("ingest", "-w", str(cws), str(src), "--ts-unit", wrong, "--format", "json", "--force")
+    proc = run(
+        "ingest", "-w", str(cws), str(src), "--ts-unit", wrong, "--format", "json", "--force"
+    )
     assert json.loads(proc.stdout)["reasons"] == {"bad_timestamp": 1}, proc.stdout
 
 
 def test_one_date_order_per_batch(ws):
     import pandas as pd
 
-    df = pd.DataFrame({"user_id": ["a", "b"], "event": ["A", "A"], "ts": ["01/02/2026", "13/02/2026"]})
+    df = pd.DataFrame(
+        {"user_id": ["a", "b"], "event": ["A", "A"], "ts": ["01/02/2026", "13/02/2026"]}
+    )
     ws.ingest(df, quiet=True)
     got = ws.sql("SELECT user_id, ts FROM events ORDER BY user_id")["ts"].dt.strftime("%Y-%m-%d")
     assert got.tolist() == ["2026-02-01", "2026-02-13"]  # both day-first
@@ -430,9 +445,13 @@ def test_window_bounds_and_invalid_dates():
     from engagelab.segments import Segment
 
     def seg(window: str) -> str:
-        return f"version: 1\ncondition: {{kind: did, event: Charged, at_least: 1, window: {window}}}\n"
+        return (
+            f"version: 1\ncondition: {{kind: did, event: Charged, at_least: 1, window: {window}}}\n"
+        )
 
-    with pytest.raises(SpecError, match=r"window.last_days == 99999999999, must be an integer in \[1, 36500\]"):
+    with pytest.raises(
+        SpecError, match=r"window.last_days == 99999999999, must be an integer in \[1, 36500\]"
+    ):
         Segment.from_yaml(seg("{last_days: 99999999999}"))
     with pytest.raises(SpecError, match="window.start == '2026-02-30', must be an ISO date"):
         Segment.from_yaml(seg("{start: 2026-02-30, end: 2026-03-02}"))
@@ -442,7 +461,11 @@ def test_window_bounds_and_invalid_dates():
 
 def test_window_last_days_on_the_command_line(cws):
     proc = run(
-        "segment", "count", "-w", str(cws), "--json",
+        "segment",
+        "count",
+        "-w",
+        str(cws),
+        "--json",
         '{"version": 1, "condition": {"kind": "did", "event": "Charged", "at_least": 1,'
         ' "window": {"last_days": 99999999999}}}',
     )
@@ -464,15 +487,25 @@ def test_plan_refuses_a_number_as_date(ws):
     from engagelab.campaigns import Campaign, Variant
 
     c = Campaign(id="c", channel="push", variants=(Variant("A", {"title": "t", "body": "b"}),))
-    with pytest.raises(ValidationError, match="logical_date == 12345, must be a datetime, a date or ISO 8601 text"):
+    with pytest.raises(
+        ValidationError, match="logical_date == 12345, must be a datetime, a date or ISO 8601 text"
+    ):
         ws.plan(c, 12345)
 
 
 def test_arms_bound_on_the_command_line():
     t0 = time.perf_counter()
     proc = run(
-        "experiment", "design", "--metric", "proportion", "--baseline", "0.1",
-        "--mde", "0.01", "--arms", "1000000",
+        "experiment",
+        "design",
+        "--metric",
+        "proportion",
+        "--baseline",
+        "0.1",
+        "--mde",
+        "0.01",
+        "--arms",
+        "1000000",
     )
     assert_clean_error(proc, "arms == 1000000", "[2, 26]")
     assert time.perf_counter() - t0 < 60
@@ -484,7 +517,9 @@ def test_template_render_time_limit():
     src = "{% for i in range(10000) %}{{ ('x' * 999999).upper() | length }}{% endfor %}"
     t = compile_template("push.body", src)
     t0 = time.perf_counter()
-    with pytest.raises(TemplateError, match=r"template push.body: rendering took longer than 1 s; aborted"):
+    with pytest.raises(
+        TemplateError, match=r"template push.body: rendering took longer than 1 s; aborted"
+    ):
         t.render({"profile": {}})
     assert time.perf_counter() - t0 < MAX_RENDER_SECONDS + 1.0
 
@@ -500,7 +535,9 @@ def test_misspelt_event_in_a_segment_warns(ws):
         quiet=True,
     )
     assert issubclass(UnknownEventWarning, EngagelabWarning)
-    with pytest.warns(UnknownEventWarning, match=r"no event 'Charge' in the store \(did you mean 'Charged'\?\)"):
+    with pytest.warns(
+        UnknownEventWarning, match=r"no event 'Charge' in the store \(did you mean 'Charged'\?\)"
+    ):
         n = ws.count(did("Charge"))
     assert n == 0
     import warnings

@@ -11,7 +11,10 @@ import pytest
 
 def _modules() -> list[str]:
     # engagelab.widgets is installed from widgets/: it is not under engagelab.__path__
-    core, widgets = importlib.import_module("engagelab"), importlib.import_module("engagelab.widgets")
+    core, widgets = (
+        importlib.import_module("engagelab"),
+        importlib.import_module("engagelab.widgets"),
+    )
     names = {"engagelab", "engagelab.widgets"}
     for pkg in (core, widgets):
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):

@@ -326,7 +326,7 @@ def _where_state(where: tuple[PropertyFilter, ...]) -> dict[str, Any] | None:
     return {"where_column": f.column, "where_op": f.op, "where_value": format_value(f.value)}
 
 
-def row_state(condition: Condition) -> dict[str, Any] | None:
+def row_state(condition: Condition) -> dict[str, Any] | None:  # noqa: C901
     """The row inputs (``{widget name: value}``) that rebuild ``condition``, or None.
 
     >>> from engagelab.segments import did, prop

@@ -504,8 +504,9 @@ class CampaignBuilder(w.VBox):
             w.HTML("<b>Content</b>"),
             self.variants_tab,
             self.notes["variants"],
-            w.HBox([self.add_variant_button, n("control_percent", self.control),
-                    self.global_control]),  # fmt: skip
+            w.HBox(
+                [self.add_variant_button, n("control_percent", self.control), self.global_control]
+            ),  # fmt: skip
             n("labels", self.labels),
             w.HTML("<b>Preview</b>"),
             self.preview_user,
@@ -519,21 +520,36 @@ class CampaignBuilder(w.VBox):
             w.HBox([n("schedule", self.schedule_type), n("logical_date", self.logical_date)]),
             self.schedule_box,
             w.HTML("<b>Delivery</b>"),
-            w.HBox([self.user_timezone, n("delivery.if_passed", self.if_passed),
-                    n("delivery.default_timezone", self.default_timezone)]),  # fmt: skip
+            w.HBox(
+                [
+                    self.user_timezone,
+                    n("delivery.if_passed", self.if_passed),
+                    n("delivery.default_timezone", self.default_timezone),
+                ]
+            ),  # fmt: skip
             self.dnd_box,
             self.notes["delivery.dnd"],
             self.add_dnd_button,
             self.caps_box,
             self.notes["delivery.caps"],
             w.HBox([self.add_cap_button, self.ignore_caps]),
-            w.HBox([n("delivery.min_gap_hours", self.min_gap),
+            w.HBox(
+                [
+                    n("delivery.min_gap_hours", self.min_gap),
                     n("delivery.throttle_per_minute", self.throttle),
-                    n("delivery.ttl_hours", self.ttl), n("delivery.cut_off", self.cut_off),
-                    n("delivery.send_time_policy", self.send_time_policy)]),  # fmt: skip
+                    n("delivery.ttl_hours", self.ttl),
+                    n("delivery.cut_off", self.cut_off),
+                    n("delivery.send_time_policy", self.send_time_policy),
+                ]
+            ),  # fmt: skip
             self.notes["delivery"],
-            w.HBox([n("goal.event", self.goal_event), n("goal.window_hours", self.goal_window),
-                    n("goal.revenue_property", self.goal_revenue)]),  # fmt: skip
+            w.HBox(
+                [
+                    n("goal.event", self.goal_event),
+                    n("goal.window_hours", self.goal_window),
+                    n("goal.revenue_property", self.goal_revenue),
+                ]
+            ),  # fmt: skip
             self.error_line,
             w.HBox([self.dry_run_button, self.save_button, self.save_status]),
             self.dry_run_note,

@@ -224,7 +224,9 @@ class ExperimentDesigner(w.VBox):
         JSON text); ``options`` (``plot``, ``max_days``) are passed on."""
         data = json.loads(spec) if isinstance(spec, str) else dict(spec)
         if not isinstance(data, dict) or "variants" not in data:
-            raise ValidationError("spec", type(spec).__name__, "must be an exported experiment spec")
+            raise ValidationError(
+                "spec", type(spec).__name__, "must be an exported experiment spec"
+            )
         known = ("metric", "baseline", "sd", "mde", "relative", "alpha", "power", "alternative",
                  "correction", "method")  # fmt: skip
         kw = {k: data[k] for k in known if k in data and data[k] is not None}

@@ -260,7 +260,10 @@ class VariantReport(w.VBox):
         if self._plot:
             png, (width, height) = forest_png(res, self.verdicts)
             self.plot_image.value = png
-            self.plot_image.layout.width, self.plot_image.layout.height = f"{width}px", f"{height}px"
+            self.plot_image.layout.width, self.plot_image.layout.height = (
+                f"{width}px",
+                f"{height}px",
+            )
             self.plot_image.layout.display = None
 
     # ------------------------------------------------------------------ rendering
@@ -369,7 +372,9 @@ def verdicts(res: ExperimentResult) -> list[str]:
     return out
 
 
-def forest_png(res: ExperimentResult, marks: Sequence[str], dpi: int = 80) -> tuple[bytes, tuple[int, int]]:
+def forest_png(
+    res: ExperimentResult, marks: Sequence[str], dpi: int = 80
+) -> tuple[bytes, tuple[int, int]]:
     """A forest plot of the relative lifts (win green, loss red, neutral grey) as PNG bytes
     and its natural size in pixels."""
     from matplotlib.figure import Figure
@@ -384,10 +389,14 @@ def forest_png(res: ExperimentResult, marks: Sequence[str], dpi: int = 80) -> tu
         if not np.isfinite(e):
             continue
         err = [[e - lo if np.isfinite(lo) else 0.0], [hi - e if np.isfinite(hi) else 0.0]]
-        ax.errorbar(100 * e, yi, xerr=100 * np.asarray(err), fmt="o", color=COLOURS[mark], capsize=3)
+        ax.errorbar(
+            100 * e, yi, xerr=100 * np.asarray(err), fmt="o", color=COLOURS[mark], capsize=3
+        )
     ax.axvline(0, color="#999999", lw=1, ls="--")
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()])
+    ax.set_yticklabels(
+        [f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()]
+    )
     ax.xaxis.set_major_formatter("{x:+.0f}%")
     ax.set_xlabel(f"relative lift, {1 - res.alpha:.0%} CI (green: win, red: loss)")
     if res.srm_alarms():

@@ -58,6 +58,7 @@ class SimulatedUsers(Protocol):
         """The users' events answering ``messages`` (one row per message)."""
         ...
 
+
 __all__ = [
     "POLICIES",
     "WEEKDAYS",
@@ -186,9 +187,7 @@ def _distance(minute: np.ndarray, weekday: np.ndarray, week: np.ndarray) -> np.n
     return np.minimum(same, np.minimum(before, after))
 
 
-def hit_rates(
-    ws: Core, slots: pd.DataFrame, options: BestTimeOptions, start, end
-) -> pd.DataFrame:
+def hit_rates(ws: Core, slots: pd.DataFrame, options: BestTimeOptions, start, end) -> pd.DataFrame:
     """Hit rate per policy among users with an engagement event in ``[start, end)``."""
     users = slots[["user_id", "timezone"]].assign(tz_ok=True)
     con = connect(ws)

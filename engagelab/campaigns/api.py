@@ -53,6 +53,7 @@ __all__ = [
     "trigger_event",
 ]
 
+
 def preview(
     ws: Core,
     campaign: Campaign,

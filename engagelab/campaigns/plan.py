@@ -323,7 +323,9 @@ def _header_variables(c: Campaign) -> dict[str, set[str]]:
     for v in c.variants:
         if not hasattr(v.content, "template_fields"):
             continue
-        used = {x for f, vs in v.content.template_fields().items() if f in HEADER_FIELDS for x in vs}
+        used = {
+            x for f, vs in v.content.template_fields().items() if f in HEADER_FIELDS for x in vs
+        }
         if used:
             out[v.name] = used
     return out
@@ -467,7 +469,7 @@ def _suppress(df: pd.DataFrame, mask: np.ndarray, reason: str) -> None:
     df.loc[m, "reason"] = reason
 
 
-def plan(
+def plan(  # noqa: C901
     ws: Core,
     campaign: Campaign,
     logical_date: Any,

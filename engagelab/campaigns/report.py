@@ -229,7 +229,7 @@ def _specs(ws: Core) -> dict[str, tuple[Campaign, str]]:
     return {k: (c, run_status.get(k) or st or "draft") for k, (c, st) in specs.items()}
 
 
-def campaign_report(
+def campaign_report(  # noqa: C901
     ws: Core,
     *,
     channel: str | None = None,

@@ -296,7 +296,9 @@ def suppression_chart(suppression: pd.DataFrame) -> str:
     s = suppression.groupby("reason")["users"].sum().sort_values()
     fig = new_figure(figsize=(7.5, 0.4 * len(s) + 1))
     ax = fig.add_subplot()
-    bars = ax.barh([str(r).replace("_", " ") for r in s.index], s.to_numpy(), color=COLOURS["neutral"])
+    bars = ax.barh(
+        [str(r).replace("_", " ") for r in s.index], s.to_numpy(), color=COLOURS["neutral"]
+    )
     ax.bar_label(bars, labels=[f"{int(v):,}" for v in s.to_numpy()], padding=3, fontsize="small")
     ax.set_xlabel("users")
     ax.spines[["top", "right"]].set_visible(False)

@@ -240,9 +240,14 @@ def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
         busy = {
             fp
             for fp, ow, le in conn.execute(
-                sa.select(L.ledger.c.event_batch, L.ledger.c.owner, sa.func.max(L.ledger.c.lease_us))
-                .where(L.ledger.c.run_key == run_key, L.ledger.c.event_batch.is_not(None),
-                       L.ledger.c.lease_us.is_not(None))
+                sa.select(
+                    L.ledger.c.event_batch, L.ledger.c.owner, sa.func.max(L.ledger.c.lease_us)
+                )
+                .where(
+                    L.ledger.c.run_key == run_key,
+                    L.ledger.c.event_batch.is_not(None),
+                    L.ledger.c.lease_us.is_not(None),
+                )
                 .group_by(L.ledger.c.event_batch, L.ledger.c.owner)
             )  # fmt: skip
             if not _stale(ow, le, now_us)
@@ -375,7 +380,9 @@ def _states(conn: sa.Connection, keys: list[str]) -> dict[str, tuple[Any, ...]]:
     if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
         for i in range(0, len(keys), 50_000):
             part = keys[i : i + 50_000]
-            for k, *rest in L.fetch(conn, sql + "(SELECT value FROM json_each(?))", [json.dumps(part)]):
+            for k, *rest in L.fetch(
+                conn, sql + "(SELECT value FROM json_each(?))", [json.dumps(part)]
+            ):
                 out[k] = tuple(rest)
         return out
     for i in range(0, len(keys), _IN):
@@ -714,13 +721,17 @@ class _Progress:
             with conn.begin():
                 now = _stamp(conn)
                 if stage == "handed":
-                    sql = ("UPDATE el_campaign_ledger SET status = 'handed', lease_us = ?, "
-                           "updated_at = ? WHERE \"key\" = ? AND owner = ? AND status = 'claimed'")
+                    sql = (
+                        "UPDATE el_campaign_ledger SET status = 'handed', lease_us = ?, "
+                        "updated_at = ? WHERE \"key\" = ? AND owner = ? AND status = 'claimed'"
+                    )
                     args: list[Any] = [_now_us() + int(self.lease_s * _US), now, key, self.owner]
                 elif stage == "sent":
                     # the lease stays until the unit's mark: its events are not appended yet
-                    sql = ("UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, "
-                           f'updated_at = ? WHERE "key" = ? {_MINE}')
+                    sql = (
+                        "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, "
+                        f'updated_at = ? WHERE "key" = ? {_MINE}'
+                    )
                     args = [self.fp, now, key, self.owner]
                 else:
                     raise ValidationError("progress stage", stage, "must be 'handed' or 'sent'")
@@ -743,7 +754,9 @@ def _release(ws: Core, owner: str) -> None:
         )
 
 
-def _final(ws: Core, keys: list[str], owner: str) -> tuple[dict[str, int], int, int, dict[str, int]]:
+def _final(
+    ws: Core, keys: list[str], owner: str
+) -> tuple[dict[str, int], int, int, dict[str, int]]:
     """(rows per status, in doubt held by this call, held by other live senders,
     suppressed per reason) over the ledger rows of ``keys``."""
     counts: dict[str, int] = {}
@@ -772,7 +785,7 @@ def _final(ws: Core, keys: list[str], owner: str) -> tuple[dict[str, int], int, 
     return counts, mine, other, reasons
 
 
-def send(
+def send(  # noqa: C901
     ws: Core,
     plan: Plan,
     run_key: str | None = None,

@@ -235,7 +235,9 @@ class WinnerTest:
             raise SpecError("winner_test.wait_hours", w, "must be a number >= 0")
         if self.rule not in ("clevertap", "statistical", "bayesian"):
             raise SpecError(
-                "winner_test.rule", self.rule, "must be one of 'clevertap', 'statistical', 'bayesian'"
+                "winner_test.rule",
+                self.rule,
+                "must be one of 'clevertap', 'statistical', 'bayesian'",
             )
         if self.metric is not None and self.metric not in WINNER_METRICS:
             raise SpecError(
@@ -291,7 +293,7 @@ class Campaign:
     delivery: Delivery = dataclasses.field(default_factory=Delivery)
     winner_test: WinnerTest | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901
         if not isinstance(self.id, str) or not self.id.strip() or len(self.id) > 100:
             raise SpecError("id", self.id, "must be a non-empty string of at most 100 characters")
         channels = _channels()

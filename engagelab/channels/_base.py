@@ -211,7 +211,9 @@ class Content:
         self.validate()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Mapping | list | tuple | set) and not isinstance(value, DisplayRules):
+            if isinstance(value, Mapping | list | tuple | set) and not isinstance(
+                value, DisplayRules
+            ):
                 object.__setattr__(self, f.name, freeze(value))
         tpls: list[tuple[tuple[Any, ...], Template]] = []
         for name in self.TEMPLATE_FIELDS:

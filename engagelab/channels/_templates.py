@@ -414,7 +414,7 @@ def _not_allowed(field: str, source: str, what: str) -> TemplateError:
     return TemplateError(field, source, message=f"{field}: not allowed in a template: {what}")
 
 
-def _check_tree(field: str, tree: nodes.Template) -> set[str]:
+def _check_tree(field: str, tree: nodes.Template) -> set[str]:  # noqa: C901
     for bad in tree.find_all(_FORBIDDEN_NODES):
         tag = type(bad).__name__.lower().replace("assign", "set").replace("block", " block")
         raise _not_allowed(field, "", f"{{% {tag} %}} (templates use expressions, if and for)")

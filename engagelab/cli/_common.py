@@ -12,7 +12,17 @@ from typing import Any
 from engagelab.errors import ValidationError
 from engagelab.validate import check_datetime
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_USAGE", "emit", "load_segment", "open_workspace", "pair", "parse_at", "progress"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "emit",
+    "load_segment",
+    "open_workspace",
+    "pair",
+    "parse_at",
+    "progress",
+]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

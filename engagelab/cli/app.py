@@ -43,7 +43,10 @@ PLUGIN_COMMANDS = {
     "init": ("engagelab.cli.workspace", "create a workspace"),
     "ingest": ("engagelab.cli.workspace", "validate and append a file of events or profiles"),
     "simulate": ("engagelab.cli.workspace", "simulate users and behaviour into a workspace"),
-    "sql": ("engagelab.cli.workspace", "run read-only SQL (DuckDB dialect) over events and profiles"),
+    "sql": (
+        "engagelab.cli.workspace",
+        "run read-only SQL (DuckDB dialect) over events and profiles",
+    ),
     "segment": ("engagelab.cli.segments", "count, save or show the SQL of a segment"),
     "demo": ("engagelab.cli.demo", "the main job: workspace, simulated world, campaigns, reports"),
     "experiment": ("engagelab.cli.experiments", "design and analyse A/B/n experiments"),
@@ -111,7 +114,9 @@ def cli_wording(message: str) -> str:
 
 def _wants_json(argv: Sequence[str]) -> bool:
     for i, a in enumerate(argv):
-        if a == "--format=json" or (a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"):
+        if a == "--format=json" or (
+            a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"
+        ):
             return True
     return False
 
@@ -171,9 +176,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="workspace folder (default: $ENGAGELAB_WORKSPACE)",
     )
 
-    p = _Parser(
-        prog="engagelab", description="Design, run and analyse messaging campaigns."
-    )
+    p = _Parser(prog="engagelab", description="Design, run and analyse messaging campaigns.")
     p.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

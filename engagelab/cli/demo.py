@@ -51,4 +51,3 @@ def register(
         "--no-html", action="store_true", help="skip the HTML reports of runs and analyses"
     )
     s.set_defaults(func=cmd_demo)
-

@@ -55,4 +55,3 @@ def register(
         a.set_defaults(func=cmd_segment)
     a = ssub.add_parser("list", parents=[common, wsopt], help="saved segments")
     a.set_defaults(func=cmd_segment)
-

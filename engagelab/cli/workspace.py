@@ -114,9 +114,7 @@ def register(
     )
     s.add_argument("--force", action="store_true", help="ingest again even if already ingested")
     s.add_argument("--encoding", default="utf-8", help="text encoding of the file (e.g. latin-1)")
-    s.add_argument(
-        "--date-format", help="strftime pattern of non-ISO dates, e.g. '%%d/%%m/%%Y'"
-    )
+    s.add_argument("--date-format", help="strftime pattern of non-ISO dates, e.g. '%%d/%%m/%%Y'")
     s.add_argument(
         "--dedupe-key",
         choices=["event_id", "content"],
@@ -135,7 +133,9 @@ def register(
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser(
-        "sql", parents=[common, wsopt], help="run read-only SQL (DuckDB dialect) over events and profiles"
+        "sql",
+        parents=[common, wsopt],
+        help="run read-only SQL (DuckDB dialect) over events and profiles",
     )
     s.add_argument("query", help="the SQL text, or - to read it from stdin")
     s.add_argument(
@@ -144,4 +144,3 @@ def register(
         help="trusted use only: allow any statement and any file (COPY, ATTACH, read_csv, ...)",
     )
     s.set_defaults(func=cmd_sql)
-

@@ -239,7 +239,9 @@ class HttpProvider:
         if url and not allowed_hosts:
             self.allowed_hosts = frozenset({_host_of(url)})
         if url and not _allowed(_host_of(url), self.allowed_hosts):
-            raise ValidationError(field, sorted(self.allowed_hosts), f"must include the host of url {url!r}")
+            raise ValidationError(
+                field, sorted(self.allowed_hosts), f"must include the host of url {url!r}"
+            )
         self._warned: set[str] = set()
         self._deadline = _Deadline()
         self._verify = (
@@ -330,7 +332,7 @@ class HttpProvider:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self._send, batch))
 
-    def _send(self, m: OutgoingMessage) -> DeliveryResult:
+    def _send(self, m: OutgoingMessage) -> DeliveryResult:  # noqa: C901
         assert self._client is not None
         try:
             method, url, headers, body = self.request_of(m)

@@ -56,6 +56,7 @@ __all__ = [
     "sha256_hex",
 ]
 
+
 def _header(channel: str, identifiers: Sequence[str]) -> list[str]:
     return [LAYOUTS[channel][i] for i in identifiers]
 

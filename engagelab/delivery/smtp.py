@@ -359,7 +359,7 @@ class SmtpProvider:
             done = pool.map(lambda i: [self._send_one(m, i) for m in parts[i]], range(n))
             return [r for part in done for r in part]
 
-    def _send_one(self, m: OutgoingMessage, slot: int = 0) -> DeliveryResult:
+    def _send_one(self, m: OutgoingMessage, slot: int = 0) -> DeliveryResult:  # noqa: C901
         mid = message_id(m.key, self.domain)
         if not m.to or not _ADDR.match(parseaddr(m.to)[1] or ""):
             return DeliveryResult(m.key, False, True, error=f"invalid recipient {m.to!r}")

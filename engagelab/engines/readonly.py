@@ -122,7 +122,9 @@ def _parse(sql: str, text: str) -> list[Any]:
         return [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise QueryError(f"sql == {' '.join(sql.split())[:120]!r} does not parse: {first}") from None
+        raise QueryError(
+            f"sql == {' '.join(sql.split())[:120]!r} does not parse: {first}"
+        ) from None
     finally:
         log.setLevel(level)
 

@@ -51,7 +51,6 @@ from engagelab.experiments.spec import REL_CIS, TESTS, Experiment, as_experiment
 __all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates"]
 
 
-
 def _arm_stats(
     row: Mapping[str, Any], m: Metric, theta: float, xbar_all: float
 ) -> dict[str, float]:
@@ -184,7 +183,7 @@ def _compare(
     }
 
 
-def analyze_aggregates(
+def analyze_aggregates(  # noqa: C901
     agg: pd.DataFrame, experiment: Experiment | None = None, **options: Any
 ) -> ExperimentResult:
     """Analyse per-arm sufficient statistics (the output of

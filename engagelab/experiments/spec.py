@@ -77,7 +77,7 @@ def _checked(check: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         raise SpecError(exc.field, exc.value, exc.allowed, message=str(exc)) from None
 
 
-def parse_metrics(
+def parse_metrics(  # noqa: C901
     metrics: Any, covariate: str | None = None, denominator_covariate: str | None = None
 ) -> tuple[Metric, ...]:
     """Metrics from :class:`Metric` objects, their dicts or their text form
@@ -335,9 +335,7 @@ class Experiment:
         engagelab.errors.SpecError: alpah == 0.1, is not an analysis option: alpha, alternative, arm_col, ...gs_look, ...
         """
         names = [f.name for f in dataclasses.fields(cls)]
-        fields: dict[str, Any] = (
-            {n: getattr(base, n) for n in names} if base is not None else {}
-        )
+        fields: dict[str, Any] = {n: getattr(base, n) for n in names} if base is not None else {}
         seq_given = {k: options.pop(k) for k in list(options) if k in _SEQUENTIAL_KEYWORDS}
         for k, v in options.items():
             if k not in names:
@@ -429,4 +427,3 @@ def as_experiment(experiment: Experiment | None, options: Mapping[str, Any]) -> 
     if experiment is not None and not options:
         return experiment
     return Experiment.from_options(experiment, **options)
-

@@ -24,7 +24,14 @@ from engagelab.errors import ValidationError
 from engagelab.jobs.runner import EXIT_CODES
 from engagelab.jobs.spec import JobSpec
 
-__all__ = ["SKIP_EXIT_CODES", "airflow_dag", "k8s_cronjob", "run_command", "write_airflow_dag", "write_k8s_cronjob"]
+__all__ = [
+    "SKIP_EXIT_CODES",
+    "airflow_dag",
+    "k8s_cronjob",
+    "run_command",
+    "write_airflow_dag",
+    "write_k8s_cronjob",
+]
 
 
 def run_command(spec: JobSpec, workspace: str, date: str, command: str = "engagelab") -> str:

@@ -143,7 +143,9 @@ class Heartbeat:
     """A daemon thread refreshing the lease every ``interval`` seconds; ``lost`` is set if
     another runner took it over (then the attempt must stop)."""
 
-    def __init__(self, ws: WorkspaceState, job: str, logical_date: str, owner: str, interval: float):
+    def __init__(
+        self, ws: WorkspaceState, job: str, logical_date: str, owner: str, interval: float
+    ):
         self.ws, self.job, self.date, self.owner, self.interval = (
             ws,
             job,

@@ -132,7 +132,9 @@ def notebook_path(ws: WorkspaceState, spec: JobSpec) -> Path:
     return p if p.is_absolute() else Path(ws.path) / p
 
 
-def _checked_params(ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None) -> dict[str, Any]:
+def _checked_params(
+    ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None
+) -> dict[str, Any]:
     import os
 
     resolved = spec.resolve_params(params)
@@ -145,7 +147,9 @@ def _checked_params(ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | 
     return resolved
 
 
-def preflight(ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None = None) -> str | None:
+def preflight(
+    ws: WorkspaceState, spec: JobSpec, params: dict[str, Any] | None = None
+) -> str | None:
     """Why a run of ``spec`` would fail as ``bad_parameters`` now (None: it would start).
 
     The checks ``run_job`` makes before starting a kernel: parameters, the notebook's
@@ -162,7 +166,7 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def run_job(
+def run_job(  # noqa: C901
     ws: WorkspaceState,
     name: str,
     logical_date: Any,

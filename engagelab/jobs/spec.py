@@ -108,7 +108,7 @@ class Param:
     default: Any = None
     description: str = ""
 
-    def convert(self, name: str, value: Any) -> Any:
+    def convert(self, name: str, value: Any) -> Any:  # noqa: C901
         """Check ``value`` (typed, or text from the command line) and return its injected form."""
         field_ = f"params.{name}"
         t = self.type

@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 
-
 def add_job(ws: WorkspaceState, spec: JobSpec, *, replace: bool = False) -> JobSpec:
     """Store ``spec`` (``replace`` an existing job of that name, keeping its paused flag).
 
@@ -58,7 +57,9 @@ def add_job(ws: WorkspaceState, spec: JobSpec, *, replace: bool = False) -> JobS
     with ws.state.write() as conn:
         if not insert_ignore(conn, jobs_table, [row]):
             if not replace:
-                raise SpecError("name", spec.name, "is already a job (use replace=True / --replace)")
+                raise SpecError(
+                    "name", spec.name, "is already a job (use replace=True / --replace)"
+                )
             conn.execute(jobs_table.update().where(jobs_table.c.name == spec.name)
                          .values(spec=spec.to_yaml(), updated_at=now))  # fmt: skip
     return spec
@@ -148,7 +149,9 @@ HISTORY_COLUMNS = [
 ]  # fmt: skip
 
 
-def history(ws: WorkspaceState, job: str | None = None, logical_date: str | None = None) -> pd.DataFrame:
+def history(
+    ws: WorkspaceState, job: str | None = None, logical_date: str | None = None
+) -> pd.DataFrame:
     """Every recorded attempt (newest last), optionally of one job and/or logical date."""
     q = sa.select(*[runs_table.c[c] for c in HISTORY_COLUMNS]).order_by(runs_table.c.id)
     if job is not None:

@@ -305,7 +305,7 @@ class LabelEffect:
         return ax.figure
 
 
-def label_effect(
+def label_effect(  # noqa: C901
     ws: Core, label: str, *, day: int = 30, return_event: str = "App Launched", window: str = "rolling",
     confidence: float = 0.95, observational: bool = True, engine: str = "duckdb",
 ) -> LabelEffect:  # fmt: skip
@@ -343,7 +343,9 @@ def label_effect(
         queries["everyone else"] = others_sql(label, has_campaign)
     rows, results, started = [], {}, {}
     for group, sql in queries.items():
-        started[group] = int(ws.sql(f"SELECT count(DISTINCT user_id) AS n FROM ({sql}) AS s")["n"][0])
+        started[group] = int(
+            ws.sql(f"SELECT count(DISTINCT user_id) AS n FROM ({sql}) AS s")["n"][0]
+        )
         try:
             res = run_query(ws, spec, starts=sql, engine=engine, name=f"{label}: {group}")
         except ValidationError as exc:  # every cell of this group is censored
@@ -388,5 +390,7 @@ def label_effect(
     comparisons = pd.DataFrame(
         comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"]
     )
-    groups = groups[groups["size"] > 0].reset_index(drop=True)  # no user, no row (the notes say why)
+    groups = groups[groups["size"] > 0].reset_index(
+        drop=True
+    )  # no user, no row (the notes say why)
     return LabelEffect(label, day, return_event, groups, comparisons, tuple(notes), results)

@@ -79,7 +79,7 @@ def canonical_op(name: str, op: Any) -> str:
     return op
 
 
-def check_value(name: str, op: str, value: Any) -> Any:
+def check_value(name: str, op: str, value: Any) -> Any:  # noqa: C901
     """Check (and freeze) the value for ``op``."""
     if op in ("exists", "not_exists"):
         if value is not None:

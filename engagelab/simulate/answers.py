@@ -81,7 +81,9 @@ def world_answer(workspace: Any) -> Callable[[Core, str], int]:
     """:func:`respond`, after checking that ``workspace`` (a workspace, its folder, or ""
     for ``$ENGAGELAB_WORKSPACE``) holds a simulated world: what a campaign job passes as
     ``answer`` so a missing world fails before anything is sent."""
-    folder = getattr(workspace, "path", None) or workspace or os.environ.get("ENGAGELAB_WORKSPACE", "")
+    folder = (
+        getattr(workspace, "path", None) or workspace or os.environ.get("ENGAGELAB_WORKSPACE", "")
+    )
     if not folder or not (Path(folder) / WORLD_FILE).exists():
         raise ValidationError(
             "simulated", True, f"needs a simulated world in the workspace ({WORLD_FILE})"

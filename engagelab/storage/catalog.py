@@ -222,5 +222,3 @@ class WorkspaceSummary:
             f"{html.escape(str(self.last_event))}</p>"
         )
         return head + self.event_counts.to_html(index=False)
-
-

@@ -215,7 +215,7 @@ def _is_json_string_list(v: str) -> bool:
     return isinstance(x, list) and all(isinstance(i, str) for i in x)
 
 
-def coerce(
+def coerce(  # noqa: C901
     arr: pa.ChunkedArray, type_name: str, ts_unit: str = "s"
 ) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Convert a raw column to the property type ``type_name``; mark values that don't fit."""

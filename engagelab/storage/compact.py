@@ -64,9 +64,7 @@ def compact(store: Store, table: str) -> BatchInfo | None:
                 rows += size
                 buffer, size = [], 0
         if buffer:
-            new_files.append(
-                store.write_file(table, _finish(table, pa.Table.from_batches(buffer)))
-            )
+            new_files.append(store.write_file(table, _finish(table, pa.Table.from_batches(buffer))))
             rows += size
     except BaseException:
         store.discard(new_files)

@@ -247,4 +247,3 @@ class Core(WorkspaceState):
     def gc(self) -> list[str]:
         """Delete orphaned and expired Parquet files; return what was removed."""
         return self.store.gc()
-

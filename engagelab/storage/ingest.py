@@ -94,6 +94,7 @@ class IngestTarget(Protocol):
     store: Store
     state: StateDB
 
+
 REASONS = (
     "missing_user_id",
     "missing_event",
@@ -226,7 +227,7 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__module__.split('.')[0]}.{type(source).__name__}>"
 
 
-def _read_chunks(
+def _read_chunks(  # noqa: C901
     source: Any,
     fmt: str | None,
     chunk_rows: int,
@@ -375,7 +376,7 @@ def _read_csv(
         raise ValidationError("source", str(path), f"is not a readable CSV file ({text})") from None
 
 
-def _read_jsonl(path: Path, chunk_rows: int, encoding: str) -> Iterator[pa.Table]:
+def _read_jsonl(path: Path, chunk_rows: int, encoding: str) -> Iterator[pa.Table]:  # noqa: C901
     """JSON Lines, one line in memory at a time; a bad line becomes a row to quarantine.
 
     Rows for bad lines carry ``_line_error`` (why) and ``_line`` (the start of the line);
@@ -431,9 +432,7 @@ def _read_jsonl(path: Path, chunk_rows: int, encoding: str) -> Iterator[pa.Table
 
 
 def _jsonl_value(v: Any) -> Any:
-    if isinstance(v, dict) or (
-        isinstance(v, list) and not all(isinstance(x, str) for x in v)
-    ):
+    if isinstance(v, dict) or (isinstance(v, list) and not all(isinstance(x, str) for x in v)):
         return json.dumps(v, ensure_ascii=False)
     return v
 
@@ -576,7 +575,7 @@ class _Validator:
             self.new_columns[name] = inferred
         return self.types[name]
 
-    def validate(self, chunk: pa.Table) -> tuple[pa.Table, np.ndarray, list[str | None]]:
+    def validate(self, chunk: pa.Table) -> tuple[pa.Table, np.ndarray, list[str | None]]:  # noqa: C901
         """Return (typed table of all rows, reason code per row (0 = good), detail per row)."""
         n = chunk.num_rows
         code = np.zeros(n, dtype=np.int8)
@@ -705,7 +704,9 @@ def _content_keys(out: dict[str, pa.ChunkedArray], code: np.ndarray) -> pa.Chunk
         if pa.types.is_timestamp(arr.type):
             arr = arr.cast(pa.int64())
         if pa.types.is_list(arr.type) or pa.types.is_struct(arr.type):
-            text = pa.array([None if v is None else json.dumps(v) for v in arr.to_pylist()], pa.string())
+            text = pa.array(
+                [None if v is None else json.dumps(v) for v in arr.to_pylist()], pa.string()
+            )
         else:
             text = arr.cast(pa.string())
         cols.append(text.to_pylist() if isinstance(text, pa.Array) else text.to_pylist())
@@ -828,10 +829,13 @@ def ingest(
             chunk_rows=chunk_rows,
             csv_delimiter=csv_delimiter,
             quiet=quiet,
+            encoding=encoding,
+            date_format=date_format,
+            dedupe_key=dedupe_key,
         )
 
 
-def _ingest_locked(
+def _ingest_locked(  # noqa: C901
     ws: IngestTarget,
     source: Any,
     table: str,
@@ -843,6 +847,9 @@ def _ingest_locked(
     chunk_rows: int,
     csv_delimiter: str | None,
     quiet: bool,
+    encoding: str,
+    date_format: str | None,
+    dedupe_key: str,
 ) -> IngestReport:
     fingerprint, desc = report.fingerprint, report.source
     ts_unit, types = validator_args

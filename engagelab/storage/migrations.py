@@ -45,6 +45,7 @@ class _Transactions(Protocol):
 
     def write(self) -> contextlib.AbstractContextManager[sa.Connection]: ...
 
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_version", "upgrade"]
 
 #: Advisory-lock key (PostgreSQL) that serialises schema upgrades of one database.

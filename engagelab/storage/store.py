@@ -319,7 +319,9 @@ class Store:
     def is_compacted(self, batch_id: int) -> bool:
         """True if the batch was written by compaction."""
         with self.state.read() as conn:
-            fp = conn.execute(sa.select(batches.c.fingerprint).where(batches.c.id == batch_id)).scalar_one()
+            fp = conn.execute(
+                sa.select(batches.c.fingerprint).where(batches.c.id == batch_id)
+            ).scalar_one()
         return fp.startswith("compact:")
 
     def gc(

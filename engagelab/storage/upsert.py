@@ -41,9 +41,7 @@ def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
     return None
 
 
-def insert_ignore(
-    conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
-) -> int:
+def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert ``rows``, skipping any whose key already exists; return how many were new."""
     if not rows:
         return 0

@@ -69,7 +69,10 @@ class Import:
 def module_files() -> dict[str, Path]:
     """Every module of engagelab and engagelab.widgets, by dotted name."""
     out: dict[str, Path] = {}
-    for base, prefix in ((ROOT / "engagelab", ("engagelab",)), (ROOT / "widgets", ("engagelab", "widgets"))):
+    for base, prefix in (
+        (ROOT / "engagelab", ("engagelab",)),
+        (ROOT / "widgets", ("engagelab", "widgets")),
+    ):
         for path in sorted(base.rglob("*.py")):
             parts = list(prefix) + list(path.relative_to(base).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -85,7 +88,7 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def imports_of(name: str, path: Path, modules: Iterable[str]) -> list[Import]:
+def imports_of(name: str, path: Path, modules: Iterable[str]) -> list[Import]:  # noqa: C901
     """The imports of one module that name engagelab modules (resolved to modules)."""
     known = set(modules)
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -152,7 +155,7 @@ def all_imports() -> list[Import]:
     return out
 
 
-def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:  # noqa: C901
     """Strongly connected components of more than one node (Tarjan, iterative)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -227,7 +230,9 @@ def wrong_way(imps: list[Import]) -> list[str]:
         if a in (b, FACE):
             continue
         if b == FACE:
-            bad.append(f"{i.importer}:{i.line} imports the package face 'engagelab' (import from the module that defines the name)")
+            bad.append(
+                f"{i.importer}:{i.line} imports the package face 'engagelab' (import from the module that defines the name)"
+            )
             continue
         for u in (a, b):
             if u not in layer:
@@ -247,7 +252,9 @@ def private_across(imps: list[Import]) -> list[str]:
         if unit(i.importer) == unit(i.imported):
             continue
         priv = [n for n in i.names if n.startswith("_") and not n.startswith("__")]
-        mod_private = any(p.startswith("_") and not p.startswith("__") for p in i.imported.split(".")[1:])
+        mod_private = any(
+            p.startswith("_") and not p.startswith("__") for p in i.imported.split(".")[1:]
+        )
         if priv or mod_private:
             what = ", ".join(priv) if priv else i.imported
             bad.append(f"{i.importer}:{i.line} takes private {what} from {i.imported}")
@@ -260,10 +267,12 @@ def main() -> int:
     uc = cycles(unit_edges(imps))
     ww = wrong_way(imps)
     pv = private_across(imps)
-    for title, rows in (("module circles", [" -> ".join(c) for c in mc]),
-                        ("package circles", [" -> ".join(c) for c in uc]),
-                        ("imports against the layers", ww),
-                        ("private names across packages", pv)):
+    for title, rows in (
+        ("module circles", [" -> ".join(c) for c in mc]),
+        ("package circles", [" -> ".join(c) for c in uc]),
+        ("imports against the layers", ww),
+        ("private names across packages", pv),
+    ):
         print(f"{title}: {len(rows)}")
         for r in rows:
             print("  " + r)

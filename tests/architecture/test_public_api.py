@@ -12,7 +12,10 @@ import pytest
 
 
 def _modules() -> list[str]:
-    core, widgets = importlib.import_module("engagelab"), importlib.import_module("engagelab.widgets")
+    core, widgets = (
+        importlib.import_module("engagelab"),
+        importlib.import_module("engagelab.widgets"),
+    )
     names = {"engagelab", "engagelab.widgets"}
     for pkg in (core, widgets):
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
@@ -43,7 +46,9 @@ def test_public_classes_are_exported(name):
         for n, obj in vars(mod).items()
         if inspect.isclass(obj) and obj.__module__ == name and not n.startswith("_")
     ]
-    assert sorted(set(defined) - exported) == [], f"{name} defines public classes it does not export"
+    assert sorted(set(defined) - exported) == [], (
+        f"{name} defines public classes it does not export"
+    )
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,9 @@ def test_preview_renders_the_trigger_event_for_one_user(cart_ws):
     )
     assert cart_ws.preview(c, "u00002")["body"] == "Your Scarf (25.0 EUR) is waiting"
     assert cart_ws.preview(c, "u00000", at="2026-02-02T07:30:00Z") == early
-    assert cart_ws.preview(c, "u00001", event={"price": 2})["body"] == "Your item (2 EUR) is waiting"
+    assert (
+        cart_ws.preview(c, "u00001", event={"price": 2})["body"] == "Your item (2 EUR) is waiting"
+    )
     with use_workspace(cart_ws.path):
         got = Workspace.open().preview(c, "u00001")
     assert got["title"] == "Hi there" and got["body"] == "Your item (5.0 EUR) is waiting"

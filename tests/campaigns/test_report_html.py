@@ -30,14 +30,18 @@ def test_formatting():
     assert fmt_points(-0.2) == "−20.0 pp" and fmt_points(0.0123) == "+1.2 pp"
     assert fmt_count(1200) == "1,200" and fmt_money(12345.5) == "12,345.50"
     assert uplift_class(0.02, 0.01, 0.03) == "gain" and uplift_class(0.02, -0.01, 0.05) == "neutral"
-    assert uplift_class(float("nan"), None, None) == "" and uplift_svg(None, None, None, scale=1) == ""
+    assert (
+        uplift_class(float("nan"), None, None) == "" and uplift_svg(None, None, None, scale=1) == ""
+    )
 
 
 @pytest.fixture
 def planted(ws):
     """'loss': 1,200 sent convert at 10 % against a control group at 30 % (a significant
     loss); 'flat': 300 sent at 20 % against 300 controls at 20 %; suppressed users."""
-    save_campaign(ws, campaign("loss", variants=(email("A"), email("B")), goal=Goal("Charged", 24, "revenue")))
+    save_campaign(
+        ws, campaign("loss", variants=(email("A"), email("B")), goal=Goal("Charged", 24, "revenue"))
+    )
     save_campaign(ws, campaign("flat", goal=Goal("Charged", 24, "revenue")))
     n, rows = None, []
     for i in range(1200):
@@ -66,7 +70,7 @@ def planted(ws):
 
 def _cells(html: str, campaign_id: str) -> list[str]:
     """The text of the cells of the campaigns-table row of ``campaign_id``."""
-    table = html[html.index("el-campaigns"):]
+    table = html[html.index("el-campaigns") :]
     table = table[: table.index("</table>")]
     row = next(r for r in table.split("<tr>") if f"<td>{campaign_id}</td>" in r)
     return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
@@ -93,8 +97,8 @@ def test_numbers_in_the_html_are_the_reports_data(planted, tmp_path):
 
 def test_a_significant_loss_is_red_and_a_flat_result_grey(planted):
     html = planted.to_html()
-    loss_row = html[html.index("<td>loss</td>"):].split("</tr>")[0]
-    flat_row = html[html.index("<td>flat</td>"):].split("</tr>")[0]
+    loss_row = html[html.index("<td>loss</td>") :].split("</tr>")[0]
+    flat_row = html[html.index("<td>flat</td>") :].split("</tr>")[0]
     assert "<td class='el-uplift-cell el-loss'>" in loss_row
     assert "<svg class='el-uplift el-loss'" in loss_row and "#cf222e" in loss_row
     assert "el-uplift-cell el-neutral" in flat_row and "#cf222e" not in flat_row
@@ -105,12 +109,17 @@ def test_a_significant_loss_is_red_and_a_flat_result_grey(planted):
 def test_every_chart_is_embedded_and_the_page_is_self_contained(planted):
     html = planted.to_html()
     for kind in ("timeline", "suppression", "forest"):
-        fig = re.search(rf"<figure class='el-chart el-chart-{kind}'><img alt='[^']+' src='data:image/png;base64,", html)
+        fig = re.search(
+            rf"<figure class='el-chart el-chart-{kind}'><img alt='[^']+' src='data:image/png;base64,",
+            html,
+        )
         assert fig, kind
     assert "<script" not in html and not re.search(r"(src|href)=['\"]https?:", html)
-    sup = html[html.index("el-suppression"):]
+    sup = html[html.index("el-suppression") :]
     assert "opted out" in sup and ">7<" in sup and "frequency cap" in sup
-    assert html.count("<svg class='el-uplift") == 2 + 3  # two campaigns; variants loss A, loss B, flat A
+    assert (
+        html.count("<svg class='el-uplift") == 2 + 3
+    )  # two campaigns; variants loss A, loss B, flat A
 
 
 def test_an_empty_workspace_still_reports(ws):

@@ -109,9 +109,20 @@ def test_two_concurrent_cli_sends_to_the_outbox_write_each_message_once(tmp_path
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "engagelab.cli", *args, "--workspace", str(tmp_path / "ws"),
-             "--format", "json"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            [
+                sys.executable,
+                "-m",
+                "engagelab.cli",
+                *args,
+                "--workspace",
+                str(tmp_path / "ws"),
+                "--format",
+                "json",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )  # fmt: skip
         for _ in range(2)
     ]
@@ -146,8 +157,11 @@ def test_one_occurrence_is_delivered_once_by_jobs_cli_and_ws_send(ws):
     with SmtpServer() as server:
         jobs = [
             subprocess.Popen(
-                [sys.executable, "-c", _JOB, str(ws.path), day, "once"], cwd=ROOT,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(server.port),
+                [sys.executable, "-c", _JOB, str(ws.path), day, "once"],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_env(server.port),
             )  # fmt: skip
             for day in ("2026-02-01", "2026-02-02")
         ]

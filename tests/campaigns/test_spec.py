@@ -53,7 +53,9 @@ def test_round_trips_json_and_yaml():
     assert Campaign.from_json(c.to_json()) == c
     assert Campaign.from_yaml(c.to_yaml()) == c
     assert len(c.variants) == 8 and c.weights == [0.125] * 8
-    with pytest.raises(dataclasses.FrozenInstanceError, match=r"use campaign\.replace\(channel=\.\.\.\)"):
+    with pytest.raises(
+        dataclasses.FrozenInstanceError, match=r"use campaign\.replace\(channel=\.\.\.\)"
+    ):
         c.channel = "sms"  # frozen
     assert c.replace(name="x").name == "x" and c.name == "Spring sale"
 

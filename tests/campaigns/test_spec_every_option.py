@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: A field-by-field dump of a spec, run here and in the fresh interpreter alike. It does not
 #: use to_dict, so a field to_dict forgets shows up as a difference.
-DUMP = '''
+DUMP = """
 import dataclasses, datetime
 from collections.abc import Mapping
 
@@ -73,11 +73,11 @@ def dump(v):
     if isinstance(v, datetime.datetime):
         return v.isoformat()
     return v
-'''
+"""
 
 LOAD = (
     DUMP
-    + '''
+    + """
 import json, sys
 from pathlib import Path
 from engagelab.campaigns import Campaign
@@ -90,7 +90,7 @@ for path in sorted(folder.glob("*." + fmt)):
     hash(c)
     out.append({"file": path.name, "to_dict": c.to_dict(), "dump": dump(c)})
 print(json.dumps(out))
-'''
+"""
 )
 
 namespace: dict = {}
@@ -114,23 +114,36 @@ PULLED = dict(
 #: content of every channel with every field set (to two values, for the two variants)
 CONTENT = {
     "push": lambda v: PushContent(
-        title=f"Sale {v}", body="Up to 30% off", deep_link="myapp://sale",
-        image_url="https://cdn.example/sale.png", data={"campaign": "spring", "v": v},
-        sound="chime", priority="high", ttl_seconds=7200,
+        title=f"Sale {v}",
+        body="Up to 30% off",
+        deep_link="myapp://sale",
+        image_url="https://cdn.example/sale.png",
+        data={"campaign": "spring", "v": v},
+        sound="chime",
+        priority="high",
+        ttl_seconds=7200,
     ),  # fmt: skip
     "web_push": lambda v: WebPushContent(
-        title=f"Sale {v}", body="Now on", url="https://shop.example/sale",
-        icon_url="https://cdn.example/icon.png", image_url="https://cdn.example/big.png",
-        require_interaction=True, ttl_seconds=600,
+        title=f"Sale {v}",
+        body="Now on",
+        url="https://shop.example/sale",
+        icon_url="https://cdn.example/icon.png",
+        image_url="https://cdn.example/big.png",
+        require_interaction=True,
+        ttl_seconds=600,
     ),  # fmt: skip
     "email": lambda v: EmailContent(
-        sender="Shop <news@shop.example>", subject=f"Spring sale {v}",
-        html="<p>Hi {{ profile.first_name | default('there') }}</p>", text="Hi there",
-        reply_to="help@shop.example", preheader="30% off everything",
+        sender="Shop <news@shop.example>",
+        subject=f"Spring sale {v}",
+        html="<p>Hi {{ profile.first_name | default('there') }}</p>",
+        text="Hi there",
+        reply_to="help@shop.example",
+        preheader="30% off everything",
     ),  # fmt: skip
     "sms": lambda v: SmsContent(text=f"Sale {v}: 30% off", sender_id="SHOP", max_segments=3),
     "webhook": lambda v: WebhookContent(
-        url="https://hooks.example/{{ profile.user_id }}", method="PUT",
+        url="https://hooks.example/{{ profile.user_id }}",
+        method="PUT",
         headers={"X-Campaign": "spring"},
         body={"variant": v, "items": [1, 2.5, {"nested": ["a", None, True]}]},
     ),  # fmt: skip
@@ -178,9 +191,18 @@ AUDIENCES = [
 
 BEST_TIMES = [
     BestTimeOptions(
-        mode="clevertap", window=("07:00", "21:00"), fallback_slot="12:00", passed="drop",
-        explore_share=0.1, seed=3, events=("Notification Clicked",), lookback_days=90,
-        half_life_days=None, min_events=5, prior_by="country", dnd=(("12:00", "13:00"),),
+        mode="clevertap",
+        window=("07:00", "21:00"),
+        fallback_slot="12:00",
+        passed="drop",
+        explore_share=0.1,
+        seed=3,
+        events=("Notification Clicked",),
+        lookback_days=90,
+        half_life_days=None,
+        min_events=5,
+        prior_by="country",
+        dnd=(("12:00", "13:00"),),
     ),  # fmt: skip
     BestTimeOptions(granularity="hour_of_week", events=("App Launched", "Charged")),
     None,

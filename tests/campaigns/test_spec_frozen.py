@@ -136,7 +136,11 @@ def test_campaigns_hash_and_equal_campaigns_hash_equal():
     [
         (build(), "id", "Campaign is frozen: use campaign.replace(id=...) for a changed copy"),
         (Schedule(), "type", "Schedule is frozen: use schedule.replace(type=...)"),
-        (Variant("A", {"title": "t"}), "weight", "Variant is frozen: use variant.replace(weight=...)"),
+        (
+            Variant("A", {"title": "t"}),
+            "weight",
+            "Variant is frozen: use variant.replace(weight=...)",
+        ),
         (Goal(), "event", "Goal is frozen: use goal.replace(event=...)"),
         (WinnerTest(), "rule", "WinnerTest is frozen: use winner_test.replace(rule=...)"),
         (Delivery(), "caps", "Delivery is frozen: use delivery.replace(caps=...)"),

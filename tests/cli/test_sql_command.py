@@ -33,7 +33,9 @@ def sql_ws(tmp_path):
         {
             "user_id": ["a", "b", "c", "a"],
             "event": ["App Launched", "App Launched", "Purchase", "Purchase"],
-            "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"], utc=True),
+            "ts": pd.to_datetime(
+                ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"], utc=True
+            ),
         }
     )
     w.ingest(events, quiet=True)
@@ -51,10 +53,16 @@ def sql(capsys, ws: Path, query: str, *extra: str) -> tuple[int, str, str]:
 
 
 def test_read_only_queries_still_work(sql_ws, capsys):
-    code, out, err = sql(capsys, sql_ws, "SELECT event, count(*) AS n FROM events GROUP BY 1 ORDER BY 1")
+    code, out, err = sql(
+        capsys, sql_ws, "SELECT event, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"
+    )
     assert code == 0, err
     assert json.loads(out) == [{"event": "App Launched", "n": 2}, {"event": "Purchase", "n": 2}]
-    code, out, _ = sql(capsys, sql_ws, "WITH p AS (SELECT * FROM profiles) SELECT count(*) AS n FROM p WHERE plan = 'pro'")
+    code, out, _ = sql(
+        capsys,
+        sql_ws,
+        "WITH p AS (SELECT * FROM profiles) SELECT count(*) AS n FROM p WHERE plan = 'pro'",
+    )
     assert code == 0 and json.loads(out) == [{"n": 2}]
     code, out, _ = sql(capsys, sql_ws, "SHOW TABLES")
     assert code == 0 and [r["name"] for r in json.loads(out)] == ["events", "profiles"]

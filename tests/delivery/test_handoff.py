@@ -83,7 +83,9 @@ def test_sigkill_mid_smtp_send_leaves_at_most_the_message_in_flight(ws):
             assert at_kill - st["sent"] <= 1, (at_kill, st)  # every accepted message recorded
             p = plan(ws2, c, LD, run_key="k9-1")
             r = send(ws2, p, "k9-1", SmtpProvider("127.0.0.1", server.port))
-            assert r.pending == 0 and r.attempt == 2 and r.redelivered == st["claimed"] + st["handed"]
+            assert (
+                r.pending == 0 and r.attempt == 2 and r.redelivered == st["claimed"] + st["handed"]
+            )
             assert _statuses(ws2) == Counter({"sent": n})
             per_user = Counter(m["rcpt_tos"][0] for m in server.messages)
             assert set(per_user) == {f"u{i:05d}@example.com" for i in range(n)}

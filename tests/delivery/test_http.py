@@ -189,7 +189,9 @@ class TrickleServer:
 def test_token_is_sent_only_to_allowed_hosts(ws, monkeypatch):
     with HttpServer() as srv:
         port = srv.url.rsplit(":", 1)[1]
-        ws.config["providers"] = {"webhook": {"type": "http", "allowed_hosts": [f"localhost:{port}"]}}
+        ws.config["providers"] = {
+            "webhook": {"type": "http", "allowed_hosts": [f"localhost:{port}"]}
+        }
         monkeypatch.setenv("ENGAGELAB_WEBHOOK_TOKEN", "tok-secret-1")
         p = provider_for("webhook", ws)
         good = hooks(f"http://localhost:{port}", ["good"])

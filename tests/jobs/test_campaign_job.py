@@ -70,7 +70,9 @@ def _events(ws, event, campaign_id):
 # --------------------------------------------------------------------------- in-process
 def test_dry_run_plans_and_records_nothing(sim):
     before = sim.summary().events
-    r = run_campaign_job(sim, "2026-01-08", campaign_id="welcome", dry_run=True, answer=world_answer(sim))
+    r = run_campaign_job(
+        sim, "2026-01-08", campaign_id="welcome", dry_run=True, answer=world_answer(sim)
+    )
     assert r.dry_run and r.sent_now == 0 and r.responses is None
     # every user of the workspace is in the audience: reach + reasons cover all 600 profiles
     assert sum(r.decisions.values()) == 600
@@ -158,14 +160,18 @@ def test_test_then_winner_keeps_each_run_keys_phase(sim):
     world = load_world(sim)
     world.plant_variant_effects("abtest", {"A": 1.0, "B": 8.0})
     world.save(sim.path / "world.json")
-    test = run_campaign_job(sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", answer=world_answer(sim))
+    test = run_campaign_job(
+        sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", answer=world_answer(sim)
+    )
     assert test.phase == "test" and test.decisions["deferred"] > 0 and test.sent_now > 0
     # the test day's rerun stays in the test phase and sends nothing (no winner error)
     again = run_campaign_job(
         sim, "2026-01-08", campaign_id="abtest", run_key="ab/1", answer=world_answer(sim)
     )
     assert again.phase == "test" and again.sent_now == 0
-    win = run_campaign_job(sim, "2026-01-09", campaign_id="abtest", run_key="ab/2", answer=world_answer(sim))
+    win = run_campaign_job(
+        sim, "2026-01-09", campaign_id="abtest", run_key="ab/2", answer=world_answer(sim)
+    )
     assert win.phase == "winner" and win.decisions["excluded"] > 0
     split = win.variant_split  # test users keep their variant, excluded; the rest get the winner
     assert set(split.index[split["send"] > 0]) == {"B"}  # the planted 8x clicks win

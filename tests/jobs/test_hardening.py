@@ -80,7 +80,9 @@ def test_sub_daily_crons_are_refused_at_add(jws, tmp_path, cron):
 
 def test_dates_before_the_start_need_backfill(jws, tmp_path):
     sending_job(jws, tmp_path, start="2026-03-01")
-    with pytest.raises(ValidationError, match=r"logical_date == '2026-02-28', is before .*--backfill"):
+    with pytest.raises(
+        ValidationError, match=r"logical_date == '2026-02-28', is before .*--backfill"
+    ):
         run_job(jws, "send", "2026-02-28", {"n": 2})
     assert history(jws, "send").empty and sent_rows(tmp_path) == []
     r = cli("run", "send", "-d", "2024-01-01", "-p", "n=2", ws=jws)
@@ -122,7 +124,9 @@ def test_airflow_export_uses_the_jobs_start_catchup_and_skip_codes(jws, tmp_path
 
 def test_a_bad_parameters_date_runs_again_once_the_secret_is_set(jws, tmp_path, monkeypatch):
     monkeypatch.delenv("HARDEN_TOKEN", raising=False)
-    nb = write_notebook(tmp_path / "s.ipynb", "x = 1", "import os\nassert os.environ['HARDEN_TOKEN']")
+    nb = write_notebook(
+        tmp_path / "s.ipynb", "x = 1", "import os\nassert os.environ['HARDEN_TOKEN']"
+    )
     add_job(jws, JobSpec(name="s", notebook=str(nb), secret_env=["HARDEN_TOKEN"], start="2026-03-01",
                          schedule={"cron": "0 6 * * *"}, catch_up={"policy": "all"}))  # fmt: skip
     now = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -47,10 +47,17 @@ def test_a_secret_is_redacted_everywhere_a_run_writes(jws, tmp_path, monkeypatch
     assert TOKEN not in res._repr_html_()
     h = history(jws, "leaky")
     assert list(h["status"]) == ["cell_error", "cell_error"]
-    assert TOKEN not in h.to_json(date_format="iso") and all(v == "login failed with ***" for v in h["error_value"])
+    assert TOKEN not in h.to_json(date_format="iso") and all(
+        v == "login failed with ***" for v in h["error_value"]
+    )
     # every file: executed notebooks, HTML reports, the state DB (and its WAL), the config
     out = jws.path / "outputs"
-    assert sorted(p.suffix for p in out.rglob("attempt-*")) == [".html", ".html", ".ipynb", ".ipynb"]
+    assert sorted(p.suffix for p in out.rglob("attempt-*")) == [
+        ".html",
+        ".html",
+        ".ipynb",
+        ".ipynb",
+    ]
     assert _files_holding(jws.path, TOKEN) == []
     assert _files_holding(tmp_path, TOKEN) == []
     text = next(out.rglob("attempt-1.ipynb")).read_text()
@@ -58,7 +65,7 @@ def test_a_secret_is_redacted_everywhere_a_run_writes(jws, tmp_path, monkeypatch
 
 
 def test_redactor_masks_text_values_and_files(tmp_path):
-    r = Redactor(["pa\"ss-word", "x"])
+    r = Redactor(['pa"ss-word', "x"])
     assert r.text('auth pa"ss-word') == f"auth {MASK}"
     f = tmp_path / "n.json"
     f.write_text(json.dumps({"out": 'was pa"ss-word'}))

@@ -79,7 +79,9 @@ def test_label_retention_notebook_rejects_bad_parameter(tmp_path):
 
 def test_cdnow_notebook_cohorts_match_plain_pandas(tmp_path):
     ws = tmp_path / "ws"
-    cells = _run(CDNOW_NB, tmp_path / "out.ipynb", workspace=str(ws), data_path=str(CDNOW), periods=6)
+    cells = _run(
+        CDNOW_NB, tmp_path / "out.ipynb", workspace=str(ws), data_path=str(CDNOW), periods=6
+    )
     assert_plots_render(cells)
     summary = json.loads((ws / "outputs" / "cdnow_cohorts.json").read_text())
     raw = pd.read_csv(

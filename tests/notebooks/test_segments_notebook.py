@@ -15,11 +15,20 @@ def test_segments_notebook_runs_on_a_fresh_workspace(tmp_path):
     out = tmp_path / "out.ipynb"
     ws_path = tmp_path / "ws"
     pm.execute_notebook(
-        str(NOTEBOOK), str(out), parameters={"workspace": str(ws_path), "users": 800, "days": 14, "seed": 2},
-        kernel_name="python3", progress_bar=False,
+        str(NOTEBOOK),
+        str(out),
+        parameters={"workspace": str(ws_path), "users": 800, "days": 14, "seed": 2},
+        kernel_name="python3",
+        progress_bar=False,
     )
     nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
     assert not errors
     from engagelab import Workspace
 
@@ -31,5 +40,10 @@ def test_segments_notebook_runs_on_a_fresh_workspace(tmp_path):
 
 def test_segments_notebook_fails_fast_on_a_bad_parameter(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="users"):
-        pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "bad.ipynb"), parameters={"users": "abc"},
-                            kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(NOTEBOOK),
+            str(tmp_path / "bad.ipynb"),
+            parameters={"users": "abc"},
+            kernel_name="python3",
+            progress_bar=False,
+        )

@@ -41,7 +41,7 @@ def missing(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
-def satisfies(x: Any, op: str, v: Any) -> bool:
+def satisfies(x: Any, op: str, v: Any) -> bool:  # noqa: C901
     """Does one stored value ``x`` satisfy ``op v``? Missing values only satisfy not_exists."""
     if op == "not_exists":
         return missing(x)
@@ -126,7 +126,7 @@ def _agg_ok(values: list[float], func: str, op: str, v: Any) -> bool:
     return satisfies(stat, op, v)
 
 
-def evaluate(
+def evaluate(  # noqa: C901
     cond: Condition | Segment,
     events: pd.DataFrame,
     profiles: pd.DataFrame,
@@ -138,7 +138,7 @@ def evaluate(
         cond = cond.condition
     universe = {u for u in profiles["user_id"].tolist() if not missing(u)}
 
-    def ev(c: Condition) -> set[str]:
+    def ev(c: Condition) -> set[str]:  # noqa: C901
         if isinstance(c, And):
             out = set(universe)
             for sub in c.conditions:

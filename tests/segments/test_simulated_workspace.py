@@ -44,19 +44,36 @@ def sim(tmp_path_factory):
 
 windows = st.one_of(st.none(), st.integers(1, 21).map(lambda d: Window(last_days=d)))
 profile_filters = st.one_of(
-    st.tuples(st.just("city"), st.sampled_from(["=", "!=", "starts_with", "contains", "matches"]),
-              st.sampled_from(["Berlin", "Tokyo", "Ber", "o", "^(S|L)", "a$"])),
+    st.tuples(
+        st.just("city"),
+        st.sampled_from(["=", "!=", "starts_with", "contains", "matches"]),
+        st.sampled_from(["Berlin", "Tokyo", "Ber", "o", "^(S|L)", "a$"]),
+    ),
     st.tuples(st.just("plan"), st.sampled_from(["=", "!="]), st.sampled_from(["free", "pro"])),
     st.tuples(st.just("age"), st.sampled_from(["<", "<=", ">", ">=", "="]), st.integers(18, 70)),
-    st.tuples(st.just("age"), st.just("between"), st.tuples(st.integers(18, 40), st.integers(41, 70))),
-    st.tuples(st.just("country"), st.just("in"), st.lists(st.sampled_from(["DE", "JP", "US", "BR", "IN"]),
-                                                          min_size=1, max_size=3, unique=True).map(tuple)),
-    st.tuples(st.sampled_from(["phone", "push_token", "email"]), st.sampled_from(["exists", "not_exists"]),
-              st.none()),
+    st.tuples(
+        st.just("age"), st.just("between"), st.tuples(st.integers(18, 40), st.integers(41, 70))
+    ),
+    st.tuples(
+        st.just("country"),
+        st.just("in"),
+        st.lists(
+            st.sampled_from(["DE", "JP", "US", "BR", "IN"]), min_size=1, max_size=3, unique=True
+        ).map(tuple),
+    ),
+    st.tuples(
+        st.sampled_from(["phone", "push_token", "email"]),
+        st.sampled_from(["exists", "not_exists"]),
+        st.none(),
+    ),
 ).map(lambda t: PropertyFilter(*t))
 event_filters = st.one_of(
     st.tuples(st.just("revenue"), st.sampled_from([">", "<="]), st.integers(5, 80)),
-    st.tuples(st.just("url"), st.sampled_from(["starts_with", "="]), st.sampled_from(["/category", "/search"])),
+    st.tuples(
+        st.just("url"),
+        st.sampled_from(["starts_with", "="]),
+        st.sampled_from(["/category", "/search"]),
+    ),
     st.tuples(st.just("category"), st.just("!="), st.sampled_from(["books", "fashion"])),
 ).map(lambda t: PropertyFilter(*t))
 
@@ -90,8 +107,11 @@ trees = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(cond=trees)
 def test_workspace_segments_match_reference_on_simulated_data(sim, cond):
     ws, events, profiles = sim

@@ -128,5 +128,3 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValidationError, match="day == 'soon'"):
         world.baseline_events("soon", 3)
     assert world.baseline_events(2, 2).num_rows == 0
-
-

@@ -284,8 +284,13 @@ def test_large_chunks_stream_through(ws, tmp_path):
 def test_compaction_clusters_events_and_is_idempotent(ws):
     import pyarrow.parquet as pq
 
-    df = pd.DataFrame({"user_id": ["b", "a", "c", "a"], "event": ["Z", "A", "A", "Z"],
-                       "ts": ["2026-01-03", "2026-01-02", "2026-01-01", "2026-01-01"]})
+    df = pd.DataFrame(
+        {
+            "user_id": ["b", "a", "c", "a"],
+            "event": ["Z", "A", "A", "Z"],
+            "ts": ["2026-01-03", "2026-01-02", "2026-01-01", "2026-01-01"],
+        }
+    )
     ws.ingest(df, quiet=True)
     first = ws.compact("events")["events"]
     assert first is not None

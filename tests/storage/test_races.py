@@ -1,4 +1,4 @@
-""""Insert if absent" in the state DB, raced for real on PostgreSQL.
+""" "Insert if absent" in the state DB, raced for real on PostgreSQL.
 
 Each test opens a second connection that inserts the same key and keeps its transaction
 open; the code under test runs in a thread and blocks on that row; the test waits until

@@ -38,4 +38,6 @@ def test_a_forked_child_opens_its_own_connections(tmp_path):
     assert rows["child"] == "True"
     assert {"parent-before", "parent-after"} <= set(rows)
     db.dispose()
-    assert not (tmp_path / "state.db-wal").exists() or (tmp_path / "state.db-wal").stat().st_size == 0
+    assert (
+        not (tmp_path / "state.db-wal").exists() or (tmp_path / "state.db-wal").stat().st_size == 0
+    )

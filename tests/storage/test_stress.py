@@ -24,9 +24,22 @@ def test_four_processes_registering_new_columns_at_once(tmp_path, state_url):
     started = time.monotonic()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.storage.workers", "stress", str(ws.path), str(me),
-             str(PROCS), str(ROUNDS), str(BATCHES), str(ROWS)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.storage.workers",
+                "stress",
+                str(ws.path),
+                str(me),
+                str(PROCS),
+                str(ROUNDS),
+                str(BATCHES),
+                str(ROWS),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for me in range(PROCS)
     ]

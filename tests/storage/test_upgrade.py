@@ -72,9 +72,7 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         with engine.connect() as conn:
             names = sorted(sa.inspect(conn).get_table_names())
             return {
-                t: sorted(
-                    (tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))), key=repr
-                )
+                t: sorted((tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))), key=repr)
                 for t in names
             }
     finally:

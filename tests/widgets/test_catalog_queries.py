@@ -33,13 +33,20 @@ def test_counts_ids_and_time_zones(small_ws):
     assert catalog.user_count(small_ws) == 3
     assert catalog.user_ids(small_ws) == ["u1", "u2", "u3"]
     tz = catalog.user_timezones(small_ws)
-    assert list(tz.columns) == ["user_id", "timezone"] and tz["user_id"].tolist() == ["u1", "u2", "u3"]
+    assert list(tz.columns) == ["user_id", "timezone"] and tz["user_id"].tolist() == [
+        "u1",
+        "u2",
+        "u3",
+    ]
     assert pd.isna(tz["timezone"].iloc[0]) and tz["timezone"].iloc[1] == "Asia/Tokyo"
 
 
 def test_event_counts_names_and_labels(small_ws):
     ec = catalog.event_counts(small_ws)
-    assert ec.to_dict("records") == [{"event": "App Launched", "n": 3}, {"event": "Charged", "n": 1}]
+    assert ec.to_dict("records") == [
+        {"event": "App Launched", "n": 3},
+        {"event": "Charged", "n": 1},
+    ]
     assert catalog.event_names(small_ws) == ["App Launched", "Charged"]
     assert catalog.event_labels(small_ws) == []  # no labels column yet
 

@@ -25,10 +25,16 @@ def problems(source: str, filename: str = "<widget>") -> list[str]:
     found: list[str] = []
     for node in ast.walk(ast.parse(source, filename)):
         line = getattr(node, "lineno", 0)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and SQL.search(node.value)
+        ):
             found.append(f"{filename}:{line}: SQL in a string: {node.value.strip()[:60]!r}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
-            node.func.attr == "sql"
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and (node.func.attr == "sql")
         ):
             found.append(f"{filename}:{line}: .sql(...) call")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
@@ -64,8 +70,8 @@ def test_the_scan_catches_each_kind_of_violation(source: str) -> None:
 
 def test_the_scan_leaves_widget_words_alone() -> None:
     ok = (
-        'self.sql = w.Textarea()\nself.sql.value = segment.to_sql()\n'
-        'from engagelab.retention.engine import retention\n'
+        "self.sql = w.Textarea()\nself.sql.value = segment.to_sql()\n"
+        "from engagelab.retention.engine import retention\n"
         'label = "select a segment from the list"\n'
     )
     assert problems(ok) == []

@@ -156,7 +156,13 @@ def test_bad_date_shows_an_error_and_recovers(cr, sent_ws):
 def test_the_table_is_formatted_for_reading(cr):
     text = cr.table.value
     t = cr.table_df.set_index("campaign_id")
-    for raw in ("campaign_id", "unique_click_rate", "conversions_ct", "uplift_ci_low", "control_users"):
+    for raw in (
+        "campaign_id",
+        "unique_click_rate",
+        "conversions_ct",
+        "uplift_ci_low",
+        "control_users",
+    ):
         assert raw not in text.split("<tbody>")[0], raw  # headers in words
     assert "Click rate" in text and "Uplift vs control [interval]" in text
     assert text.count("<th style") == 15  # 19 raw columns folded into 15 readable ones
