@@ -20,6 +20,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from engagelab.errors import SpecError
+from engagelab.frozen import frozen, replace_spec
 from engagelab.segments._values import Window, literal
 from engagelab.segments.base import Condition, Context, E, P
 from engagelab.segments.events import _event_name, _window, event_scan, in_users
@@ -135,6 +136,7 @@ class InSegment(Condition):
 Resolver = Callable[[str], "Segment | Condition"]
 
 
+@frozen
 @dataclass(frozen=True, repr=False)
 class Segment:
     """A named, serialisable audience definition: a :class:`Condition` over users.
@@ -167,8 +169,8 @@ class Segment:
                 raise SpecError(field, value, "must be a string or None")
 
     def replace(self, **changes: Any) -> Segment:
-        """A copy with some fields changed (segments are frozen)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, validated again (segments are frozen)."""
+        return replace_spec(self, changes)
 
     # ------------------------------------------------------------------ compile
     def to_expression(
