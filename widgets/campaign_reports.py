@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ipywidgets as w
 import pandas as pd
@@ -355,7 +355,7 @@ def campaign_table_html(df: pd.DataFrame) -> str:
             f"<td style='{_NUM}'>{percent(None if _missing(r.unique_click_rate) else r.unique_click_rate)}</td>",
             f"<td style='{_NUM}'>{_count(r.conversions_ct)} / {_count(r.conversions_vt)}</td>",
             f"<td style='{_NUM}'>{percent(None if _missing(r.conversion_rate) else r.conversion_rate)}</td>",
-            f"<td style='{_NUM}'>{'' if _missing(r.revenue) else f'{float(r.revenue):,.2f}'}</td>",
+            f"<td style='{_NUM}'>{'' if _missing(r.revenue) else f'{float(cast(float, r.revenue)):,.2f}'}</td>",
             f"<td style='{_NUM}'>{_count(r.control_users)}</td>",
             _uplift_cell(r),
         ]  # fmt: skip

@@ -33,7 +33,7 @@ import sys
 import threading
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ipywidgets as w
 import pandas as pd
@@ -236,11 +236,12 @@ def _jobs_html(df: pd.DataFrame) -> str:
         return "<i>no jobs</i>"
     rows = []
     for r in df.itertuples(index=False):
+        name = cast(str, r.name)
         sched = f"{r.cron} ({r.timezone})" if isinstance(r.cron, str) else "on demand"
         rows.append(
-            f"<tr><td><b>{html.escape(r.name)}</b></td><td>{html.escape(sched)}</td>"
+            f"<tr><td><b>{html.escape(name)}</b></td><td>{html.escape(sched)}</td>"
             f"<td>{html.escape(_txt(r.next_run))}</td><td>{'paused' if r.paused else 'active'}</td>"
-            f"<td>{html.escape(_txt(r.last_date))}</td><td>{_status_span(r.last_status, r.name)}</td></tr>"
+            f"<td>{html.escape(_txt(r.last_date))}</td><td>{_status_span(r.last_status, name)}</td></tr>"
         )
     head = "<tr><th>job</th><th>schedule</th><th>next run</th><th>state</th><th>last date</th><th>last status</th></tr>"
     return f"<table class='el-jobs-grid'>{head}{''.join(rows)}</table>"
@@ -263,13 +264,14 @@ def _history_html(df: pd.DataFrame) -> str:
     for r in df.itertuples(index=False):
         err = ""
         if isinstance(r.error_name, str):
-            cell = f" (cell {int(r.cell_index)})" if pd.notna(r.cell_index) else ""
+            cell_index = cast(float, r.cell_index)
+            cell = f" (cell {int(cell_index)})" if pd.notna(cell_index) else ""
             err = html.escape(f"{r.error_name}{cell}: {r.error_value}")
         links = " ".join(
             x for x in (_link(r.output_path, "notebook"), _link(r.html_path, "report")) if x
         )
         rows.append(
-            f"<tr class='el-jobs-run'><td>{html.escape(r.logical_date)}</td><td>{r.attempt}</td>"
+            f"<tr class='el-jobs-run'><td>{html.escape(cast(str, r.logical_date))}</td><td>{r.attempt}</td>"
             f"<td>{_status_span(r.status)}</td><td>{html.escape(str(r.started_at)[:19])}</td>"
             f"<td>{err}</td><td>{links}</td></tr>"
         )

@@ -194,8 +194,11 @@ class CohortRetentionExplorer(w.VBox):
         if opts["brackets"] is not None:
             opts["brackets"] = tuple(opts["brackets"])
         if labels:
-            res = label_retention(self.ws, labels, spec.return_event, **opts)
-            effects = {lab: label_effect(self.ws, lab, day=day, return_event=spec.return_event)
+            return_event = spec.return_event
+            if return_event is None:  # RetentionSpec defaults it to start_event
+                raise ValidationError("return_event", return_event, "must be an event name")
+            res = label_retention(self.ws, labels, return_event, **opts)
+            effects = {lab: label_effect(self.ws, lab, day=day, return_event=return_event)
                        for lab in labels if not res[lab].empty}  # fmt: skip
             return res, effects
         return retention(self.ws, spec=spec), {}

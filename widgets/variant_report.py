@@ -35,7 +35,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import ipywidgets as w
 import numpy as np
@@ -282,11 +282,12 @@ class VariantReport(w.VBox):
             cells = [
                 html.escape(str(r.experiment)), html.escape(str(r.metric)),
                 f"{html.escape(str(r.arm))} vs {html.escape(str(r.control))}",
-                f"{int(r.n_arm):,} / {int(r.n_control):,}",
+                f"{int(cast(int, r.n_arm)):,} / {int(cast(int, r.n_control)):,}",
                 value(r.control_estimate), value(r.arm_estimate),
-                _interval(r.rel_lift, r.rel_ci_low, r.rel_ci_high, _pct_signed),
-                _interval(r.abs_lift, r.abs_ci_low, r.abs_ci_high,
-                          _points if rate else _num_signed),
+                _interval(cast(float, r.rel_lift), cast(float, r.rel_ci_low),
+                          cast(float, r.rel_ci_high), _pct_signed),
+                _interval(cast(float, r.abs_lift), cast(float, r.abs_ci_low),
+                          cast(float, r.abs_ci_high), _points if rate else _num_signed),
                 html.escape(p_text(r.p_adjusted)),
                 f"<b style='color:{colour}'>{word}</b>",
             ]  # fmt: skip
@@ -326,7 +327,7 @@ class VariantReport(w.VBox):
         t = res.table
         rows = []
         for r in t.itertuples():
-            p = float(r.seq_p)
+            p = float(cast(float, r.seq_p))
             if not np.isfinite(p):
                 status = "no inference possible"
             elif p < res.alpha:
@@ -334,7 +335,7 @@ class VariantReport(w.VBox):
             else:
                 status = f"keep running: always-valid p = {p_text(p)}"
             ci = (f"[{r.seq_ci_low:+.4g}, {r.seq_ci_high:+.4g}]"
-                  if np.isfinite(r.seq_ci_low) else "—")  # fmt: skip
+                  if np.isfinite(cast(float, r.seq_ci_low)) else "—")  # fmt: skip
             rows.append(f"<tr><td>{html.escape(str(r.experiment))}</td><td>{html.escape(str(r.metric))}</td>"
                         f"<td>{html.escape(str(r.arm))} vs {html.escape(str(r.control))}</td>"
                         f"<td>{ci}</td><td>{html.escape(status)}</td></tr>")  # fmt: skip
@@ -385,7 +386,8 @@ def forest_png(
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(t))[::-1]
     for yi, r, mark in zip(y, t.itertuples(), marks, strict=True):
-        e, lo, hi = float(r.rel_lift), float(r.rel_ci_low), float(r.rel_ci_high)
+        e = float(cast(float, r.rel_lift))
+        lo, hi = float(cast(float, r.rel_ci_low)), float(cast(float, r.rel_ci_high))
         if not np.isfinite(e):
             continue
         err = [[e - lo if np.isfinite(lo) else 0.0], [hi - e if np.isfinite(hi) else 0.0]]

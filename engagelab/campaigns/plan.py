@@ -202,7 +202,7 @@ def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     if s.type in ("one_time", "recurring", "on_date"):
         where = ""
         if s.type == "on_date":
-            if s.date_property not in pcols:
+            if s.date_property is None or s.date_property not in pcols:
                 raise ValidationError(
                     "schedule.date_property", s.date_property, "is not a profiles column"
                 )
@@ -449,7 +449,8 @@ def _assign(ws: Core, c: Campaign, df: pd.DataFrame, phase: str, winner: str | N
         arm = np.array([], dtype=object)
     ctrl = (arm == "control") & (decision == "send")
     decision[ctrl], reason[ctrl] = "control", "control"
-    df["variant"] = np.where(arm == "control", None, arm)
+    # numpy takes None as an object scalar; its stubs do not list it
+    df["variant"] = np.where(arm == "control", None, arm)  # type: ignore[call-overload]
     if c.winner_test is not None and len(df):
         test = buckets(uid, c.id + ":test") < round(c.winner_test.test_share * 10_000)
         live = decision == "send"

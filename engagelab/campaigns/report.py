@@ -222,10 +222,10 @@ def _specs(ws: Core) -> dict[str, tuple[Campaign, str]]:
         ):
             if r.campaign_id not in specs:
                 specs[r.campaign_id] = (Campaign.from_json(r.spec), "")
-        run_status = {}
-        for r in conn.execute(sa.select(L.runs.c.campaign_id, L.runs.c.status)):
-            prev = run_status.get(r.campaign_id)
-            run_status[r.campaign_id] = "running" if "running" in (prev, r.status) else "sent"
+        run_status: dict[str, str] = {}
+        for row in conn.execute(sa.select(L.runs.c.campaign_id, L.runs.c.status)):
+            prev = run_status.get(row.campaign_id)
+            run_status[row.campaign_id] = "running" if "running" in (prev, row.status) else "sent"
     return {k: (c, run_status.get(k) or st or "draft") for k, (c, st) in specs.items()}
 
 
@@ -366,6 +366,8 @@ def choose_campaign_winner(ws: Core, c: Campaign) -> Any:
     if sent.empty:
         raise ValidationError("campaign", c.id, "has no sent test messages to choose a winner from")
     wt = c.winner_test
+    if wt is None:
+        raise ValidationError("campaign", c.id, "has no winner test")
     metric = wt.metric or ("viewed" if c.channel == "email" else "clicked")
     column = {"revenue": "goal_revenue"}.get(metric, metric)
     kind = "mean" if metric == "revenue" else "proportion"

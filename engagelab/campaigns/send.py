@@ -55,7 +55,7 @@ from engagelab.campaigns.spec import Campaign
 from engagelab.delivery import ledger as L
 from engagelab.delivery.outbox import data, json_strings
 from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
-from engagelab.errors import ValidationError
+from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
 from engagelab.storage.upsert import insert_ignore
 from engagelab.validate import check_int, check_number
@@ -110,7 +110,7 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         v = cast(Any, frame[col]).to_numpy(dtype=object, na_value=None)
         return np.asarray(v, dtype=object)
 
-    cols = ("user_id", "variant", "to", "message_key", "timezone")
+    cols: tuple[str, ...] = ("user_id", "variant", "to", "message_key", "timezone")
     # the trigger event's properties (triggered / inaction plans; older snapshots lack it)
     cols += ("event_properties",) if "event_properties" in frame.columns else ()
     out = {c: obj(c) for c in cols}
@@ -369,7 +369,10 @@ def _connection(ws: Core) -> Iterator[sa.Connection]:
     with ws.state.engine.connect() as conn:
         conn = conn.execution_options(el_immediate=True)
         if conn.dialect.name == "sqlite":
-            conn.connection.driver_connection.execute("PRAGMA cache_size=-131072")  # 128 MB
+            driver = conn.connection.driver_connection
+            if driver is None:
+                raise WorkspaceError("the state database connection is closed")
+            driver.execute("PRAGMA cache_size=-131072")  # 128 MB
         yield conn
 
 
@@ -557,8 +560,8 @@ def _payloads(
     idx[todo] = np.arange(len(table), len(table) + len(todo))
     from engagelab.campaigns.plan import event_context
 
-    evs = rows.get("event_properties")
-    evs = evs[todo] if evs is not None else [None] * len(todo)
+    ev_col = rows.get("event_properties")
+    evs = ev_col[todo] if ev_col is not None else [None] * len(todo)
     bad: dict[int, str] = {}
     for pos, u, v, e in zip(todo.tolist(), ids, variants[todo], evs, strict=True):
         try:

@@ -28,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -39,6 +39,9 @@ from engagelab.errors import SpecError, ValidationError
 from engagelab.frozen import freeze, frozen, replace_spec, thaw
 from engagelab.schema import CHANNEL_OPTOUT
 from engagelab.validate import check_datetime, check_timezone
+
+if TYPE_CHECKING:
+    from engagelab.channels import Content
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -69,11 +72,14 @@ def _channels() -> tuple[str, ...]:
 
 def validate_content(channel: str, content: Any, field: str) -> Any:
     """The channel's validated content object (a plain dict until engagelab.channels lands)."""
+    content_type: type[Content] | None
+    content_from_dict: Callable[[str, Any], Content] | None
     try:
-        from engagelab.channels import Content, content_from_dict
+        from engagelab.channels import Content as content_type
+        from engagelab.channels import content_from_dict
     except ImportError:  # pragma: no cover - the channels module ships with campaigns
-        Content, content_from_dict = None, None
-    if Content is not None and isinstance(content, Content):
+        content_type, content_from_dict = None, None
+    if content_type is not None and isinstance(content, content_type):
         if content.channel != channel:
             raise SpecError(
                 field, type(content).__name__, f"must be content of the {channel} channel"
@@ -355,7 +361,7 @@ class Campaign:
             raise SpecError("winner_test", "set", "is not available for remarketing exports")
 
     def _check_variants(self) -> None:
-        vs = self.variants
+        vs: tuple[Any, ...] | Variant | Mapping[str, Any] = self.variants  # as given, unchecked
         if isinstance(vs, Variant | Mapping):
             vs = (vs,)
         vs = tuple(Variant(**v) if isinstance(v, Mapping) else v for v in vs)
@@ -378,7 +384,7 @@ class Campaign:
                         w,
                         "must be in (0, 1] (give every variant a weight)",
                     )
-            if abs(sum(weights) - 1) > 1e-6:
+            if abs(sum(cast(list[float], weights)) - 1) > 1e-6:  # all numbers: checked above
                 raise SpecError("variants.weight", weights, "must sum to 1")
         checked = tuple(
             Variant(
@@ -417,7 +423,7 @@ class Campaign:
     def weights(self) -> list[float]:
         if self.variants[0].weight is None:
             return [1.0 / len(self.variants)] * len(self.variants)
-        return [float(v.weight) for v in self.variants]
+        return [float(cast(float, v.weight)) for v in self.variants]  # all set: checked
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
