@@ -105,9 +105,11 @@ def test_every_attack_is_refused_and_the_workspace_is_intact(sql_ws, capsys, tmp
     for q in payloads:
         code, out, err = sql(capsys, sql_ws, q)
         assert code == 1, (q, out)
-        assert err.startswith("engagelab: error: ") and err.count("\n") == 1, (q, err)
+        # under --format json the error is one JSON line on stderr
+        assert err.count("\n") == 1, (q, err)
+        message = json.loads(err)["error"]["message"]
         # refused by the statement check or DuckDB's lock (named), or the file is not a table
-        assert "--unsafe" in err or "does not exist" in err, (q, err)
+        assert "--unsafe" in message or "does not exist" in message, (q, err)
     assert not outside.exists() and not Path(f"{outside}.db").exists()
     assert snapshot(sql_ws) == before  # byte-identical: data files, state.db, config
     code, out, _ = sql(capsys, sql_ws, "SELECT count(*) AS n FROM events")
