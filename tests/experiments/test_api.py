@@ -141,7 +141,7 @@ def test_intended_weights_for_srm(df):
         (dict(metrics=["revenue:proportion"]), "metrics['revenue'].column"),
         (dict(metrics=["clicked:median"]), "metrics['clicked'].kind"),
         (dict(alpha=1.5), "alpha"),
-        (dict(correction="sidak"), "correction"),
+        (dict(correction="sidakk"), "correction"),
         (dict(weights={"A": 0.5, "B": 0.5, "D": 0.2}), "weights"),
         (dict(weights=[0.5, 0.3, 0.3]), "weights"),
         (dict(arms=["A", "B", "C", "D"]), "arms"),

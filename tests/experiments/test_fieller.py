@@ -149,4 +149,5 @@ def test_rel_ci_option_is_validated_and_reaches_the_cli(tmp_path, capsys):
         (float(lo), float(hi)), rel=1e-9
     )
     assert main([*base, "--rel-ci", "exact"]) == 1
-    assert capsys.readouterr().err.startswith("engagelab: error: rel_ci == 'exact'")
+    err = json.loads(capsys.readouterr().err)["error"]  # --format json: the error is JSON
+    assert err["field"] == "rel_ci" and err["message"].startswith("rel_ci == 'exact'")

@@ -328,8 +328,9 @@ def test_cli_ratio_covariates(tmp_path, capsys):
     assert num_only[0]["arm_estimate"] == pytest.approx(est1[num_only[0]["arm"]], rel=1e-10)
     for bad in ("a,b,c", "a,", ",b"):
         assert main([*base, "--metric", "rev:ratio:orders", "--covariate", bad]) == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"engagelab: error: --covariate == {bad!r}")
+        err = capsys.readouterr().err.strip().splitlines()  # --format json: one JSON line
+        assert len(err) == 1
+        assert json.loads(err[0])["error"]["message"].startswith(f"--covariate == {bad!r}")
 
 
 def test_variant_report_widget_takes_ratio_covariates():
