@@ -219,7 +219,7 @@ def test_malformed_spec_file_and_unsimulated_workspace(sim, tmp_path):
         run_campaign_job(sim, "2026-01-08", spec_file=str(bad))
     assert e1.value.field == "spec_file"
     bad.write_text("id: [unclosed\n")
-    with pytest.raises(ValidationError, match="is not a campaign spec") as e2:
+    with pytest.raises(ValidationError, match="is not valid YAML") as e2:
         run_campaign_job(sim, "2026-01-08", spec_file=str(bad))
     assert "\n" not in str(e2.value)
     plain = Workspace.create(tmp_path / "plain")
