@@ -428,7 +428,7 @@ def test_huge_single_line_is_bounded(cws, tmp_path, fmt):
             fh.write("user_id,event,ts,blob\nu1,A,2026-01-01,small\nu2,A,2026-01-01,")
             fh.write(big + "\n")
     proc = subprocess.run(
-        [sys.executable, "-c", _MEMCAP, str(cws), str(src), "1500"],
+        [sys.executable, "-c", _MEMCAP, str(cws), str(src), "3000"],
         capture_output=True,
         timeout=300,
         check=False,

@@ -231,7 +231,7 @@ class Window:
     >>> Window(last_days=0)
     Traceback (most recent call last):
     ...
-    engagelab.errors.SpecError: window.last_days == 0, must be an integer >= 1
+    engagelab.errors.SpecError: window.last_days == 0, must be an integer in [1, 36500]
     """
 
     last_days: int | None = None  # at most MAX_LAST_DAYS (100 years)
