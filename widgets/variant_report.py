@@ -43,11 +43,12 @@ import pandas as pd
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import Experiment, Metric, analyze, choose_winner
+from engagelab.experiments.formatting import format_p
 from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.winner import Winner
 from engagelab.storage.catalog import run_query
 
-from ._format import COLOURS, p_text, percent
+from ._format import COLOURS, percent
 from ._guard import ErrorLine, guarded
 
 __all__ = ["VariantReport"]
@@ -288,7 +289,7 @@ class VariantReport(w.VBox):
                           cast(float, r.rel_ci_high), _pct_signed),
                 _interval(cast(float, r.abs_lift), cast(float, r.abs_ci_low),
                           cast(float, r.abs_ci_high), _points if rate else _num_signed),
-                html.escape(p_text(r.p_adjusted)),
+                html.escape(format_p(r.p_adjusted, r.log10_p_adjusted)),
                 f"<b style='color:{colour}'>{word}</b>",
             ]  # fmt: skip
             rows.append(
@@ -315,8 +316,9 @@ class VariantReport(w.VBox):
             bad = s.mismatch()
             style = "background:#b00020;color:white" if bad else "background:#e6f4ea;color:#1a5e20"
             obs = ", ".join(f"{a}: {n:,}" for a, n in zip(s.arms, s.observed, strict=True))
-            text = (f"SAMPLE RATIO MISMATCH in {exp!r}: {obs} (p = {s.p_value:.3g}); do not trust these results"
-                    if bad else f"sample ratio OK in {exp!r}: {obs} (SRM p = {s.p_value:.3g})")  # fmt: skip
+            p = format_p(s.p_value, s.log10_p)
+            text = (f"SAMPLE RATIO MISMATCH in {exp!r}: {obs} (p = {p}); do not trust these results"
+                    if bad else f"sample ratio OK in {exp!r}: {obs} (SRM p = {p})")  # fmt: skip
             cls = "el-vr-srm-alarm" if bad else "el-vr-srm-ok"
             parts.append(f"<div class='{cls}' style='{style};padding:6px;font-weight:bold;margin:2px 0'>"
                          f"{'⚠ ' if bad else ''}{html.escape(text)}</div>")  # fmt: skip
@@ -328,12 +330,13 @@ class VariantReport(w.VBox):
         rows = []
         for r in t.itertuples():
             p = float(cast(float, r.seq_p))
+            shown = format_p(p, getattr(r, "log10_seq_p", None))
             if not np.isfinite(p):
                 status = "no inference possible"
             elif p < res.alpha:
-                status = f"can stop: always-valid p = {p_text(p)} < α"
+                status = f"can stop: always-valid p = {shown} < α"
             else:
-                status = f"keep running: always-valid p = {p_text(p)}"
+                status = f"keep running: always-valid p = {shown}"
             ci = (f"[{r.seq_ci_low:+.4g}, {r.seq_ci_high:+.4g}]"
                   if np.isfinite(cast(float, r.seq_ci_low)) else "—")  # fmt: skip
             rows.append(f"<tr><td>{html.escape(str(r.experiment))}</td><td>{html.escape(str(r.metric))}</td>"

@@ -21,12 +21,16 @@ import argparse
 import math
 from typing import Any
 
-__all__ = ["register"]
+from engagelab.experiments.formatting import P_COLUMNS, format_p, format_probability
+
+__all__ = ["analyze_table", "register"]
 
 ANALYZE_COLUMNS = [
     "metric", "arm", "control", "n_control", "n_arm", "control_estimate", "arm_estimate",
     "abs_lift", "abs_ci_low", "abs_ci_high", "rel_lift", "rel_ci_low", "rel_ci_high", "test",
-    "p_value", "p_adjusted", "significant", "bayes_p_beat_control", "srm_p", "note",
+    "p_value", "p_adjusted", "significant", "seq_p", "seq_ci_low", "seq_ci_high", "gs_z",
+    "gs_bound", "gs_reject", "bayes_p_beat_control", "cuped_theta", "cuped_theta_scope", "srm_p",
+    "note",
 ]  # fmt: skip
 
 
@@ -88,8 +92,6 @@ def cmd_design(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     import os
 
-    import pandas as pd
-
     from engagelab.cli._common import emit
     from engagelab.errors import ValidationError
     from engagelab.experiments.api import analyze_experiment
@@ -105,6 +107,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         covariate=cov, denominator_covariate=den_cov, correction=args.correction, alpha=args.alpha,
         experiment_col=args.experiment_col, weights=_weights(args.weights),
         sequential=args.sequential, rel_ci=args.rel_ci,
+        gs_information=_fractions(args.gs_information), gs_look=args.gs_look,
+        gs_spending=args.gs_spending, cuped_theta=args.cuped_theta,
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -113,30 +117,83 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if s["mismatch"]:
             print(
                 f"!! SAMPLE RATIO MISMATCH in {exp!r}: observed {s['observed']} vs expected "
-                f"{[round(e, 1) for e in s['expected']]} (p = {s['p_value']:.3g}); do not trust these results"
+                f"{[round(e, 1) for e in s['expected']]} (p = {format_p(s['p_value'], s['log10_p'])}); "
+                "do not trust these results"
             )
-    df = pd.DataFrame(out["rows"])
-    cols = [c for c in ANALYZE_COLUMNS if c in df.columns]
-    if args.experiment_col:
-        cols = ["experiment", *cols]
-    df = df[cols].copy()
-    for c in df.columns:
-        if c not in ("p_value", "p_adjusted", "srm_p") and df[c].dtype == object:
-            continue
-        if c in ("p_value", "p_adjusted", "srm_p"):
-            df[c] = [_p(v) for v in df[c]]
-        elif df[c].dtype.kind == "f":
-            df[c] = df[c].map(lambda v: "" if v is None or math.isnan(v) else f"{v:.4g}")
-    emit(df, "table")
-    print(f"alpha = {out['alpha']:g}; p_adjusted by {out['correction']}; "
-          "bayes_p_beat_control is Bayesian (not a p-value)")  # fmt: skip
+    emit(analyze_table(out, with_experiment=bool(args.experiment_col)), "table")
+    notes = [f"alpha = {out['alpha']:g}; p_adjusted by {out['correction']}"]
+    if args.sequential:
+        notes.append("seq_p and seq_ci are always-valid (safe to look at any time)")
+    if args.gs_information:
+        notes.append("gs_z vs gs_bound: the group-sequential test of this look")
+    notes.append("bayes_p_beat_control is Bayesian (not a p-value)")
+    print("; ".join(notes))
     return 0
 
 
-def _p(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:.3g}"
+def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
+    """The table ``experiment analyze`` prints, from :func:`analyze_experiment` output.
+
+    p-values are written by :func:`~engagelab.experiments.formatting.format_p` from
+    their log10 (never ``0``), probabilities by
+    :func:`~engagelab.experiments.formatting.format_probability` (never ``1``); other
+    numbers with four significant digits; a missing value is blank.
+    """
+    import pandas as pd
+
+    rows = out["rows"]
+    df = pd.DataFrame(rows)
+    cols = [c for c in ANALYZE_COLUMNS if c in df.columns]
+    if "cuped_theta_scope" in df.columns and not df["cuped_theta_scope"].astype(bool).any():
+        cols = [c for c in cols if not c.startswith("cuped_")]  # no metric has a covariate
+    if with_experiment:
+        cols = ["experiment", *cols]
+    table = df[cols].copy()
+    for c in table.columns:
+        if c in P_COLUMNS:
+            logs = df[P_COLUMNS[c]] if P_COLUMNS[c] in df.columns else [None] * len(df)
+            table[c] = [
+                "" if _missing(v) and _missing(lv) else format_p(v, lv)
+                for v, lv in zip(df[c], logs, strict=True)
+            ]
+        elif c == "srm_p":
+            srm = out["srm"]
+            table[c] = [
+                format_p(srm[e]["p_value"], srm[e]["log10_p"])
+                if e in srm
+                else ("" if _missing(v) else format_p(v))
+                for e, v in zip(df["experiment"], df[c], strict=True)
+            ]
+        elif c == "bayes_p_beat_control":
+            table[c] = ["" if _missing(v) else format_probability(v) for v in df[c]]
+        elif c == "gs_reject":
+            table[c] = ["" if v is None else ("reject" if v else "continue") for v in df[c]]
+        elif all(isinstance(v, float) or v is None for v in table[c]):
+            table[c] = ["" if _missing(v) else _num(v) for v in table[c]]
+    return table
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v: float) -> str:
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return f"{v:.4g}"
+
+
+def _fractions(text: str | None) -> list[float] | None:
+    from engagelab.errors import ValidationError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValidationError(
+            "--gs-information", text, "must be comma-separated increasing fractions in (0, 1]"
+        ) from None
 
 
 def register(
@@ -195,6 +252,11 @@ def register(
         "metrics the pre-period ratio COL/DEN_COL",
     )  # fmt: skip
     a.add_argument(
+        "--cuped-theta", default="per_comparison", metavar="SCOPE",
+        help="CUPED slope: per_comparison (default: control and the compared arm only) or "
+        "pooled (one slope from all arms)",
+    )  # fmt: skip
+    a.add_argument(
         "--correction", default="holm", help="holm (default), hochberg, bonferroni, bh, by, none"
     )
     a.add_argument("--alpha", type=float, default=0.05)
@@ -204,5 +266,17 @@ def register(
     a.add_argument(
         "--rel-ci", default="delta", metavar="METHOD",
         help="relative-lift interval: delta (default) or fieller (asymmetric, matches the test)",
+    )  # fmt: skip
+    a.add_argument(
+        "--gs-information", metavar="T1,T2,...",
+        help="group-sequential design: the planned looks as information fractions, e.g. "
+        "0.25,0.5,0.75,1 (adds gs_z, gs_bound, gs_reject)",
+    )  # fmt: skip
+    a.add_argument(
+        "--gs-look", type=int, metavar="K", help="which planned look this is (default: the last)"
+    )
+    a.add_argument(
+        "--gs-spending", default="obf", metavar="NAME",
+        help="alpha spending of the group-sequential bounds: obf (default) or pocock",
     )  # fmt: skip
     a.set_defaults(func=cmd_analyze)

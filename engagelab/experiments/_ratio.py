@@ -11,14 +11,16 @@ linearised pre-period ratio ``C = ΣX / ΣM`` (``M ≡ 1`` without a denominator
 covariate, making ``C`` the mean of ``X``)::
 
     K_i = (X_i - C M_i) / M̄
-    θ   = pooled within-arm Cov(L, K) / Var(K)       (one θ for all arms)
+    θ   = pooled within-arm Cov(L, K) / Var(K)
     R_adj = R - θ (C_arm - C_all)                   Var(R_adj) ≈ Var(L - θ K) / n
 
-``C_all`` is the covariate ratio over all arms, so the adjustment removes the chance
-pre-period imbalance between arms. Every variance and covariance comes from ``n``,
-``Σ``, ``Σ²`` and cross-products ``Σab``, which the engine aggregates in SQL.
-The pooled within-arm θ equals the slope on ``K`` of an OLS of ``L`` on arm dummies
-and ``K``; tea-tasting estimates θ per pair of arms from the two arms pooled as one
+θ and ``C_all`` (the covariate ratio) are taken over the control and the compared arm
+(``cuped_theta="per_comparison"``, the default of the analysis) or over all arms
+(``"pooled"``); :func:`cuped_theta` computes them over whichever arms it is given.
+The adjustment removes the chance pre-period imbalance between arms. Every variance
+and covariance comes from ``n``, ``Σ``, ``Σ²`` and cross-products ``Σab``, which the
+engine aggregates in SQL. The pooled within-arm θ equals the slope on ``K`` of an OLS
+of ``L`` on arm dummies and ``K`` over those arms; tea-tasting estimates θ per pair of arms from the two arms pooled as one
 sample, which differs in the fourth significant digit or so.
 
 Example (``var_y = 5/3``, ``var_d = 2/3``, ``cov = 1``, ``R = 2.5``, ``N̄ = 1``, so
@@ -100,9 +102,10 @@ def moments(row: Mapping[str, Any], y: str, d: str, x: str | None, m: str | None
 def cuped_theta(
     rows: Sequence[Mapping[str, Any]], y: str, d: str, x: str, m: str | None
 ) -> tuple[float, float, str]:
-    """Pooled within-arm θ and the all-arms covariate ratio ``C_all`` of one experiment.
+    """Pooled within-arm θ and the covariate ratio ``C_all`` over the arms of ``rows``.
 
-    ``rows`` are the aggregate rows of every arm. Returns ``(theta, c_all, note)``;
+    ``rows`` are the aggregate rows of the arms θ is estimated on (all arms, or the
+    control and one compared arm). Returns ``(theta, c_all, note)``;
     when no adjustment is possible ``theta`` is 0 and ``note`` says why.
     """
     mom = [moments(r, y, d, x, m) for r in rows]

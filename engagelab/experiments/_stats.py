@@ -13,6 +13,7 @@ import numpy as np
 from scipy import special, stats
 
 from engagelab.errors import ValidationError
+from engagelab.experiments.formatting import format_p
 from engagelab.validate import check_choice
 
 __all__ = [
@@ -25,37 +26,13 @@ __all__ = [
     "format_p",
     "pooled_z",
     "relative_lift",
+    "t_logsf",
     "welch",
     "z_test",
 ]
 
 LN10 = math.log(10.0)
 CORRECTIONS = ("holm", "hochberg", "bonferroni", "sidak", "holm-sidak", "bh", "by", "none")
-
-
-def format_p(p: float, log10_p: float | None = None) -> str:
-    """Format a p-value without ever printing 0: tiny values come from ``log10_p``.
-
-    >>> format_p(0.0, -523.4)
-    '3.98e-524'
-    >>> format_p(0.0312)
-    '0.0312'
-    >>> format_p(0.0)
-    '< 1e-300'
-    """
-    if log10_p is None or not math.isfinite(log10_p):
-        if p is None or not math.isfinite(p):
-            return "n/a"
-        log10_p = math.log10(p) if p > 0 else -math.inf
-    if log10_p == -math.inf:
-        return "< 1e-300"
-    if log10_p >= -3:
-        return f"{10**log10_p:.3g}"
-    exp = math.floor(log10_p)
-    mant = 10 ** (log10_p - exp)
-    if mant >= 9.995:
-        mant, exp = 1.0, exp + 1
-    return f"{mant:.2f}e{exp}"
 
 
 def _two_sided_logp(log_sf: np.ndarray, alternative: str) -> np.ndarray:
@@ -78,6 +55,52 @@ def z_test(diff, se, alternative: str = "two-sided"):
     return z, logp
 
 
+def t_logsf(t, df) -> np.ndarray:
+    """Natural log of Student's t survival function, finite far into the tail.
+
+    ``scipy.stats.t.logsf`` underflows to ``-inf`` beyond about ``|t| = 40`` at large
+    ``df``; there ``sf = I_x(df/2, 1/2) / 2`` with ``x = df / (df + t²)`` is computed in
+    log space from the continued fraction of the incomplete beta function (modified
+    Lentz), which converges in a few terms in the tail.
+
+    >>> float(t_logsf(3.0, 10.0)) == float(stats.t.logsf(3.0, 10.0))
+    True
+    >>> round(float(t_logsf(86.0, 6000.0)), 4)
+    -2414.5619
+    """
+    t, df = np.broadcast_arrays(np.asarray(t, float), np.asarray(df, float))
+    out = np.array(stats.t.logsf(t, df), dtype=float, ndmin=1).reshape(t.shape)
+    far = np.isneginf(out) & np.isfinite(t) & (t > 1) & np.isfinite(df) & (df > 0)
+    if far.any():
+        nu = df[far]
+        out[far] = _log_ibeta_tail(nu / (nu + t[far] ** 2), nu / 2, 0.5) - math.log(2.0)
+    return out
+
+
+def _log_ibeta_tail(x: np.ndarray, a: np.ndarray, b: float) -> np.ndarray:
+    """``log I_x(a, b)`` by the incomplete beta continued fraction (Numerical Recipes'
+    ``betacf``, modified Lentz), for ``x < (a + 1) / (a + b + 2)`` where it converges."""
+    tiny = 1e-300
+
+    def clip(v: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(v) < tiny, tiny, v)
+
+    c = np.ones_like(x)
+    d = 1 / clip(1 - (a + b) * x / (a + 1))
+    h = d.copy()
+    for m in range(1, 10_000):
+        for aa in (
+            m * (b - m) * x / ((a - 1 + 2 * m) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1 + 2 * m)),
+        ):
+            d = 1 / clip(1 + aa * d)
+            c = clip(1 + aa / c)
+            h = h * d * c
+        if (np.abs(d * c - 1) < 1e-15).all():
+            break
+    return a * np.log(x) + b * np.log1p(-x) - np.log(a) - special.betaln(a, b) + np.log(h)
+
+
 def welch(mean_c, var_c, n_c, mean_t, var_t, n_t, alternative: str = "two-sided"):
     """Welch's t test: returns ``(t, df, logp, se)``; ``var_*`` are per-unit sample variances."""
     a = np.asarray(var_c, float) / np.asarray(n_c, float)
@@ -89,11 +112,11 @@ def welch(mean_c, var_c, n_c, mean_t, var_t, n_t, alternative: str = "two-sided"
         )
         t = (np.asarray(mean_t, float) - np.asarray(mean_c, float)) / se
     if alternative == "two-sided":
-        logp = _two_sided_logp(stats.t.logsf(np.abs(t), df), alternative)
+        logp = _two_sided_logp(t_logsf(np.abs(t), df), alternative)
     elif alternative == "greater":
-        logp = stats.t.logsf(t, df)
+        logp = t_logsf(t, df)
     else:
-        logp = stats.t.logcdf(t, df)
+        logp = t_logsf(-t, df)  # the t distribution is symmetric: cdf(t) = sf(-t)
     return t, df, logp, se
 
 

@@ -6,8 +6,12 @@ Each arm is compared with the control arm. Estimates per arm:
   (``p(1-p)`` for proportions);
 - ratio: ``Σnum / Σden`` with the delta-method variance
   ``(var_num - 2 R cov + R² var_den) / (n mean_den²)``;
-- CUPED: ``ȳ - θ (x̄_arm - x̄_all)`` with ``θ`` the pooled within-arm regression
-  slope of ``y`` on the covariate; variance ``var_y - 2θ cov + θ² var_x``;
+- CUPED: ``ȳ - θ (x̄_arm - x̄)`` with ``θ`` the within-arm regression slope of ``y``
+  on the covariate and ``x̄`` the covariate mean, both over the control and the
+  compared arm only (``cuped_theta="per_comparison"``, the default: the slope of an
+  OLS of ``y`` on a treatment dummy and the covariate over that pair), or over all
+  arms (``cuped_theta="pooled"``); variance ``var_y - 2θ cov + θ² var_x``. The
+  ``arms`` table and P(best), which put every arm on one scale, use the all-arms θ;
 - CUPED ratio: the same on the delta-method linearisations of the ratio and of the
   pre-period ratio ``Σcovariate / Σdenominator_covariate`` (see
   :mod:`engagelab.experiments._ratio`).
@@ -248,11 +252,17 @@ def analyze_aggregates(  # noqa: C901
                         "arm": a,
                         "n": int(st[a]["n"]),
                         "estimate": st[a]["estimate"],
-                        "bayes_p_best": bay["p_best"][i] if bay else math.nan,
+                        "bayes_p_best": _prob("p_best", bay["p_best"][i]) if bay else math.nan,
                     }
                 )
+            pairwise = bool(m.covariate) and spec.cuped_theta == "per_comparison"
             for i, a in enumerate(order[1:], start=1):
-                c, t = st[control], st[a]
+                c, t, th, c_note, bay_i, j = st[control], st[a], theta, cuped_note, bay, i
+                if pairwise and len(order) > 2:  # with two arms the pair is all arms
+                    th, xb, c_note = _theta([recs[control], recs[a]], m)
+                    c = _arm_stats(recs[control], m, th, xb)
+                    t = _arm_stats(recs[a], m, th, xb)
+                    bay_i, j = _bayes(m, {control: c, a: t}, [control, a], bayes_draws, seed), 1
                 row = {
                     "experiment": exp,
                     "metric": m.name,
@@ -264,12 +274,14 @@ def analyze_aggregates(  # noqa: C901
                     "control_estimate": c["estimate"],
                     "arm_estimate": t["estimate"],
                 }
+                if m.covariate:
+                    row |= {"cuped_theta": th, "cuped_theta_scope": spec.cuped_theta}
                 note = _note(m, c, t, a, control)
                 if not note:
                     row |= _compare(m, c, t, test, alpha, alternative, rel_ci)
                     if c["estimate"] == 0:
                         note = "control estimate is 0: relative lift undefined"
-                    note = "; ".join(x for x in (cuped_note, note) if x)
+                    note = "; ".join(x for x in (c_note, note) if x)
                     if gs_bound is not None:
                         z = row["abs_lift"] / row["_se"] if row["_se"] > 0 else math.nan
                         row |= {
@@ -283,11 +295,14 @@ def analyze_aggregates(  # noqa: C901
                         )
                         row |= {
                             "seq_p": math.exp(float(lp)),
+                            "log10_seq_p": float(lp) / _stats.LN10,
                             "seq_ci_low": float(lo),
                             "seq_ci_high": float(hi),
                         }
-                    if bay:
-                        row |= {f"bayes_{k}": float(v[i]) for k, v in bay.items()}
+                    if bay_i:
+                        row |= {f"bayes_{k}": _prob(k, v[j]) for k, v in bay_i.items()}
+                    # P(best) ranks every arm at once: always from the all-arms fit
+                    row["bayes_p_best"] = _prob("p_best", bay["p_best"][i]) if bay else math.nan
                 row |= {"srm_p": srm.p_value, "note": note, "_lower": m.lower_is_better}
                 rows.append(row)
     return ExperimentResult.build(
@@ -299,6 +314,12 @@ def analyze_aggregates(  # noqa: C901
         sequential=sequential,
         group_sequential=gs_bound is not None,
     )
+
+
+def _prob(key: str, v: Any) -> float:
+    """A Bayesian summary as a float; probabilities clipped to [0, 1] (rounding in the
+    exact Beta sums can overshoot 1 by an ulp)."""
+    return min(max(float(v), 0.0), 1.0) if key.startswith("p_") else float(v)
 
 
 def _bayes(m: Metric, st: dict, order: list[str], draws: int, seed: int) -> dict | None:
@@ -355,7 +376,8 @@ def analyze(data: Any, experiment: Experiment | None = None, **options: Any) -> 
         options: the experiment's fields as keywords, instead of ``experiment`` (or
             overriding its fields): ``arm_col``, ``control``, ``metrics``,
             ``experiment_col``, ``covariate``, ``denominator_covariate``, ``alpha``,
-            ``correction``, ``test``, ``alternative``, ``rel_ci``, ``weights``,
+            ``correction``, ``test``, ``alternative``, ``rel_ci``, ``cuped_theta``
+            (``per_comparison``, the default, or ``pooled``), ``weights``,
             ``arms``, ``bayes_draws``, ``seed``, and the sequential options flat:
             ``sequential`` (true: always-valid p-values and confidence sequences),
             ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``. Both forms

@@ -16,6 +16,12 @@ from typing import Any
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import design
+from engagelab.experiments.formatting import (
+    P_COLUMNS,
+    PROBABILITY_COLUMNS,
+    format_p,
+    format_probability,
+)
 
 __all__ = ["analyze_experiment", "design_experiment"]
 
@@ -98,12 +104,24 @@ def analyze_experiment(
     test: str = "auto",
     sequential: bool = False,
     rel_ci: str = "delta",
+    gs_information: Sequence[float] | None = None,
+    gs_look: int | None = None,
+    gs_spending: str = "obf",
+    cuped_theta: str = "per_comparison",
 ) -> dict[str, Any]:
     """Analyse a CSV/Parquet file (or any ``analyze`` input) and return plain data.
 
+    ``gs_information`` (the planned looks as information fractions), ``gs_look`` and
+    ``gs_spending`` add the group-sequential test of this look (``gs_z``, ``gs_bound``,
+    ``gs_reject``); ``sequential`` adds always-valid p-values (``seq_p``, with
+    ``log10_seq_p``) and confidence sequences. ``cuped_theta`` is ``per_comparison``
+    (CUPED's θ from the control and the compared arm) or ``pooled`` (from all arms).
+
     Returns:
         ``{"rows": [...one dict per arm x metric...], "srm": {experiment: {...}},
-        "srm_alarm": bool, "alpha": ..., "correction": ...}``.
+        "srm_alarm": bool, "alpha": ..., "correction": ...}``. Each p-value and
+        probability of a row comes with its text as printed (``p_value_text``,
+        ``bayes_p_beat_control_text``, ...: ``3.13e-792``, ``> 0.9999``).
     """
     from engagelab.experiments.analysis import analyze  # pandas and statsmodels: not for design
 
@@ -121,6 +139,10 @@ def analyze_experiment(
         test=test,
         sequential=sequential,
         rel_ci=rel_ci,
+        gs_information=gs_information,
+        gs_look=gs_look,
+        gs_spending=gs_spending,
+        cuped_theta=cuped_theta,
     )
     srm = {
         k: {
@@ -130,12 +152,23 @@ def analyze_experiment(
             "chi2": v.chi2,
             "p_value": v.p_value,
             "log10_p": v.log10_p,
+            "p_text": format_p(v.p_value, v.log10_p),
             "mismatch": v.mismatch(),
         }
         for k, v in res.srm.items()
     }
+    rows = res.to_dicts()
+    for r in rows:  # the figures as every surface prints them (never 0 or 1)
+        for col, log_col in P_COLUMNS.items():
+            if col in r:
+                r[f"{col}_text"] = format_p(r[col], r.get(log_col))
+        for col in PROBABILITY_COLUMNS:
+            if col in r:
+                r[f"{col}_text"] = format_probability(r[col])
+        s = res.srm.get(str(r["experiment"]))
+        r["srm_p_text"] = format_p(s.p_value, s.log10_p) if s else format_p(r.get("srm_p"))
     return {
-        "rows": res.to_dicts(),
+        "rows": rows,
         "srm": srm,
         "srm_alarm": any(s["mismatch"] for s in srm.values()),
         "alpha": alpha,

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engagelab.experiments._stats import LN10, adjust_logp, format_p
+from engagelab.experiments._stats import LN10, adjust_logp
 from engagelab.experiments.assignment import SRMResult
+from engagelab.experiments.formatting import format_p, format_probability
 
 __all__ = ["COLUMNS", "ExperimentResult", "SRM_THRESHOLD"]
 
@@ -52,6 +53,7 @@ COLUMNS = [
     "gs_bound",
     "gs_reject",
     "seq_p",
+    "log10_seq_p",
     "seq_ci_low",
     "seq_ci_high",
     "bayes_p_beat_control",
@@ -61,6 +63,8 @@ COLUMNS = [
     "bayes_ci_high",
     "bayes_rel_ci_low",
     "bayes_rel_ci_high",
+    "cuped_theta",
+    "cuped_theta_scope",
     "srm_p",
     "note",
 ]
@@ -115,10 +119,11 @@ class ExperimentResult:
             ["rel_lift", "rel_ci_low", "rel_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high"],
         ] = np.nan
         if not sequential:
-            df = df.drop(columns=["seq_p", "seq_ci_low", "seq_ci_high"])
+            df = df.drop(columns=["seq_p", "log10_seq_p", "seq_ci_low", "seq_ci_high"])
         if not group_sequential:
             df = df.drop(columns=["gs_z", "gs_bound", "gs_reject"])
         df["note"] = df["note"].fillna("")
+        df["cuped_theta_scope"] = [v if isinstance(v, str) else "" for v in df["cuped_theta_scope"]]
         cols = [c for c in COLUMNS if c in df.columns] + ["_lower"]
         return cls(
             df[cols].reset_index(drop=True),
@@ -180,16 +185,37 @@ class ExperimentResult:
             )
             lines.append(
                 f"  {r.experiment} | {r.metric} | {r.arm} vs {r.control}: {r.control_estimate:.4g} -> "
-                f"{r.arm_estimate:.4g}, lift {r.abs_lift:+.4g}{rel}, p={format_p(r.p_value, r.log10_p)}, "
-                f"p_adj={format_p(r.p_adjusted, r.log10_p_adjusted)}{mark}"
+                f"{r.arm_estimate:.4g}, lift {r.abs_lift:+.4g}{rel}, p{_is(format_p(r.p_value, r.log10_p))}, "
+                f"p_adj{_is(format_p(r.p_adjusted, r.log10_p_adjusted))}{mark}"
+                + self._sequential_text(r)
                 + (
-                    f", P(beat control)={r.bayes_p_beat_control:.3f} [Bayesian]"
+                    f", CUPED θ={r.cuped_theta:.4g} ({r.cuped_theta_scope.replace('_', ' ')})"
+                    if r.cuped_theta_scope and np.isfinite(r.cuped_theta)
+                    else ""
+                )
+                + (
+                    f", P(beat control){_is(format_probability(r.bayes_p_beat_control))} [Bayesian]"
                     if np.isfinite(r.bayes_p_beat_control)
                     else ""
                 )
                 + (f"; note: {r.note}" if r.note else "")
             )
         return "\n".join(lines)
+
+    def _sequential_text(self, r: SimpleNamespace) -> str:
+        """The always-valid p-value and confidence sequence, and the group-sequential
+        look (``|z|`` against this look's bound), as a suffix of one repr line."""
+        out = ""
+        if self.sequential and np.isfinite(getattr(r, "log10_seq_p", np.nan)):
+            out += (
+                f", seq_p{_is(format_p(r.seq_p, r.log10_seq_p))} "
+                f"(confidence sequence {_ci(r.abs_lift, r.seq_ci_low, r.seq_ci_high, False)})"
+            )
+        if np.isfinite(getattr(r, "gs_z", np.nan)):
+            out += f", group-sequential |z| {abs(r.gs_z):.3f} vs bound {r.gs_bound:.3f}: " + (
+                "stop, reject" if r.gs_reject else "continue"
+            )
+        return out
 
     def _display_frame(self) -> pd.DataFrame:
         t = self.table
@@ -225,12 +251,25 @@ class ExperimentResult:
                     for p, lp in zip(t["p_adjusted"], t["log10_p_adjusted"], strict=True)
                 ],
                 "P(beat ctrl) [Bayes]": [
-                    f"{v:.1%}" if np.isfinite(v) else "—" for v in t["bayes_p_beat_control"]
+                    format_probability(v) if np.isfinite(v) else "—"
+                    for v in t["bayes_p_beat_control"]
                 ],
-                "SRM p": [format_p(p) for p in t["srm_p"]],
+                "SRM p": [
+                    format_p(s.p_value, s.log10_p) if (s := self.srm.get(e)) else format_p(p)
+                    for e, p in zip(t["experiment"], t["srm_p"], strict=True)
+                ],
                 "note": t["note"],
             }
         )
+        if (t["cuped_theta_scope"] != "").any():
+            out.insert(
+                len(out.columns) - 1,
+                "CUPED θ",
+                [
+                    f"{th:.4g} ({sc.replace('_', ' ')})" if sc and np.isfinite(th) else "—"
+                    for th, sc in zip(t["cuped_theta"], t["cuped_theta_scope"], strict=True)
+                ],
+            )
         if "gs_reject" in t.columns:
             out.insert(
                 10,
@@ -244,7 +283,22 @@ class ExperimentResult:
             )
         if self.sequential:
             out.insert(
-                10, "always-valid p", [f"{v:.3g}" if np.isfinite(v) else "—" for v in t["seq_p"]]
+                10,
+                "always-valid p",
+                [
+                    format_p(v, lv) if np.isfinite(lv) else "—"
+                    for v, lv in zip(t["seq_p"], t["log10_seq_p"], strict=True)
+                ],
+            )
+            out.insert(
+                11,
+                "confidence sequence",
+                [
+                    _ci(v, lo, hi, False)
+                    for v, lo, hi in zip(
+                        t["abs_lift"], t["seq_ci_low"], t["seq_ci_high"], strict=True
+                    )
+                ],
             )
         return out
 
@@ -303,6 +357,11 @@ class ExperimentResult:
             ax.set_title("SAMPLE RATIO MISMATCH: " + ", ".join(self.srm_alarms()), color="#b00020")
         fig.tight_layout()
         return fig
+
+
+def _is(text: str) -> str:
+    """``=value``, or `` > bound`` / `` < bound`` for a formatted bound."""
+    return f" {text}" if text[:1] in "<>" else f"={text}"
 
 
 def _num(v: float) -> str:

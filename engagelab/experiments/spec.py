@@ -42,6 +42,7 @@ from engagelab.validate import check_choice, check_int, check_number
 
 __all__ = [
     "ALTERNATIVES",
+    "CUPED_THETAS",
     "REL_CIS",
     "SPENDINGS",
     "TESTS",
@@ -55,6 +56,7 @@ TESTS = ("auto", "z", "pooled_z", "welch", "fisher", "barnard")
 REL_CIS = ("delta", "fieller")
 ALTERNATIVES = ("two-sided", "greater", "less")
 SPENDINGS = ("obf", "pocock")
+CUPED_THETAS = ("per_comparison", "pooled")
 
 #: The keyword form of ``analyze`` names the sequential options flat:
 #: keyword -> field of :class:`Sequential`.
@@ -225,6 +227,11 @@ class Experiment:
         test: ``auto``, ``z``, ``pooled_z``, ``welch``, ``fisher`` or ``barnard``.
         alternative: ``two-sided``, ``greater`` or ``less`` (one-sided intervals too).
         rel_ci: interval of the relative lift, ``delta`` or ``fieller``.
+        cuped_theta: how the CUPED slope θ is estimated: ``per_comparison`` (default:
+            from the control and the compared arm only, so one arm's result never
+            depends on another arm's data) or ``pooled`` (one θ from all arms, the
+            within-arm slope of an OLS on arm dummies and the covariate). The output
+            names it (``cuped_theta_scope``) and gives θ (``cuped_theta``).
         sequential: :class:`Sequential` options (``True`` means always-valid results
             with the default options; a mapping is read as :class:`Sequential` fields).
         bayes_draws: Monte Carlo draws for the Bayesian columns.
@@ -244,6 +251,7 @@ class Experiment:
     test: str = "auto"
     alternative: str = "two-sided"
     rel_ci: str = "delta"
+    cuped_theta: str = "per_comparison"
     sequential: Sequential = dataclasses.field(default_factory=Sequential)
     bayes_draws: int = 20_000
     seed: int = 20261127
@@ -265,6 +273,7 @@ class Experiment:
         _checked(check_choice, "test", self.test, TESTS)
         _checked(check_choice, "alternative", self.alternative, ALTERNATIVES)
         _checked(check_choice, "rel_ci", self.rel_ci, REL_CIS)
+        _checked(check_choice, "cuped_theta", self.cuped_theta, CUPED_THETAS)
         seq = self.sequential
         if isinstance(seq, bool):
             seq = Sequential(always_valid=seq)

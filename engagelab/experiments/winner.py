@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engagelab.errors import ValidationError
-from engagelab.experiments._stats import format_p
+from engagelab.experiments.formatting import format_p, format_probability
 from engagelab.experiments.result import SRM_THRESHOLD, ExperimentResult
 from engagelab.validate import check_choice, check_number
 
@@ -178,7 +178,7 @@ def choose_winner(
             str(r["arm"]),
             "statistical",
             f"significantly better than {control!r} on {m} after {result.correction} correction "
-            f"(lift {r['abs_lift']:+.4g}, adjusted p {r['p_adjusted']:.3g})"
+            f"(lift {r['abs_lift']:+.4g}, adjusted p {format_p(r['p_adjusted'], r['log10_p_adjusted'])})"
             + (f"; excluded by guardrails: {sorted(blocked)}" if blocked else ""),
         )
     why = (
@@ -215,5 +215,5 @@ def _bayesian(
     return Winner(
         str(r["arm"]),
         "bayesian",
-        f"Bayesian P(best) on {metric} = {r['bayes_p_best']:.3f} >= {threshold:g}",
+        f"Bayesian P(best) on {metric} = {format_probability(r['bayes_p_best'])} >= {threshold:g}",
     )

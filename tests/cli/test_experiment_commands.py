@@ -185,7 +185,37 @@ def test_analyze_srm_banner_in_table(tmp_path):
             ["--control", "ctrl", "--metric", "converted:proportion", "--correction", "x"],
             "correction",
         ),
-    ],
+        (
+            ["--control", "ctrl", "--metric", "converted:proportion", "--gs-information", "0.5,x"],
+            "--gs-information",
+        ),
+        (
+            [
+                "--control",
+                "ctrl",
+                "--metric",
+                "converted:proportion",
+                "--gs-information",
+                "0.5,1",
+                "--gs-look",
+                "3",
+            ],
+            "gs_look",
+        ),
+        (
+            [
+                "--control",
+                "ctrl",
+                "--metric",
+                "converted:proportion",
+                "--gs-information",
+                "0.5,1",
+                "--gs-spending",
+                "linear",
+            ],
+            "gs_spending",
+        ),
+    ],  # fmt: skip
 )
 def test_analyze_bad_input_one_line(ab_file, extra, field):
     d, _ = ab_file
@@ -203,3 +233,25 @@ def test_analyze_missing_file_and_bad_suffix(tmp_path):
         proc = run("experiment", "analyze", "--data", str(path), "--arm-col", "a", "--control", "b",
                    "--metric", "y:proportion")  # fmt: skip
         assert proc.returncode == 1 and msg in proc.stderr and "--data" in proc.stderr
+
+
+def test_analyze_table_shows_sequential_columns(ab_file):
+    """``--sequential`` and ``--gs-information`` put seq_p, the confidence sequence and the
+    group-sequential look in the table itself, not only in JSON."""
+    d, _ = ab_file
+    args = ["experiment", "analyze", "--data", str(d / "ab.csv"), "--arm-col", "arm",
+            "--control", "ctrl", "--metric", "converted:proportion", "--sequential",
+            "--gs-information", "0.5,1", "--gs-look", "1"]  # fmt: skip
+    text = ok(*args)
+    header = text.splitlines()[0].split()
+    for col in ("seq_p", "seq_ci_low", "seq_ci_high", "gs_z", "gs_bound", "gs_reject"):
+        assert col in header
+    rows = json.loads(ok(*args, "--format", "json"))["rows"]
+    # Lan-DeMets O'Brien-Fleming spending, first look at t = 0.5 (two-sided 0.05, 0.025 a
+    # side): the first bound spends alpha(t) alone, 2.963 as in gsDesign's sfLDOF
+    spent = 2 * stats.norm.sf(stats.norm.isf(0.025 / 2) / math.sqrt(0.5))  # one side
+    assert rows[0]["gs_bound"] == pytest.approx(stats.norm.isf(spent), abs=1e-4)
+    assert rows[0]["gs_bound"] == pytest.approx(2.963, abs=1e-3)
+    for r in rows:
+        assert r["seq_p_text"] in text and f"{r['gs_bound']:.4g}" in text
+        assert r["seq_p"] >= r["p_value"]

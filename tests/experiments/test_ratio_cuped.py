@@ -73,15 +73,22 @@ def _reference(df, control, x, m):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("covs", [("rev_pre", "orders_pre"), ("rev_pre", None), (None, None)])
-def test_ratio_cuped_matches_linearised_ols(seed, covs):
+@pytest.mark.parametrize("scope", ["pooled", "per_comparison"])
+def test_ratio_cuped_matches_linearised_ols(seed, covs, scope):
+    """``pooled``: the OLS over all three arms; ``per_comparison``: the OLS over the
+    control and the compared arm only."""
     rng = np.random.default_rng(300 + seed)
     df = _users(rng, int(rng.integers(3000, 12000)))
     x, m = covs
     met = Metric("rpo", "ratio", "rev", "orders", covariate=x, denominator_covariate=m)
-    res = analyze(df, arm_col="arm", control="a", metrics=[met], bayes_draws=1000).to_pandas()
-    est, var = _reference(df, "a", x, m)
+    res = analyze(
+        df, arm_col="arm", control="a", metrics=[met], bayes_draws=1000, cuped_theta=scope
+    ).to_pandas()
     assert len(res) == 2
     for r in res.itertuples():
+        pair = df if scope == "pooled" else df[df.arm.isin(["a", r.arm])]
+        est, var = _reference(pair, "a", x, m)
+        assert r.cuped_theta_scope == (scope if x else "")
         assert r.kind == ("ratio (CUPED)" if x else "ratio") and r.note == ""
         assert r.control_estimate == pytest.approx(est["a"], rel=1e-10)
         assert r.arm_estimate == pytest.approx(est[r.arm], rel=1e-10)
@@ -266,12 +273,24 @@ def test_degenerate_covariates_fall_back_with_a_note():
     base = plain.to_pandas()
     # pre-period orders all zero in arm "b": the pre-period ratio is undefined there
     zero = df.assign(orders_pre=np.where(df.arm == "b", 0, df.orders_pre))
+    skipped = "'orders_pre' sums to 0 in an arm: CUPED adjustment skipped"
+    res = analyze(
+        zero, arm_col="arm", control="a", metrics=["rev:ratio:orders:rev_pre:orders_pre"],
+        bayes_draws=1000, cuped_theta="pooled",
+    ).to_pandas()  # fmt: skip
+    assert res.note.str.contains(skipped).all()
+    assert np.allclose(res.abs_lift, base.abs_lift) and np.allclose(res.p_value, base.p_value)
+    # per comparison only the comparison with arm b loses its adjustment
     res = analyze(
         zero, arm_col="arm", control="a", metrics=["rev:ratio:orders:rev_pre:orders_pre"],
         bayes_draws=1000,
-    ).to_pandas()  # fmt: skip
-    assert res.note.str.contains("'orders_pre' sums to 0 in an arm: CUPED adjustment skipped").all()
-    assert np.allclose(res.abs_lift, base.abs_lift) and np.allclose(res.p_value, base.p_value)
+    ).to_pandas().set_index("arm")  # fmt: skip
+    assert skipped in res.loc["b"].note and res.loc["c"].note == ""
+    b = base.set_index("arm")
+    assert res.loc["b"].abs_lift == pytest.approx(b.loc["b"].abs_lift, rel=1e-12)
+    assert res.loc["c"].abs_ci_high - res.loc["c"].abs_ci_low < (
+        b.loc["c"].abs_ci_high - b.loc["c"].abs_ci_low
+    )
     # a constant covariate carries no information
     const = df.assign(rev_pre=5.0)
     res = analyze(
@@ -313,18 +332,31 @@ def test_cli_ratio_covariates(tmp_path, capsys):
     rows = json.loads(both.stdout)["rows"]
     assert main([*base, "--metric", "rev:ratio:orders:rev_pre:orders_pre"]) == 0
     inline = json.loads(capsys.readouterr().out)["rows"]
-    est, _ = _reference(df, "a", "rev_pre", "orders_pre")
     ratio_rows = [r for r in rows if r["metric"] == "rev/orders"]
     for r, r2 in zip(ratio_rows, inline, strict=True):
-        assert r["kind"] == "ratio (CUPED)"
+        assert r["kind"] == "ratio (CUPED)" and r["cuped_theta_scope"] == "per_comparison"
         assert r["abs_lift"] == pytest.approx(r2["abs_lift"], rel=1e-12)
+        est, _ = _reference(df[df.arm.isin(["a", r["arm"]])], "a", "rev_pre", "orders_pre")
         assert r["arm_estimate"] == pytest.approx(est[r["arm"]], rel=1e-10)
+    # --cuped-theta pooled: one slope from all three arms
+    assert main([*base, "--metric", "rev:ratio:orders:rev_pre:orders_pre",
+                 "--cuped-theta", "pooled"]) == 0  # fmt: skip
+    pooled = json.loads(capsys.readouterr().out)["rows"]
+    est, _ = _reference(df, "a", "rev_pre", "orders_pre")
+    for r in pooled:
+        assert r["cuped_theta_scope"] == "pooled"
+        assert r["arm_estimate"] == pytest.approx(est[r["arm"]], rel=1e-10)
+    assert main([*base, "--metric", "rev:ratio:orders:rev_pre", "--cuped-theta", "arms"]) == 1
+    assert "cuped_theta == 'arms', must be one of 'per_comparison', 'pooled'" in (
+        capsys.readouterr().err
+    )
     mean_rows = [r for r in rows if r["metric"] == "rev"]
     assert [r["kind"] for r in mean_rows] == ["mean (CUPED)"] * 2
     # numerator covariate only: the pre-period mean
     assert main([*base, "--metric", "rev:ratio:orders", "--covariate", "rev_pre"]) == 0
     num_only = json.loads(capsys.readouterr().out)["rows"]
-    est1, _ = _reference(df, "a", "rev_pre", None)
+    arm0 = num_only[0]["arm"]
+    est1, _ = _reference(df[df.arm.isin(["a", arm0])], "a", "rev_pre", None)
     assert num_only[0]["arm_estimate"] == pytest.approx(est1[num_only[0]["arm"]], rel=1e-10)
     for bad in ("a,b,c", "a,", ",b"):
         assert main([*base, "--metric", "rev:ratio:orders", "--covariate", bad]) == 1

@@ -106,6 +106,7 @@ def test_cuped_lift_equals_ols_with_arm_dummies():
         control="a",
         metrics=[Metric("y", "mean", covariate="x")],
         bayes_draws=1000,
+        cuped_theta="pooled",  # one slope from all arms: the OLS below
     ).to_pandas()
     X = sm.add_constant(pd.DataFrame({"b": (arm == "b") * 1.0, "c": (arm == "c") * 1.0, "x": x}))
     ols = sm.OLS(y, X).fit()

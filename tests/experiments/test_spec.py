@@ -57,6 +57,7 @@ KEYWORDS = dict(
     test="z",
     alternative="greater",
     rel_ci="fieller",
+    cuped_theta="pooled",
     weights={"A": 0.4, "B": 0.3, "C": 0.3},
     arms=["B", "C"],
     sequential=True,
@@ -82,6 +83,7 @@ def spec() -> Experiment:
         test="z",
         alternative="greater",
         rel_ci="fieller",
+        cuped_theta="pooled",
         weights={"A": 0.4, "B": 0.3, "C": 0.3},
         arms=("B", "C"),
         sequential=Sequential(

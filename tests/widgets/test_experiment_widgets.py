@@ -14,6 +14,7 @@ from engagelab.widgets.variant_report import VariantReport, forest_png
 from scipy import stats
 
 from engagelab.experiments import Metric, analyze, choose_winner, sample_size
+from engagelab.experiments.formatting import format_p
 
 
 def test_designer_live_values_equal_core():
@@ -226,7 +227,10 @@ def test_significant_losses_are_red_and_wins_green_direction_aware(planted):
     import re
 
     assert len(re.findall(r">\d\d\.\d%<", b)) == 2  # the control's and the variant's rate
-    assert " pp [" in b and "white-space:nowrap" in b and "&lt;0.001" in b
+    assert " pp [" in b and "white-space:nowrap" in b
+    # the adjusted p-value as every surface writes it: from its log10, never rounded to 0
+    p_adj = format_p(t["p_adjusted"].iloc[0], t["log10_p_adjusted"].iloc[0])
+    assert t["p_adjusted"].iloc[0] < 0.001 and f">{p_adj}<" in b and "e-" in p_adj
     assert "significant loss" in b and "significant win" in rows[1]
     # the forest plot: red and green points, drawn at its natural size
     assert r.plot_image.value[:4] == b"\x89PNG" and r.plot_image.layout.width == "560px"
