@@ -7,7 +7,8 @@
 * providers: :class:`OutboxProvider` (a JSON Lines file per run, the default),
   :class:`SmtpProvider`, :class:`HttpProvider` (webhooks and push gateways),
   :class:`InboxProvider` (pulled channels, read with :func:`inbox`),
-  :class:`RemarketingProvider` (hashed audience files);
+  :class:`RemarketingProvider` (hashed audience files, synced per run with
+  :func:`sync_audience`: full + add/remove files, history in :func:`sync_history`);
 * :mod:`~engagelab.delivery.ledger`: one row per message key and all the SQL over it.
 
 Names are imported on first use, so ``import engagelab.delivery`` is cheap.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from engagelab.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from engagelab.delivery.audience_sync import AudienceSync, sync_audience, sync_history
     from engagelab.delivery.http import HttpProvider
     from engagelab.delivery.inbox import InboxMessage, InboxProvider, InboxResult, dismiss, inbox
     from engagelab.delivery.outbox import OutboxProvider, read_outbox
@@ -60,9 +62,13 @@ _EXPORTS = {
     "inbox": "engagelab.delivery.inbox",
     "RemarketingProvider": "engagelab.delivery.remarketing",
     "export_audience": "engagelab.delivery.remarketing",
+    "AudienceSync": "engagelab.delivery.audience_sync",
+    "sync_audience": "engagelab.delivery.audience_sync",
+    "sync_history": "engagelab.delivery.audience_sync",
 }
 
 __all__ = [
+    "AudienceSync",
     "BatchResult",
     "DeliveryResult",
     "HttpProvider",
@@ -84,6 +90,8 @@ __all__ = [
     "provider_config",
     "provider_for",
     "read_outbox",
+    "sync_audience",
+    "sync_history",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

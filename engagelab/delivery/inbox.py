@@ -8,7 +8,12 @@ A message is live when it is available (its send time has come), not expired
 (``ttl_seconds`` after the send time), not dismissed and not shown ``max_impressions``
 times yet. Display rules narrow it further: a ``trigger_event`` message shows only when
 the app reports that event, a message with ``pages`` only on a matching page URL
-(``fnmatch`` patterns). Fetching records an impression (atomically: two devices fetching
+(``fnmatch`` patterns), an exit-intent pop-up (``web_exit_intent``) only when the site
+reports an exit-intent signal (``exit_intent=True``: the visitor is about to leave).
+``display.delay_seconds`` holds a message back: one without a trigger event shows from
+``delay_seconds`` after its send time, one with a trigger event from ``delay_seconds``
+after the reported event (``event_at``, default the fetch time: the app asks again once
+the delay has passed). Fetching records an impression (atomically: two devices fetching
 at once never show a message more than ``max_impressions`` times).
 
 Example:
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage
+from engagelab.errors import ValidationError
 from engagelab.storage.tables import inbox_messages
 from engagelab.validate import check_datetime
 
@@ -192,6 +198,16 @@ class InboxResult:
         return head + (df.to_html(index=False) if len(df) else "")
 
 
+#: The pulled channel shown only on the client's exit-intent signal.
+_EXIT_INTENT = "web_exit_intent"
+
+
+def _delay_us(payload: dict[str, Any]) -> int:
+    """``display.delay_seconds`` of a queued payload, in microseconds (0 when absent)."""
+    display = payload.get("display") or {}
+    return int(display.get("delay_seconds") or 0) * 1_000_000
+
+
 def inbox(
     ws: Core,
     user_id: str,
@@ -199,7 +215,9 @@ def inbox(
     *,
     channel: str | Sequence[str] | None = None,
     event: str | None = None,
+    event_at: Any = None,
     page: str | None = None,
+    exit_intent: bool = False,
     record: bool = True,
 ) -> InboxResult:
     """The user's live messages, honouring TTL and display rules; records impressions.
@@ -210,10 +228,21 @@ def inbox(
         now: the fetch time (default now; naive is UTC).
         channel: only these pulled channels (default all).
         event: the event the app reports now (shows ``trigger_event`` messages for it).
+        event_at: when ``event`` happened (default ``now``); a trigger message with
+            ``display.delay_seconds`` shows from that long after it.
         page: the page URL the site shows now (matched against ``display.pages``).
+        exit_intent: the site reports an exit-intent signal (the visitor is about to
+            leave the page); exit-intent pop-ups show only then.
         record: count this fetch as an impression of every returned message.
     """
     t = _us(check_datetime("now", now if now is not None else datetime.now(UTC)))  # type: ignore[arg-type]
+    if not isinstance(exit_intent, bool):
+        raise ValidationError("exit_intent", exit_intent, "must be True or False")
+    if event_at is not None and event is None:
+        raise ValidationError("event_at", event_at, "needs the event it is the time of")
+    ev_t = t if event_at is None else _us(check_datetime("event_at", event_at))
+    if ev_t > t:
+        raise ValidationError("event_at", event_at, "must not be after now")
     m = inbox_messages.c
     q = sa.select(inbox_messages).where(
         m.user_id == str(user_id),
@@ -230,8 +259,14 @@ def inbox(
         for r in conn.execute(q).mappings():
             if r["trigger_event"] and r["trigger_event"] != event:
                 continue
+            if r["channel"] == _EXIT_INTENT and not exit_intent:
+                continue
             pages = json.loads(r["pages"] or "[]")
             if pages and (page is None or not any(fnmatch(page, p) for p in pages)):
+                continue
+            payload = json.loads(r["payload"])
+            since = ev_t if r["trigger_event"] else r["available_at"]
+            if since + _delay_us(payload) > t:
                 continue
             n = r["impressions"]
             if record:
@@ -252,7 +287,7 @@ def inbox(
                     r["channel"],
                     r["campaign_id"],
                     r["variant"],
-                    json.loads(r["payload"]),
+                    payload,
                     tuple(json.loads(r["labels"])),
                     n,
                     r["max_impressions"],

@@ -68,10 +68,15 @@ _OPTIONS = {
         "allowed_hosts",
         "token",
         "verify",
+        "concurrency",
+        "breaker_failures",
+        "breaker_cooldown",
+        "breaker_window",
+        "batch_deadline",
     ],
     "outbox": ["run_key"],
     "inbox": [],
-    "export": ["identifiers"],
+    "export": ["identifiers", "run_key"],
 }
 
 
@@ -162,4 +167,5 @@ def provider_for(channel: str, ws: Core, config: Mapping[str, Any] | None = None
             f"providers.{channel}.type", ptype, "is only for remarketing channels"
         )
     ids = cfg.get("identifiers") or ("email", "phone")
-    return RemarketingProvider(channel, ws, tuple(ids))
+    run_key = cfg.get("run_key")
+    return RemarketingProvider(channel, ws, tuple(ids), run_key=str(run_key) if run_key else None)

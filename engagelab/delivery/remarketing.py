@@ -1,5 +1,9 @@
 """Remarketing audience exports: hashed identifiers in the layouts the ad platforms document.
 
+Audiences that change from run to run are synced, not appended: see
+:mod:`engagelab.delivery.audience_sync` (:func:`sync_audience`, the campaigns' path) for the
+full and add/remove files and their history. :func:`export_audience` writes one plain file.
+
 Identifiers are normalised and SHA-256 hashed (hex) before they leave the workspace:
 
 * e-mail: trimmed and lower-cased (both platforms);
@@ -40,6 +44,8 @@ from engagelab.channels.identifiers import (
     normalise_phone,
     sha256_hex,
 )
+from engagelab.delivery.audience_sync import AudienceSync, sync_audience, sync_history
+from engagelab.errors import ValidationError
 from engagelab.validate import check_choice
 
 if TYPE_CHECKING:
@@ -48,12 +54,15 @@ if TYPE_CHECKING:
 __all__ = [
     "FACEBOOK_API_SCHEMA",
     "LAYOUTS",
+    "AudienceSync",
     "RemarketingProvider",
     "export_audience",
     "hash_identifiers",
     "normalise_email",
     "normalise_phone",
     "sha256_hex",
+    "sync_audience",
+    "sync_history",
 ]
 
 
@@ -103,9 +112,20 @@ def _safe(name: str) -> str:
 
 
 class RemarketingProvider:
-    """Appends hashed identifiers of delivered messages to the audience CSV of a campaign.
+    """Remarketing audiences of campaigns: a sync per run, or (without a run key) an append.
 
-    File: ``outputs/remarketing/<channel>/<campaign_id>.csv``. A journal next to it
+    With a ``run_key`` (what a campaign send passes, through
+    :func:`~engagelab.delivery.registry.provider_for`), the first batch of a campaign syncs
+    the audience ``<campaign_id>`` to every user the run's plan snapshot sends to, with
+    :func:`~engagelab.delivery.audience_sync.sync_audience`: the full file and the add/remove
+    deltas against the last committed sync, users without ad consent or opted out left out.
+    A message of a member is delivered (``provider_id`` is the full file). The plan already
+    suppresses users without consent or opted out (``no_ad_consent``, ``opted_out``); one
+    whose profile changed since planning fails permanently with the reason
+    (``not in the audience: no_ad_consent``).
+
+    Without a run key it appends, as before: file
+    ``outputs/remarketing/<channel>/<campaign_id>.csv``. A journal next to it
     (``.journal``: message key and hashes, appended and fsync'd first) makes delivery
     idempotent by key and crash-safe: rows journalled but missing from the CSV (a crash
     between the two writes) are appended on the next call, and a key already journalled
@@ -113,29 +133,70 @@ class RemarketingProvider:
     ``phone_sha256``).
     """
 
-    def __init__(self, channel: str, ws: Core, identifiers: Sequence[str] = ("email", "phone")):
+    def __init__(
+        self,
+        channel: str,
+        ws: Core,
+        identifiers: Sequence[str] = ("email", "phone"),
+        run_key: str | None = None,
+    ):
         self.channel = check_choice("channel", channel, list(LAYOUTS))
         self.name = f"remarketing:{channel}"
         self.ws = ws
         self.identifiers = tuple(identifiers)
+        self.run_key = run_key
         self._keys: dict[Path, set[str]] = {}
+        self._syncs: dict[str, AudienceSync] = {}
 
     def open(self) -> None:
         """Nothing to connect to (files are opened per batch)."""
 
     def close(self) -> None:
-        """Forget the cached key sets."""
+        """Forget the cached key sets and syncs."""
         self._keys.clear()
+        self._syncs.clear()
 
     def path(self, campaign_id: str) -> Path:
         """The audience file of a campaign."""
         root = Path(self.ws.path) / "outputs" / "remarketing" / self.channel
         return root / f"{_safe(campaign_id)}.csv"
 
+    def sync(self, campaign_id: str, identifiers: Sequence[str] | None = None) -> AudienceSync:
+        """The sync of ``campaign_id``'s audience for this run (done once per provider), on
+        ``identifiers`` (default: the provider's)."""
+        if campaign_id not in self._syncs:
+            if self.run_key is None:
+                raise ValidationError("run_key", None, "is needed to sync an audience")
+            users = _run_users(self.ws, self.run_key, campaign_id)
+            self._syncs[campaign_id] = sync_audience(
+                self.ws,
+                self.channel,
+                campaign_id,
+                users,
+                self.run_key,
+                identifiers=tuple(identifiers or self.identifiers),
+            )
+        return self._syncs[campaign_id]
+
     def deliver(self, batch: Sequence[Any]) -> list[Any]:
-        """Append the batch's hashed identifiers (idempotent by message key)."""
+        """Sync the run's audience (with a run key), else append the batch's hashed
+        identifiers (idempotent by message key)."""
         from engagelab.delivery.protocol import DeliveryResult
 
+        if self.run_key is not None:
+            out = []
+            for m in batch:
+                # the content's identifiers: its rendering has one hash key per identifier
+                ids = [i for i in ("email", "phone") if f"{i}_sha256" in m.payload]
+                s = self.sync(m.campaign_id, ids)
+                why = s.decisions.get(m.user_id, "not_in_plan")
+                if why == "member":
+                    out.append(DeliveryResult(m.key, True, provider_id=str(s.full)))
+                else:
+                    out.append(
+                        DeliveryResult(m.key, False, True, error=f"not in the audience: {why}")
+                    )
+            return out
         results: dict[str, Any] = {}
         by_file: dict[Path, list[Any]] = {}
         for m in batch:
@@ -179,6 +240,31 @@ class RemarketingProvider:
             _append_csv(path, [line[1:] for line in journal[have:]])
         self._keys[path] = {line[0] for line in journal}
         return self._keys[path]
+
+
+def _run_users(ws: Core, run_key: str, campaign_id: str) -> list[str]:
+    """User ids the run's plan snapshot sends to."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    from engagelab.storage.tables import campaign_runs
+
+    with ws.state.read() as conn:
+        row = conn.execute(
+            sa.select(campaign_runs.c.campaign_id, campaign_runs.c.snapshot).where(
+                campaign_runs.c.run_key == run_key
+            )
+        ).first()
+    if row is None or row.campaign_id != campaign_id:
+        raise ValidationError(
+            "run_key", run_key, f"has no run of campaign {campaign_id!r} to sync its audience"
+        )
+    t = pq.read_table(io.BytesIO(row.snapshot), columns=["user_id", "decision"])
+    sent = t.filter(pc.equal(t["decision"], "send"))
+    return [str(u) for u in sent["user_id"].to_pylist()]
 
 
 def _read_csv(path: Path) -> list[list[str]]:

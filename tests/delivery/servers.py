@@ -10,17 +10,22 @@ record what they received, so tests assert at the server.
 
 ``HttpServer`` (``http.server``): deduplicates by ``Idempotency-Key`` like a real
 provider (a repeated key is answered from the stored response and not processed
-again) and injects failures from a per-key script of attempts: ``"500"``, ``"503"``,
-``"429:<seconds>"`` (with ``Retry-After``), ``"slow:<seconds>"`` (process, then answer
+again) and injects failures from a per-key script of attempts (or a per-path one,
+``paths``): any status code (``"500"``, ``"503"``, ``"400"``, ...), optionally with a
+``Retry-After`` (``"503:<seconds>"``, or ``"503:date:<seconds>"`` as an HTTP date;
+``"429"`` alone sends ``Retry-After: 1``), ``"slow:<seconds>"`` (process, then answer
 late), ``"drop"`` (close the connection without processing), ``"process_drop"``
-(process, then close without answering), ``"400"``; anything unscripted is processed
-and answered 200.
+(process, then close without answering); anything unscripted is processed and answered
+200. ``outage`` answers that many next requests 503 whatever their key; ``log`` holds
+(arrival time, key, status) of every request and ``max_active`` the most requests
+handled at once.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import json
 import socket
 import subprocess
@@ -170,11 +175,31 @@ class SmtpServer:
 
 
 # --------------------------------------------------------------------------- HTTP
+def _retry_after(action: str, code: int) -> dict[str, str]:
+    """The ``Retry-After`` header a scripted failure asks for (none: {})."""
+    after = action.split(":", 1)[1] if ":" in action else ("1" if code == 429 else None)
+    if after is None:
+        return {}
+    if after.startswith("date:"):
+        after = email.utils.formatdate(time.time() + float(after.split(":", 1)[1]), usegmt=True)
+    return {"Retry-After": after}
+
+
 class HttpServer:
     """A JSON API on loopback that deduplicates by Idempotency-Key and injects failures."""
 
-    def __init__(self, script: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        script: dict[str, list[str]] | None = None,
+        *,
+        paths: dict[str, list[str]] | None = None,
+        outage: int = 0,
+    ):
         self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.paths = {k: list(v) for k, v in (paths or {}).items()}
+        self.outage = outage
+        self.log: list[tuple[float, str, int]] = []
+        self.active = self.max_active = 0
         self.attempts: Counter[str] = Counter()
         self.processed: Counter[str] = Counter()
         self.bodies: dict[str, Any] = {}
@@ -194,20 +219,22 @@ class HttpServer:
                 raw = self.rfile.read(n) if n else b""
                 key = self.headers.get("Idempotency-Key") or ""
                 with server.lock:
-                    server.attempts[key] += 1
-                    server.times.setdefault(key, []).append(time.monotonic())
-                    plan = server.script.get(key) or []
-                    action = plan.pop(0) if plan else "ok"
-                    server.headers[key] = dict(self.headers)
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
+                try:
+                    self._answer(key, raw)
+                finally:
+                    with server.lock:
+                        server.active -= 1
+
+            def _answer(self, key: str, raw: bytes) -> None:
+                action, code = server._next(key, self.path, dict(self.headers))
                 if action == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                if action in ("500", "503", "400"):
-                    return self._reply(int(action), {"error": action})
-                if action.startswith("429"):
-                    delay = action.split(":", 1)[1] if ":" in action else "1"
-                    return self._reply(429, {"error": "rate limited"}, {"Retry-After": delay})
+                if code != 200:
+                    return self._reply(code, {"error": action}, _retry_after(action, code))
                 with server.lock:
                     replay = key in server.bodies
                     if not replay:
@@ -245,6 +272,21 @@ class HttpServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def _next(self, key: str, path: str, headers: dict[str, str]) -> tuple[str, int]:
+        """Record an arriving request; its scripted action and the status it gets."""
+        with self.lock:
+            self.attempts[key] += 1
+            self.times.setdefault(key, []).append(time.monotonic())
+            plan = self.script.get(key) or self.paths.get(path) or []
+            action = plan.pop(0) if plan else "ok"
+            if self.outage > 0:
+                self.outage -= 1
+                action = "503"
+            self.headers[key] = headers
+            code = int(action[:3]) if action[:3].isdigit() else 200
+            self.log.append((time.monotonic(), key, code))
+            return action, code
 
     def __enter__(self) -> HttpServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

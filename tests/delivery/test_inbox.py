@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
+import pytest
+
 from engagelab.channels import AppInboxContent, InAppContent, WebPopupContent, preview
 from engagelab.delivery.inbox import InboxProvider, dismiss, inbox
 from engagelab.delivery.protocol import OutgoingMessage
 from engagelab.delivery.registry import provider_for
+from engagelab.errors import ValidationError
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
@@ -93,3 +96,48 @@ def test_concurrent_fetches_never_exceed_max_impressions(tmp_path):
         t.join()
     assert seen == ["k", "k"]
     ws.close()
+
+
+def test_display_delay_is_honoured(ws):
+    delayed = InAppContent(title="Later", body="b", display={"delay_seconds": 3600})
+    now = InAppContent(title="Now", body="b")
+    on_event = InAppContent(
+        title="After cart", body="b", display={"trigger_event": "Cart Viewed", "delay_seconds": 30}
+    )
+    InboxProvider(ws, "in_app").deliver(
+        [msg("late", "u", delayed), msg("now", "u", now), msg("ev", "u", on_event)]
+    )
+    sec = dt.timedelta(seconds=1)
+    assert [m.key for m in inbox(ws, "u", now=T0 + 5 * sec, record=False)] == ["now"]
+    assert [m.key for m in inbox(ws, "u", now=T0 + HOUR - sec, record=False)] == ["now"]
+    assert sorted(m.key for m in inbox(ws, "u", now=T0 + HOUR, record=False)) == ["late", "now"]
+    # a trigger message waits its delay after the reported event, not after the send
+    later = T0 + 2 * HOUR
+    assert "ev" not in {m.key for m in inbox(ws, "u", now=later, event="Cart Viewed")}
+    seen = inbox(ws, "u", now=later + 29 * sec, event="Cart Viewed", event_at=later)
+    assert "ev" not in {m.key for m in seen}
+    seen = inbox(ws, "u", now=later + 30 * sec, event="Cart Viewed", event_at=later)
+    assert "ev" in {m.key for m in seen}
+    with pytest.raises(ValidationError, match=r"^event_at == .*must not be after now"):
+        inbox(ws, "u", now=later, event="Cart Viewed", event_at=later + sec)
+    with pytest.raises(ValidationError, match=r"^event_at == .*needs the event"):
+        inbox(ws, "u", now=later, event_at=later)
+
+
+def test_exit_intent_pop_ups_show_only_on_the_exit_intent_signal(ws):
+    from engagelab.channels import WebExitIntentContent
+
+    leave = WebExitIntentContent(title="Wait!", body="10% off", display={"max_impressions": 5})
+    popup = WebPopupContent(title="Hello", body="b", display={"max_impressions": 5})
+    InboxProvider(ws, "web_exit_intent").deliver([msg("exit", "u", leave)])
+    InboxProvider(ws, "web_popup").deliver([msg("pop", "u", popup)])
+    assert [m.key for m in inbox(ws, "u", now=T0)] == ["pop"]
+    assert [m.key for m in inbox(ws, "u", now=T0, page="https://shop.example/")] == ["pop"]
+    got = inbox(ws, "u", now=T0, exit_intent=True)
+    assert sorted(m.key for m in got) == ["exit", "pop"]
+    assert {m.key: m.impressions for m in got}["exit"] == 1  # counted only when shown
+    only = inbox(ws, "u", now=T0, exit_intent=True, channel="web_exit_intent")
+    assert [(m.key, m.impressions) for m in only] == [("exit", 2)]
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValidationError, match=r"^exit_intent == .*must be True or False"):
+            inbox(ws, "u", now=T0, exit_intent=bad)

@@ -42,7 +42,7 @@ def test_schema_2_ledger_is_upgraded_and_its_claims_are_taken_over(ws):
             version = conn.exec_driver_sql(
                 "SELECT value FROM el_meta WHERE key = 'schema_version'"
             ).scalar()
-        assert {"owner", "lease_us"} <= cols and int(version) == SCHEMA_VERSION == 3
+        assert {"owner", "lease_us"} <= cols and int(version) == SCHEMA_VERSION == 4
         r = send(ws2, plan(ws2, campaign("old"), LD, run_key="old-1"), "old-1")
         assert r.sent == 4 and r.redelivered == 1 and r.pending == 0
         got = [m["user_id"] for m in read_outbox(outbox_path(ws2, "old-1"))]
