@@ -12,9 +12,14 @@ column                 type                        meaning
 user_id                string, required            stable user identifier
 email                  string                      e-mail address (email channel)
 phone                  string                      E.164 phone number (sms channel)
-push_token             string                      mobile push token (push, in-app, inbox,
-                                                   native display)
+push_token             string                      mobile push token (push)
 webpush_subscription   string                      browser push endpoint (web_push)
+app_install_id         string                      the app's install identity, set by the app
+                                                   SDK when the user has the mobile app
+                                                   (in-app, app inbox, native display)
+web_visitor_id         string                      the website's visitor identity (the web
+                                                   SDK's cookie id): a web user (web pop-up,
+                                                   exit intent)
 optout_email           bool                        opted out of e-mail
 optout_sms             bool                        opted out of SMS
 optout_push            bool                        opted out of mobile push
@@ -24,6 +29,19 @@ latitude, longitude    float64                     last known location (degrees)
 created_at             timestamp (UTC)             when the profile was created
 (any other column)     string/int64/float64/bool/  arbitrary user properties (name, city,
                        timestamp                   plan, ...)
+=====================  ==========================  ====================================
+
+Documented optional properties (ordinary property columns that engagelab reads when present):
+
+=====================  ==========================  ====================================
+ad_consent             bool                        consented to ads matched on their
+                                                   identifiers; only ``true`` puts a user
+                                                   in a remarketing audience (missing or
+                                                   null counts as no consent)
+unsubscribed           bool                        unsubscribed from all marketing; kept
+                                                   out of remarketing audiences
+first_name, last_name  string                      hashed as FN/LN (Meta) and First/Last
+                                                   Name (Google) when an audience asks
 =====================  ==========================  ====================================
 
 ``events`` — one row per event, append-only:
@@ -38,6 +56,12 @@ event_id               string                      optional unique id (deduplica
                        timestamp/list<string>      ``product``, ``url``, ``labels``
 =====================  ==========================  ====================================
 
+How each channel reaches a user is :data:`REACH_RULES` (one table; see
+:class:`ReachRule`). A workspace whose data has no ``app_install_id`` (or
+``web_visitor_id``) still reaches in-app (web pop-up) users through the fallback field of
+the rule: a push token (web push subscription) is only issued to an installed app (a
+visiting browser), so it proves one.
+
 Internal columns start with an underscore (``_batch``) and are hidden from users'
 queries.
 
@@ -48,14 +72,20 @@ reason ``wrong_type``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 __all__ = [
+    "AD_CONSENT",
+    "AUDIENCE_OPTOUTS",
     "CHANNELS",
     "CHANNEL_DELIVERY",
     "CHANNEL_OPTOUT",
     "CHANNEL_REACH",
     "PULLED_CHANNELS",
+    "REACH_RULES",
+    "ReachRule",
     "REMARKETING_CHANNELS",
     "SENT_CHANNELS",
     "CONTROL_GROUP",
@@ -83,6 +113,8 @@ PROFILE_SCHEMA = pa.schema(
         pa.field("phone", pa.string()),
         pa.field("push_token", pa.string()),
         pa.field("webpush_subscription", pa.string()),
+        pa.field("app_install_id", pa.string()),
+        pa.field("web_visitor_id", pa.string()),
         pa.field("optout_email", pa.bool_()),
         pa.field("optout_sms", pa.bool_()),
         pa.field("optout_push", pa.bool_()),
@@ -116,20 +148,60 @@ PROPERTY_TYPES: dict[str, pa.DataType] = {
     "list<string>": pa.list_(pa.string()),
 }
 
-#: Which profile field makes a user reachable on a channel, and which opt-out applies.
-CHANNEL_OPTOUT: dict[str, tuple[str, str | None]] = {
-    "push": ("push_token", "optout_push"),
-    "in_app": ("push_token", "optout_push"),
-    "app_inbox": ("push_token", None),
-    "native_display": ("push_token", None),
-    "web_push": ("webpush_subscription", "optout_web_push"),
-    "web_popup": ("user_id", None),
-    "web_exit_intent": ("user_id", None),
-    "email": ("email", "optout_email"),
-    "sms": ("phone", "optout_sms"),
-    "webhook": ("user_id", None),
-}
 
+@dataclass(frozen=True)
+class ReachRule:
+    """How a channel reaches a user.
+
+    Attributes:
+        fields: profile fields, in order; a user with any of them set (not blank) is
+            reachable, and the first one set is the message's address (``to``).
+            ``user_id`` means every user of the audience is reachable.
+        optout: the opt-out flag that blocks the channel (None: no opt-out applies).
+        rule: the rule in words (the README's channel table).
+    """
+
+    fields: tuple[str, ...]
+    optout: str | None
+    rule: str
+
+    @property
+    def field(self) -> str:
+        """The primary reach field (the first of :attr:`fields`)."""
+        return self.fields[0]
+
+
+_APP = "users of the mobile app (an install; a push token proves one too), push opt-out or not"
+_WEB = "web users (a visitor of the site; a web push subscription proves one too)"
+#: The one table of channel reach: per channel, what makes a user reachable and which
+#: opt-out blocks it (remarketing audiences match on the hashed e-mail, or the content's
+#: ``identifiers``). The README's channel table documents it.
+REACH_RULES: dict[str, ReachRule] = {
+    "push": ReachRule(("push_token",), "optout_push", "devices with a push token"),
+    "in_app": ReachRule(("app_install_id", "push_token"), None, _APP + ", while in the app"),
+    "app_inbox": ReachRule(("app_install_id", "push_token"), None, _APP + ", in the app's inbox"),
+    "native_display": ReachRule(
+        ("app_install_id", "push_token"), None, _APP + ", in the app's own views"
+    ),
+    "web_push": ReachRule(
+        ("webpush_subscription",), "optout_web_push", "browsers subscribed to web push"
+    ),
+    "web_popup": ReachRule(("web_visitor_id", "webpush_subscription"), None, _WEB),
+    "web_exit_intent": ReachRule(
+        ("web_visitor_id", "webpush_subscription"),
+        None,
+        _WEB + ", only when the site reports an exit-intent signal",
+    ),
+    "email": ReachRule(("email",), "optout_email", "users with an e-mail address"),
+    "sms": ReachRule(("phone",), "optout_sms", "users with a phone number"),
+    "webhook": ReachRule(("user_id",), None, "every user (the receiving system decides)"),
+    "facebook_audience": ReachRule(
+        ("email",), None, "hashed e-mail (or the content's identifiers: e-mail and/or phone)"
+    ),
+    "google_ads": ReachRule(
+        ("email",), None, "hashed e-mail (or the content's identifiers: e-mail and/or phone)"
+    ),
+}
 
 #: Channels engagelab hands to a provider (push, e-mail, SMS, webhooks).
 SENT_CHANNELS = ("push", "web_push", "email", "sms", "webhook")
@@ -137,20 +209,28 @@ SENT_CHANNELS = ("push", "web_push", "email", "sms", "webhook")
 PULLED_CHANNELS = ("in_app", "app_inbox", "native_display", "web_popup", "web_exit_intent")
 #: Remarketing audiences: hashed identifier files for ad platforms.
 REMARKETING_CHANNELS = ("facebook_audience", "google_ads")
+#: (primary reach field, opt-out) of the message channels, from :data:`REACH_RULES`.
+CHANNEL_OPTOUT: dict[str, tuple[str, str | None]] = {
+    c: (r.field, r.optout) for c, r in REACH_RULES.items() if c not in REMARKETING_CHANNELS
+}
 #: Every channel, in the order the docs and menus list them.
-CHANNELS = (*CHANNEL_OPTOUT, *REMARKETING_CHANNELS)
+CHANNELS = tuple(REACH_RULES)
 #: How each channel is delivered: ``sent``, ``pulled`` or ``export``.
 CHANNEL_DELIVERY: dict[str, str] = {
     **{c: "sent" for c in SENT_CHANNELS},
     **{c: "pulled" for c in PULLED_CHANNELS},
     **{c: "export" for c in REMARKETING_CHANNELS},
 }
-#: The profile field that makes a user reachable, and the opt-out that applies, per
-#: channel (remarketing audiences match on the hashed e-mail; phone is added when known).
+#: (primary reach field, opt-out) of every channel, from :data:`REACH_RULES`.
 CHANNEL_REACH: dict[str, tuple[str, str | None]] = {
-    **CHANNEL_OPTOUT,
-    **{c: ("email", None) for c in REMARKETING_CHANNELS},
+    c: (r.field, r.optout) for c, r in REACH_RULES.items()
 }
+
+
+#: The profile property that must be ``true`` for a user to enter a remarketing audience.
+AD_CONSENT = "ad_consent"
+#: Profile flags any of which keeps a user out of a remarketing audience.
+AUDIENCE_OPTOUTS = ("optout_email", "unsubscribed")
 
 
 # --------------------------------------------------------------------------- system events

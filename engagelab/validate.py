@@ -7,9 +7,12 @@ import math
 import zoneinfo
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from engagelab.errors import ValidationError
+
+if TYPE_CHECKING:
+    from yaml import SafeLoader
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -319,7 +322,7 @@ def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
                 depth -= 1
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
-        doc = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+        doc = yaml.load(text, Loader=_plain_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.constructor.ConstructorError as exc:
         tag = _tag_of(exc)
         if tag:
@@ -345,7 +348,9 @@ def load_yaml(data: str | bytes, name: str = "YAML") -> Any:
     return doc
 
 
-def _plain_loader() -> Any:
+@lru_cache(maxsize=1)
+def _plain_loader() -> type[SafeLoader]:
+    """The loader class, built on first use (importing yaml is left until a spec is read)."""
     import yaml
 
     class PlainLoader(yaml.SafeLoader):
@@ -356,18 +361,6 @@ def _plain_loader() -> Any:
         for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     return PlainLoader
-
-
-class _LazyLoader:
-    loader: Any = None
-
-    def __call__(self, stream: Any) -> Any:
-        if _LazyLoader.loader is None:
-            _LazyLoader.loader = _plain_loader()
-        return _LazyLoader.loader(stream)
-
-
-_PlainLoader = _LazyLoader()
 
 
 def _tag_of(exc: Exception) -> str | None:

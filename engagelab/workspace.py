@@ -142,8 +142,9 @@ class Workspace(Core):
     def send(
         self, plan: Plan, run_key: str | None = None, provider: Any = None, **options: Any
     ) -> SendResult:
-        """Deliver a plan effectively once (rerunnable with the same ``run_key``).
-        See :func:`engagelab.campaigns.send`."""
+        """Enqueue a plan and deliver what is due now, effectively once (rerunnable with the
+        same ``run_key``; ``clock=`` sets what "now" is). See
+        :func:`engagelab.campaigns.send`."""
         from engagelab.campaigns.send import send
 
         return send(self, plan, run_key, provider, **options)

@@ -25,7 +25,13 @@ if TYPE_CHECKING:
         send,
         trigger_event,
     )
-    from engagelab.campaigns.global_control import get_global_control, set_global_control
+    from engagelab.campaigns.dispatch import Dispatcher
+    from engagelab.campaigns.global_control import (
+        GlobalControlWarning,
+        get_global_control,
+        set_global_control,
+    )
+    from engagelab.campaigns.global_report import GlobalControlReport, global_control_report
     from engagelab.campaigns.options import (
         DND,
         Delivery,
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
         save_campaign,
     )
     from engagelab.campaigns.spec import Campaign, Goal, Schedule, Variant, WinnerTest
+    from engagelab.delivery.dispatcher import DispatchResult
     from engagelab.delivery.outbox import OutboxProvider, read_outbox
     from engagelab.delivery.protocol import DeliveryResult, OutgoingMessage, Provider
 
@@ -51,6 +58,8 @@ _EXPORTS = {
     "Campaign": "engagelab.campaigns.spec",
     "CampaignReport": "engagelab.campaigns.report",
     "DND": "engagelab.campaigns.options",
+    "DispatchResult": "engagelab.delivery.dispatcher",
+    "Dispatcher": "engagelab.campaigns.dispatch",
     "Delivery": "engagelab.campaigns.options",
     "DeliveryResult": "engagelab.delivery.protocol",
     "FrequencyCap": "engagelab.campaigns.options",
@@ -68,6 +77,9 @@ _EXPORTS = {
     "check_send_times": "engagelab.campaigns.options",
     "delete_campaign": "engagelab.campaigns.saved",
     "get_global_control": "engagelab.campaigns.global_control",
+    "global_control_report": "engagelab.campaigns.global_report",
+    "GlobalControlReport": "engagelab.campaigns.global_report",
+    "GlobalControlWarning": "engagelab.campaigns.global_control",
     "list_campaigns": "engagelab.campaigns.saved",
     "load_campaign": "engagelab.campaigns.saved",
     "plan": "engagelab.campaigns.api",
@@ -83,12 +95,16 @@ _EXPORTS = {
 
 __all__ = [
     "DND",
+    "DispatchResult",
+    "Dispatcher",
     "REASONS",
     "Campaign",
     "CampaignReport",
     "Delivery",
     "DeliveryResult",
     "FrequencyCap",
+    "GlobalControlReport",
+    "GlobalControlWarning",
     "Goal",
     "OutboxProvider",
     "OutgoingMessage",
@@ -102,6 +118,7 @@ __all__ = [
     "check_send_times",
     "delete_campaign",
     "get_global_control",
+    "global_control_report",
     "list_campaigns",
     "load_campaign",
     "plan",

@@ -14,15 +14,32 @@ One row per qualifying user; the columns (what ``send`` reads is marked *):
   without a hook);
 * ``event_properties`` *: JSON text of the trigger event's properties that the
   templates read (``event.<name>``; the user's latest qualifying occurrence), None for
-  campaigns without ``event.*``; see :func:`event_context`.
+  campaigns without ``event.*``; see :func:`event_context`;
+* ``would_be``: for a control user, the first later check that would have suppressed
+  them had they been in a sent arm (None: they would have been sent);
+* ``origin_at`` *: where the message's TTL counts from in the send queue (the trigger of a
+  triggered / inaction campaign; NaT otherwise: its due time).
 
-Reason codes, in the order they are checked: ``global_control``, ``control``,
-``opted_out``, ``unreachable``, ``missing_variable`` (a template reads a property
+Eligibility comes first: ``opted_out`` and ``unreachable`` are decided before anyone is
+assigned, so the global and campaign control groups are drawn among the users the
+channel reaches (a holdout of reachable users, comparable with the sent arms). The checks
+after assignment (time zone, best time, DND, TTL, cut-off, gap and caps) apply to both
+arms alike: a sent user is suppressed, a control user records ``would_be``, so a
+comparison of sent-or-would-be-sent with control is intention-to-treat. Template checks
+(``missing_variable``, ``invalid_header``) depend on the variant and the throttle on the
+sent queue, so they apply to the sent arms only.
+
+Reason codes, in the order they are checked: ``opted_out``, ``no_ad_consent``
+(remarketing audiences: the profile's ``ad_consent`` is not true, missing counts as no
+consent; their ``opted_out`` also covers ``unsubscribed``), ``unreachable``,
+``global_control``, ``control``, ``missing_variable`` (a template reads a property
 this user lacks, without a default), ``invalid_header`` (a header value would not be
 one clean line: a subject rendered from a profile value with a newline or another
 control character, or a malformed recipient address), ``tz_passed``, ``best_time_drop`` (the best-time
 hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expired``,
-``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``.
+``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``. ``opted_out`` and
+``unreachable`` follow the channel's rule in :data:`engagelab.schema.REACH_RULES` (e.g.
+in-app reaches app users, push opted-out or not; a web pop-up reaches web users only).
 
 Message keys identify the *occurrence*, not the run: (campaign, occurrence, user, step),
 where the occurrence of a one-time campaign is the campaign itself (it happens once), of a
@@ -38,6 +55,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
@@ -52,7 +70,14 @@ from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
 from engagelab.experiments import buckets, campaign_split, global_control
-from engagelab.schema import CHANNEL_REACH, CORE_PROFILE_COLUMNS
+from engagelab.schema import (
+    AD_CONSENT,
+    AUDIENCE_OPTOUTS,
+    CHANNEL_REACH,
+    CORE_PROFILE_COLUMNS,
+    REACH_RULES,
+    REMARKETING_CHANNELS,
+)
 from engagelab.segments.audience import segment_sql
 from engagelab.validate import check_datetime
 
@@ -72,10 +97,11 @@ __all__ = [
 ]
 
 REASONS = (
+    "opted_out",
+    "no_ad_consent",
+    "unreachable",
     "global_control",
     "control",
-    "opted_out",
-    "unreachable",
     "missing_variable",
     "invalid_header",
     "tz_passed",
@@ -91,8 +117,23 @@ _US = 1_000_000
 
 
 def reach_fields(channel: str) -> tuple[str, str | None]:
-    """(profile field that makes a user reachable, opt-out flag or None) for ``channel``."""
+    """(primary profile field that makes a user reachable, opt-out flag or None) for
+    ``channel``; the full rule, with fallback fields, is
+    :data:`engagelab.schema.REACH_RULES`."""
     return CHANNEL_REACH[channel]
+
+
+def _reach_address(fields: tuple[str, ...], pcols: set[str]) -> str:
+    """SQL of a user's address on a channel: the first of the reach rule's ``fields``
+    that is set and not blank (NULL: unreachable), as text, unchanged."""
+    have = [f for f in fields if f in pcols] or [fields[0]]
+    if len(have) == 1:
+        return f"CAST(p.{_q(have[0])} AS VARCHAR)"
+    parts = ", ".join(
+        f"CASE WHEN trim(CAST(p.{_q(f)} AS VARCHAR)) <> '' THEN CAST(p.{_q(f)} AS VARCHAR) END"
+        for f in have
+    )
+    return f"coalesce({parts})"
 
 
 def message_keys(
@@ -160,10 +201,27 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _audience_flags_sql(pcols: set[str], types: Mapping[str, str]) -> str:
+    """Remarketing audiences: ``optout`` is any of ``optout_email``, ``unsubscribed``;
+    ``no_ad_consent`` is ``ad_consent`` not true (a missing or non-bool column: no consent)."""
+
+    def flag(name: str) -> str | None:
+        ok = name in pcols and (name in CORE_PROFILE_COLUMNS or types.get(name) == "bool")
+        return f"coalesce(p.{_q(name)}, false)" if ok else None
+
+    flags = [f for f in map(flag, AUDIENCE_OPTOUTS) if f]
+    consent = flag(AD_CONSENT)
+    return (
+        f"({' OR '.join(flags) or 'false'}) AS optout, "
+        f"{'NOT ' + consent if consent else 'true'} AS no_ad_consent"
+    )
+
+
 def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
     """Users the schedule picks for the logical date, with a base UTC send time."""
     s = c.schedule
-    reach, optout = reach_fields(c.channel)
+    rule = REACH_RULES[c.channel]
+    optout = rule.optout
     cols = ws.engine.refresh().columns
     pcols = set(cols.get("profiles", {})) | set(CORE_PROFILE_COLUMNS)
     idents = list(
@@ -175,12 +233,14 @@ def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
         + ", ".join(f"nullif(trim(CAST(p.{_q(i)} AS VARCHAR)), '')" for i in idents)
         + ")"
         if idents
-        else f"CAST(p.{_q(reach)} AS VARCHAR)"
+        else _reach_address(rule.fields, pcols)
     )
     sel = f"p.user_id, p.timezone, {addr} AS address, " + (
-        f"coalesce(p.{_q(optout)}, false) AS optout"
+        _audience_flags_sql(pcols, cols.get("profiles", {}))
+        if c.channel in REMARKETING_CHANNELS
+        else f"coalesce(p.{_q(optout)}, false) AS optout, false AS no_ad_consent"
         if optout and optout in pcols
-        else "false AS optout"
+        else "false AS optout, false AS no_ad_consent"
     )
     for name in sorted({x for vs in _required(c).values() for x in vs}):
         root, prop = name.split(".", 1)
@@ -434,13 +494,15 @@ def _base_time(c: Campaign, ld: dt.datetime) -> dt.datetime:
 
 
 def _assign(ws: Core, c: Campaign, df: pd.DataFrame, phase: str, winner: str | None) -> None:
+    """Variants, control groups and winner-test phases, among the users still eligible
+    (``decision == 'send'``); users suppressed before keep their decision and reason."""
     uid = df["user_id"]
-    decision = np.full(len(df), "send", dtype=object)
-    reason = np.full(len(df), None, dtype=object)
+    decision = df["decision"].to_numpy(dtype=object).copy()
+    reason = df["reason"].to_numpy(dtype=object).copy()
     if c.respect_global_control:
         frac, salt = get_global_control(ws)
         if frac > 0 and len(df):
-            g = global_control(uid, salt, frac)
+            g = global_control(uid, salt, frac) & (decision == "send")
             decision[g], reason[g] = "control", "global_control"
     variants = list(c.variant_names)
     if len(df):
@@ -459,15 +521,22 @@ def _assign(ws: Core, c: Campaign, df: pd.DataFrame, phase: str, winner: str | N
         else:
             decision[live & test], reason[live & test] = "excluded", "in_test_group"
             df.loc[~test, "variant"] = winner
-    df["decision"], df["reason"] = decision, reason
+    # object columns: None stays None (pandas would infer text with NaN)
+    df["decision"] = pd.Series(decision, index=df.index, dtype=object)
+    df["reason"] = pd.Series(reason, index=df.index, dtype=object)
 
 
 def _suppress(df: pd.DataFrame, mask: np.ndarray, reason: str) -> None:
+    """Suppress the users of ``mask`` still to be sent with ``reason``; control users of
+    ``mask`` get it as ``would_be`` (the first reason that would have suppressed them)."""
     if not mask.any():  # the common case: skip comparing a million decisions
         return
-    m = mask & (df["decision"].to_numpy() == "send")
+    decision = df["decision"].to_numpy()
+    m = mask & (decision == "send")
     df.loc[m, "decision"] = "suppressed"
     df.loc[m, "reason"] = reason
+    w = mask & (decision == "control") & df["would_be"].isna().to_numpy()
+    df.loc[w, "would_be"] = reason
 
 
 def plan(  # noqa: C901
@@ -511,15 +580,20 @@ def plan(  # noqa: C901
     hook_zones = zones.where(zones.notna(), opt.default_timezone)
     df["timezone"] = df["timezone"].where(ok_tz, opt.default_timezone)
     base = pd.Series(pd.to_datetime(df["base"], utc=True)).dt.as_unit("us")
-    _assign(ws, c, df, phase, winner)
+    # eligibility first: control groups are drawn among the users the channel reaches
+    df["decision"] = np.full(len(df), "send", dtype=object)
+    df["reason"] = np.full(len(df), None, dtype=object)
+    df["would_be"] = np.full(len(df), None, dtype=object)
     optout = df["optout"].fillna(False).astype(bool).to_numpy()
     _suppress(df, optout, "opted_out")
+    _suppress(df, df["no_ad_consent"].fillna(True).astype(bool).to_numpy(), "no_ad_consent")
     addr = df["address"]
     _suppress(
         df,
         (addr.isna() | (addr.astype("string").str.strip() == "")).fillna(True).to_numpy(bool),
         "unreachable",
     )
+    _assign(ws, c, df, phase, winner)
     _suppress(df, _missing(c, df), "missing_variable")
     _suppress(df, _invalid_header(c, df), "invalid_header")
     send = base.copy()
@@ -589,6 +663,10 @@ def plan(  # noqa: C901
         else pd.Series([], dtype="datetime64[us]")
     )
     df["to"] = df["address"].where(df["address"].notna(), None)
+    # where a message's TTL counts from in the send queue: the trigger (the event, or the
+    # end of the inaction window) for triggered / inaction campaigns, else its due time
+    df["origin_at"] = base if c.schedule.type in TRIGGER_TYPES else pd.NaT
+    df["origin_at"] = pd.to_datetime(df["origin_at"], utc=True).dt.as_unit("us")
     cols = [
         "user_id",
         "decision",
@@ -604,6 +682,8 @@ def plan(  # noqa: C901
         "best_time_reason",
         "best_time_propensity",
         "event_properties",
+        "would_be",
+        "origin_at",
     ]
     return Plan(c, ld, run_key, phase, winner, df[cols].reset_index(drop=True), note_text)
 
@@ -674,7 +754,8 @@ def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
     caps = () if opt.ignore_caps else opt.caps
     if not caps and not opt.min_gap_hours:
         return
-    live = np.flatnonzero(df["decision"].to_numpy() == "send")
+    # control users are checked too (their would_be reason): both arms alike
+    live = np.flatnonzero(np.isin(df["decision"].to_numpy(), ["send", "control"]))
     if live.size == 0:
         return
     t = pd.to_datetime(df["send_at"].iloc[live]).dt.as_unit("us").astype("int64").to_numpy()

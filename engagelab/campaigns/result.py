@@ -83,6 +83,8 @@ class SendResult:
     skipped: int = 0
     #: why nothing was planned, when the logical date has no occurrence
     note: str = ""
+    #: messages of the plan waiting in the send queue (due later: the dispatcher sends them)
+    queued: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -102,6 +104,7 @@ class SendResult:
             f"(+{self.already_sent:,} earlier, {self.redelivered:,} re-delivered in doubt), "
             f"suppressed {self.suppressed:,}, failed {self.failed:,}, pending {self.pending:,}, "
             + (f"skipped {self.skipped:,} held by another sender, " if self.skipped else "")
+            + (f"queued {self.queued:,} for later, " if self.queued else "")
             + f"{self.seconds:.1f} s"
             + (f"; {self.note}" if self.note else "")
             + ")"

@@ -29,15 +29,10 @@ re-delivers in-doubt ones with the same key, and appends any event batch a crash
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import json
-import os
-import socket
-import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
 
@@ -49,13 +44,14 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from engagelab.campaigns import timing
-from engagelab.campaigns.plan import _gap_cap
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
+from engagelab.clock import Clock, as_clock, now_us
+from engagelab.delivery import handover as H
 from engagelab.delivery import ledger as L
 from engagelab.delivery.outbox import data, json_strings
-from engagelab.delivery.protocol import BatchResult, MessageBatch, deliver_batch
-from engagelab.errors import ValidationError, WorkspaceError
+from engagelab.delivery.protocol import MessageBatch
+from engagelab.errors import ValidationError
 from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, TS_TYPE
 from engagelab.storage.upsert import insert_ignore
 from engagelab.validate import check_int, check_number
@@ -71,40 +67,12 @@ _IN = L.IN_CHUNK  # keys per IN (...) list
 HANDOFF_UNIT = 50
 #: Default lease of a claim: another sender takes over a claim older than this.
 LEASE_SECONDS = 300.0
-_HOST = socket.gethostname()[:60]
 
 
-def _owner() -> str:
-    """The owner token of one ``send`` call: host, process id and a random part."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
-def _stale(owner: str | None, lease_us: int | None, now_us: int) -> bool:
-    """True when a claim may be taken over: its lease expired (or was released), or its
-    owner was a process of this host that no longer exists."""
-    if lease_us is None or int(lease_us) <= now_us or not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    return not _alive(int(pid))
-
-
-def _now_us() -> int:
-    return int(L.now().timestamp() * _US)
-
-
-def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The columns ``send`` needs as numpy arrays (plain Python strings, None for missing)."""
+def _arrays(frame: pd.DataFrame, ttl_us: int | None = None) -> dict[str, np.ndarray]:
+    """The columns ``send`` needs as numpy arrays (plain Python strings, None for missing),
+    with the queue's instants: ``origin_us`` (the trigger event of triggered / inaction
+    plans, else the due time) and ``expires_us`` (origin + TTL, None without a TTL)."""
 
     def obj(col: str) -> np.ndarray:
         v = cast(Any, frame[col]).to_numpy(dtype=object, na_value=None)
@@ -114,10 +82,22 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     # the trigger event's properties (triggered / inaction plans; older snapshots lack it)
     cols += ("event_properties",) if "event_properties" in frame.columns else ()
     out = {c: obj(c) for c in cols}
-    out["send_us"] = (
-        pd.to_datetime(frame["send_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    out["send_us"] = _us(frame["send_at"])
+    origin = out["send_us"]
+    if "origin_at" in frame.columns:
+        got = pd.to_datetime(frame["origin_at"], utc=True).dt.as_unit("us")
+        origin = np.where(got.notna().to_numpy(), got.astype("int64").to_numpy(), origin)
+    out["origin_us"] = np.asarray(origin, dtype=np.int64)
+    out["expires_us"] = (
+        np.full(len(origin), None, dtype=object)
+        if ttl_us is None
+        else (out["origin_us"] + ttl_us).astype(object)
     )
     return out
+
+
+def _us(col: Any) -> np.ndarray:
+    return pd.to_datetime(col, utc=True).dt.as_unit("us").astype("int64").to_numpy()
 
 
 def _snapshot(frame: pd.DataFrame) -> bytes:
@@ -227,7 +207,7 @@ def _plan_events(ws: Core, frame: pd.DataFrame, c: Campaign, run_key: str) -> No
 def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
     """Append every event batch recorded on the ledger that the store does not hold yet
     (except those of a unit a live sender is still delivering: it appends them itself)."""
-    now_us = _now_us()
+    now_us = H.now_us()
     with ws.state.read() as conn:
         fps = [
             r[0]
@@ -250,7 +230,7 @@ def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
                 )
                 .group_by(L.ledger.c.event_batch, L.ledger.c.owner)
             )  # fmt: skip
-            if not _stale(ow, le, now_us)
+            if not H.stale(ow, le, now_us)
         }
     for fp in fps:
         if fp in busy:
@@ -280,42 +260,22 @@ def _ledger_events(ws: Core, run_key: str, c: Campaign) -> None:
             _append(ws, fp, _events(NOTIFICATION_SENT, df[df["status"] == "sent"], c))
 
 
-def _stamp(conn: sa.Connection) -> Any:
-    """The current time as the driver should bind it for a DateTime column (SQLite keeps
-    SQLAlchemy's text format, bound once instead of adapted per row)."""
-    now = L.now()
-    if conn.dialect.name == "sqlite":
-        return now.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return now
-
-
-def _many(conn: sa.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """``executemany`` on the DBAPI cursor of this transaction (``?`` placeholders are
-    rewritten for drivers with the ``format``/``pyformat`` style)."""
-    if isinstance(rows, list) and not rows:
-        return
-    if conn.dialect.paramstyle in ("format", "pyformat"):
-        sql = sql.replace("?", "%s")
-    cur = conn.connection.cursor()
-    try:
-        cur.executemany(sql, cast(Any, rows))  # any iterable of tuples
-    finally:
-        cur.close()
-
-
 _INSERT = (
     'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
-    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us, "
+    "due_us, origin_us, expires_us) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     'ON CONFLICT ("key") DO NOTHING'
 )
 
 
 _INSERT_JSON = (
     'INSERT INTO el_campaign_ledger ("key", run_key, campaign_id, user_id, channel, variant, '
-    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us) "
+    "timezone, send_at, status, reason, batch, event_batch, updated_at, owner, lease_us, "
+    "due_us, origin_us, expires_us) "
     "SELECT value ->> 0, ?, ?, value ->> 1, ?, value ->> 2, value ->> 3, value ->> 4, ?, "
-    'value ->> 5, ?, ?, ?, ?, ? FROM json_each(?) WHERE true ON CONFLICT ("key") DO NOTHING'
+    "value ->> 5, ?, ?, ?, ?, ?, value ->> 4, value ->> 6, value ->> 7 "
+    'FROM json_each(?) WHERE true ON CONFLICT ("key") DO NOTHING'
 )
 
 
@@ -333,12 +293,18 @@ def _insert(
     run_key, cid, channel, status, b, ev, now, *held = const
     owner, lease = (*held, None, None)[:2]
     reasons = np.full(n, None, dtype=object) if reason is None else reason
+    origin = rows.get("origin_us", rows["send_us"])
+    expires = rows.get("expires_us")
+    if expires is None:
+        expires = np.full(n, None, dtype=object)
     if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
         js = [json_strings(rows[k]) for k in ("message_key", "user_id", "variant", "timezone")]
         t = pa.array(np.asarray(rows["send_us"], dtype=np.int64)).cast(pa.string())
+        o = pa.array(np.asarray(origin, dtype=np.int64)).cast(pa.string())
+        x = pc.fill_null(pa.array(expires, pa.int64()).cast(pa.string()), "null")
         doc = pc.binary_join_element_wise(
             "[", js[0], ",", js[1], ",", js[2], ",", js[3], ",", t, ",", json_strings(reasons),
-            "],", "",
+            ",", o, ",", x, "],", "",
         )  # fmt: skip
         text = "[" + bytes(data(doc)[:-1]).decode("utf-8") + "]"
         cur = conn.connection.cursor()
@@ -350,10 +316,11 @@ def _insert(
             cur.close()
         return
     # plain tuples straight from the columns: no per-row dicts or objects
-    _many(conn, _INSERT, zip(
+    H.executemany(conn, _INSERT, zip(
         rows["message_key"], repeat(run_key), repeat(cid), rows["user_id"], repeat(channel),
         rows["variant"], rows["timezone"], rows["send_us"].tolist(), repeat(status), reasons,
         repeat(b), repeat(ev), repeat(now), repeat(owner), repeat(lease),
+        rows["send_us"].tolist(), np.asarray(origin).tolist(), expires.tolist(),
     ))  # fmt: skip
 
 
@@ -361,25 +328,14 @@ def _take(rows: dict[str, np.ndarray], mask: Any) -> dict[str, np.ndarray]:
     return {k: v[mask] for k, v in rows.items()}
 
 
-@contextlib.contextmanager
-def _connection(ws: Core) -> Iterator[sa.Connection]:
-    """One state-DB connection for all the claim / mark transactions of a send (its page
-    cache stays warm across batches); each transaction is still ``BEGIN IMMEDIATE`` on
-    SQLite, committed before the provider call."""
-    with ws.state.engine.connect() as conn:
-        conn = conn.execution_options(el_immediate=True)
-        if conn.dialect.name == "sqlite":
-            driver = conn.connection.driver_connection
-            if driver is None:
-                raise WorkspaceError("the state database connection is closed")
-            driver.execute("PRAGMA cache_size=-131072")  # 128 MB
-        yield conn
-
-
 def _states(conn: sa.Connection, keys: list[str]) -> dict[str, tuple[Any, ...]]:
-    """(status, owner, lease µs) of the ledger rows of ``keys`` that exist."""
+    """(status, owner, lease µs, due µs, expires µs) of the ledger rows of ``keys`` that
+    exist."""
     out: dict[str, tuple[Any, ...]] = {}
-    sql = 'SELECT "key", status, owner, lease_us FROM el_campaign_ledger WHERE "key" IN '
+    sql = (
+        'SELECT "key", status, owner, lease_us, due_us, expires_us FROM el_campaign_ledger '
+        'WHERE "key" IN '
+    )
     if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
         for i in range(0, len(keys), 50_000):
             part = keys[i : i + 50_000]
@@ -398,8 +354,11 @@ def _states(conn: sa.Connection, keys: list[str]) -> dict[str, tuple[Any, ...]]:
 class _Claim:
     """What one claim transaction decided for a unit."""
 
-    def __init__(self, go: np.ndarray, redelivered: int, suppressed: int, skipped: int):
+    def __init__(
+        self, go: np.ndarray, redelivered: int, suppressed: int, skipped: int, queued: int = 0
+    ):
         self.go = go  #: rows this ``send`` call owns now and delivers
+        self.queued = queued  #: new rows put in the queue (not due yet)
         self.redelivered = redelivered  #: of them, taken over in doubt
         self.suppressed = suppressed  #: turned down by caps / minimum gap now
         self.skipped = skipped  #: held by another live sender
@@ -414,15 +373,18 @@ def _claim(
     rows: dict[str, np.ndarray],
     owner: str,
     lease_s: float,
+    due_us: int | None = None,
 ) -> _Claim:
     """Claim a unit in one transaction: insert the absent keys (``ON CONFLICT DO
-    NOTHING``), take over stale claims, and read back which rows this call owns."""
+    NOTHING``) — claimed when due by ``due_us`` (the send clock's now; None: all due),
+    queued otherwise — take over stale claims and queued rows that fell due (not expired),
+    and read back which rows this call owns."""
     keys = rows["message_key"].tolist()
     caps = () if c.delivery.ignore_caps else c.delivery.caps
     gap = c.delivery.min_gap_hours
     with conn.begin():
-        now = _stamp(conn)
-        now_us = _now_us()
+        now = H.stamp(conn)
+        now_us = H.now_us()
         lease = now_us + int(lease_s * _US)
         if caps or gap:
             L.lock_caps(conn)
@@ -437,19 +399,26 @@ def _claim(
             reason = _caps(conn, c, run_key, new, caps, gap)
         sup = reason != None  # noqa: E711
         n_sup = int(sup.sum())
-        ok = _take(new, ~sup) if n_sup else new
+        later = (
+            np.zeros(n_new, dtype=bool) if due_us is None else new["send_us"] > due_us
+        )  # fmt: skip
+        ok = _take(new, ~sup & ~later) if n_sup or later.any() else new
         _insert(conn, ok, None, (run_key, c.id, c.channel, "claimed", b, None, now, owner, lease))
+        n_queued = int((later & ~sup).sum())
+        if n_queued:
+            _insert(conn, _take(new, later & ~sup), None,
+                    (run_key, c.id, c.channel, "queued", b, None, now, None, None))  # fmt: skip
         if n_sup:
             _insert(conn, _take(new, sup), reason[sup],
                     (run_key, c.id, c.channel, "suppressed", b, f"{run_key}#{b}#{attempt}#s",
                      now, None, None))  # fmt: skip
         stale = [
-            (k, st) for k, (st, ow, le) in have.items()
-            if st in ("claimed", "handed") and _stale(ow, le, now_us)
+            (k, st) for k, (st, ow, le, *_) in have.items()
+            if st in ("claimed", "handed") and H.stale(ow, le, now_us)
         ]  # fmt: skip
         taken: set[str] = set()
         for k, _st in stale:
-            st, ow, le = have[k]
+            st, ow, le, *_ = have[k]
             res = conn.execute(
                 L.ledger.update()
                 .where(
@@ -463,11 +432,26 @@ def _claim(
             )  # fmt: skip
             if res.rowcount:
                 taken.add(k)
+        # queued rows that fell due (and have not expired) go now, like new ones
+        fell = [
+            k for k, (st, _ow, _le, due, exp) in have.items()
+            if st == "queued" and (due_us is None or (due is not None and due <= due_us))
+            and (exp is None or due_us is None or exp > due_us)
+        ]  # fmt: skip
+        released: set[str] = set()
+        for k in fell:
+            res = conn.execute(
+                L.ledger.update()
+                .where(L.ledger.c.key == k, L.ledger.c.status == "queued")
+                .values(status="claimed", owner=owner, lease_us=lease, updated_at=L.now())
+            )
+            if res.rowcount:
+                released.add(k)
         # SQLite write transactions are exclusive: what was absent is ours. Elsewhere a
         # concurrent claim may have inserted a key first: read back who owns it.
         if conn.dialect.name == "sqlite":
             mine_new = is_new.copy()
-            mine_new[is_new] = ~sup
+            mine_new[is_new] = ~sup & ~later
             final = have
         else:
             final = _states(conn, keys)
@@ -477,6 +461,8 @@ def _claim(
             )  # fmt: skip
     go = mine_new
     redelivered = 0
+    if released:
+        go = go | np.fromiter((k in released for k in keys), bool, len(keys))
     if taken:
         took = np.fromiter((k in taken for k in keys), bool, len(keys))
         go = go | took
@@ -486,7 +472,7 @@ def _claim(
         for k, g in zip(keys, go.tolist(), strict=True)
         if not g and final.get(k, ("",))[0] in ("claimed", "handed")
     )
-    return _Claim(go, redelivered, n_sup, skipped)
+    return _Claim(go, redelivered, n_sup, skipped, n_queued)
 
 
 def _caps(
@@ -511,6 +497,8 @@ def _caps(
         return reason
     u, tz = new["user_id"], pd.Series(new["timezone"])
     if gap:
+        from engagelab.campaigns.plan import _gap_cap  # plan imports the statistics stack
+
         h = hist[hist["campaign_id"] == c.id]
         hit = timing.cap_conflicts(
             u, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
@@ -574,123 +562,6 @@ def _payloads(
     return idx.astype(np.intp), table, bad
 
 
-_HEX = r"^[0-9a-z]+$"
-
-
-class _RangeMismatch(Exception):
-    """The key-range update touched other rows than expected (rolled back)."""
-
-
-def _mark(
-    conn: sa.Connection,
-    owner: str,
-    fp: str,
-    keys: np.ndarray,
-    span: tuple[str, str],
-    res: BatchResult,
-    by_range: bool = True,
-) -> tuple[int, int]:
-    """Mark a delivered unit in one transaction; return (sent, permanently failed).
-
-    ``keys`` (sorted) are the messages delivered; every ledger row owned by this call whose
-    key lies in ``span`` and is still ``claimed`` is one of them. The sent rows are marked
-    with one ``UPDATE`` over the key range (per key when the range cannot be trusted to be
-    exact: failures to leave claimed, a non-binary key collation, or rows already marked
-    one by one). Transient failures stay in doubt and their claims are released, so the
-    next send retries them at once.
-    """
-    ok = res.ok
-    perm = ~ok & res.permanent
-    stay = ~ok & ~perm
-    n_ok = int(ok.sum())
-    # SQLite compares keys bytewise (the order they were sorted in); other databases use a
-    # collation, which agrees with it for keys of digits and lowercase letters (all of ours)
-    by_range = by_range and int(stay.sum()) <= 500
-    if by_range and conn.dialect.name != "sqlite":
-        every = pa.array(np.concatenate([keys, np.array(span, dtype=object)]), pa.string())
-        by_range = bool(pc.all(pc.match_substring_regex(every, _HEX)).as_py())
-    try:
-        with conn.begin():
-            _mark_tx(conn, owner, fp, keys, span, res, ok, perm, stay, n_ok, by_range)
-    except _RangeMismatch:
-        with conn.begin():
-            _mark_tx(conn, owner, fp, keys, span, res, ok, perm, stay, n_ok, False)
-    return n_ok, int(perm.sum())
-
-
-_MINE = "AND owner = ? AND status IN ('claimed', 'handed')"
-
-
-def _mark_tx(
-    conn: sa.Connection, owner: str, fp: str, keys: np.ndarray, span: tuple[str, str],
-    res: BatchResult, ok: np.ndarray, perm: np.ndarray, stay: np.ndarray, n_ok: int,
-    by_range: bool,
-) -> None:  # fmt: skip
-    now = _stamp(conn)
-    if perm.any():
-        err = res.error if res.error is not None else np.full(len(ok), None, dtype=object)
-        _many(
-            conn,
-            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ?, "
-            f'lease_us = NULL WHERE "key" = ? {_MINE}',
-            [((e or "")[:2000], now, k, owner) for e, k in zip(err[perm], keys[perm], strict=True)],
-        )
-    if stay.any():
-        _many(
-            conn,
-            f'UPDATE el_campaign_ledger SET lease_us = NULL, updated_at = ? WHERE "key" = ? {_MINE}',
-            zip(repeat(now), keys[stay].tolist(), repeat(owner)),
-        )
-    if by_range and n_ok:
-        sql = (
-            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ?, "
-            'lease_us = NULL WHERE "key" >= ? AND "key" <= ? AND owner = ? '
-            "AND status = 'claimed'"
-        )
-        held = keys[stay].tolist()
-        if held:
-            sql += ' AND "key" NOT IN (' + ", ".join("?" * len(held)) + ")"
-        if conn.dialect.paramstyle in ("format", "pyformat"):
-            sql = sql.replace("?", "%s")
-        cur = conn.connection.cursor()
-        try:
-            cur.execute(sql, [fp, now, span[0], span[1], owner, *held])
-            done = cur.rowcount
-        finally:
-            cur.close()
-        if done != n_ok:
-            raise _RangeMismatch(done)
-    elif n_ok:
-        _many(
-            conn,
-            "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, updated_at = ?, "
-            'lease_us = NULL WHERE "key" = ? AND owner = ? '
-            "AND status IN ('claimed', 'handed', 'sent')",
-            zip(repeat(fp), repeat(now), keys[ok].tolist(), repeat(owner)),
-        )
-    pid = res.provider_id
-    if pid is not None:
-        named = ok & (pid != None) & (pid != keys)  # noqa: E711
-        if named.any():
-            _many(
-                conn,
-                'UPDATE el_campaign_ledger SET provider_id = ? WHERE "key" = ?',
-                zip(pid[named].tolist(), keys[named].tolist(), strict=True),
-            )
-
-
-def _deliver(prov: Any, batch: MessageBatch, retries: int) -> BatchResult:
-    """The provider's answers for ``batch``, transient failures retried with backoff."""
-    res = deliver_batch(prov, batch)
-    for attempt_no in range(retries):
-        again = np.flatnonzero(~res.ok & ~res.permanent)
-        if not len(again):
-            break
-        time.sleep(min(2.0, 0.1 * 2**attempt_no))
-        res = res.merge(again, deliver_batch(prov, batch.take(again)))
-    return res
-
-
 def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows in binary order of their message keys, so every batch is a key range
     (sorted before the columns become Python objects: Arrow takes them without refcounts)."""
@@ -702,61 +573,6 @@ def _sorted_by_key(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.take(pc.sort_indices(keys).to_numpy())
 
 
-def _hook(prov: Any) -> bool:
-    """True for a provider that reports per-message progress (``progress`` attribute)."""
-    return hasattr(prov, "progress")
-
-
-class _Progress:
-    """The ``progress`` hook of one unit: records ``handed`` / ``sent`` per message at once
-    (thread-safe: a provider may deliver over several connections)."""
-
-    def __init__(self, ws: Core, owner: str, fp: str, lease_s: float):
-        self.ws, self.owner, self.fp, self.lease_s = ws, owner, fp, lease_s
-        self.lock = threading.Lock()
-        self.conn: sa.Connection | None = None
-
-    def __call__(self, key: str, stage: str) -> None:
-        with self.lock:
-            if self.conn is None:
-                self.conn = self.ws.state.engine.connect().execution_options(el_immediate=True)
-            conn = self.conn
-            with conn.begin():
-                now = _stamp(conn)
-                if stage == "handed":
-                    sql = (
-                        "UPDATE el_campaign_ledger SET status = 'handed', lease_us = ?, "
-                        "updated_at = ? WHERE \"key\" = ? AND owner = ? AND status = 'claimed'"
-                    )
-                    args: list[Any] = [_now_us() + int(self.lease_s * _US), now, key, self.owner]
-                elif stage == "sent":
-                    # the lease stays until the unit's mark: its events are not appended yet
-                    sql = (
-                        "UPDATE el_campaign_ledger SET status = 'sent', event_batch = ?, "
-                        f'updated_at = ? WHERE "key" = ? {_MINE}'
-                    )
-                    args = [self.fp, now, key, self.owner]
-                else:
-                    raise ValidationError("progress stage", stage, "must be 'handed' or 'sent'")
-                _many(conn, sql, [tuple(args)])
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
-def _release(ws: Core, owner: str) -> None:
-    """Release the claims this call still holds (after an error): the next send may
-    retry them at once instead of waiting for the lease."""
-    with ws.state.write() as conn:
-        conn.execute(
-            L.ledger.update()
-            .where(L.ledger.c.owner == owner, L.ledger.c.status.in_(("claimed", "handed")))
-            .values(lease_us=None)
-        )
-
-
 def _final(
     ws: Core, keys: list[str], owner: str
 ) -> tuple[dict[str, int], int, int, dict[str, int]]:
@@ -766,7 +582,7 @@ def _final(
     reasons: dict[str, int] = {}
     mine = other = 0
     sql = 'SELECT status, owner, reason, lease_us FROM el_campaign_ledger WHERE "key" IN '
-    now_us = _now_us()
+    now_us = H.now_us()
     with ws.state.read() as conn:
         sqlite = conn.dialect.name == "sqlite" and L.SQLITE_JSON
         step = 50_000 if sqlite else _IN
@@ -781,7 +597,7 @@ def _final(
                 if st == "suppressed" and reason:
                     reasons[reason] = reasons.get(reason, 0) + 1
                 if st in ("claimed", "handed"):
-                    if ow == owner or _stale(ow, lease, now_us):
+                    if ow == owner or H.stale(ow, lease, now_us):
                         mine += 1
                     else:
                         other += 1
@@ -797,8 +613,16 @@ def send(  # noqa: C901
     batch_size: int = 50_000,
     retries: int = 2,
     lease_seconds: float = LEASE_SECONDS,
+    clock: Clock | None = None,
 ) -> SendResult:
-    """Deliver ``plan`` effectively once under ``run_key`` (default: the plan's).
+    """Enqueue ``plan`` under ``run_key`` (default: the plan's) and deliver, effectively
+    once, what is due now.
+
+    Every planned message gets a ledger row keyed by its message key (``ON CONFLICT DO
+    NOTHING``: enqueueing an occurrence again adds nothing). A message due by ``clock``
+    goes at once on the path below; one due later stays ``queued`` (with its due time,
+    origin and expiry) for the dispatcher (:class:`engagelab.campaigns.Dispatcher`,
+    ``engagelab dispatch``), counted in ``SendResult.queued``.
 
     Messages go in claim units ordered by message key. Per unit: one claim transaction
     (insert the absent ledger rows with ``ON CONFLICT DO NOTHING``, take over stale
@@ -819,12 +643,15 @@ def send(  # noqa: C901
         retries: extra provider calls for transient failures within this attempt.
         lease_seconds: how long a claim holds; a claim of a sender that stopped is taken
             over after it (at once when its process on this host no longer exists).
+        clock: what "now" is for due times (default: the system clock); leases always
+            run on the system clock.
     """
     if not isinstance(plan, Plan):
         raise ValidationError("plan", type(plan).__name__, "must be a Plan from plan(...)")
     check_int("batch_size", batch_size, low=1)
     check_int("retries", retries, low=0)
     check_number("lease_seconds", lease_seconds, low=0, low_open=True)
+    clk = as_clock(clock)
     run_key = L.check_run_key(run_key or plan.run_key)
     t0 = time.perf_counter()
     frame, c, attempt = _start(ws, plan, run_key)
@@ -839,67 +666,44 @@ def send(  # noqa: C901
         prov = provider_for(c.channel, ws, {"run_key": run_key})
     else:
         prov = provider
-    hooked = _hook(prov)
+    hooked = H.has_progress(prov)
     unit = min(batch_size, HANDOFF_UNIT) if hooked else batch_size
     cols = ["user_id", "variant", "to", "message_key", "timezone", "send_at"]
-    cols += ["event_properties"] if "event_properties" in frame.columns else []
+    cols += [k for k in ("event_properties", "origin_at") if k in frame.columns]
     # Arrow-backed until a unit needs its values as Python objects (memory: one unit)
     todo = _sorted_by_key(frame.loc[frame["decision"] == "send", cols])
     n_todo = len(todo)
-    ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
-    owner = _owner()
+    ttl = int(c.delivery.ttl_hours * 3600 * _US) if c.delivery.ttl_hours else None
+    owner = H.owner_token()
     sent = redelivered = failed = 0
     prov.open()
     try:
-        with _connection(ws) as conn:
+        with H.connection(ws) as conn:
             for b, lo in enumerate(range(0, n_todo, unit)):
-                rows = _arrays(todo.iloc[lo : lo + unit])
-                cl = _claim(conn, c, run_key, b, attempt, rows, owner, lease_seconds)
+                rows = _arrays(todo.iloc[lo : lo + unit], ttl)
+                cl = _claim(conn, c, run_key, b, attempt, rows, owner, lease_seconds, now_us(clk))
                 redelivered += cl.redelivered
                 if cl.suppressed:
                     _flush_suppressed(ws, run_key, b, attempt, c)
                 if not cl.go.any():
                     continue
-                go = _take(rows, cl.go)
-                fp = f"{run_key}#{b}#{attempt}"
-                index, payloads, bad = _payloads(ws, c, go)
-                if bad:
-                    failed += _fail_unrenderable(conn, owner, go["message_key"], bad)
-                    keep = np.ones(len(go["message_key"]), bool)
-                    keep[list(bad)] = False
-                    go, index = _take(go, keep), index[keep]
-                    if not keep.any():
-                        continue
-                batch = MessageBatch(
-                    go["message_key"], go["user_id"], go["variant"], go["to"], go["send_us"],
-                    index, payloads, c.id, c.channel, tuple(c.labels), ttl,
-                )  # fmt: skip
-                hook = _Progress(ws, owner, fp, lease_seconds) if hooked else None
-                if hook is not None:
-                    cast(Any, prov).progress = hook
-                try:
-                    res = _deliver(prov, batch, retries)
-                finally:
-                    if hook is not None:
-                        cast(Any, prov).progress = None
-                        hook.close()
                 span = (rows["message_key"][0], rows["message_key"][-1])
-                n_ok, n_fail = _mark(
-                    conn, owner, fp, go["message_key"], span, res, by_range=not hooked
-                )
+                n_ok, n_fail = hand_over(
+                    ws, conn, prov, c, _take(rows, cl.go), f"{run_key}#{b}#{attempt}", owner,
+                    lease_seconds=lease_seconds, retries=retries, span=span,
+                )  # fmt: skip
                 sent += n_ok
                 failed += n_fail
-                _append(ws, fp, _events(NOTIFICATION_SENT, _take(go, res.ok), c))
     except BaseException:
         with contextlib.suppress(Exception):
-            _release(ws, owner)
+            H.release(ws, owner)
         raise
     finally:
         prov.close()
     counts, pending, skipped, late = _final(ws, todo["message_key"].tolist(), owner)
     pending += max(0, n_todo - sum(counts.values()))
     if pending:  # what this call still holds goes to the next send at once
-        _release(ws, owner)
+        H.release(ws, owner)
     finished = pending == 0 and skipped == 0
     with ws.state.write() as conn:
         conn.execute(
@@ -926,22 +730,67 @@ def send(  # noqa: C901
         reasons,
         skipped,
         plan.note if attempt == 1 else "",
+        counts.get("queued", 0),
     )
 
 
-def _fail_unrenderable(
-    conn: sa.Connection, owner: str, keys: np.ndarray, bad: dict[int, str]
-) -> int:
-    """Mark the messages whose content cannot be rendered as permanently failed."""
-    with conn.begin():
-        now = _stamp(conn)
-        _many(
-            conn,
-            "UPDATE el_campaign_ledger SET status = 'failed', error = ?, updated_at = ?, "
-            f'lease_us = NULL WHERE "key" = ? {_MINE}',
-            [(why, now, keys[i], owner) for i, why in bad.items()],
-        )
-    return len(bad)
+def hand_over(
+    ws: Core,
+    conn: sa.Connection,
+    prov: Any,
+    c: Campaign,
+    go: dict[str, np.ndarray],
+    fp: str,
+    owner: str,
+    *,
+    lease_seconds: float,
+    retries: int,
+    span: tuple[str, str] | None = None,
+    handed_us: int | None = None,
+) -> tuple[int, int]:
+    """Hand the claimed messages ``go`` (columns of :func:`_arrays`, sorted by key) to
+    ``prov`` and record the outcome; return (sent, failed).
+
+    Renders the payloads (a message that cannot be rendered fails alone), gives a provider
+    with a ``progress`` hook a :class:`~engagelab.delivery.handover.Progress`, retries
+    transient failures, marks the unit in one transaction and appends its 'Notification
+    Sent' events under ``fp`` (stamped ``handed_us`` when given, the hand-over time;
+    else each message's planned time). ``span`` (the unit's key range) lets the mark
+    update by key range; without it rows are marked one by one.
+    """
+    failed = 0
+    index, payloads, bad = _payloads(ws, c, go)
+    if bad:
+        failed += H.fail_unrenderable(conn, owner, go["message_key"], bad)
+        keep = np.ones(len(go["message_key"]), bool)
+        keep[list(bad)] = False
+        go, index = _take(go, keep), index[keep]
+        if not keep.any():
+            return 0, failed
+    ttl = int(c.delivery.ttl_hours * 3600) if c.delivery.ttl_hours else None
+    batch = MessageBatch(
+        go["message_key"], go["user_id"], go["variant"], go["to"], go["send_us"],
+        index, payloads, c.id, c.channel, tuple(c.labels), ttl,
+    )  # fmt: skip
+    hooked = H.has_progress(prov)
+    hook = H.Progress(ws, owner, fp, lease_seconds) if hooked else None
+    if hook is not None:
+        cast(Any, prov).progress = hook
+    try:
+        res = H.deliver(prov, batch, retries)
+    finally:
+        if hook is not None:
+            cast(Any, prov).progress = None
+            hook.close()
+    by_range = span is not None and not hooked
+    n_ok, n_fail = H.mark(
+        conn, owner, fp, go["message_key"], span or ("", ""), res, by_range=by_range
+    )
+    ok = _take(go, res.ok)
+    if handed_us is not None:
+        ok["send_us"] = np.full(len(ok["message_key"]), handed_us, dtype=np.int64)
+    _append(ws, fp, _events(NOTIFICATION_SENT, ok, c))
+    return n_ok, failed + n_fail
 
 
 def _flush_suppressed(ws: Core, run_key: str, b: int, attempt: int, c: Campaign) -> None:
@@ -962,3 +811,7 @@ def _flush_suppressed(ws: Core, run_key: str, b: int, attempt: int, c: Campaign)
         df = pd.DataFrame(rows, columns=["user_id", "variant", "send_at", "message_key", "reason"])
         df["send_at"] = pd.to_datetime(df["send_at"].astype(np.int64), unit="us", utc=True)
         _append(ws, fp, _events(NOTIFICATION_SUPPRESSED, df, c, reason=df["reason"]))
+
+
+# the shared hand-over pieces under the names this module has always used
+_connection, _mark = H.connection, H.mark

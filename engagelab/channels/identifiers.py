@@ -5,6 +5,8 @@ document (see :mod:`engagelab.delivery.remarketing` for the export files).
 * phone: E.164. Meta's Custom Audiences want digits only with the country code and no
   ``+`` (``"14155552671"``); Google Ads Customer Match wants E.164 with the ``+``
   (``"+14155552671"``). Spaces, dashes, brackets and a leading ``00`` are removed.
+* first and last name (audience syncs, when asked for): lower-cased and trimmed; Meta also
+  wants letters only (punctuation and spaces removed, accented letters kept as UTF-8).
 
 Example:
     >>> hashed = hash_identifiers("google_ads", {"email": " Ada@Example.ORG", "phone": "+1 (415) 555-2671"})
@@ -23,9 +25,13 @@ from engagelab.validate import check_choice
 
 __all__ = [
     "FACEBOOK_API_SCHEMA",
+    "IDENTIFIERS",
     "LAYOUTS",
+    "SYNC_HEADERS",
     "hash_identifiers",
+    "normalise",
     "normalise_email",
+    "normalise_name",
     "normalise_phone",
     "sha256_hex",
 ]
@@ -37,6 +43,24 @@ LAYOUTS: dict[str, dict[str, str]] = {
 }
 #: Meta Marketing API schema names of the same identifiers (users endpoint ``schema``).
 FACEBOOK_API_SCHEMA = {"email": "EMAIL", "phone": "PHONE"}
+#: Identifiers an audience sync can carry (names only next to an e-mail or phone).
+IDENTIFIERS = ("email", "phone", "first_name", "last_name")
+#: Headers of the audience sync files: Meta's Marketing API schema names (the customer-file
+#: upload takes them too) and Google Ads Customer Match's upload template headers.
+SYNC_HEADERS: dict[str, dict[str, str]] = {
+    "facebook_audience": {
+        "email": "EMAIL",
+        "phone": "PHONE",
+        "first_name": "FN",
+        "last_name": "LN",
+    },
+    "google_ads": {
+        "email": "Email",
+        "phone": "Phone",
+        "first_name": "First Name",
+        "last_name": "Last Name",
+    },
+}
 _NON_DIGITS = re.compile(r"\D")
 
 
@@ -61,6 +85,20 @@ def normalise_phone(value: Any, *, plus: bool = True) -> str | None:
     return ("+" + digits) if plus else digits
 
 
+def normalise_name(value: Any, *, letters_only: bool = False) -> str | None:
+    """Trimmed, lower-cased name; with ``letters_only`` (Meta) every non-letter is dropped.
+
+    >>> normalise_name("  Mary-Ann "), normalise_name("  Mary-Ann ", letters_only=True)
+    ('mary-ann', 'maryann')
+    """
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower()
+    if letters_only:
+        v = "".join(ch for ch in v if ch.isalpha())
+    return v or None
+
+
 def sha256_hex(value: str) -> str:
     """Lower-case hex SHA-256 of the UTF-8 text."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
@@ -73,9 +111,16 @@ def hash_identifiers(
     check_choice("channel", channel, list(LAYOUTS))
     out: dict[str, str | None] = {}
     for ident in identifiers:
-        if ident == "email":
-            v = normalise_email(profile.get("email"))
-        else:
-            v = normalise_phone(profile.get("phone"), plus=channel == "google_ads")
+        v = normalise(channel, ident, profile.get(ident))
         out[f"{ident}_sha256"] = sha256_hex(v) if v else None
     return out
+
+
+def normalise(channel: str, identifier: str, value: Any) -> str | None:
+    """``value`` of ``identifier`` normalised as ``channel``'s platform documents it."""
+    if identifier == "email":
+        return normalise_email(value)
+    if identifier == "phone":
+        return normalise_phone(value, plus=channel == "google_ads")
+    check_choice("identifier", identifier, list(IDENTIFIERS))
+    return normalise_name(value, letters_only=channel == "facebook_audience")

@@ -19,12 +19,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from engagelab.channels import CHANNELS
     from engagelab.cli._common import emit
+    from engagelab.schema import REACH_RULES
 
     rows = [
         {
             "channel": c.name,
             "reach_field": c.reach_field,
+            "reach_fields": ", ".join(REACH_RULES[c.name].fields),
             "optout_field": c.optout_field,
+            "reaches": REACH_RULES[c.name].rule,
             "delivery": c.delivery,
             "content": c.content_cls.__name__,
         }
@@ -71,7 +74,16 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     from engagelab.delivery.inbox import inbox
 
     ws = open_workspace(args)
-    res = inbox(ws, args.user, args.at, event=args.event, page=args.page, record=not args.peek)
+    res = inbox(
+        ws,
+        args.user,
+        args.at,
+        event=args.event,
+        event_at=args.event_at,
+        page=args.page,
+        exit_intent=args.exit_intent,
+        record=not args.peek,
+    )
     if args.format == "json":
         emit({"user_id": res.user_id, "messages": [m.to_dict() for m in res]}, "json")
     else:
@@ -96,6 +108,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
     a.add_argument("user")
     a.add_argument("--at", help="fetch time (default: now)")
     a.add_argument("--event", help="the event the app reports now")
+    a.add_argument("--event-at", help="when the reported event happened (default: --at)")
     a.add_argument("--page", help="the page URL the site shows now")
+    a.add_argument(
+        "--exit-intent",
+        action="store_true",
+        help="the site reports an exit-intent signal (shows exit-intent pop-ups)",
+    )
     a.add_argument("--peek", action="store_true", help="do not record impressions")
     a.set_defaults(func=cmd_inbox)

@@ -188,7 +188,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     ws = _ws(args)
     try:
         df = list_jobs(ws)
-        nxt = []
+        nxt: list[str | None] = []
         for name, paused, error in zip(df["name"], df["paused"], df["error"], strict=True):
             if isinstance(error, str):
                 nxt.append(None)

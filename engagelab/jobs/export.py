@@ -22,7 +22,7 @@ import yaml
 
 from engagelab.errors import ValidationError
 from engagelab.jobs.runner import EXIT_CODES
-from engagelab.jobs.spec import JobSpec
+from engagelab.jobs.spec import JobSpec, Schedule
 
 __all__ = [
     "SKIP_EXIT_CODES",
@@ -40,9 +40,10 @@ def run_command(spec: JobSpec, workspace: str, date: str, command: str = "engage
            f"--workspace {shlex.quote(workspace)}"  # fmt: skip
 
 
-def _need_schedule(spec: JobSpec) -> None:
+def _need_schedule(spec: JobSpec) -> Schedule:
     if spec.schedule is None:
         raise ValidationError("schedule", None, f"job {spec.name!r} has no schedule to export")
+    return spec.schedule
 
 
 #: Exit codes of ``engagelab run`` that mean "nothing to do" (another runner holds the run
@@ -59,7 +60,7 @@ def airflow_dag(
     catches up only if the job's policy is ``all``, and skips (not fails) the task on
     exit codes 20 (already running) and 21 (already succeeded).
     """
-    _need_schedule(spec)
+    schedule = _need_schedule(spec)
     first = spec.start or start
     if first is None:
         raise ValidationError("start", None, f"job {spec.name!r} has no start date to export")
@@ -79,8 +80,8 @@ from airflow.operators.bash import BashOperator
 
 with DAG(
     dag_id={"engagelab_" + spec.name.replace("-", "_").replace(".", "_")!r},
-    schedule={spec.schedule.cron!r},
-    start_date=pendulum.datetime({y}, {m}, {d}, tz={spec.schedule.timezone!r}),
+    schedule={schedule.cron!r},
+    start_date=pendulum.datetime({y}, {m}, {d}, tz={schedule.timezone!r}),
     catchup={catchup!r},
     max_active_runs=1,
     tags=["engagelab"],
@@ -98,8 +99,8 @@ def k8s_cronjob(
     spec: JobSpec, workspace: str, image: str = "engagelab:latest", command: str = "engagelab"
 ) -> str:
     """YAML of a Kubernetes CronJob (``concurrencyPolicy: Forbid``, ``timeZone``) running ``spec``."""
-    _need_schedule(spec)
-    tz = spec.schedule.timezone
+    schedule = _need_schedule(spec)
+    tz = schedule.timezone
     shell = run_command(spec, workspace, "__DATE__", command).replace("__DATE__", '"$(date +%F)"')
     name = spec.name.lower().replace("_", "-").replace(".", "-")[:52]
     doc = {
@@ -107,7 +108,7 @@ def k8s_cronjob(
         "kind": "CronJob",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "engagelab"}},
         "spec": {
-            "schedule": spec.schedule.cron,
+            "schedule": schedule.cron,
             "timeZone": tz,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": int(spec.catch_up.max_staleness or 3600),

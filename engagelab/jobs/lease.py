@@ -28,11 +28,19 @@ if TYPE_CHECKING:
 __all__ = ["Claim", "Heartbeat", "claim", "finish_attempt", "release"]
 
 
-def aware(value: dt.datetime | None) -> dt.datetime | None:
+def aware(value: dt.datetime) -> dt.datetime:
     """SQLite returns naive datetimes: read them as UTC."""
-    if value is None or value.tzinfo is not None:
+    if value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+def _inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row a single-row ``INSERT`` just wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # only for statements that are not single-row inserts
+        raise RuntimeError("the insert returned no primary key")
+    return int(key[0])
 
 
 @dataclass(frozen=True)
@@ -92,11 +100,11 @@ def claim(
                 conn.execute(sa.select(sa.func.max(runs_table.c.attempt)).where(runs_key)).scalar()
                 or 0
             ) + 1
-            run_id = conn.execute(runs_table.insert().values(
+            run_id = _inserted_id(conn.execute(runs_table.insert().values(
                 job=job, logical_date=logical_date, attempt=attempt, status="running", trigger=trigger,
                 owner=owner, host=socket.gethostname()[:200], pid=os.getpid(), started_at=now,
                 params=params, param_hash=hashes["params"], notebook_hash=hashes["notebook"],
-                spec_hash=hashes["spec"])).inserted_primary_key[0]  # fmt: skip
+                spec_hash=hashes["spec"])))  # fmt: skip
             conn.execute(leases_table.insert().values(job=job, logical_date=logical_date, owner=owner,
                                                       run_id=run_id, acquired_at=now, heartbeat_at=now))  # fmt: skip
     except sa.exc.IntegrityError:
@@ -119,13 +127,16 @@ def new_attempt(ws: WorkspaceState, run_id: int, owner: str) -> tuple[int, int]:
     with ws.state.write() as conn:
         prev = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).one()
         rk = (runs_table.c.job == prev.job) & (runs_table.c.logical_date == prev.logical_date)
-        attempt = conn.execute(sa.select(sa.func.max(runs_table.c.attempt)).where(rk)).scalar() + 1
+        # prev itself matches rk, so the maximum is an integer
+        attempt = (
+            conn.execute(sa.select(sa.func.max(runs_table.c.attempt)).where(rk)).scalar_one() + 1
+        )
         now = utcnow()
-        new_id = conn.execute(runs_table.insert().values(
+        new_id = _inserted_id(conn.execute(runs_table.insert().values(
             job=prev.job, logical_date=prev.logical_date, attempt=attempt, status="running",
             trigger=prev.trigger, owner=owner, host=prev.host, pid=os.getpid(), started_at=now,
             params=prev.params, param_hash=prev.param_hash, notebook_hash=prev.notebook_hash,
-            spec_hash=prev.spec_hash)).inserted_primary_key[0]  # fmt: skip
+            spec_hash=prev.spec_hash)))  # fmt: skip
         conn.execute(leases_table.update().where((leases_table.c.job == prev.job)
                      & (leases_table.c.logical_date == prev.logical_date) & (leases_table.c.owner == owner))
                      .values(run_id=new_id, heartbeat_at=now))  # fmt: skip

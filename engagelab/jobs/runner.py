@@ -242,6 +242,7 @@ def run_job(  # noqa: C901
         return RunResult(name, date, status, message=msg)
     attempts: list[dict[str, Any]] = []
     run_id, attempt = claim.run_id, claim.attempt
+    assert run_id is not None  # an acquired claim always carries its new attempt's id
     try:
         if problem is not None:
             executor.cancel()

@@ -35,6 +35,7 @@ from engagelab.jobs.store import job_info, jobs_table, leases_table, runs_table
 from engagelab.storage.statedb import utcnow
 
 if TYPE_CHECKING:
+    from engagelab.jobs.runner import RunResult
     from engagelab.storage.statedb import WorkspaceState
 
 __all__ = ["Scheduler", "Slot", "due_slots", "next_slot", "slots_between"]
@@ -184,7 +185,7 @@ class Scheduler:
         """Ask the loop to end (safe from a signal handler)."""
         self.stop_event.set()
 
-    def run_due(self, now: dt.datetime | None = None, *, progress: Any = None) -> list[Any]:
+    def run_due(self, now: dt.datetime | None = None, *, progress: Any = None) -> list[RunResult]:
         """One pass: run every due slot of every unpaused job, oldest first; the results.
 
         ``progress(text)``, if given, is called before and after each run. A job whose
@@ -195,7 +196,7 @@ class Scheduler:
         with self.ws.state.read() as conn:
             names = [r[0] for r in conn.execute(sa.select(jobs_table.c.name).where(jobs_table.c.paused == sa.false())
                                                 .order_by(jobs_table.c.name))]  # fmt: skip
-        results = []
+        results: list[RunResult] = []
         self.errors = {}
         abandon = self.stop_event if self.on_stop == "abandon" else None
         for name in names:

@@ -142,18 +142,20 @@ class Param:
             if t == "date":
                 if isinstance(value, dt.datetime):
                     raise ValueError
-                d = value if isinstance(value, dt.date) else dt.date.fromisoformat(value.strip())
-                return d.isoformat()
+                day = value if isinstance(value, dt.date) else dt.date.fromisoformat(value.strip())
+                return day.isoformat()
             if t == "datetime":
-                d = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
-                return d.isoformat()
+                moment = (
+                    value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+                )
+                return moment.isoformat()
             if t == "decimal":
                 if isinstance(value, bool | float):
                     raise ValueError
-                d = decimal.Decimal(value.strip() if text else value)
-                if not d.is_finite():
+                number = decimal.Decimal(value.strip() if text else value)
+                if not number.is_finite():
                     raise ValueError
-                return str(d)
+                return str(number)
             if t == "list":
                 out = json.loads(value) if text else value
                 if not isinstance(out, list | tuple):
@@ -221,22 +223,28 @@ class Schedule:
                             "by logical date, so a job runs at most once a day: use a daily cron")  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CatchUp:
     """What a (re)started scheduler does with missed slots.
 
     ``none``: run a slot only within ``max_staleness`` (default 1 hour) of its time;
     ``latest``: run only the most recent missed slot; ``all``: run every missed slot,
-    oldest first. ``max_staleness`` (seconds or ``'3d'``) drops slots older than that.
+    oldest first. ``max_staleness`` (seconds or ``'3d'``) drops slots older than that;
+    it is stored in seconds.
+
+    >>> CatchUp("all", max_staleness="3d").max_staleness
+    259200.0
     """
 
     policy: str = "latest"
     max_staleness: float | None = None
 
-    def __post_init__(self) -> None:
-        check_choice("catch_up.policy", self.policy, ["none", "latest", "all"])
+    # an explicit __init__: the constructor takes duration text, the field holds seconds
+    def __init__(self, policy: str = "latest", max_staleness: float | str | None = None) -> None:
+        check_choice("catch_up.policy", policy, ["none", "latest", "all"])
+        object.__setattr__(self, "policy", policy)
         object.__setattr__(
-            self, "max_staleness", parse_duration("catch_up.max_staleness", self.max_staleness)
+            self, "max_staleness", parse_duration("catch_up.max_staleness", max_staleness)
         )
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -266,7 +266,7 @@ class LabelEffect:
 
         groups = table(
             ["group", f"users at day {self.day}", "retained", "rate", "interval"],
-            [[str(r.group), f"{int(r.size):,}", f"{int(r.retained):,}", pct(r.rate),
+            [[str(r.group), f"{int(cast(int, r.size)):,}", f"{int(cast(int, r.retained)):,}", pct(r.rate),
               f"{pct(r.ci_low)} – {pct(r.ci_high)}"] for r in self.groups.itertuples()],
             "el-label-groups",
         )  # fmt: skip
@@ -368,14 +368,14 @@ def label_effect(  # noqa: C901
     g = groups.set_index("group")
     notes: list[str] = []
     comps = []
-    if int(g.loc["sent", "size"]) == 0:
+    if int(cast(int, g.loc["sent", "size"])) == 0:
         notes.append(f"no user sent {label!r} has reached day {day} yet: nothing to compare")
     if started.get("holdout", 0) == 0:
         notes.append(f"campaigns carrying {label!r} had no control group: no causal comparison")
     for other, kind in (("holdout", "causal"), ("everyone else", "observational")):
         if other not in g.index or started.get(other, 0) == 0:
             continue
-        if int(g.loc[other, "size"]) == 0:
+        if int(cast(int, g.loc[other, "size"])) == 0:
             notes.append(
                 f"none of the {started[other]:,} {other} users has reached day {day} yet"
                 + (": no causal comparison yet" if other == "holdout" else "")

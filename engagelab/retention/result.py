@@ -131,7 +131,8 @@ class RetentionResult:
 
     def overall(self) -> pd.DataFrame:
         """The "All cohorts" rows (size-weighted over the cohorts that reached each column)."""
-        return self.long()[lambda d: d["cohort"].isna()].reset_index(drop=True)
+        out = self.long()
+        return out[out["cohort"].isna()].reset_index(drop=True)
 
     def compare(self, baseline: str | None = None) -> pd.DataFrame:
         """Breakdown groups against a baseline group: the difference of their "All cohorts"
@@ -188,7 +189,7 @@ class RetentionResult:
         for idx in wide.index:
             is_all = (idx[-1] if isinstance(idx, tuple) else idx) == ALL
             if is_all:
-                wide.loc[idx, "size"] = all_size[idx[0]] if self.spec.breakdown else sizes.sum()
+                wide.loc[idx, "size"] = sizes.sum() if all_size is None else all_size[idx[0]]
             else:
                 wide.loc[idx, "size"] = sizes.loc[idx]
         wide["size"] = wide["size"].astype("int64")
@@ -274,6 +275,8 @@ class RetentionResult:
             fig = ax.figure
         d = self.long() if self.spec.breakdown else self.long().assign(group=None)
         d = d if cohorts else d[d["cohort"].isna()]
+        grp: Any  # a group value or missing; pandas types group keys as Hashable
+        coh: Any  # a cohort start or missing ("All cohorts")
         for (grp, coh), part in d.groupby(["group", "cohort"], dropna=False, sort=True):
             part = part.sort_values("period_index")
             name = ALL if pd.isna(coh) else pd.Timestamp(coh).strftime("%Y-%m-%d")

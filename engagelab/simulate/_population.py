@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engagelab.schema import CHANNEL_OPTOUT, PROFILE_SCHEMA, TS_TYPE
+from engagelab.schema import PROFILE_SCHEMA, REACH_RULES, TS_TYPE
 from engagelab.simulate import _rng
 from engagelab.simulate._catalog import (
     CITIES,
@@ -54,8 +54,11 @@ SIM_PROFILE_SCHEMA = pa.schema(
         pa.field("plan", pa.string()),
         pa.field("age", pa.int64()),
         pa.field("signup_source", pa.string()),
+        pa.field("ad_consent", pa.bool_()),  # consented to ad matching (remarketing)
     ]
 )
+#: Share of simulated users who consented to ads matched on their identifiers.
+AD_CONSENT_SHARE = 0.7
 
 _STREAM_USER = 1
 OPTOUTS = ("optout_email", "optout_sms", "optout_push", "optout_web_push")
@@ -176,6 +179,8 @@ class Population:
                     "last",
                     "created",
                     "digits",
+                    "web",
+                    "ad",
                 ),
                 start=20,
             )
@@ -259,6 +264,12 @@ class Population:
         hex_a = _rng.hex16(token_hash)
         push_token = pc.binary_join_element_wise(hex_a, _rng.hex16(_rng.mix64(token_hash)), "")
         webpush = pc.binary_join_element_wise("https://push.example.com/sub/", hex_a, "")
+        install = pc.binary_join_element_wise(
+            "app-", _rng.hex16(_rng.mix64(token_hash ^ np.uint64(1))), ""
+        )
+        visitor = pc.binary_join_element_wise(
+            "web-", _rng.hex16(_rng.mix64(token_hash ^ np.uint64(2))), ""
+        )
 
         def present(values: pa.Array, mask: np.ndarray) -> pa.Array:
             return pc.if_else(pa.array(mask), values, pa.scalar(None, pa.string()))
@@ -272,6 +283,8 @@ class Population:
             "phone": present(phone, flags["phone"]),
             "push_token": present(push_token, flags["push_token"]),
             "webpush_subscription": present(webpush, flags["webpush_subscription"]),
+            "app_install_id": present(install, flags["app_install_id"]),
+            "web_visitor_id": present(visitor, flags["web_visitor_id"]),
             **{name: pa.array(flags[name]) for name in OPTOUTS},
             "timezone": pa.array(ZONES).take(pa.array(self.zone)),
             "latitude": pa.array(self.latitude),
@@ -285,19 +298,28 @@ class Population:
             "signup_source": pa.array(SIGNUP_SOURCES).take(
                 pa.array(np.floor(d["source"] * len(SIGNUP_SOURCES)).astype(np.int64))
             ),
+            "ad_consent": pa.array(d["ad"] < AD_CONSENT_SHARE),
         }
         return pa.Table.from_arrays(
             [columns[f.name].cast(f.type) for f in SIM_PROFILE_SCHEMA], schema=SIM_PROFILE_SCHEMA
         )
 
     def flags(self) -> dict[str, np.ndarray]:
-        """Boolean per-user profile flags: which addresses exist and which opt-outs are set."""
+        """Boolean per-user profile flags: which addresses exist and which opt-outs are set.
+
+        Every simulated user has the app (their sessions are 'App Launched'), so every
+        user has an ``app_install_id``, push token or not; about half are also web users
+        (``web_visitor_id``), every web push subscriber among them.
+        """
         d = self.draws
+        webpush = d["webpush"] < 0.25
         return {
             "email": d["email"] < 0.85,
             "phone": d["phone"] < 0.6,
             "push_token": d["push"],
-            "webpush_subscription": d["webpush"] < 0.25,
+            "webpush_subscription": webpush,
+            "app_install_id": np.ones(self.config.n_users, dtype=bool),
+            "web_visitor_id": webpush | (d["web"] < 0.4),
             "optout_email": d["o_email"] < 0.08,
             "optout_sms": d["o_sms"] < 0.10,
             "optout_push": d["o_push"] < 0.12,
@@ -305,12 +327,15 @@ class Population:
         }
 
     def reachable(self, channel: str) -> np.ndarray:
-        """Users who have the channel's address and have not opted out of it
-        (per :data:`engagelab.schema.CHANNEL_OPTOUT`)."""
-        address, optout = CHANNEL_OPTOUT[channel]
+        """Users who have one of the channel's reach fields and have not opted out of it
+        (per :data:`engagelab.schema.REACH_RULES`)."""
+        rule = REACH_RULES[channel]
         flags = self.flags()
-        ok = flags[address] if address in flags else np.ones(self.config.n_users, dtype=bool)
-        return ok & ~flags[optout] if optout else ok
+        everyone = np.ones(self.config.n_users, dtype=bool)  # user_id
+        ok = np.zeros(self.config.n_users, dtype=bool)
+        for name in rule.fields:
+            ok |= flags.get(name, everyone)
+        return ok & ~flags[rule.optout] if rule.optout else ok
 
     def _created_at_us(self, u: np.ndarray) -> np.ndarray:
         """Users who sign up during the period are created at local midnight of their

@@ -106,7 +106,7 @@ class World:
     @property
     def profiles(self) -> pa.Table:
         """The ``profiles`` table: :data:`engagelab.schema.PROFILE_SCHEMA` plus name, city,
-        country, plan, age and signup_source."""
+        country, plan, age, signup_source and ad_consent."""
         if self._profiles is None:
             self._profiles = self._pop.profiles()
         return self._profiles

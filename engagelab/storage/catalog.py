@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +124,7 @@ def profile(core: Core, user_id: str) -> dict[str, Any] | None:
     df = core.sql("SELECT * FROM profiles WHERE user_id = $u LIMIT 1", {"u": user_id})
     if df.empty:
         return None
-    return {k: (None if _missing(v) else v) for k, v in df.iloc[0].to_dict().items()}
+    return {str(k): (None if _missing(v) else v) for k, v in df.iloc[0].to_dict().items()}
 
 
 def _missing(v: Any) -> bool:
@@ -193,6 +194,11 @@ class WorkspaceSummary:
         """The event counts per event name."""
         return self.event_counts.copy()
 
+    def _counts(self) -> Iterator[tuple[Any, Any]]:
+        """(event name, count) pairs in the table's order."""
+        ec = self.event_counts
+        return zip(ec["event"], ec["n"], strict=True)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
@@ -201,7 +207,7 @@ class WorkspaceSummary:
             "events": self.events,
             "first_event": None if pd.isna(self.first_event) else str(self.first_event),
             "last_event": None if pd.isna(self.last_event) else str(self.last_event),
-            "event_counts": {r.event: int(r.n) for r in self.event_counts.itertuples()},
+            "event_counts": {e: int(n) for e, n in self._counts()},
         }
 
     def __repr__(self) -> str:
@@ -210,7 +216,7 @@ class WorkspaceSummary:
             f"  users:  {self.users:,}",
             f"  events: {self.events:,}  ({self.first_event} .. {self.last_event})",
         ]
-        lines += [f"    {r.event:<28} {int(r.n):>12,}" for r in self.event_counts.itertuples()]
+        lines += [f"    {e:<28} {int(n):>12,}" for e, n in self._counts()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

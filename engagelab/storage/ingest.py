@@ -127,6 +127,8 @@ _CORE_TYPES = {
         "phone": "string",
         "push_token": "string",
         "webpush_subscription": "string",
+        "app_install_id": "string",
+        "web_visitor_id": "string",
         "optout_email": "bool",
         "optout_sms": "bool",
         "optout_push": "bool",
@@ -184,9 +186,8 @@ class IngestReport:
 
     def to_pandas(self) -> pd.DataFrame:
         """Counts per reason code (empty when every row was appended)."""
-        return pd.DataFrame(
-            sorted(self.reasons.items(), key=lambda kv: -kv[1]), columns=["reason", "rows"]
-        )
+        rows = sorted(self.reasons.items(), key=lambda kv: -kv[1])
+        return pd.DataFrame(rows, columns=["reason", "rows"])
 
     def __repr__(self) -> str:
         if self.already_ingested:

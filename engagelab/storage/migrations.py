@@ -69,10 +69,25 @@ def _v2_to_v3(conn: sa.Connection, dialect: str) -> None:
         conn.exec_driver_sql("ALTER TABLE el_campaign_ledger ADD COLUMN lease_us BIGINT")
 
 
+def _v3_to_v4(conn: sa.Connection, dialect: str) -> None:
+    """The ledger is a send queue: rows may be ``queued`` until ``due_us``; ``origin_us``
+    is where a message's TTL counts from and ``expires_us`` when it lapses (NULL: never).
+    Rows of older schemas keep NULLs there: they were delivered at once."""
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("el_campaign_ledger")}
+    for name in ("due_us", "origin_us", "expires_us"):
+        if name not in cols:
+            conn.exec_driver_sql(f"ALTER TABLE el_campaign_ledger ADD COLUMN {name} BIGINT")
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_el_campaign_ledger_due "
+        "ON el_campaign_ledger (status, due_us)"
+    )
+
+
 #: ``MIGRATIONS[v]`` turns a schema of version ``v`` into version ``v + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection, str], None]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
+    3: _v3_to_v4,
 }
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "SCHEMA_VERSION",
+    "audience_syncs",
     "batches",
     "campaign_locks",
     "campaign_runs",
@@ -35,7 +36,7 @@ __all__ = [
 
 #: The version of the schema below; :mod:`engagelab.storage.migrations` has one step per
 #: version from 1 (the first released layout) to this one.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: The metadata every table below is declared on.
 metadata = sa.MetaData()
@@ -132,9 +133,10 @@ campaign_runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
-#: One row per message key: claimed → handed (given to a provider without idempotency) →
-#: sent / failed, or suppressed. ``owner`` is the sending process that holds a claim and
-#: ``lease_us`` (µs) when its claim expires (schema 3).
+#: One row per message key: (queued →) claimed → handed (given to a provider without
+#: idempotency) → sent / failed, or suppressed. ``owner`` is the sending process that holds
+#: a claim and ``lease_us`` (µs) when its claim expires (schema 3); ``queued`` rows wait
+#: for ``due_us`` and lapse at ``expires_us`` (schema 4).
 ledger = sa.Table(
     "el_campaign_ledger",
     metadata,
@@ -155,7 +157,13 @@ ledger = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("owner", sa.String(120)),
     sa.Column("lease_us", sa.BigInteger),
+    # schema 4: the send queue (µs since epoch, UTC): when the message may be released,
+    # the instant its TTL counts from (trigger event, else due time), and when it expires
+    sa.Column("due_us", sa.BigInteger),
+    sa.Column("origin_us", sa.BigInteger),
+    sa.Column("expires_us", sa.BigInteger),
     sa.Index("ix_el_campaign_ledger_user", "user_id", "send_at"),
+    sa.Index("ix_el_campaign_ledger_due", "status", "due_us"),
 )
 
 #: Lock rows (``caps``) taken by claim transactions that check frequency caps.
@@ -172,6 +180,31 @@ campaign_settings = sa.Table(
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+#: One row per committed sync of a remarketing audience on one platform: the hashed rows of
+#: the full membership (``rows``: zlib-compressed CSV lines, sorted, the base of the next
+#: delta), the counts and the files written. Added without a schema-version bump: the
+#: table is created if missing (by :func:`engagelab.delivery.audience_sync.sync_audience`
+#: on first use, and by every upgrade); no existing table changes.
+audience_syncs = sa.Table(
+    "el_audience_syncs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("audience", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("run_key", sa.String(200), nullable=False),
+    sa.Column("base_id", sa.Integer),  # the sync the deltas are against (None: the first)
+    sa.Column("identifiers", sa.String(200), nullable=False),  # comma-separated
+    sa.Column("members", sa.BigInteger, nullable=False),  # rows of the full file
+    sa.Column("added", sa.BigInteger, nullable=False),
+    sa.Column("removed", sa.BigInteger, nullable=False),
+    sa.Column("excluded", sa.JSON, nullable=False),  # reason code -> users
+    sa.Column("files", sa.JSON, nullable=False),  # full/add/remove -> workspace-relative path
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 of the rows
+    sa.Column("rows", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("audience", "channel", "run_key", name="uq_el_audience_syncs_run"),
 )
 
 # ------------------------------------------------------------------ the client inbox

@@ -89,20 +89,23 @@ def test_users_missing_a_variable_without_default_are_suppressed(ws):
     assert plan(ws, guarded, "2026-01-05T09:00:00Z").reasons() == {}
 
 
-#: channel -> (profile field that makes a user reachable, opt-out flag or None), as the
-#: issue's domain model says (push-family on the device token, web push on its
-#: subscription, web pop-ups / webhooks on the user id, e-mail and SMS on the address)
+#: channel -> (profile fields that make a user reachable, any one of them, the first set
+#: being the address; opt-out flag or None), as the seed platform describes them: push on
+#: the device token; in-app, app inbox and native display on an app install (a push token
+#: proves one too), whatever the push opt-out; web push on its subscription; web pop-ups
+#: on a web visitor (a web push subscription proves one too); webhooks on the user id;
+#: e-mail and SMS on the address.
 REACH = {
-    "push": ("push_token", "optout_push"),
-    "in_app": ("push_token", "optout_push"),
-    "app_inbox": ("push_token", None),
-    "native_display": ("push_token", None),
-    "web_push": ("webpush_subscription", "optout_web_push"),
-    "web_popup": ("user_id", None),
-    "web_exit_intent": ("user_id", None),
-    "email": ("email", "optout_email"),
-    "sms": ("phone", "optout_sms"),
-    "webhook": ("user_id", None),
+    "push": (("push_token",), "optout_push"),
+    "in_app": (("app_install_id", "push_token"), None),
+    "app_inbox": (("app_install_id", "push_token"), None),
+    "native_display": (("app_install_id", "push_token"), None),
+    "web_push": (("webpush_subscription",), "optout_web_push"),
+    "web_popup": (("web_visitor_id", "webpush_subscription"), None),
+    "web_exit_intent": (("web_visitor_id", "webpush_subscription"), None),
+    "email": (("email",), "optout_email"),
+    "sms": (("phone",), "optout_sms"),
+    "webhook": (("user_id",), None),
 }
 CONTENT = {
     "email": {"from": "a@shop.example", "subject": "s", "text": "t"},
@@ -110,32 +113,52 @@ CONTENT = {
     "webhook": {"url": "https://hooks.example/x"},
     "web_push": {"title": "t", "body": "b", "url": "https://shop.example/"},
 }
+OPTOUTS = ("optout_email", "optout_sms", "optout_push", "optout_web_push")
+
+
+def test_the_reach_table_is_the_schemas():
+    from engagelab.schema import REACH_RULES
+
+    assert {c: (r.fields, r.optout) for c, r in REACH_RULES.items() if c in REACH} == REACH
 
 
 @pytest.mark.parametrize("channel", sorted(REACH))
 def test_reachability_and_opt_out_per_channel(ws, channel):
     from engagelab.campaigns import Campaign, Variant
 
-    field, optout = REACH[channel]
+    fields, optout = REACH[channel]
     cols = ["email", "phone", "push_token", "webpush_subscription"]
+    cols += ["app_install_id", "web_visitor_id"]
     full = {c: f"x-{c}" for c in cols}
     full["email"] = "x-email@shop.example"  # a malformed address is invalid_header
+    gone = {f: None for f in fields if f != "user_id"}
     rows = [
         {"user_id": "ok", **full},
-        {"user_id": "no_address", **full, **({field: None} if field != "user_id" else {})},
+        {"user_id": "no_address", **full, **gone},
+        {"user_id": "blank", **full, **{f: " " for f in gone}},
+        # every other channel's opt-out set: none of them blocks this channel
+        {"user_id": "other_optouts", **full, **{o: o != optout for o in OPTOUTS}},
         {"user_id": "opted_out", **full, **({optout: True} if optout else {})},
     ]
+    if len(fields) > 1:  # the fallback field alone reaches the user too
+        rows.append({"user_id": "fallback", **full, fields[0]: None})
     add_users(ws, pd.DataFrame(rows))
     content = CONTENT.get(channel, {"title": "t", "body": "b"})
     c = Campaign(id=f"r-{channel}", channel=channel, variants=(Variant("A", content),))
     f = plan(ws, c, "2026-01-05T09:00:00Z").to_pandas().set_index("user_id")
     want = {
         "ok": None,
-        "no_address": "unreachable" if field != "user_id" else None,
+        "no_address": "unreachable" if gone else None,
+        "blank": "unreachable" if gone else None,
+        "other_optouts": None,
         "opted_out": "opted_out" if optout else None,
     }
+    if len(fields) > 1:
+        want["fallback"] = None
     assert f["reason"].to_dict() == want
-    assert f.loc["ok", "to"] == ("ok" if field == "user_id" else full[field])
+    assert f.loc["ok", "to"] == ("ok" if fields == ("user_id",) else full[fields[0]])
+    if len(fields) > 1:
+        assert f.loc["fallback", "to"] == full[fields[1]]
 
 
 def test_remarketing_audiences_match_on_any_identifier(ws):
@@ -148,6 +171,7 @@ def test_remarketing_audiences_match_on_any_identifier(ws):
                 "user_id": ["both", "mail", "phone", "none"],
                 "email": ["b@x.io", "m@x.io", None, " "],
                 "phone": ["+4915100000001", None, "+4915100000002", None],
+                "ad_consent": [True] * 4,  # without it nobody enters an ad audience
             }
         ),
     )

@@ -75,12 +75,15 @@ def test_plan_decisions_controls_and_send_once(any_ws):
     p = plan(ws, c, LD, run_key="promo-1")
     f = p.to_pandas()
     assert len(f) == 1000 and f["message_key"].is_unique
-    # global control: exactly the users whose bucket under the workspace salt is < 500
-    glob = {u for u in f["user_id"] if bucket(u, "global-control:g1") < 500}
+    # eligibility first: the opted-out and unreachable users are suppressed, never held out
+    ineligible = set(df["user_id"].iloc[:150])
+    assert set(f.loc[f["reason"].isin(["opted_out", "unreachable"]), "user_id"]) == ineligible
+    # global control: exactly the eligible users whose bucket under the workspace salt is < 500
+    glob = {u for u in f["user_id"] if bucket(u, "global-control:g1") < 500 and u not in ineligible}
     assert set(f.loc[f["reason"] == "global_control", "user_id"]) == glob
     camp = f[f["reason"] == "control"]
-    assert set(camp["user_id"]).isdisjoint(glob) and camp["variant"].isna().all()
-    assert abs(len(camp) / (1000 - len(glob)) - 0.10) < 0.03
+    assert set(camp["user_id"]).isdisjoint(glob | ineligible) and camp["variant"].isna().all()
+    assert abs(len(camp) / (850 - len(glob)) - 0.10) < 0.03
     sup = f[f["decision"] == "suppressed"]
     assert set(sup["reason"]) == {"opted_out", "unreachable"}
     assert ((f["decision"] == "send") == f["reason"].isna()).all()
@@ -453,6 +456,8 @@ def test_ledger_insert_as_json_keeps_every_value(ws, monkeypatch):
         "variant": np.array([None, "A", 'B"', None, "😀", "Z"], dtype=object),
         "timezone": np.array(["UTC", "Europe/Berlin", "Asia/Tokyo", "UTC", "UTC", "UTC"], object),
         "send_us": np.array([0, -1, 2**53, 1_700_000_000_123_456, 5, 6], dtype=np.int64),
+        "origin_us": np.array([7, -8, 2**53 - 1, 1_700_000_000_000_000, 5, 0], dtype=np.int64),
+        "expires_us": np.array([None, 3, 2**62, None, 6, None], dtype=object),
     }
     reason = np.array([None, "frequency_cap", None, "min_gap", None, "x"], dtype=object)
     got = {}
@@ -470,6 +475,7 @@ def test_ledger_insert_as_json_keeps_every_value(ws, monkeypatch):
                         L.ledger.c.key, L.ledger.c.user_id, L.ledger.c.variant,
                         L.ledger.c.timezone, L.ledger.c.send_at, L.ledger.c.reason,
                         L.ledger.c.status, L.ledger.c.batch, L.ledger.c.event_batch,
+                        L.ledger.c.due_us, L.ledger.c.origin_us, L.ledger.c.expires_us,
                     )
                     .where(L.ledger.c.run_key == run)
                     .order_by(L.ledger.c.key)
@@ -478,3 +484,9 @@ def test_ledger_insert_as_json_keeps_every_value(ws, monkeypatch):
     assert got[True] == got[False]
     assert [r[0] for r in got[True]] == weird
     assert [r[3] for r in got[True]] == rows["send_us"].tolist()
+    # the queue's instants: due = planned time, origin and expiry as given (NULL kept)
+    assert [r[8:] for r in got[True]] == [
+        (d, o, x)
+        for d, o, x in zip(rows["send_us"].tolist(), rows["origin_us"].tolist(),
+                           rows["expires_us"].tolist(), strict=True)
+    ]  # fmt: skip

@@ -32,8 +32,11 @@ def test_list_preview_and_inbox(ws, run):
     code, out, _ = run("channel", "list", "--format", "json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 12
-    assert {"channel": "sms", "reach_field": "phone", "optout_field": "optout_sms",
+    assert {"channel": "sms", "reach_field": "phone", "reach_fields": "phone",
+            "optout_field": "optout_sms", "reaches": "users with a phone number",
             "delivery": "sent", "content": "SmsContent"} in rows  # fmt: skip
+    in_app = next(r for r in rows if r["channel"] == "in_app")
+    assert in_app["reach_fields"] == "app_install_id, push_token" and in_app["optout_field"] is None
     content = json.dumps({"text": "Hi {{ profile.name }}, code {{ event.code }}"})
     code, out, err = run("channel", "preview", "sms", "--content", content, "--user", "u1",
                        "--event", '{"code": "42"}', "-w", str(ws.path))  # fmt: skip
@@ -72,3 +75,24 @@ def test_list_preview_and_inbox(ws, run):
     run(*args)  # records the one allowed impression
     code, out, _ = run(*args)
     assert json.loads(out)["messages"] == []
+
+
+def test_inbox_shows_exit_intent_pop_ups_on_the_flag_only(ws, run):
+    from engagelab.channels import WebExitIntentContent
+
+    t0 = dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC)
+    c = WebExitIntentContent(title="Wait!", body="b", display={"delay_seconds": 60})
+    m = OutgoingMessage(
+        "k1", "u1", "c1", "A", "web_exit_intent", "u1", preview(c, {}), t0, (), None
+    )
+    InboxProvider(ws, "web_exit_intent").deliver([m])
+
+    def keys(at, *flags):
+        code, out, err = run("channel", "inbox", "u1", "--at", at, "--peek", *flags,
+                             "-w", str(ws.path), "--format", "json")  # fmt: skip
+        assert code == 0, err
+        return [x["key"] for x in json.loads(out)["messages"]]
+
+    assert keys("2026-03-01T09:05:00Z") == []
+    assert keys("2026-03-01T09:05:00Z", "--exit-intent") == ["k1"]
+    assert keys("2026-03-01T09:00:30Z", "--exit-intent") == []  # display delay of 60 s

@@ -18,11 +18,18 @@ BIN = Path(sys.executable).with_name("engagelab")
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``."""
+    """sha256 of every file under ``root``.
+
+    SQLite's shared-memory index (``-shm``) and an empty write-ahead log (``-wal``) exist
+    while a pooled connection to ``state.db`` is still open, whether or not anything was
+    written; they are left out. A non-empty log holds writes and is compared like any file.
+    """
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
         if p.is_file()
+        and not p.name.endswith("-shm")
+        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
     }
 
 

@@ -107,7 +107,10 @@ COLUMNS = {
 @pytest.mark.parametrize(
     ("cond", "message"),
     [
-        (prop("town") == "x", r"^column == 'town', is not a column of profiles \(known: age, city"),
+        (
+            prop("town") == "x",
+            r"^column == 'town', is not a column of profiles \(known: age, app_install_id, city",
+        ),
         (did("A", where=prop("colour") == "x"), r"^column == 'colour', is not a column of events"),
         (prop("age") == "x", r"^value == 'x', must be a number for column 'age'$"),
         (prop("city") > 3, r"^value == 3, must be a string for column 'city'$"),

@@ -73,8 +73,13 @@ def test_profile_schema_and_values(world: World) -> None:
         ("email", 0.80, 0.90),
         ("phone", 0.55, 0.65),
         ("webpush_subscription", 0.2, 0.3),
+        ("app_install_id", 0.999, 1.001),
+        ("web_visitor_id", 0.5, 0.62),
     ]:
         assert low < df[column].notna().mean() < high, column
+    # a web push subscription is only issued to a visiting browser
+    assert df.loc[df["webpush_subscription"].notna(), "web_visitor_id"].notna().all()
+    assert df["app_install_id"].is_unique and df["web_visitor_id"].dropna().is_unique
     assert 0.05 < df["optout_email"].mean() < 0.11
     assert df["phone"].dropna().str.fullmatch(r"\+\d{10,13}").all()
     assert df["email"].dropna().str.fullmatch(r"[a-z]+\.[a-z]+\d+@example\.com").all()

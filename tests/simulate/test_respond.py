@@ -44,6 +44,13 @@ def messages_for(
     )
 
 
+def web_users(world: World) -> np.ndarray:
+    """True for the world's web users (a ``web_visitor_id``): whom a web pop-up reaches,
+    aligned with ``world.truth``. Web pop-ups always deliver to them, so the tests of the
+    answer model send them."""
+    return world.profiles.column("web_visitor_id").is_valid().to_numpy(zero_copy_only=False)
+
+
 def sorted_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas().sort_values("event_id").reset_index(drop=True)
 
@@ -124,12 +131,27 @@ def test_unreachable_and_opted_out_users_get_nothing(world: World) -> None:
         assert got <= ok and len(got) > 0.8 * CHANNEL_RATES[channel][0] * len(ok), channel
 
 
+def test_app_and_web_channels_reach_app_and_web_users(world: World) -> None:
+    prof = world.profiles.to_pandas()
+    app = prof["app_install_id"].notna() | prof["push_token"].notna()
+    web = prof["web_visitor_id"].notna() | prof["webpush_subscription"].notna()
+    assert app.all() and 0.45 < web.mean() < 0.7  # every simulated user has the app
+    no_push = prof["push_token"].isna() | prof["optout_push"]
+    assert no_push.sum() > 0.3 * len(prof)
+    for channel, reach in (("in_app", app), ("app_inbox", app), ("web_popup", web)):
+        ev = world.respond(messages_for(prof["user_id"].tolist(), channel=channel)).to_pandas()
+        got = set(ev.loc[ev["event"] == "Notification Delivered", "user_id"])
+        assert got <= set(prof.loc[reach, "user_id"]), channel
+        # push opt-out or no push token does not keep app users from app channels
+        lost_push = set(prof.loc[no_push & reach, "user_id"])
+        assert len(got & lost_push) > 0.8 * CHANNEL_RATES[channel][0] * len(lost_push), channel
+
+
 def test_planted_variant_multiplier_is_recovered() -> None:
     world = simulate(n_users=2_000, days=5, seed=21, churn=0)
     world.plant_variant_effects("promo", {"B": 1.5})
-    msgs = messages_for(
-        world.truth["user_id"].tolist(), campaign="promo", channel="web_popup", repeat=15
-    )
+    web = world.truth["user_id"][web_users(world)].tolist()
+    msgs = messages_for(web, campaign="promo", channel="web_popup", repeat=15)
     ev = world.respond(msgs).to_pandas()
     counts = (
         ev[ev["event"].isin(NOTIFICATION_EVENTS)].groupby(["variant", "event"]).size().unstack()
@@ -158,12 +180,12 @@ def reference_hour_factor(local_hour: float, preferred_hour: int) -> float:
 
 
 def test_view_probability_follows_send_hour() -> None:
-    world = simulate(n_users=3_000, days=5, seed=8, churn=0)
-    truth = world.truth
+    world = simulate(n_users=5_000, days=5, seed=8, churn=0)
+    truth = world.truth[web_users(world)]
     rng = np.random.default_rng(0)
     sends = [
         pd.Timestamp("2026-01-03", tz="UTC") + pd.Timedelta(minutes=int(m))
-        for m in rng.integers(0, 24 * 60, 3_000)
+        for m in rng.integers(0, 24 * 60, len(truth))
     ]
     msgs = messages_for(truth["user_id"].tolist(), channel="web_popup", send_ts=sends)
     ev = world.respond(msgs).to_pandas()
@@ -184,8 +206,8 @@ def test_view_probability_follows_send_hour() -> None:
 
 
 def test_label_effect_lifts_day_30_retention() -> None:
-    world = simulate(n_users=6_000, days=40, seed=13, label_effects={"Onboarding": 0.10})
-    truth = world.truth
+    world = simulate(n_users=10_000, days=40, seed=13, label_effects={"Onboarding": 0.10})
+    truth = world.truth[web_users(world)]
     users = truth["user_id"].to_numpy()
     group = np.arange(users.size) % 3  # 0: Onboarding, 1: Promo (no planted effect), 2: no message
     send = pd.Timestamp("2026-01-03 12:00", tz="UTC")
@@ -222,6 +244,7 @@ def test_label_effect_lifts_day_30_retention() -> None:
     assert offset.between(1, 45).all() and offset.nunique() == 45
     baseline = world.baseline_events(0, 40).to_pandas()
     launches = pd.concat([baseline[baseline["event"] == "App Launched"], extra])
+    launches = launches[launches["user_id"].isin(users)]
     local = local_parts(launches, truth, world.config.start)
     on_day = local[local["local_day"] == local["user_id"].map(send_day) + 30]
     active = np.isin(users, on_day["user_id"].unique())
@@ -237,11 +260,10 @@ def test_label_effect_lifts_day_30_retention() -> None:
 
 
 def test_unknown_users_are_dropped_and_bad_input_raises(world: World) -> None:
-    msgs = messages_for(
-        ["u0000001", "u9999999", "nobody", "u0003001"], channel="web_popup", repeat=3
-    )
+    known = world.truth["user_id"][web_users(world)].iloc[0]
+    msgs = messages_for([known, "u9999999", "nobody", "u0003001"], channel="web_popup", repeat=3)
     ev = world.respond(msgs).to_pandas()
-    assert set(ev["user_id"]) <= {"u0000001"} and len(ev) >= 3
+    assert set(ev["user_id"]) <= {known} and len(ev) >= 3
     assert world.respond(msgs.iloc[1:0]).schema == EVENT_SCHEMA
     with pytest.raises(ValidationError, match="channel == 'carrier_pigeon'"):
         world.respond(msgs.assign(channel="carrier_pigeon"))
@@ -272,7 +294,8 @@ def test_label_effects_combine_as_independent_chances(labels: list[str], p: floa
     world = simulate(
         n_users=1_500, days=3, seed=2, label_effects={"Onboarding": 0.1, "Winback": 0.2}
     )
-    msgs = messages_for(world.truth["user_id"].tolist(), channel="web_popup", labels=labels)
+    web = world.truth["user_id"][web_users(world)].tolist()
+    msgs = messages_for(web, channel="web_popup", labels=labels)
     ev = world.respond(msgs).to_pandas()
     extra = int((ev["event"] == "App Launched").sum())
     trials = len(msgs) * world.config.retention_days  # web_popup always delivers

@@ -50,6 +50,10 @@ def test_good_rows_appended_bad_rows_quarantined_with_reasons(ws):
         "wrong_type": 1,
     }
     assert report.rows_quarantined == 6
+    by_reason = report.to_pandas()  # most frequent reason first, ties in insertion order
+    assert list(by_reason.columns) == ["reason", "rows"]
+    assert by_reason["rows"].tolist() == [2, 1, 1, 1, 1]
+    assert by_reason["reason"].iloc[0] == "missing_user_id"
     q = report.quarantined()
     assert sorted(q["_row"].tolist()) == [2, 3, 4, 5, 6, 7]
     bad = q.set_index("_row")

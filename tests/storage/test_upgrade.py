@@ -104,8 +104,10 @@ def test_a_schema_1_workspace_is_upgraded_in_place_and_stays_usable(v1_copy):
         assert _version(url) == str(SCHEMA_VERSION)
         after = _dump(url)
         # no row of any table changed, only the schema version; columns added by later
-        # schema versions come after the old ones and are empty
-        assert set(after) == set(before)
+        # schema versions come after the old ones and are empty; tables added since
+        # (el_audience_syncs, created if missing) are created empty
+        assert set(after) - set(before) == {"el_audience_syncs"}
+        assert set(before) <= set(after) and after["el_audience_syncs"] == []
         for table in before:
             if table != "el_meta":
                 old = [row[: len(b)] for row, b in zip(after[table], before[table], strict=True)]
@@ -173,3 +175,57 @@ def test_schema_1_fingerprints_become_text_on_postgresql(postgres_db_url):
     with engine.connect() as conn:
         assert conn.execute(query).all() == [("el_batches", "text"), ("el_ingests", "text")]
     engine.dispose()
+
+
+def _at_version(url: str, version: int) -> None:
+    """Bring a schema-1 database to ``version`` with the steps of that time (what an
+    engagelab of that schema left behind)."""
+    from engagelab.storage.migrations import MIGRATIONS
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for v in range(1, version):
+                MIGRATIONS[v](conn, conn.dialect.name)
+            conn.execute(
+                sa.text("UPDATE el_meta SET value = :v WHERE key = 'schema_version'"),
+                {"v": str(version)},
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_schema_2_and_3_databases_are_upgraded_keeping_their_rows(v1_copy, version):
+    folder, url = v1_copy
+    _at_version(url, version)
+    assert _version(url) == str(version)
+    before = _dump(url)
+    assert {t: len(before[t]) for t in EXPECTED_ROWS} == EXPECTED_ROWS
+    ws = Workspace.open(folder)
+    try:
+        assert _version(url) == str(SCHEMA_VERSION) == "4"
+        after = _dump(url)
+        # tables created if missing since (el_audience_syncs) are added empty
+        added = {"el_audience_syncs"}
+        assert set(after) - set(before) == added and all(after[t] == [] for t in added)
+        for table in before:
+            if table != "el_meta":
+                old = [row[: len(b)] for row, b in zip(after[table], before[table], strict=True)]
+                assert old == before[table], table
+        # the queue columns of schema 4 exist and are empty on the old rows
+        with ws.state.read() as conn:
+            got = conn.execute(
+                sa.text(
+                    "SELECT count(*), count(due_us), count(origin_us), count(expires_us) "
+                    "FROM el_campaign_ledger"
+                )
+            ).one()
+            idx = {i["name"] for i in sa.inspect(conn).get_indexes("el_campaign_ledger")}
+        assert tuple(got) == (EXPECTED_ROWS["el_campaign_ledger"], 0, 0, 0)
+        assert "ix_el_campaign_ledger_due" in idx
+        assert campaign_report(ws).table.set_index("campaign_id")["sent"].to_dict() == (
+            EXPECTED_SENT
+        )
+    finally:
+        ws.close()

@@ -61,6 +61,17 @@ def test_profile_has_none_for_missing_values_and_none_for_unknown_users(small_ws
         catalog.profile(small_ws, "")
 
 
+def test_summary_counts_events_per_name(small_ws):
+    s = catalog.summary(small_ws)
+    d = s.to_dict()
+    assert (d["users"], d["events"]) == (3, 4)
+    assert d["event_counts"] == {"App Launched": 3, "Charged": 1}
+    assert all(type(n) is int for n in d["event_counts"].values())  # JSON-ready
+    lines = repr(s).splitlines()
+    assert lines[1] == "  users:  3" and lines[2].startswith("  events: 4  (")
+    assert [line.split() for line in lines[3:]] == [["App", "Launched", "3"], ["Charged", "1"]]
+
+
 def test_reference_time_is_just_after_the_last_event(small_ws):
     assert catalog.data_end(small_ws) == dt.datetime(2026, 3, 4, 9, 30, 0, 500000, tzinfo=dt.UTC)
     assert catalog.reference_time(small_ws) == dt.datetime(2026, 3, 4, 9, 30, 1, tzinfo=dt.UTC)
