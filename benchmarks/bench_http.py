@@ -43,7 +43,7 @@ from _common import machine, median, now, run_child, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: git main before the scheduled provider: the "old" behaviour compared against
-OLD_REV = "04064792d703bb61d5c44661613f98188d16eaa5"
+OLD_REV = "c8385c50ef04d3a079537c890cf6eda69af2babe"
 
 SERVER = r"""
 import json, sys, threading
@@ -228,7 +228,7 @@ def main() -> None:  # noqa: C901
     rows = []
     for (name, who), rs in results.items():
         n = rs[0]["n"]
-        label = (f"this branch (`{'breaker_failures=10000' if 'twice' in name else 'defaults'}`)"
+        label = (f"engagelab (`{'breaker_failures=10000' if 'twice' in name else 'defaults'}`)"
                  if who == "new" else f"main `{OLD_REV[:7]}` (`concurrency=8`)")  # fmt: skip
         wall = median([r["wall_s"] for r in rs])
         rows.append(
