@@ -7,14 +7,20 @@
    a 3-variant e-mail test-then-winner (test on one day, the winner the next); a
    cart-abandonment inaction campaign (did 'Added to Cart', no 'Charged' within T, T from
    :func:`~engagelab.campaigns.recommended_delay`); a Mon/Wed/Fri deals push with
-   frequency caps and do-not-disturb. One job per campaign runs
+   frequency caps, do-not-disturb and a throttle of 500 messages a minute. One job per campaign runs
    ``notebooks/campaign_job.ipynb`` on the campaign's schedule (catch-up ``all``, for slots
    at most 3 days old: a scheduler started on the workspace months later does not replay
    the months in between).
 3. Run the programme: the last ``programme_days`` days of the history, one scheduler pass
    per day (:meth:`engagelab.jobs.Scheduler.run_due` with the clock at that day's end), each
    due slot through :func:`engagelab.jobs.run_job` (what ``engagelab run`` calls) in a
-   papermill kernel; the simulated users answer every message.
+   papermill kernel. The jobs send on the clock of their planning instant
+   (``send_clock="plan"``): what is due later waits in the send queue, and after each
+   pass the dispatcher (:class:`engagelab.campaigns.Dispatcher`) releases the day's queue
+   at the messages' due times on a simulated clock (user time zones, do-not-disturb holds,
+   the deals' throttle, TTL), stepping from one due time to the next. The simulated users
+   answer each run once all its messages are final. The summary counts the released
+   messages per campaign and hour of the users' local time.
 4. Let the world live on for the label effect's duration (so day-N retention is
    observable for every cohort), then run the analysis notebooks as on-demand jobs
    (variant test: ``analyze_experiment``; label retention: ``label_retention``) and write
@@ -39,7 +45,14 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["DEMO_CAMPAIGNS", "DemoResult", "demo_campaigns", "run_demo"]
+__all__ = [
+    "DEMO_CAMPAIGNS",
+    "DemoResult",
+    "Release",
+    "demo_campaigns",
+    "released_per_local_hour",
+    "run_demo",
+]
 
 #: Planted click multipliers of the simulated world, per campaign and variant.
 DEMO_CAMPAIGNS = {"spring-email": {"A": 1.0, "B": 1.3, "C": 1.8}}
@@ -107,7 +120,7 @@ def demo_campaigns(
         schedule=C.Schedule("recurring", cron="0 19 * * 1,3,5", timezone=berlin),
         audience=Segment(did("App Launched", within_days=14)), control_percent=5, labels=("Promo",),
         goal=C.Goal("Charged", 48, "revenue"),
-        delivery=C.Delivery(dnd=(C.DND("21:00", "09:00"),),
+        delivery=C.Delivery(dnd=(C.DND("21:00", "09:00"),), throttle_per_minute=500,
                             caps=(C.FrequencyCap(max=2, window=7, unit="days", channel="push"),
                                   C.FrequencyCap(max=1, window=1, unit="days", kind="calendar"))),
     )  # fmt: skip
@@ -131,6 +144,11 @@ class DemoResult:
     sent_now: int = 0
     seconds: float = 0.0
     failed: tuple[str, ...] = field(default_factory=tuple)
+    #: messages handed over per campaign and hour of the user's local time
+    #: (``campaign_id, local_hour, messages``)
+    released: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"campaign_id": pd.Series(dtype=object), "local_hour": pd.Series(dtype=int),
+         "messages": pd.Series(dtype=int)}))  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -148,8 +166,22 @@ class DemoResult:
             "programme": list(self.programme), "cart_abandon_hours": self.cart_hours,
             "jobs": json.loads(self.jobs.to_json(orient="records")), "messages_sent": int(self.jobs["sent"].sum()),
             "runs": int(self.jobs["runs"].sum()), "ran_now": self.ran_now, "sent_now": self.sent_now,
-            "failed": list(self.failed), "seconds": self.seconds, **self.paths,
+            "failed": list(self.failed), "seconds": self.seconds,
+            "released_per_local_hour": {
+                str(cid): {int(h): int(n) for h, n in zip(g["local_hour"], g["messages"], strict=True)}
+                for cid, g in self.released.groupby("campaign_id")
+            },
+            **self.paths,
         }  # fmt: skip
+
+    def released_table(self) -> pd.DataFrame:
+        """Messages released per local hour: one row per campaign, one column per hour."""
+        if self.released.empty:
+            return pd.DataFrame()
+        t = self.released.pivot_table(index="campaign_id", columns="local_hour",
+                                      values="messages", aggfunc="sum", fill_value=0)  # fmt: skip
+        t.columns = [f"{int(h):02d}h" for h in t.columns]
+        return t
 
     def __repr__(self) -> str:
         cols = ["job", "schedule", "runs", "status", "sent", "last_notebook", "last_html"]
@@ -162,11 +194,22 @@ class DemoResult:
             "  jobs (notebooks and HTML reports under the runs folder):",
             table,
             f"  messages sent: {int(self.jobs['sent'].sum()):,} in {int(self.jobs['runs'].sum())} runs",
+            *self._released_lines(),
             *(f"  {k.replace('_', ' ')}: {v}" for k, v in self.paths.items()),
         ]
         if self.failed:
             lines.append("  FAILED runs: " + ", ".join(self.failed))
         return "\n".join(lines)
+
+    def _released_lines(self) -> list[str]:
+        if self.released.empty:
+            return []
+        lines = ["  released by the dispatcher, per hour of the user's local time:"]
+        for cid, g in self.released.groupby("campaign_id"):
+            hours = " · ".join(f"{int(h):02d}h {int(n):,}" for h, n in
+                               zip(g["local_hour"], g["messages"], strict=True))  # fmt: skip
+            lines.append(f"    {cid}: {hours}")
+        return lines
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(repr(self))}</pre>"
@@ -280,7 +323,7 @@ def _register(
         spec = JobSpec(
             name=c.id, notebook="notebooks/campaign_job.ipynb", description=c.name,
             params={"dry_run": Param("bool", default=False, description="plan only")},
-            fixed={"campaign_id": c.id, "simulated": True},
+            fixed={"campaign_id": c.id, "simulated": True, "send_clock": "plan"},
             schedule=Schedule(cron, tz), start=dates[0].isoformat(),
             catch_up=CatchUp("all", max_staleness="3d"), timeout=JOB_TIMEOUT,
             html_report=html_reports and c.winner_test is not None,
@@ -300,14 +343,102 @@ def _programme(ws: Any, src: Path, users: int, days: int, seed: int, programme_d
     say(f"programme: {dates[0]} .. {dates[-1]}, one scheduler pass per day (catch-up 'all')")
     runs = _Runs(ws, say)
     sched = Scheduler(ws)
+    release = Release(ws, dt.datetime.combine(dates[0], dt.time(0), dt.UTC))
     for day in dates:
         clock = dt.datetime.combine(day, dt.time(23, 59), dt.UTC)
         done = sched.run_due(now=clock, progress=runs.progress)
         if not done:
             say(f"  {day}: nothing due (the run history says every slot already succeeded)")
+        r = release.until(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC))
+        if r.released or r.suppressed:
+            say(f"  {day}: dispatcher {r}")
+    # what is still queued after the last day goes at its due time (or expires)
+    r = release.until(dt.datetime.combine(dates[-1] + dt.timedelta(days=3), dt.time(0), dt.UTC))
+    if r.released or r.suppressed:
+        say(f"  after the programme: dispatcher {r}")
     _observe(ws, world, days, say)
     paths = _analyses(ws, dates, html_reports, runs, say)
     return _summary(ws, dates, hours, paths, runs, time.perf_counter() - t0)
+
+
+class Release:
+    """The dispatcher of a simulated programme: releases the send queue at the messages'
+    due times on a :class:`~engagelab.clock.SimulatedClock`, and lets the simulated world
+    answer every run whose messages are all final (once per run).
+
+    Args:
+        ws: the (simulated) workspace.
+        start: the clock's start (UTC).
+    """
+
+    def __init__(self, ws: Any, start: dt.datetime):
+        from engagelab.campaigns import Dispatcher
+        from engagelab.clock import SimulatedClock
+
+        self.ws = ws
+        self.clock = SimulatedClock(start)
+        self.dispatcher = Dispatcher(ws, self.clock)
+        self._answered: set[str] = set()
+
+    def until(self, end: dt.datetime) -> Any:
+        """Release everything due by ``end``, one due time after the other (the clock
+        jumps to the next due time); return the summed :class:`DispatchResult`."""
+        from engagelab.campaigns import DispatchResult
+
+        total = DispatchResult()
+        end_us = int(end.timestamp() * 1_000_000)
+        while True:
+            nxt = _next_due(self.ws)
+            now = self.clock.now()
+            if nxt is None or nxt > end_us:
+                break
+            at = dt.datetime.fromtimestamp(nxt / 1_000_000, dt.UTC)
+            if at > now:
+                self.clock.set(at)
+            r = self.dispatcher.run_until_idle()
+            total = total.add(r)
+            self.answer()
+            if r.idle and _next_due(self.ws) == nxt:  # nothing moved (held elsewhere): go on
+                self.clock.advance(60)
+        if end > self.clock.now():
+            self.clock.set(end)
+        self.answer()
+        return total
+
+    def answer(self) -> int:
+        """Let the world answer the runs that became complete; the number of events."""
+        import sqlalchemy as sa
+
+        from engagelab.delivery import ledger as L
+        from engagelab.simulate import respond
+
+        with self.ws.state.read() as conn:
+            keys = {r[0] for r in conn.execute(sa.select(L.runs.c.run_key)).all()}
+            open_ = {
+                r[0]
+                for r in conn.execute(
+                    sa.select(L.ledger.c.run_key)
+                    .where(L.ledger.c.status.in_(("queued", "claimed", "handed")))
+                    .distinct()
+                ).all()
+            }
+        n = 0
+        for key in sorted(keys - open_ - self._answered):
+            n += respond(self.ws, key)
+            self._answered.add(key)
+        return n
+
+
+def _next_due(ws: Any) -> int | None:
+    import sqlalchemy as sa
+
+    from engagelab.delivery import ledger as L
+
+    with ws.state.read() as conn:
+        nxt = conn.execute(
+            sa.select(sa.func.min(L.ledger.c.due_us)).where(L.ledger.c.status == "queued")
+        ).scalar()
+    return None if nxt is None else int(nxt)
 
 
 class _Runs:
@@ -452,7 +583,40 @@ def _summary(ws: Any, dates: list[dt.date], hours: float, paths: dict[str, str],
     summary = ws.summary()
     return DemoResult(str(ws.path), summary.users, summary.events, (str(dates[0]), str(dates[-1])),
                       pd.DataFrame(rows), paths, hours, runs.n, runs.sent, round(seconds, 1),
-                      tuple(failed))  # fmt: skip
+                      tuple(failed), released_per_local_hour(ws))  # fmt: skip
+
+
+def released_per_local_hour(ws: Any) -> pd.DataFrame:
+    """Messages handed over ('Notification Sent', stamped with the hand-over time) per
+    campaign and hour of the user's local time (the ledger's time zone of the message):
+    ``campaign_id, local_hour, messages``."""
+    import zoneinfo
+
+    import numpy as np
+    import sqlalchemy as sa
+
+    from engagelab.delivery import ledger as L
+
+    ev = ws.sql("SELECT message_key, campaign_id, ts FROM events WHERE event = 'Notification Sent'")
+    with ws.state.read() as conn:
+        rows = conn.execute(
+            sa.select(L.ledger.c.key, L.ledger.c.timezone).where(L.ledger.c.status == "sent")
+        ).all()
+    zones = pd.DataFrame([tuple(r) for r in rows], columns=["message_key", "timezone"])
+    df = ev.merge(zones, on="message_key", how="inner")
+    hour = np.zeros(len(df), dtype=int)
+    ts = pd.to_datetime(df["ts"], utc=True)
+    for zone, idx in df.groupby("timezone").indices.items():
+        try:
+            tz: Any = zoneinfo.ZoneInfo(str(zone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = dt.UTC
+        hour[idx] = ts.iloc[idx].dt.tz_convert(tz).dt.hour.to_numpy()
+    out = (
+        df.assign(local_hour=hour).groupby(["campaign_id", "local_hour"]).size()
+        .rename("messages").reset_index()
+    )  # fmt: skip
+    return out.astype({"local_hour": int, "messages": int})
 
 
 def _rel(ws: Any, path: Any) -> str:

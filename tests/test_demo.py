@@ -25,7 +25,16 @@ from engagelab.campaigns import list_campaigns, read_outbox
 from engagelab.campaigns.job import run_campaign_job
 from engagelab.delivery import ledger as L
 from engagelab.delivery.outbox import outbox_path
-from engagelab.demo import NOTEBOOKS, DemoResult, _register, _world, demo_campaigns, run_demo
+from engagelab.demo import (
+    NOTEBOOKS,
+    DemoResult,
+    Release,
+    _register,
+    _world,
+    demo_campaigns,
+    released_per_local_hour,
+    run_demo,
+)
 from engagelab.errors import ValidationError
 from engagelab.jobs import due_slots, get_job, history, list_jobs
 from engagelab.simulate import world_answer
@@ -90,7 +99,7 @@ def test_programme_jobs_follow_their_campaigns_schedules(tmp_path):
     for j in CAMPAIGN_JOBS:
         spec = get_job(ws, j)
         assert spec.catch_up.policy == "all" and spec.catch_up.max_staleness == 3 * 86400
-        assert spec.fixed == {"campaign_id": j, "simulated": True}
+        assert spec.fixed == {"campaign_id": j, "simulated": True, "send_clock": "plan"}
         assert (ws.path / spec.notebook).read_bytes() == (
             NOTEBOOKS / "campaign_job.ipynb"
         ).read_bytes()
@@ -134,6 +143,57 @@ def test_programme_in_process_sends_exactly_once(tmp_path):
     assert [r.sent_now for r in again] == [0, 0, 0, 0]
     assert [r.already_sent for r in again] == [sent[k] for k in last.values()]
     assert check_exactly_once(ws) == sent and ws.summary().events == events
+    ws.close()
+
+
+def test_programme_through_the_dispatcher_releases_at_due_times(tmp_path):
+    """The demo's path: jobs send on their planning instant's clock (later messages are
+    queued), the dispatcher releases the queue day by day on a simulated clock, and the
+    world answers each run once, when all its messages are final."""
+    ws = Workspace.create(tmp_path / "ws")
+    world = _world(ws, 800, 12, 5, lambda _m: None)
+    dates, _h, _w = _register(ws, NOTEBOOKS, world, 12, 3, html_reports=False)
+    release = Release(ws, dt.datetime.combine(dates[0], dt.time(0), dt.UTC))
+    queued = 0
+    for day in dates:
+        clock = dt.datetime.combine(day, dt.time(23, 59), dt.UTC)
+        for job in CAMPAIGN_JOBS:
+            for slot in [s for s in due_slots(ws, job, clock) if s.logical_date == str(day)]:
+                r = run_campaign_job(ws, slot.logical_date, campaign_id=job, send_clock="plan",
+                                     run_key=f"{job}/{slot.logical_date}", answer=world_answer(ws))  # fmt: skip
+                queued += int(r.note.count("queued for the dispatcher"))
+        release.until(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC))
+    release.until(dt.datetime.combine(dates[-1] + dt.timedelta(days=3), dt.time(0), dt.UTC))
+    assert queued > 0  # the onboarding push waits for 10:00 local time, deals for 19:00
+    led = _ledger(ws)
+    assert not set(led["status"]) & {"queued", "claimed", "handed"}  # every message final
+    sent = check_exactly_once(ws)
+    assert sum(sent.values()) == (led["status"] == "sent").sum() > 0
+    # hand-over times: never before the due time, onboarding at 10:00 in the user's zone
+    ev = ws.sql("SELECT message_key, ts FROM events WHERE event = 'Notification Sent'")
+    with ws.state.read() as conn:
+        due = pd.DataFrame([tuple(r) for r in conn.execute(
+            sa.select(L.ledger.c.key, L.ledger.c.due_us).where(L.ledger.c.status == "sent")).all()],
+            columns=["message_key", "due_us"])  # fmt: skip
+    both = ev.merge(due, on="message_key")
+    assert len(both) == len(due) == ev["message_key"].nunique()  # one event per message
+    epoch = pd.Timestamp(0, tz="UTC")
+    ts_us = (pd.to_datetime(both["ts"], utc=True) - epoch) // pd.Timedelta(1, "us")
+    assert (ts_us >= both["due_us"]).all()
+    hours = released_per_local_hour(ws)
+    onboarding = hours[hours["campaign_id"] == "onboarding-push"]
+    assert set(onboarding["local_hour"]) == {10}
+    deals = hours[hours["campaign_id"] == "weekly-deals"]
+    assert len(deals) and not set(deals["local_hour"]) & {21, 22, 23, 0, 1, 2, 3, 4, 5, 6, 7, 8}
+    # the world answered every message once (no run was answered twice)
+    answers = ws.sql("SELECT message_key, count(*) AS n FROM events WHERE event = 'Notification Delivered' "
+                     "AND message_key IS NOT NULL GROUP BY ALL")  # fmt: skip
+    assert len(answers) > 0 and answers["n"].max() == 1
+    # ... including the messages the dispatcher released later (the onboarding push's)
+    with ws.state.read() as conn:
+        later = {r[0] for r in conn.execute(sa.select(L.ledger.c.key).where(
+            L.ledger.c.campaign_id == "onboarding-push", L.ledger.c.status == "sent")).all()}  # fmt: skip
+    assert later and set(answers["message_key"]) & later
     ws.close()
 
 

@@ -52,11 +52,15 @@ import pandas as pd
 import sqlalchemy as sa
 
 from engagelab.campaigns.spec import Campaign
+from engagelab.clock import SimulatedClock
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.storage.core import Core
 
 __all__ = ["CampaignJobResult", "load_job_campaign", "plan_instant", "run_campaign_job"]
+
+#: The send clocks of :func:`run_campaign_job`.
+SEND_CLOCKS = ("system", "plan")
 
 
 @dataclass(frozen=True, repr=False)
@@ -281,6 +285,7 @@ def run_campaign_job(
     run_key: str = "",
     dry_run: bool = False,
     answer: Callable[[Any, str], int] | None = None,
+    send_clock: str = "system",
 ) -> CampaignJobResult:
     """Plan, send (unless ``dry_run``), let ``answer`` react to what was sent, and report.
 
@@ -296,6 +301,10 @@ def run_campaign_job(
         answer: called as ``answer(workspace, run_key)`` after the send; its return value
             (a count of events) is the result's ``responses``. A simulated workspace passes
             :func:`engagelab.simulate.respond` so its world reacts to the messages.
+        send_clock: what "now" is for the send: ``"system"`` (the wall clock: what is due
+            goes at once) or ``"plan"`` (the planning instant of the logical date: messages
+            due later wait in the queue for the dispatcher, ``engagelab dispatch``; what a
+            simulated programme such as ``make demo`` replays on its own clock).
 
     Returns:
         a :class:`CampaignJobResult`.
@@ -315,6 +324,8 @@ def run_campaign_job(
         raise ValidationError("answer", answer, "must be a function (workspace, run_key) or None")
     if not isinstance(run_key, str):
         raise ValidationError("run_key", run_key, "must be a string")
+    if send_clock not in SEND_CLOCKS:
+        raise ValidationError("send_clock", send_clock, f"must be one of: {', '.join(SEND_CLOCKS)}")
     ws, opened = _open(workspace)
     try:
         c = load_job_campaign(ws, campaign_id, spec_file)
@@ -332,12 +343,15 @@ def run_campaign_job(
         sent_now = already = 0
         responses = None
         if not dry_run:
-            r = send(ws, p, key)
+            r = send(ws, p, key, clock=SimulatedClock(at) if send_clock == "plan" else None)
             sent_now, already = r.sent, r.already_sent
             if r.pending:
                 note = f"{r.pending:,} messages still in doubt (claimed): rerun this run key"
             elif r.skipped:
                 note = f"{r.skipped:,} messages held by another sender of this occurrence"
+            if r.queued:
+                later = f"{r.queued:,} messages queued for the dispatcher (due later)"
+                note = f"{note}; {later}" if note else later
             if answer is not None:
                 responses = int(answer(ws, key))
         ledger = pd.DataFrame() if dry_run else _ledger(ws, key)

@@ -136,7 +136,7 @@ def _uplift(out: pd.DataFrame, key: str | None, alpha: float) -> pd.DataFrame:
         "abs_ci_high",
         "p_value",
     ]
-    if len(ctrl) < 2 or (agg["n"] < 2).any():
+    if len(ctrl) < 2 or len(agg) < 2 or (agg["n"] < 2).any():  # e.g. every send still queued
         return pd.DataFrame(columns=keep)
     res = analyze_aggregates(
         agg, control="control", metrics=["converted:proportion"], alpha=alpha, bayes_draws=1000

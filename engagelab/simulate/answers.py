@@ -44,23 +44,40 @@ def respond(ws: Core, run_key: str) -> int:
     """Let the workspace's simulated world answer the sent messages of ``run_key``.
 
     Appends the world's Delivered / Viewed / Clicked / Charged events once per set of
-    sent messages (idempotent); returns the number of events appended.
+    sent messages (idempotent); returns the number of events appended. A run whose
+    messages are not all final yet (some still queued for the dispatcher, or claimed) is
+    answered later, in full, once they are: 0 is returned until then, so the answers of
+    one run are appended once. A message is answered as if it went at its release time:
+    its planned time, or the later due time it was held to (do-not-disturb).
     """
     world = load_world(ws)
     with ws.state.read() as conn:
         run = conn.execute(sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)).first()
         if run is None:
             raise ValidationError("run_key", run_key, "is not a run of this workspace")
+        open_rows = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(L.ledger)
+            .where(
+                L.ledger.c.run_key == run_key,
+                L.ledger.c.status.in_(("queued", "claimed", "handed")),
+            )
+        ).scalar_one()
+        if open_rows:
+            return 0
         rows = conn.execute(
-            sa.select(L.ledger.c.user_id, L.ledger.c.variant, L.ledger.c.send_at, L.ledger.c.key)
+            sa.select(L.ledger.c.user_id, L.ledger.c.variant,
+                      sa.func.coalesce(L.ledger.c.due_us, L.ledger.c.send_at), L.ledger.c.send_at,
+                      L.ledger.c.key)
             .where(L.ledger.c.run_key == run_key, L.ledger.c.status == "sent")
             .order_by(L.ledger.c.key)
-        ).fetchall()
+        ).fetchall()  # fmt: skip
     c = Campaign.from_json(run.spec)
     if not rows:
         return 0
-    df = pd.DataFrame(rows, columns=["user_id", "variant", "send_ts", "message_key"])
-    df["send_ts"] = pd.to_datetime(df["send_ts"].astype(np.int64), unit="us", utc=True)
+    df = pd.DataFrame(rows, columns=["user_id", "variant", "due", "send_ts", "message_key"])
+    at = np.maximum(df.pop("due").astype(np.int64), df["send_ts"].astype(np.int64))
+    df["send_ts"] = pd.to_datetime(at, unit="us", utc=True)
     df["campaign_id"], df["channel"] = c.id, c.channel
     df["labels"] = [list(c.labels)] * len(df)
     fp = (
@@ -69,9 +86,9 @@ def respond(ws: Core, run_key: str) -> int:
         + ":"
         + hashlib.sha256("\n".join(df["message_key"]).encode()).hexdigest()[:16]
     )
-    answer = world.respond(df)
     if ws.store.find("events", fp) is not None:
         return 0
+    answer = world.respond(df)
     if answer.num_rows:
         ws.append("events", answer, fingerprint=fp, source="campaigns")
     return answer.num_rows

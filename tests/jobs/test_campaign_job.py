@@ -201,6 +201,7 @@ def test_spec_file_yaml_and_json(sim, tmp_path):
         ({"campaign_id": "welcome", "logical_date": "2026-02-30"}, "logical_date", "YYYY-MM-DD"),
         ({"campaign_id": "welcome", "logical_date": "yesterday"}, "logical_date", "YYYY-MM-DD"),
         ({"campaign_id": "welcome", "dry_run": "yes"}, "dry_run", "must be True or False"),
+        ({"campaign_id": "welcome", "send_clock": "now"}, "send_clock", "one of: system, plan"),
         ({"campaign_id": "welcome", "workspace": "/no/such/ws"}, "workspace", "not an engagelab"),
     ],
 )
