@@ -71,6 +71,7 @@ import sqlalchemy as sa
 from engagelab.channels.identifiers import IDENTIFIERS, SYNC_HEADERS, normalise, sha256_hex
 from engagelab.errors import ValidationError, WorkspaceError
 from engagelab.schema import AD_CONSENT, AUDIENCE_OPTOUTS, REMARKETING_CHANNELS
+from engagelab.storage.files import fsync_dir
 from engagelab.storage.statedb import utcnow
 from engagelab.storage.tables import audience_syncs
 from engagelab.validate import check_choice
@@ -225,15 +226,6 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _csv(header: list[str], lines: Iterable[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(header)
@@ -253,7 +245,7 @@ def _write_files(
     paths = {k: folder / f"{k}.csv" for k in ("full", "add", "remove")}
     for k, rows in (("add", add), ("remove", remove), ("full", lines)):
         _write_atomic(paths[k], _csv(header, rows))
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return paths, len(add), len(remove)
 
 

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from engagelab.engines.base import TABLES, Catalog
 from engagelab.errors import ValidationError, WorkspaceError
+from engagelab.storage.files import fsync_dir
 from engagelab.storage.statedb import StateDB, utcnow
 from engagelab.storage.tables import batches, columns
 from engagelab.storage.upsert import insert_ignore, insert_new
@@ -205,7 +206,7 @@ class Store:
         new files are deleted and the existing batch is returned with ``already_present``.
         """
         _check_table(table)
-        _fsync_dir(self.root / table)
+        fsync_dir(self.root / table)
         values = dict(
             table_name=table,
             fingerprint=fingerprint,
@@ -371,15 +372,6 @@ def insert_batch(conn: sa.Connection, values: dict[str, Any]) -> int | None:
 def _check_table(table: str) -> None:
     if table not in TABLES:
         raise ValidationError("table", table, "must be one of 'profiles', 'events'")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _aware(ts: datetime) -> datetime:
