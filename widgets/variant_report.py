@@ -367,13 +367,7 @@ def verdicts(res: ExperimentResult) -> list[str]:
     """``'win'``, ``'loss'`` or ``'neutral'`` for each row of ``res.table``: significant and
     better in the metric's good direction (``direction``, which knows ``lower_is_better``),
     significant and worse, or not significant."""
-    out = []
-    for sig, direction in zip(res.table["significant"], res.table["direction"], strict=True):
-        if not bool(sig) or direction not in ("better", "worse"):
-            out.append("neutral")
-        else:
-            out.append("win" if direction == "better" else "loss")
-    return out
+    return res.verdicts()
 
 
 def forest_png(

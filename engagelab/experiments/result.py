@@ -70,6 +70,15 @@ COLUMNS = [
 ]
 
 
+#: Colours of a comparison's verdict (forest plots) and its table row's style.
+_MARK_COLOUR = {"win": "#1a7f37", "loss": "#b00020", "neutral": "#555555"}
+_ROW_STYLE = {
+    "win": " style='background:#e6f4ea;color:#1a5e20;font-weight:bold'",
+    "loss": " style='background:#fdecea;color:#b00020;font-weight:bold'",
+    "neutral": "",
+}
+
+
 @dataclass(frozen=True, repr=False)
 class ExperimentResult:
     """Comparisons of every arm with control, for every experiment and metric.
@@ -311,21 +320,35 @@ class ExperimentResult:
         df = self._display_frame()
         head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
         body = []
-        for sig, r in zip(self.table["significant"], df.itertuples(index=False), strict=True):
-            style = " style='background:#e6f4ea;font-weight:bold'" if sig else ""
+        for mark, r in zip(self.verdicts(), df.itertuples(index=False), strict=True):
+            style = _ROW_STYLE[mark]
+            cls = {"win": "el-significant el-win", "loss": "el-significant el-loss"}.get(mark, "")
             body.append(
-                f"<tr class='{'el-significant' if sig else ''}'{style}>"
+                f"<tr class='{cls}'{style}>"
                 + "".join(f"<td>{html.escape(str(v))}</td>" for v in r)
                 + "</tr>"
             )
         caption = (
-            f"<caption>alpha = {self.alpha:g}; ★ = significant after {self.correction} correction; "
+            f"<caption>alpha = {self.alpha:g}; ★ = significant after {self.correction} correction "
+            "(<span style='color:#1a5e20'>green</span>: better in the metric's good direction, "
+            "<span style='color:#b00020'>red</span>: worse); "
             "Bayesian columns are labelled [Bayes]</caption>"
         )
         return f"{banners}<table class='el-experiment-result'>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
+    def verdicts(self) -> list[str]:
+        """Per row of :attr:`table`: ``'win'`` (significant and better in the metric's good
+        direction, which knows ``lower_is_better``), ``'loss'`` (significant and worse) or
+        ``'neutral'``."""
+        return [
+            "neutral" if not bool(sig) or d not in ("better", "worse")
+            else ("win" if d == "better" else "loss")
+            for sig, d in zip(self.table["significant"], self.table["direction"], strict=True)
+        ]  # fmt: skip
+
     def plot(self, relative: bool = True, ax: Any = None):
-        """Forest plot of the lift of every comparison with its interval; returns the Figure."""
+        """Forest plot of the lift of every comparison with its interval (wins green, losses
+        red, the rest grey); returns the Figure."""
         from engagelab.figures import new_figure
 
         t = self.table
@@ -343,7 +366,7 @@ class ExperimentResult:
         est = t[col].to_numpy(float)
         err = np.vstack([est - t[lo].to_numpy(float), t[hi].to_numpy(float) - est])
         err[~np.isfinite(err)] = 0.0  # the open end of a one-sided interval is not drawn
-        colors = np.where(t["significant"], "#1a7f37", "#555555")
+        colors = [_MARK_COLOUR[m] for m in self.verdicts()]
         for yi, e, el, eh, c in zip(y, est, err[0], err[1], colors, strict=True):
             if np.isfinite(e):
                 ax.errorbar(e, yi, xerr=[[el], [eh]], fmt="o", color=c, capsize=3)
@@ -352,7 +375,10 @@ class ExperimentResult:
         ax.set_yticklabels(
             [f"{r.experiment} · {r.metric} · {r.arm} vs {r.control}" for r in t.itertuples()]
         )
-        ax.set_xlabel(("relative" if relative else "absolute") + f" lift, {1 - self.alpha:.0%} CI")
+        ax.set_xlabel(
+            ("relative" if relative else "absolute")
+            + f" lift, {1 - self.alpha:.0%} CI (green: win, red: loss)"
+        )
         if self.srm_alarms():
             ax.set_title("SAMPLE RATIO MISMATCH: " + ", ".join(self.srm_alarms()), color="#b00020")
         fig.tight_layout()
