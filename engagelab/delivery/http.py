@@ -340,7 +340,14 @@ class HttpProvider:
                     max_keepalive_connections=max(20, self.concurrency),
                 )
                 transport = httpx.HTTPTransport(verify=self._verify, limits=limits)
-                pool = transport._pool  # the deadline wraps httpcore's sockets
+                # the deadline wraps httpcore's sockets; httpx offers no public hook for the
+                # network backend, so the pool's is replaced (httpcore pinned to 1.x)
+                pool = getattr(transport, "_pool", None)
+                if pool is None or not hasattr(pool, "_network_backend"):
+                    raise RuntimeError(
+                        "this httpx/httpcore version does not expose the connection pool's "
+                        "network backend; engagelab needs httpcore 1.x (pip install 'httpcore<2')"
+                    )
                 pool._network_backend = _DeadlineBackend(pool._network_backend, self._deadline)
             self._client = httpx.Client(
                 timeout=self.timeout,
