@@ -350,10 +350,12 @@ def _programme(ws: Any, src: Path, users: int, days: int, seed: int, programme_d
         if not done:
             say(f"  {day}: nothing due (the run history says every slot already succeeded)")
         r = release.until(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC))
+        runs.sent += r.sent
         if r.released or r.suppressed:
             say(f"  {day}: dispatcher {r}")
     # what is still queued after the last day goes at its due time (or expires)
     r = release.until(dt.datetime.combine(dates[-1] + dt.timedelta(days=3), dt.time(0), dt.UTC))
+    runs.sent += r.sent
     if r.released or r.suppressed:
         say(f"  after the programme: dispatcher {r}")
     _observe(ws, world, days, say)
@@ -395,11 +397,13 @@ class Release:
             at = dt.datetime.fromtimestamp(nxt / 1_000_000, dt.UTC)
             if at > now:
                 self.clock.set(at)
+            elif now >= end:  # due but not released by the end (held): the next call
+                break
             r = self.dispatcher.run_until_idle()
             total = total.add(r)
             self.answer()
-            if r.idle and _next_due(self.ws) == nxt:  # nothing moved (held elsewhere): go on
-                self.clock.advance(60)
+            if r.idle and _next_due(self.ws) == nxt:  # nothing moved (held back): a minute on
+                self.clock.advance(min(60.0, (end - self.clock.now()).total_seconds()))
         if end > self.clock.now():
             self.clock.set(end)
         self.answer()
