@@ -40,7 +40,7 @@ Example:
     >>> Rate.parse("0/minute", "throttle.channels.sms")
     Traceback (most recent call last):
     ...
-    engagelab.errors.ValidationError: throttle.channels.sms.rate == 0, must be an integer >= 1
+    engagelab.errors.ValidationError: throttle.channels.sms.rate == 0, must be an integer in [1, 1000000]
 """
 
 from __future__ import annotations

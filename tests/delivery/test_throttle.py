@@ -277,3 +277,24 @@ def test_a_campaign_rate_per_5_minutes_is_validated():
         Delivery(throttle_per_minute=5, throttle_per_5_minutes=10)
     d = Delivery.from_dict(Delivery(throttle_per_5_minutes=10).to_dict())
     assert d.throttle == (10, 300) and Delivery(throttle_per_minute=3).throttle == (3, 60)
+
+
+def test_the_bucket_table_is_created_in_a_database_that_lacks_it(tmp_path):
+    from engagelab import Workspace
+    from engagelab.delivery import throttle as T
+    from engagelab.storage.tables import throttle_buckets
+
+    w = Workspace.create(tmp_path / "old")
+    with w.state.write() as conn:
+        throttle_buckets.drop(conn)
+    w.close()
+    T._READY.clear()
+    w = Workspace.open(tmp_path / "old")  # a current schema version: no upgrade runs
+    try:
+        add_users(w, profiles(3))
+        _enqueue(w, campaign("new", delivery=Delivery(throttle_per_minute=2)))
+        out = Dispatcher(w, SimulatedClock(T0 + 10 * M)).run_until_idle()
+        assert (out.released, out.throttled) == (2, 1)
+        assert [b["key"] for b in bucket_state(w)] == ["campaign:new"]
+    finally:
+        w.close()
