@@ -32,6 +32,12 @@ due order and claims one only if every bucket it belongs to has a whole token; t
 others stay ``queued`` for a later round. Bucket rows are created (full) in their own
 transaction before the claim transaction, so it only ever locks rows that exist.
 
+A claim taken over from a dispatcher that stopped was charged when first claimed and is
+not charged again; the tokens of a claimed message put back in the queue (DND hold) or
+suppressed at release are given back. What ``send`` delivers at once (due when it is
+enqueued) takes no tokens: the plan has spread the campaign's own rate already, and the
+workspace-wide rates apply to what dispatchers release.
+
 Example:
     >>> Rate.parse("120/minute", "throttle.channels.email")
     Rate(120/minute, burst 120)
