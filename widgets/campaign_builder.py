@@ -445,7 +445,10 @@ class CampaignBuilder(w.VBox):
         self.ignore_caps = _css(w.Checkbox(value=False, description="ignore caps", indent=False),
                                 "ignore-caps")  # fmt: skip
         self.min_gap = _text("min-gap", "", placeholder="hours", desc="min gap")
-        self.throttle = _text("throttle", "", placeholder="messages/minute", desc="throttle")
+        self.throttle = _text("throttle", "", placeholder="messages", desc="throttle")
+        self.throttle_per = _css(w.Dropdown(options=[("per minute", "minute"),
+                                                     ("per 5 minutes", "5 minutes")],
+                                            value="minute"), "throttle-per")  # fmt: skip
         self.ttl = _text("ttl", "", placeholder="hours", desc="TTL")
         self.cut_off = _text("cut-off", "", placeholder="ISO time", desc="cut-off")
         self.send_time_policy = _text(
@@ -476,13 +479,15 @@ class CampaignBuilder(w.VBox):
                         "delivery.send_time_policy", "goal.event", "goal.window_hours",
                         "goal.revenue_property", "variants")
         }  # fmt: skip
+        # one input for both throttle periods: its errors show under it
+        self.notes["delivery.throttle_per_5_minutes"] = self.notes["delivery.throttle_per_minute"]
         n = self._with_note
 
         watched = [self.id, self.name, self.control, self.global_control, self.labels,
                    self.audience_mode, self.segment, self.logical_date, self.schedule_type,
                    *self.schedule.values(), self.user_timezone, self.if_passed,
                    self.default_timezone, self.ignore_caps, self.min_gap,
-                   self.throttle, self.ttl, self.cut_off, self.send_time_policy, self.goal_event,
+                   self.throttle, self.throttle_per, self.ttl, self.cut_off, self.send_time_policy, self.goal_event,
                    self.goal_window, self.goal_revenue]  # fmt: skip
         for wd in watched:
             wd.observe(self._changed, names="value")
@@ -536,7 +541,7 @@ class CampaignBuilder(w.VBox):
             w.HBox(
                 [
                     n("delivery.min_gap_hours", self.min_gap),
-                    n("delivery.throttle_per_minute", self.throttle),
+                    n("delivery.throttle_per_minute", w.HBox([self.throttle, self.throttle_per])),
                     n("delivery.ttl_hours", self.ttl),
                     n("delivery.cut_off", self.cut_off),
                     n("delivery.send_time_policy", self.send_time_policy),
@@ -770,6 +775,9 @@ class CampaignBuilder(w.VBox):
         dnd = tuple(row.value() for row in self.dnd_rows)
         caps = tuple(row.value() for row in self.cap_rows)
         throttle = self.throttle.value.strip()
+        per5 = self.throttle_per.value == "5 minutes"
+        name = "delivery.throttle_per_5_minutes" if per5 else "delivery.throttle_per_minute"
+        rate = _int(name, throttle) if throttle else None
         return Delivery(
             user_timezone=bool(self.user_timezone.value),
             if_passed=self.if_passed.value,
@@ -778,9 +786,8 @@ class CampaignBuilder(w.VBox):
             caps=caps,
             min_gap_hours=_number("delivery.min_gap_hours", self.min_gap.value, optional=True),
             ignore_caps=bool(self.ignore_caps.value),
-            throttle_per_minute=_int("delivery.throttle_per_minute", throttle)
-            if throttle
-            else None,
+            throttle_per_minute=None if per5 else rate,
+            throttle_per_5_minutes=rate if per5 else None,
             ttl_hours=_number("delivery.ttl_hours", self.ttl.value, optional=True),
             cut_off=self.cut_off.value.strip() or None,
             send_time_policy=self.send_time_policy.value.strip() or None,
@@ -844,9 +851,9 @@ class CampaignBuilder(w.VBox):
             self._set_options(d.dnd, d.caps)
             self.ignore_caps.value = d.ignore_caps
             self.min_gap.value = "" if d.min_gap_hours is None else f"{d.min_gap_hours:g}"
-            self.throttle.value = (
-                "" if d.throttle_per_minute is None else str(d.throttle_per_minute)
-            )
+            thr = d.throttle
+            self.throttle.value = "" if thr is None else str(thr[0])
+            self.throttle_per.value = "5 minutes" if thr is not None and thr[1] == 300 else "minute"
             self.ttl.value = "" if d.ttl_hours is None else f"{d.ttl_hours:g}"
             self.cut_off.value = d.cut_off.isoformat() if d.cut_off else ""
             self.send_time_policy.value = d.send_time_policy or ""

@@ -35,6 +35,7 @@ from engagelab.clock import Clock
 from engagelab.delivery import dispatcher as D
 from engagelab.delivery import handover as H
 from engagelab.delivery import ledger as L
+from engagelab.delivery.throttle import Rate
 from engagelab.schema import NOTIFICATION_SUPPRESSED
 
 if TYPE_CHECKING:
@@ -74,6 +75,19 @@ class CampaignSource:
                 self._runs.clear()
             self._runs[run_key] = got
         return got
+
+    def throttle_rate(self, ws: Core, run_key: str) -> tuple[str, Rate] | None:
+        """The throttle bucket of the run's campaign (``campaign:<id>`` and its rate), or
+        None (read from the run's spec, without its snapshot)."""
+        with ws.state.read() as conn:
+            spec = conn.execute(
+                sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)
+            ).scalar_one_or_none()
+        c = Campaign.from_json(spec) if spec is not None else None
+        thr = c.delivery.throttle if c is not None else None
+        if c is None or thr is None:
+            return None
+        return f"campaign:{c.id}", Rate(thr[0], "minute" if thr[1] == 60 else "5 minutes")
 
     def deliver(
         self, ws: Core, run_key: str, keys: list[str], owner: str, *, lease_seconds: float,
@@ -194,6 +208,8 @@ class Dispatcher(D.Dispatcher):
         batch: messages claimed per round.
         poll_seconds: the pause of ``run_forever`` when nothing is due.
         provider: one provider for every message (default: the configured ones).
+        throttle: the workspace-wide rates (default: the ``throttle:`` section of the
+            workspace configuration; False: no throttles, campaign rates included).
     """
 
     def __init__(
@@ -207,8 +223,10 @@ class Dispatcher(D.Dispatcher):
         poll_seconds: float = 1.0,
         provider: Any = None,
         retries: int = 2,
+        throttle: Any = None,
     ):
         super().__init__(
             ws, CampaignSource(provider, retries=retries), clock, owner,
             lease_seconds=lease_seconds, batch=batch, poll_seconds=poll_seconds,
+            throttle=throttle,
         )  # fmt: skip

@@ -189,7 +189,10 @@ class Delivery:
         caps: frequency caps (per channel or across all channels).
         min_gap_hours: minimum time between two messages of this campaign to one user.
         ignore_caps: this campaign is exempt from frequency caps.
-        throttle_per_minute: at most this many messages per minute (later ones wait).
+        throttle_per_minute: at most this many messages per minute (later ones wait): the
+            plan spreads the send times, and the dispatcher releases queued messages at
+            this rate (a token bucket of this many, refilled continuously).
+        throttle_per_5_minutes: the same per 5 minutes (instead of per minute).
         ttl_hours: a message not sent within this time of its planned time expires.
         cut_off: no message is sent after this instant (UTC).
         send_time_policy: name of a send-time policy, registered with
@@ -213,6 +216,7 @@ class Delivery:
     min_gap_hours: float | None = None
     ignore_caps: bool = False
     throttle_per_minute: int | None = None
+    throttle_per_5_minutes: int | None = None
     ttl_hours: float | None = None
     cut_off: dt.datetime | None = None
     send_time_policy: str | None = None
@@ -238,8 +242,7 @@ class Delivery:
                 isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
             ):
                 raise SpecError(f"delivery.{name}", v, "must be a number > 0 or None")
-        if self.throttle_per_minute is not None:
-            _int("delivery.throttle_per_minute", self.throttle_per_minute, low=1)
+        _check_throttle(self.throttle_per_minute, self.throttle_per_5_minutes)
         if not isinstance(self.ignore_caps, bool):
             raise SpecError("delivery.ignore_caps", self.ignore_caps, "must be true or false")
         if self.cut_off is not None:
@@ -262,6 +265,15 @@ class Delivery:
                     "set",
                     "cannot be combined with delivery.send_time_policy (choose one)",
                 )
+
+    @property
+    def throttle(self) -> tuple[int, int] | None:
+        """The throttle as (messages, per seconds), or None."""
+        if self.throttle_per_minute is not None:
+            return self.throttle_per_minute, 60
+        if self.throttle_per_5_minutes is not None:
+            return self.throttle_per_5_minutes, 300
+        return None
 
     def replace(self, **changes: Any) -> Delivery:
         """A copy with some fields changed (delivery options are frozen), validated again."""
@@ -292,6 +304,18 @@ class Delivery:
             FrequencyCap(**x) if isinstance(x, Mapping) else x for x in d.get("caps", ())
         )
         return cls(**d)
+
+
+def _check_throttle(per_minute: Any, per_5_minutes: Any) -> None:
+    if per_minute is not None:
+        _int("delivery.throttle_per_minute", per_minute, low=1)
+    if per_5_minutes is not None:
+        _int("delivery.throttle_per_5_minutes", per_5_minutes, low=1)
+        if per_minute is not None:
+            raise SpecError(
+                "delivery.throttle_per_5_minutes", per_5_minutes,
+                "cannot be combined with delivery.throttle_per_minute (choose one)",
+            )  # fmt: skip
 
 
 def _best_time_options(value: Any) -> Any:

@@ -632,9 +632,9 @@ def plan(  # noqa: C901
         else np.array([], dtype=object)
     )
     _caps(ws, c, df, run_key)
-    if opt.throttle_per_minute and len(df):
+    if opt.throttle is not None and len(df):
         live = np.flatnonzero(df["decision"].to_numpy() == "send")
-        later = timing.throttle(df["send_at"].iloc[live], opt.throttle_per_minute)
+        later = timing.throttle(df["send_at"].iloc[live], *opt.throttle)
         late = np.zeros(len(df), bool)
         new_us = _us(later)
         moved = new_us > _us(df["send_at"].iloc[live])

@@ -148,11 +148,12 @@ def calendar_start(utc: pd.Series, tz: pd.Series, unit: str) -> tuple[pd.Series,
     return to_utc(start, tz), to_utc(pd.Series(end), tz)
 
 
-def throttle(utc: pd.Series, per_minute: int) -> pd.Series:
-    """Delay sends so that no minute-long window holds more than ``per_minute`` of them.
+def throttle(utc: pd.Series, per_minute: int, window_seconds: int = 60) -> pd.Series:
+    """Delay sends so that no window of ``window_seconds`` (a minute) holds more than
+    ``per_minute`` of them.
 
     Messages keep their order by planned time; message ``i`` (in that order) goes at
-    ``max(planned_i, sent_{i - per_minute} + 1 minute)``.
+    ``max(planned_i, sent_{i - per_minute} + window)``.
 
     >>> import pandas as pd
     >>> t = pd.Series(pd.to_datetime(["2026-01-01 09:00"] * 5, utc=True))
@@ -162,7 +163,7 @@ def throttle(utc: pd.Series, per_minute: int) -> pd.Series:
     values = pd.DatetimeIndex(_as_utc(utc)).asi8
     order = np.argsort(values, kind="stable")
     t = values[order].copy()
-    minute = 60_000_000
+    minute = int(window_seconds) * 1_000_000
     for k in range(per_minute, t.size, per_minute):
         block = slice(k, min(k + per_minute, t.size))
         prev = t[k - per_minute : k - per_minute + (block.stop - block.start)]

@@ -10,7 +10,11 @@ Each round (:meth:`Dispatcher.run_once`):
    gone). On PostgreSQL the candidate rows are read ``FOR UPDATE SKIP LOCKED``, so several
    dispatchers share the queue without waiting on each other; on SQLite the transaction
    is ``BEGIN IMMEDIATE`` (one writer at a time). Each claimed row gets this dispatcher
-   as ``owner`` and a lease on the system clock;
+   as ``owner`` and a lease on the system clock. Throttles
+   (:mod:`engagelab.delivery.throttle`: the campaign's rate, the workspace's per channel
+   and per provider endpoint) are token buckets in the state database taken in the same
+   transaction: a queued message is claimed only if each of its buckets has a token at
+   the clock's time; the others stay queued for a later round (counted as ``throttled``);
 3. **hand over** the claims, grouped by run, through the source (for campaigns:
    :class:`engagelab.campaigns.Dispatcher`), which renders them and calls the provider on
    the same per-message path as ``send`` (``handed`` / ``sent`` recorded per message for
@@ -37,6 +41,7 @@ import sqlalchemy as sa
 from engagelab.clock import Clock, SystemClock, as_clock, now_us
 from engagelab.delivery import handover as H
 from engagelab.delivery import ledger as L
+from engagelab.delivery.throttle import Throttle, ThrottleConfig
 from engagelab.errors import ValidationError
 from engagelab.validate import check_int, check_number
 
@@ -77,6 +82,8 @@ class DispatchResult:
     requeued: int = 0  #: claimed but not handed over (transient failure, stop, hold)
     rounds: int = 0
     seconds: float = 0.0
+    #: due messages a throttle kept queued (no token) in the last round
+    throttled: int = 0
 
     @property
     def idle(self) -> bool:
@@ -92,6 +99,7 @@ class DispatchResult:
             self.released + other.released, self.sent + other.sent,
             self.failed + other.failed, sup, self.requeued + other.requeued,
             self.rounds + other.rounds, self.seconds + other.seconds,
+            other.throttled if other.rounds else self.throttled,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +109,7 @@ class DispatchResult:
             "failed": self.failed,
             "suppressed": dict(sorted(self.suppressed.items())),
             "requeued": self.requeued,
+            "throttled": self.throttled,
             "rounds": self.rounds,
             "seconds": round(self.seconds, 3),
         }
@@ -116,6 +125,7 @@ class DispatchResult:
             f"DispatchResult(released {self.released:,}: sent {self.sent:,}, failed "
             f"{self.failed:,}, requeued {self.requeued:,}; suppressed "
             f"{sum(self.suppressed.values()):,}" + (f" ({sup})" if sup else "")
+            + (f"; throttled {self.throttled:,}" if self.throttled else "")
             + f"; {self.rounds} round{'s' if self.rounds != 1 else ''}, {self.seconds:.2f} s)"
         )  # fmt: skip
 
@@ -124,7 +134,7 @@ class DispatchResult:
             f"<tr><th>{html.escape(k)}</th><td>{v:,}</td></tr>"
             for k, v in (
                 ("released", self.released), ("sent", self.sent), ("failed", self.failed),
-                ("requeued", self.requeued),
+                ("requeued", self.requeued), ("throttled", self.throttled),
                 *((f"suppressed: {r}", n) for r, n in sorted(self.suppressed.items())),
             )
         )  # fmt: skip
@@ -146,6 +156,11 @@ class Dispatcher:
         lease_seconds: how long a claim holds before another dispatcher may take it over.
         batch: messages claimed per round.
         poll_seconds: the pause of :meth:`run_forever` when nothing is due.
+        throttle: the workspace-wide rates: None reads the ``throttle:`` section of the
+            workspace configuration, a mapping is such a section, a
+            :class:`~engagelab.delivery.throttle.ThrottleConfig` is used as it is; False
+            turns throttles off (campaign rates included). Campaign rates come from the
+            source's ``throttle_rate(ws, run_key)``, when it has one.
     """
 
     def __init__(
@@ -158,6 +173,7 @@ class Dispatcher:
         lease_seconds: float = 60.0,
         batch: int = 50,
         poll_seconds: float = 1.0,
+        throttle: Any = None,
     ):
         check_number("lease_seconds", lease_seconds, low=0, low_open=True)
         check_number("poll_seconds", poll_seconds, low=0, low_open=True)
@@ -169,8 +185,31 @@ class Dispatcher:
         self.owner = owner or H.owner_token()
         self.lease_seconds, self.batch, self.poll_seconds = lease_seconds, batch, poll_seconds
         self._round = 0
+        self.throttle = self._throttle(throttle)
+        self._throttled = 0
         #: set to stop between run groups (a signal handler may set it)
         self.stopping = threading.Event()
+
+    def _throttle(self, throttle: Any) -> Throttle | None:
+        if throttle is False:
+            return None
+        if throttle is None or isinstance(throttle, Mapping):
+            cfg = (
+                ThrottleConfig.from_config({"throttle": throttle}) if throttle is not None else None
+            )
+        elif isinstance(throttle, ThrottleConfig):
+            cfg = throttle
+        else:
+            raise ValidationError(
+                "throttle", throttle, "must be None, False, a mapping or a ThrottleConfig"
+            )
+        rate_of = getattr(self.source, "throttle_rate", None)
+        return Throttle(
+            self.ws,
+            (lambda run_key: rate_of(self.ws, run_key)) if rate_of is not None else None,
+            getattr(self.source, "provider", None),
+            cfg,
+        )
 
     def __repr__(self) -> str:
         return f"Dispatcher(owner {self.owner!r}, batch {self.batch}, clock {self.clock!r})"
@@ -188,6 +227,7 @@ class Dispatcher:
             out.suppressed["expired"] = out.suppressed.get("expired", 0) + n
         claimed = self._claim(now)
         out.released = sum(len(v) for v in claimed.values())
+        out.throttled = self._throttled
         try:
             for run_key, keys in claimed.items():
                 if self.stopping.is_set():
@@ -202,6 +242,9 @@ class Dispatcher:
                 out.requeued += back
                 for k, v in sup.items():
                     out.suppressed[k] = out.suppressed.get(k, 0) + v
+                if self.throttle is not None and back + sum(sup.values()):
+                    # not given to the provider (back in the queue, suppressed): tokens back
+                    self.throttle.refund(run_key, back + sum(sup.values()))
         finally:
             # what this round still holds (stopped, or transient failures) goes back at once
             out.requeued += H.release_count(self.ws, self.owner)
@@ -254,6 +297,9 @@ class Dispatcher:
             "SELECT DISTINCT owner FROM el_campaign_ledger "
             "WHERE status IN ('claimed', 'handed') AND lease_us > ? AND owner <> ?"
         )
+        # buckets of the due messages exist before the transaction that locks them
+        throttled = self.throttle is not None and self.throttle.prepare(now)
+        self._throttled = 0
         with self.ws.state.write() as conn:
             pg = conn.dialect.name == "postgresql"
             lock = " FOR UPDATE SKIP LOCKED" if pg else ""
@@ -270,7 +316,11 @@ class Dispatcher:
                     "WHERE status IN ('claimed', 'handed') AND owner = ? LIMIT ?" + lock,
                     [o, left],
                 )
-            if len(rows) < self.batch:
+            if len(rows) < self.batch and throttled:
+                assert self.throttle is not None
+                more, self._throttled = self.throttle.claim(conn, now, self.batch - len(rows), lock)
+                rows += more
+            elif len(rows) < self.batch:
                 rows += L.fetch(conn, due + lock, [now, now, self.batch - len(rows)])
             if not rows:
                 return {}
@@ -323,6 +373,17 @@ class Dispatcher:
             nxt = conn.execute(
                 sa.select(sa.func.min(L.ledger.c.due_us)).where(L.ledger.c.status == "queued")
             ).scalar()
+        token = self.throttle.next_token_us if self.throttle is not None else None
+        if self._throttled and token and nxt is not None and int(nxt) <= now_us(self.clock):
+            # due messages held for want of tokens: wake at the next token, or sooner when
+            # another message falls due
+            with self.ws.state.read() as conn:
+                later = conn.execute(
+                    sa.select(sa.func.min(L.ledger.c.due_us)).where(
+                        L.ledger.c.status == "queued", L.ledger.c.due_us > now_us(self.clock)
+                    )
+                ).scalar()
+            nxt = token if later is None else min(token, int(later))
         if nxt is None:
             return self.poll_seconds
         # never 0: a due message another live dispatcher holds must not make this one spin

@@ -32,6 +32,7 @@ __all__ = [
     "meta",
     "metadata",
     "saved_segments",
+    "throttle_buckets",
 ]
 
 #: The version of the schema below; :mod:`engagelab.storage.migrations` has one step per
@@ -205,6 +206,24 @@ audience_syncs = sa.Table(
     sa.Column("rows", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("audience", "channel", "run_key", name="uq_el_audience_syncs_run"),
+)
+
+#: The token buckets of the dispatcher's throttles (:mod:`engagelab.delivery.throttle`),
+#: one row per bucket (``campaign:<id>``, ``channel:<name>``, ``endpoint:<host:port>``),
+#: shared by every dispatcher of the workspace. ``tokens`` is in units of
+#: 1/300,000,000 of a message (whole numbers, so refills are exact), as of ``updated_us``
+#: (µs, the dispatcher's clock); ``rate`` / ``per_seconds`` / ``burst`` record the rate
+#: last applied. Added without a schema-version bump, created if missing (on first use,
+#: and by every upgrade); no existing table changes.
+throttle_buckets = sa.Table(
+    "el_throttle_buckets",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+    sa.Column("rate", sa.Integer, nullable=False),
+    sa.Column("per_seconds", sa.Integer, nullable=False),
+    sa.Column("burst", sa.Integer, nullable=False),
 )
 
 # ------------------------------------------------------------------ the client inbox

@@ -222,7 +222,8 @@ def delivery(i: int) -> Delivery:
         ),
         min_gap_hours=12,
         ignore_caps=True,
-        throttle_per_minute=500,
+        throttle_per_minute=500 if i % 4 != 3 else None,
+        throttle_per_5_minutes=2000 if i % 4 == 3 else None,
         ttl_hours=6,
         cut_off=dt.datetime(2026, 3, 9, 18, 0, tzinfo=dt.UTC),
         send_time_policy=None if bt is not None else "quiet_hours",  # not registered anywhere

@@ -66,9 +66,18 @@ def test_future_messages_wait_in_the_queue_and_go_once_when_due(ws):
         one = d.run_until_idle()
         assert (one.released, one.sent) == (5, 5) and len(srv.messages) == 10
         clock.set(T0 + dt.timedelta(minutes=30))
+        # all 10 are due, but the campaign's rate holds: its bucket (5, full again after
+        # the quiet half hour) lets 5 go, the other 5 wait for the next minute's tokens
         rest = d.run_until_idle()
-        assert (rest.released, rest.sent, rest.failed, rest.requeued) == (10, 10, 0, 0)
-        assert "sent 10" in repr(rest) and "<table>" in rest._repr_html_()
+        assert (rest.released, rest.sent, rest.failed, rest.requeued) == (5, 5, 0, 0)
+        assert rest.throttled == 5 and "throttled 5" in repr(rest)
+        assert "sent 5" in repr(rest) and "<table>" in rest._repr_html_()
+        clock.advance(30)  # half a minute: 2.5 tokens
+        half = d.run_until_idle()
+        assert (half.released, half.throttled) == (2, 3)
+        clock.advance(30)
+        last = d.run_until_idle()
+        assert (last.released, last.sent, last.throttled) == (3, 3, 0)
 
         # the same occurrence sent again (new run key, by the CLI path's API): nothing new
         again = send(ws, plan(ws, c, LD, run_key="other-key"), provider=prov, clock=clock)
@@ -79,9 +88,11 @@ def test_future_messages_wait_in_the_queue_and_go_once_when_due(ws):
     ev = ws.sql("SELECT message_key, ts FROM events WHERE event = 'Notification Sent' ORDER BY ts")
     assert len(ev) == 20 and set(ev["message_key"]) == keys
     ts = ev["ts"].dt.tz_convert("UTC")
-    # stamped when handed over: 09:00 (send), 09:01 (first release), 09:30 (the rest)
+    # stamped when handed over: 09:00 (send), 09:01 (first release), 09:30 (the rest, at
+    # the campaign's rate: 5, then 2 half a minute later, then 3)
+    m = dt.timedelta(minutes=1)
     assert Counter(t.to_pydatetime() for t in ts) == {
-        T0: 5, T0 + dt.timedelta(minutes=1): 5, T0 + dt.timedelta(minutes=30): 10
+        T0: 5, T0 + m: 5, T0 + 30 * m: 5, T0 + 30.5 * m: 2, T0 + 31 * m: 3
     }  # fmt: skip
 
 
@@ -151,7 +162,15 @@ def test_dnd_is_checked_again_at_release_held_until_the_window_ends(ws):
         clock.set(morning - dt.timedelta(minutes=1))
         assert d.run_until_idle().released == 0 and len(srv.messages) == 2
         clock.set(morning)
-        assert d.run_until_idle().sent == 3
+        # the three are due at once: the campaign's rate (1 a minute) releases one a minute;
+        # the tokens of the messages DND held went back to the bucket
+        assert [(r.sent, r.throttled) for r in (d.run_until_idle(),)] == [(1, 2)]
+        clock.advance(60)
+        assert (d.run_until_idle().sent, len(srv.messages)) == (1, 4)
+        clock.advance(59)
+        assert d.run_until_idle().sent == 0
+        clock.advance(1)
+        assert d.run_until_idle().sent == 1
     assert len({m["key"] for m in srv.messages}) == len(srv.messages) == 5
 
 

@@ -105,9 +105,10 @@ def test_a_schema_1_workspace_is_upgraded_in_place_and_stays_usable(v1_copy):
         after = _dump(url)
         # no row of any table changed, only the schema version; columns added by later
         # schema versions come after the old ones and are empty; tables added since
-        # (el_audience_syncs, created if missing) are created empty
-        assert set(after) - set(before) == {"el_audience_syncs"}
-        assert set(before) <= set(after) and after["el_audience_syncs"] == []
+        # (el_audience_syncs, el_throttle_buckets: created if missing) are created empty
+        added = {"el_audience_syncs", "el_throttle_buckets"}
+        assert set(after) - set(before) == added
+        assert set(before) <= set(after) and all(after[t] == [] for t in added)
         for table in before:
             if table != "el_meta":
                 old = [row[: len(b)] for row, b in zip(after[table], before[table], strict=True)]
@@ -206,8 +207,9 @@ def test_schema_2_and_3_databases_are_upgraded_keeping_their_rows(v1_copy, versi
     try:
         assert _version(url) == str(SCHEMA_VERSION) == "4"
         after = _dump(url)
-        # tables created if missing since (el_audience_syncs) are added empty
-        added = {"el_audience_syncs"}
+        # tables created if missing since (el_audience_syncs, el_throttle_buckets) are
+        # added empty
+        added = {"el_audience_syncs", "el_throttle_buckets"}
         assert set(after) - set(before) == added and all(after[t] == [] for t in added)
         for table in before:
             if table != "el_meta":

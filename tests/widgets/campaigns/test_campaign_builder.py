@@ -268,7 +268,9 @@ def _every_field_campaigns() -> list[Campaign]:
         main.replace(id="rt-inaction", audience=Segment(prop("age") >= 50), delivery=event_delivery,
                      schedule=Schedule("inaction", event="App Launched", not_event="Charged",
                                        within_hours=36, time="10:30")),
-        main.replace(id="rt-date", schedule=Schedule("on_date", date_property="created_at",
+        main.replace(id="rt-date", delivery=dataclasses.replace(
+                         delivery, throttle_per_minute=None, throttle_per_5_minutes=40),
+                     schedule=Schedule("on_date", date_property="created_at",
                                                      offset_days=-2, anniversary=True,
                                                      time="08:15", timezone="Europe/Berlin")),
     ]  # fmt: skip
