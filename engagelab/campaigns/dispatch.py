@@ -194,6 +194,8 @@ class Dispatcher(D.Dispatcher):
         batch: messages claimed per round.
         poll_seconds: the pause of ``run_forever`` when nothing is due.
         provider: one provider for every message (default: the configured ones).
+        triggers: plan the active triggered and inaction campaigns on the events that land,
+            every round (:class:`engagelab.campaigns.live.LiveTriggers`).
     """
 
     def __init__(
@@ -207,8 +209,12 @@ class Dispatcher(D.Dispatcher):
         poll_seconds: float = 1.0,
         provider: Any = None,
         retries: int = 2,
+        triggers: bool = True,
     ):
+        from engagelab.campaigns.live import LiveTriggers
+
         super().__init__(
             ws, CampaignSource(provider, retries=retries), clock, owner,
             lease_seconds=lease_seconds, batch=batch, poll_seconds=poll_seconds,
+            feeders=(LiveTriggers(),) if triggers else (),
         )  # fmt: skip

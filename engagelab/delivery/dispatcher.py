@@ -2,6 +2,9 @@
 
 Each round (:meth:`Dispatcher.run_once`):
 
+0. **feed**: each :class:`Feeder` enqueues what became due to plan since its last round
+   (for campaigns: :class:`engagelab.campaigns.live.LiveTriggers` plans the triggered and
+   inaction campaigns on the events that landed), so it can be released in this round;
 1. **expire**: ``queued`` messages whose ``expires_us`` (origin + TTL) has passed by the
    clock become ``suppressed`` with reason ``expired``, and their source appends a
    'Notification Suppressed' event for each;
@@ -27,7 +30,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,7 +46,7 @@ from engagelab.validate import check_int, check_number
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["DispatchResult", "Dispatcher", "Source", "queue_counts"]
+__all__ = ["DispatchResult", "Dispatcher", "Feeder", "Source", "queue_counts"]
 
 _US = 1_000_000
 
@@ -66,6 +69,16 @@ class Source(Protocol):
         ...
 
 
+class Feeder(Protocol):
+    """What the dispatcher calls at the start of every round to enqueue new messages."""
+
+    def feed(self, ws: Core, now_us: int) -> int:
+        """Enqueue what there is to plan by ``now_us`` (the dispatcher's clock); return
+        how many messages were enqueued. Must be safe to call from several dispatchers at
+        once and after a restart (enqueue each message once)."""
+        ...
+
+
 @dataclass
 class DispatchResult:
     """What one or more dispatcher rounds did."""
@@ -77,6 +90,7 @@ class DispatchResult:
     requeued: int = 0  #: claimed but not handed over (transient failure, stop, hold)
     rounds: int = 0
     seconds: float = 0.0
+    fed: int = 0  #: messages the feeders enqueued
 
     @property
     def idle(self) -> bool:
@@ -91,7 +105,7 @@ class DispatchResult:
         return DispatchResult(
             self.released + other.released, self.sent + other.sent,
             self.failed + other.failed, sup, self.requeued + other.requeued,
-            self.rounds + other.rounds, self.seconds + other.seconds,
+            self.rounds + other.rounds, self.seconds + other.seconds, self.fed + other.fed,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +117,7 @@ class DispatchResult:
             "requeued": self.requeued,
             "rounds": self.rounds,
             "seconds": round(self.seconds, 3),
+            "fed": self.fed,
         }
 
     def to_pandas(self) -> pd.DataFrame:
@@ -146,6 +161,8 @@ class Dispatcher:
         lease_seconds: how long a claim holds before another dispatcher may take it over.
         batch: messages claimed per round.
         poll_seconds: the pause of :meth:`run_forever` when nothing is due.
+        feeders: called at the start of every round to enqueue new messages (see
+            :class:`Feeder`).
     """
 
     def __init__(
@@ -158,6 +175,7 @@ class Dispatcher:
         lease_seconds: float = 60.0,
         batch: int = 50,
         poll_seconds: float = 1.0,
+        feeders: Sequence[Feeder] = (),
     ):
         check_number("lease_seconds", lease_seconds, low=0, low_open=True)
         check_number("poll_seconds", poll_seconds, low=0, low_open=True)
@@ -168,6 +186,7 @@ class Dispatcher:
         self.clock = as_clock(clock)
         self.owner = owner or H.owner_token()
         self.lease_seconds, self.batch, self.poll_seconds = lease_seconds, batch, poll_seconds
+        self.feeders = tuple(feeders)
         self._round = 0
         #: set to stop between run groups (a signal handler may set it)
         self.stopping = threading.Event()
@@ -182,6 +201,8 @@ class Dispatcher:
         self._round += 1
         out = DispatchResult(rounds=1)
         now = now_us(self.clock)
+        for f in self.feeders:
+            out.fed += f.feed(self.ws, now)
         for run_key, n in self._expire(now).items():
             fp = self._fp(run_key, "x")
             self.source.suppressed(self.ws, run_key, fp, now)
