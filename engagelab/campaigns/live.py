@@ -6,9 +6,10 @@ the start of every round. For every saved campaign whose status is ``active`` an
 schedule is ``triggered`` or ``inaction`` it
 
 1. reads the event batches committed since the campaign's **watermark** (the highest
-   event batch id it has planned, kept in the state DB; a campaign seen for the first time
-   starts after the last batch committed before it was saved as active). Batches written
-   by delivery itself (system events) and by compaction are skipped;
+   event batch id it has planned, kept in the state DB), never those committed before
+   the campaign was last saved (a campaign seen for the first time, or active again after
+   a pause, starts with the events that land after that). Batches written by delivery
+   itself (system events) and by compaction are skipped;
 2. plans, through :func:`~engagelab.campaigns.plan` (eligibility, control groups, caps,
    DND, ...), one message per qualifying event: the occurrence is the event's time, so
    the message key of a qualifier is the same whichever dispatcher, round or daily run
@@ -105,6 +106,7 @@ class LiveTriggers:
 
     def __init__(self) -> None:
         self._specs: dict[str, tuple[str, Campaign]] = {}
+        self._since: dict[tuple[str, Any], int] = {}
 
     def __repr__(self) -> str:
         return "LiveTriggers()"
@@ -144,13 +146,17 @@ class LiveTriggers:
                 sa.select(L.settings.c.value).where(L.settings.c.key == key)
             ).scalar()
             old = None if got is None else int(got)
-            start = old
-            if start is None:  # first sight: the batches committed after its activation
-                start = conn.execute(
+            # never the events that landed before it was last saved (a first sight, or
+            # again active after a pause: what landed meanwhile is not sent late)
+            since = self._since.get((c.id, activated))
+            if since is None:
+                since = int(conn.execute(
                     sa.select(sa.func.coalesce(sa.func.max(batches.c.id), 0)).where(
                         batches.c.table_name == "events", batches.c.created_at <= activated
                     )
-                ).scalar_one()
+                ).scalar_one())  # fmt: skip
+                self._since[(c.id, activated)] = since
+            start = since if old is None else max(old, since)
             rows = conn.execute(
                 sa.select(batches.c.id, batches.c.files, batches.c.source, batches.c.fingerprint)
                 .where(batches.c.table_name == "events", batches.c.id > start)

@@ -192,6 +192,14 @@ def test_paused_campaigns_and_no_triggers_are_not_fed(cart_ws):
     save_campaign(ws, c, "paused")
     assert Dispatcher(ws, clock).run_until_idle().fed == 0
     assert _ledger(ws) == {}
+    # active again: what landed during the pause is not sent late, what lands now is
+    _cart(ws, ["u00001"], T0)
+    save_campaign(ws, c, "active")
+    d = Dispatcher(ws, clock)
+    assert d.run_until_idle().fed == 0
+    _cart(ws, ["u00002"], T0)
+    assert d.run_until_idle().fed == 1
+    assert {x.user_id for x in _ledger(ws).values()} == {"u00002"}
 
 
 def test_inaction_goes_at_the_end_of_the_window_if_the_inaction_still_holds(ws):
