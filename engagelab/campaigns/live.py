@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = ["LiveTriggers", "watermark"]
 
 _US = 1_000_000
+_log = logging.getLogger(__name__)
 #: the store source of delivery's own event batches
 _SYSTEM_SOURCE = "campaigns"
 _SYSTEM_EVENTS = (NOTIFICATION_SENT, NOTIFICATION_SUPPRESSED, CONTROL_GROUP)
@@ -105,6 +107,8 @@ class LiveTriggers:
     landed since their watermark (see the module docs); one instance per dispatcher."""
 
     def __init__(self) -> None:
+        #: campaign id -> the error of its last feed (its watermark stays: retried next round)
+        self.errors: dict[str, str] = {}
         self._specs: dict[str, tuple[str, Campaign]] = {}
         self._since: dict[tuple[str, Any], int] = {}
 
@@ -116,10 +120,15 @@ class LiveTriggers:
         """Plan and enqueue what landed; re-check inaction messages falling due. Returns
         the number of messages enqueued."""
         n = 0
+        self.errors = {}
         for c, activated in self._active(ws):
-            n += self._feed_one(ws, c, activated, now_us)
-            if c.schedule.type == "inaction":
-                self._recheck(ws, c, now_us)
+            try:
+                n += self._feed_one(ws, c, activated, now_us)
+                if c.schedule.type == "inaction":
+                    self._recheck(ws, c, now_us)
+            except Exception as exc:  # one campaign's error must not stop the dispatcher
+                self.errors[c.id] = f"{type(exc).__name__}: {exc}"
+                _log.warning("live trigger feed of campaign %r failed: %s", c.id, exc)
         return n
 
     def _active(self, ws: Core) -> list[tuple[Campaign, dt.datetime]]:
@@ -225,11 +234,21 @@ class LiveTriggers:
     def _plans(
         self, ws: Core, c: Campaign, files: list[Any], now_us: int, run_key: str
     ) -> list[Plan]:
-        """The plans of the qualifying events: one per rank of a user's events (a plan has
-        one row per user), each under its own run key."""
+        """The plans of the qualifying events, each under its own run key: one plan of all
+        of them, or, when caps, a minimum gap or a send-time hook apply (they see one row
+        per user), one plan per rank of a user's events."""
         sql, params = self._sql(ws, c, files)
-        layers = ws.sql(f"SELECT coalesce(max(n), 0) AS m FROM ({sql}) AS r", params)
         ld = dt.datetime.fromtimestamp(now_us / _US, dt.UTC)
+        opt = c.delivery
+        per_user = bool(
+            (opt.caps and not opt.ignore_caps) or opt.min_gap_hours
+            or opt.best_time is not None or opt.send_time_policy
+        )  # fmt: skip
+        if not per_user:
+            trig = f"SELECT user_id, base, event_properties FROM ({sql}) AS r"
+            p = plan(ws, c, ld, now=ld, run_key=f"{run_key}#1", trigger=(trig, params))
+            return [p] if len(p.frame) else []
+        layers = ws.sql(f"SELECT coalesce(max(n), 0) AS m FROM ({sql}) AS r", params)
         out = []
         for k in range(1, int(layers["m"].iloc[0]) + 1):
             trig = f"SELECT user_id, base, event_properties FROM ({sql}) AS r WHERE n = {k}"
@@ -283,7 +302,8 @@ class LiveTriggers:
                 reason = np.full(len(rows["message_key"]), None, dtype=object)
                 if caps or gap:
                     L.lock_caps(conn)
-                    reason = _caps(conn, c, rk, rows, caps, gap)
+                    # the queue counts: earlier ranks of this round are queued, not sent
+                    reason = _caps(conn, c, rk, rows, caps, gap, queued=True)
                 sup = reason != None  # noqa: E711
                 go = _take(rows, ~sup)
                 _insert(conn, go, None, (rk, c.id, c.channel, "queued", 0, None, now, None, None))

@@ -570,7 +570,10 @@ def plan(  # noqa: C901
         trigger: triggered / inaction campaigns: (SQL, parameters) of the candidates
             (``user_id``, ``base``, ``event_properties``) to plan instead of the events of
             the schedule's window (what the live trigger feed,
-            :mod:`engagelab.campaigns.live`, plans from).
+            :mod:`engagelab.campaigns.live`, plans from). A user's rows at several
+            ``base`` times are several occurrences, all planned; frequency caps, the
+            minimum gap and send-time hooks see one row per user, so give one row per
+            user when they apply.
     """
     if not isinstance(campaign, Campaign):
         raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
@@ -586,7 +589,7 @@ def plan(  # noqa: C901
         )
     df = (
         _candidates(ws, c, ld, trigger)
-        .drop_duplicates("user_id")
+        .drop_duplicates("user_id" if trigger is None else ["user_id", "base"])
         .sort_values("user_id", ignore_index=True)
     )
     note_text = fire_note(c, ld)

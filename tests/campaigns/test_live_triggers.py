@@ -239,3 +239,35 @@ def test_inaction_goes_at_the_end_of_the_window_if_the_inaction_still_holds(ws):
         {"user_id": "u00001", "reason": "inaction_broken"},
         {"user_id": "u00002", "reason": "superseded"},
     ]
+
+
+def test_a_campaign_that_cannot_be_planned_does_not_stop_the_others(cart_ws):
+    ws, _c = cart_ws
+    bad = campaign("bad", schedule=Schedule("triggered", event="Added to Cart",
+                                            filters={"no_such_column": 1}))  # fmt: skip
+    save_campaign(ws, bad, "active")
+    clock = SimulatedClock(T0)
+    with SmtpServer() as srv:
+        d = Dispatcher(ws, clock, provider=SmtpProvider("127.0.0.1", srv.port))
+        _cart(ws, ["u00000"], T0)
+        assert d.run_until_idle().sent == 1
+    (feeder,) = d.feeders
+    assert "no_such_column" in feeder.errors["bad"] and LV.watermark(ws, "bad") is None
+
+
+def test_with_a_minimum_gap_a_users_events_of_one_round_are_checked_against_each_other(ws):
+    add_users(ws, profiles(2))
+    c = campaign("gap", schedule=Schedule("triggered", event="Added to Cart"),
+                 delivery=Delivery(min_gap_hours=1))  # fmt: skip
+    save_campaign(ws, c, "active")
+    _cart(ws, ["u00000"], T0 - dt.timedelta(seconds=30))
+    _cart(ws, ["u00000", "u00001"], T0 - dt.timedelta(seconds=20))
+    with SmtpServer() as srv:
+        prov = SmtpProvider("127.0.0.1", srv.port)
+        r = Dispatcher(ws, SimulatedClock(T0), provider=prov).run_until_idle()
+        assert r.sent == 2 and len(srv.messages) == 2
+    by = Counter((x.user_id, x.status, x.reason) for x in _ledger(ws).values())
+    assert by == {("u00000", "sent", None): 1, ("u00000", "suppressed", "min_gap"): 1,
+                  ("u00001", "sent", None): 1}  # fmt: skip
+    sup = ws.sql("SELECT user_id, reason FROM events WHERE event = 'Notification Suppressed'")
+    assert sup.to_dict("records") == [{"user_id": "u00000", "reason": "min_gap"}]
