@@ -210,6 +210,8 @@ class Dispatcher(D.Dispatcher):
         provider: one provider for every message (default: the configured ones).
         throttle: the workspace-wide rates (default: the ``throttle:`` section of the
             workspace configuration; False: no throttles, campaign rates included).
+        triggers: plan the active triggered and inaction campaigns on the events that land,
+            every round (:class:`engagelab.campaigns.live.LiveTriggers`).
     """
 
     def __init__(
@@ -224,9 +226,13 @@ class Dispatcher(D.Dispatcher):
         provider: Any = None,
         retries: int = 2,
         throttle: Any = None,
+        triggers: bool = True,
     ):
+        from engagelab.campaigns.live import LiveTriggers
+
         super().__init__(
             ws, CampaignSource(provider, retries=retries), clock, owner,
             lease_seconds=lease_seconds, batch=batch, poll_seconds=poll_seconds,
             throttle=throttle,
+            feeders=(LiveTriggers(),) if triggers else (),
         )  # fmt: skip

@@ -217,8 +217,11 @@ def _audience_flags_sql(pcols: set[str], types: Mapping[str, str]) -> str:
     )
 
 
-def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
-    """Users the schedule picks for the logical date, with a base UTC send time."""
+def _candidates(
+    ws: Core, c: Campaign, ld: dt.datetime, trigger: tuple[str, dict[str, Any]] | None = None
+) -> pd.DataFrame:
+    """Users the schedule picks for the logical date, with a base UTC send time (those of
+    the ``trigger`` SQL instead of the schedule's window when given)."""
     s = c.schedule
     rule = REACH_RULES[c.channel]
     optout = rule.optout
@@ -283,9 +286,12 @@ def _candidates(ws: Core, c: Campaign, ld: dt.datetime) -> pd.DataFrame:
         df["base"] = pd.Timestamp(_base_time(c, ld))
         df["event_properties"] = None
         return df
-    prev = L.previous_run(ws, c.id, ld)
-    since = prev["logical_date"] if prev else ld - dt.timedelta(days=1)
-    trig, params = _trigger_sql(c, set(cols.get("events", {})), since, ld)
+    if trigger is not None:
+        trig, params = trigger
+    else:
+        prev = L.previous_run(ws, c.id, ld)
+        since = prev["logical_date"] if prev else ld - dt.timedelta(days=1)
+        trig, params = _trigger_sql(c, set(cols.get("events", {})), since, ld)
     return ws.sql(
         f"SELECT {sel}, t.base, t.event_properties FROM {src} "
         f"JOIN ({trig}) AS t ON t.user_id = p.user_id",
@@ -547,6 +553,7 @@ def plan(  # noqa: C901
     now: Any = None,
     run_key: str | None = None,
     phase: str | None = None,
+    trigger: tuple[str, dict[str, Any]] | None = None,
 ) -> Plan:
     """Plan ``campaign`` for ``logical_date`` without sending anything (the dry run).
 
@@ -560,6 +567,13 @@ def plan(  # noqa: C901
             message keys derive from it.
         phase: ``'test'`` or ``'winner'`` for a test-then-winner campaign (default:
             ``'winner'`` once a test run exists, else ``'test'``).
+        trigger: triggered / inaction campaigns: (SQL, parameters) of the candidates
+            (``user_id``, ``base``, ``event_properties``) to plan instead of the events of
+            the schedule's window (what the live trigger feed,
+            :mod:`engagelab.campaigns.live`, plans from). A user's rows at several
+            ``base`` times are several occurrences, all planned; frequency caps, the
+            minimum gap and send-time hooks see one row per user, so give one row per
+            user when they apply.
     """
     if not isinstance(campaign, Campaign):
         raise ValidationError("campaign", type(campaign).__name__, "must be a Campaign")
@@ -569,7 +583,15 @@ def plan(  # noqa: C901
     check_templates(ws, campaign)
     phase, winner = _phase(ws, campaign, ld, phase)
     c, opt = campaign, campaign.delivery
-    df = _candidates(ws, c, ld).drop_duplicates("user_id").sort_values("user_id", ignore_index=True)
+    if trigger is not None and c.schedule.type not in TRIGGER_TYPES:
+        raise ValidationError(
+            "trigger", c.schedule.type, "is only for triggered / inaction campaigns"
+        )
+    df = (
+        _candidates(ws, c, ld, trigger)
+        .drop_duplicates("user_id" if trigger is None else ["user_id", "base"])
+        .sort_values("user_id", ignore_index=True)
+    )
     note_text = fire_note(c, ld)
     if note_text:  # not a fire day of the cron: this logical date has no occurrence
         df = df.iloc[:0].copy()

@@ -482,16 +482,18 @@ def _caps(
     new: dict[str, np.ndarray],
     caps: Any,
     gap: float | None,
+    queued: bool = False,
 ) -> np.ndarray:
     """Suppression reason per new row from the caps and minimum gap, checked against the
-    ledger's history of these users (None where the message may go)."""
+    ledger's history of these users (None where the message may go; ``queued``: messages
+    waiting in the queue count too)."""
     reason = np.full(len(new["message_key"]), None, dtype=object)
     t = new["send_us"]
     spans = [k.seconds if k.kind == "rolling" else 32 * 86400 for k in caps]
     span = max(spans + [int((gap or 0) * 3600)]) * _US
     hist = L.history(
         conn, int(t.min()) - span, int(t.max()) + span, users=new["user_id"].tolist(),
-        exclude_run=run_key,
+        exclude_run=run_key, queued=queued,
     )  # fmt: skip
     if hist.empty:
         return reason

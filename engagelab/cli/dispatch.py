@@ -4,6 +4,10 @@ Long-running by default: rounds until SIGTERM or SIGINT, which let the round in 
 finish, give back the claims not yet handed over and exit 0. ``--once`` runs one round
 (for cron, Airflow, a Kubernetes CronJob), ``--until-idle`` rounds until nothing is due.
 Prints the :class:`~engagelab.delivery.dispatcher.DispatchResult` at the end.
+
+Every round also plans the active triggered and inaction campaigns on the events that
+landed since the last round (:mod:`engagelab.campaigns.live`); ``--no-triggers`` turns
+that off (release what is queued only).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     try:
         d = Dispatcher(
-            ws, lease_seconds=args.lease_seconds, batch=args.batch, poll_seconds=args.poll_seconds
-        )
+            ws, lease_seconds=args.lease_seconds, batch=args.batch,
+            poll_seconds=args.poll_seconds, triggers=args.triggers,
+        )  # fmt: skip
         if args.once:
             r = d.run_once()
         elif args.until_idle:
@@ -67,4 +72,8 @@ def register(
     p.add_argument("--poll-seconds", type=float, default=1.0, help="pause when idle (default 1)")
     p.add_argument("--lease-seconds", type=float, default=60.0, help="claim lease (default 60)")
     p.add_argument("--batch", type=int, default=50, help="messages per round (default 50)")
+    p.add_argument(
+        "--no-triggers", dest="triggers", action="store_false",
+        help="do not plan triggered / inaction campaigns on new events (default: plan them)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_dispatch)

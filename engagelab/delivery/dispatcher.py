@@ -2,6 +2,9 @@
 
 Each round (:meth:`Dispatcher.run_once`):
 
+0. **feed**: each :class:`Feeder` enqueues what became due to plan since its last round
+   (for campaigns: :class:`engagelab.campaigns.live.LiveTriggers` plans the triggered and
+   inaction campaigns on the events that landed), so it can be released in this round;
 1. **expire**: ``queued`` messages whose ``expires_us`` (origin + TTL) has passed by the
    clock become ``suppressed`` with reason ``expired``, and their source appends a
    'Notification Suppressed' event for each;
@@ -31,7 +34,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,7 +51,7 @@ from engagelab.validate import check_int, check_number
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["DispatchResult", "Dispatcher", "Source", "queue_counts"]
+__all__ = ["DispatchResult", "Dispatcher", "Feeder", "Source", "queue_counts"]
 
 _US = 1_000_000
 
@@ -71,6 +74,16 @@ class Source(Protocol):
         ...
 
 
+class Feeder(Protocol):
+    """What the dispatcher calls at the start of every round to enqueue new messages."""
+
+    def feed(self, ws: Core, now_us: int) -> int:
+        """Enqueue what there is to plan by ``now_us`` (the dispatcher's clock); return
+        how many messages were enqueued. Must be safe to call from several dispatchers at
+        once and after a restart (enqueue each message once)."""
+        ...
+
+
 @dataclass
 class DispatchResult:
     """What one or more dispatcher rounds did."""
@@ -84,6 +97,7 @@ class DispatchResult:
     seconds: float = 0.0
     #: due messages a throttle kept queued (no token) in the last round
     throttled: int = 0
+    fed: int = 0  #: messages the feeders enqueued
 
     @property
     def idle(self) -> bool:
@@ -99,7 +113,7 @@ class DispatchResult:
             self.released + other.released, self.sent + other.sent,
             self.failed + other.failed, sup, self.requeued + other.requeued,
             self.rounds + other.rounds, self.seconds + other.seconds,
-            other.throttled if other.rounds else self.throttled,
+            other.throttled if other.rounds else self.throttled, self.fed + other.fed,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +126,7 @@ class DispatchResult:
             "throttled": self.throttled,
             "rounds": self.rounds,
             "seconds": round(self.seconds, 3),
+            "fed": self.fed,
         }
 
     def to_pandas(self) -> pd.DataFrame:
@@ -161,6 +176,8 @@ class Dispatcher:
             :class:`~engagelab.delivery.throttle.ThrottleConfig` is used as it is; False
             turns throttles off (campaign rates included). Campaign rates come from the
             source's ``throttle_rate(ws, run_key)``, when it has one.
+        feeders: called at the start of every round to enqueue new messages (see
+            :class:`Feeder`).
     """
 
     def __init__(
@@ -174,6 +191,7 @@ class Dispatcher:
         batch: int = 50,
         poll_seconds: float = 1.0,
         throttle: Any = None,
+        feeders: Sequence[Feeder] = (),
     ):
         check_number("lease_seconds", lease_seconds, low=0, low_open=True)
         check_number("poll_seconds", poll_seconds, low=0, low_open=True)
@@ -184,6 +202,7 @@ class Dispatcher:
         self.clock = as_clock(clock)
         self.owner = owner or H.owner_token()
         self.lease_seconds, self.batch, self.poll_seconds = lease_seconds, batch, poll_seconds
+        self.feeders = tuple(feeders)
         self._round = 0
         self.throttle = self._throttle(throttle)
         self._throttled = 0
@@ -221,6 +240,8 @@ class Dispatcher:
         self._round += 1
         out = DispatchResult(rounds=1)
         now = now_us(self.clock)
+        for f in self.feeders:
+            out.fed += f.feed(self.ws, now)
         for run_key, n in self._expire(now).items():
             fp = self._fp(run_key, "x")
             self.source.suppressed(self.ws, run_key, fp, now)

@@ -65,14 +65,17 @@ def history(
     *,
     users: list[str] | None = None,
     exclude_run: str | None = None,
+    queued: bool = False,
 ) -> pd.DataFrame:
     """Ledger messages (``user_id``, ``t``, ``channel``, ``campaign_id``, ``key``)
     occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
     ``users`` only, when given: one statement with a JSON list on SQLite, ``IN`` lists of
-    :data:`IN_CHUNK` elsewhere)."""
+    :data:`IN_CHUNK` elsewhere); with ``queued``, messages waiting in the queue count
+    too."""
+    held = "'queued', " if queued else ""
     sql = (
         'SELECT user_id, send_at, channel, campaign_id, "key" FROM el_campaign_ledger '
-        "WHERE send_at >= ? AND send_at < ? AND status IN ('claimed', 'handed', 'sent')"
+        f"WHERE send_at >= ? AND send_at < ? AND status IN ({held}'claimed', 'handed', 'sent')"
     )
     params: list[Any] = [int(lo_us), int(hi_us)]
     if exclude_run is not None:
