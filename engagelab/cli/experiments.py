@@ -6,6 +6,8 @@ per-arm and total n, the effect in natural units and the formula used. ``analyze
 reads a CSV or Parquet file with one row per user and prints one row per arm x metric
 (n, estimates, absolute and relative lift with CI, p-value, adjusted p-value,
 P(beat control), SRM p-value). Bad input prints one line naming the field and exits 1.
+``analyze --by COL`` prints one row per segment x arm x metric, each segment analysed
+on its own, with its lift minus the rest's and the Benjamini-Hochberg ``diff_q``.
 
 CUPED: ``--covariate COL`` adjusts every proportion and mean metric by ``COL`` and
 every ratio metric by the pre-period mean of ``COL``; ``--covariate NUM,DEN`` makes a
@@ -108,7 +110,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         experiment_col=args.experiment_col, weights=_weights(args.weights),
         sequential=args.sequential, rel_ci=args.rel_ci,
         gs_information=_fractions(args.gs_information), gs_look=args.gs_look,
-        gs_spending=args.gs_spending, cuped_theta=args.cuped_theta,
+        gs_spending=args.gs_spending, cuped_theta=args.cuped_theta, by=args.by,
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -122,11 +124,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             )
     emit(analyze_table(out, with_experiment=bool(args.experiment_col)), "table")
     notes = [f"alpha = {out['alpha']:g}; p_adjusted by {out['correction']}"]
+    if args.by:
+        notes[0] += f" within each {args.by} segment"
+        notes.append(
+            "diff_from_rest: the segment's lift minus the rest's (z test); "
+            "diff_q: Benjamini-Hochberg across segments; differs: diff_q < alpha"
+        )
     if args.sequential:
         notes.append("seq_p and seq_ci are always-valid (safe to look at any time)")
     if args.gs_information:
         notes.append("gs_z vs gs_bound: the group-sequential test of this look")
-    notes.append("bayes_p_beat_control is Bayesian (not a p-value)")
+    if not args.by:
+        notes.append("bayes_p_beat_control is Bayesian (not a p-value)")
     print("; ".join(notes))
     return 0
 
@@ -146,16 +155,29 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
     cols = [c for c in ANALYZE_COLUMNS if c in df.columns]
     if "cuped_theta_scope" in df.columns and not df["cuped_theta_scope"].astype(bool).any():
         cols = [c for c in cols if not c.startswith("cuped_")]  # no metric has a covariate
+    segmented = "segment" in df.columns
+    if segmented:  # per-segment rows carry no Bayesian columns, and their own SRM p
+        cols = [c for c in cols if not c.startswith("bayes_")]
+        cols = ["segment", *cols, *[c for c in SEGMENT_COLUMNS if c in df.columns]]
     if with_experiment:
         cols = ["experiment", *cols]
     table = df[cols].copy()
     for c in table.columns:
-        if c in P_COLUMNS:
+        if c in ("diff_p", "diff_q"):
+            logs = df["diff_log10_p"] if c == "diff_p" else [None] * len(df)
+            table[c] = [
+                "" if _missing(v) else format_p(v, lv) for v, lv in zip(df[c], logs, strict=True)
+            ]
+        elif c == "differs":
+            table[c] = ["yes" if v else "" for v in df[c]]
+        elif c in P_COLUMNS:
             logs = df[P_COLUMNS[c]] if P_COLUMNS[c] in df.columns else [None] * len(df)
             table[c] = [
                 "" if _missing(v) and _missing(lv) else format_p(v, lv)
                 for v, lv in zip(df[c], logs, strict=True)
             ]
+        elif c == "srm_p" and segmented:
+            table[c] = ["" if _missing(v) else format_p(v) for v in df[c]]
         elif c == "srm_p":
             srm = out["srm"]
             table[c] = [
@@ -171,6 +193,11 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
         elif all(isinstance(v, float) or v is None for v in table[c]):
             table[c] = ["" if _missing(v) else _num(v) for v in table[c]]
     return table
+
+
+#: The per-segment columns ``experiment analyze --by`` adds after the comparison columns.
+SEGMENT_COLUMNS = ["rest_abs_lift", "diff_from_rest", "diff_ci_low", "diff_ci_high", "diff_p",
+                   "diff_q", "differs"]  # fmt: skip
 
 
 def _missing(v: Any) -> bool:
@@ -278,5 +305,10 @@ def register(
     a.add_argument(
         "--gs-spending", default="obf", metavar="NAME",
         help="alpha spending of the group-sequential bounds: obf (default) or pocock",
+    )  # fmt: skip
+    a.add_argument(
+        "--by", metavar="COL",
+        help="analyse every segment of COL (at most 200) and test whether its lift differs "
+        "from the rest's (Benjamini-Hochberg across segments)",
     )  # fmt: skip
     a.set_defaults(func=cmd_analyze)

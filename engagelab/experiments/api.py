@@ -108,8 +108,15 @@ def analyze_experiment(
     gs_look: int | None = None,
     gs_spending: str = "obf",
     cuped_theta: str = "per_comparison",
+    by: str | None = None,
+    max_segments: int = 200,
 ) -> dict[str, Any]:
     """Analyse a CSV/Parquet file (or any ``analyze`` input) and return plain data.
+
+    ``by`` (a column) analyses every segment of that column: the rows are then one per
+    segment x arm x metric, with ``segment`` and the test of the segment's lift against
+    the rest's (``diff_from_rest``, ``diff_p``, ``diff_q`` after Benjamini-Hochberg,
+    ``differs``), and ``srm`` is the check of all users.
 
     ``gs_information`` (the planned looks as information fractions), ``gs_look`` and
     ``gs_spending`` add the group-sequential test of this look (``gs_z``, ``gs_bound``,
@@ -124,7 +131,9 @@ def analyze_experiment(
         ``bayes_p_beat_control_text``, ...: ``3.13e-792``, ``> 0.9999``).
     """
     from engagelab.experiments.analysis import analyze  # pandas and statsmodels: not for design
+    from engagelab.experiments.segmented import SegmentedResult
 
+    seg = None
     res = analyze(
         data,
         arm_col=arm_col,
@@ -143,7 +152,10 @@ def analyze_experiment(
         gs_look=gs_look,
         gs_spending=gs_spending,
         cuped_theta=cuped_theta,
+        **({"by": by, "max_segments": max_segments} if by is not None else {}),
     )
+    if isinstance(res, SegmentedResult):
+        seg, res = res, res.overall
     srm = {
         k: {
             "arms": list(v.arms),
@@ -157,7 +169,7 @@ def analyze_experiment(
         }
         for k, v in res.srm.items()
     }
-    rows = res.to_dicts()
+    rows = res.to_dicts() if seg is None else seg.to_dicts()
     for r in rows:  # the figures as every surface prints them (never 0 or 1)
         for col, log_col in P_COLUMNS.items():
             if col in r:
@@ -167,7 +179,12 @@ def analyze_experiment(
                 r[f"{col}_text"] = format_probability(r[col])
         s = res.srm.get(str(r["experiment"]))
         r["srm_p_text"] = format_p(s.p_value, s.log10_p) if s else format_p(r.get("srm_p"))
+        if seg is not None:
+            r["diff_p_text"] = format_p(r["diff_p"], r["diff_log10_p"])
+            r["diff_q_text"] = format_p(r["diff_q"])
+    extra = {} if seg is None else {"by": by}
     return {
+        **extra,
         "rows": rows,
         "srm": srm,
         "srm_alarm": any(s["mismatch"] for s in srm.values()),
