@@ -162,16 +162,10 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
     if with_experiment:
         cols = ["experiment", *cols]
     table = df[cols].copy()
+    p_columns = {**P_COLUMNS, "diff_p": "diff_log10_p", "diff_q": ""}
     for c in table.columns:
-        if c in ("diff_p", "diff_q"):
-            logs = df["diff_log10_p"] if c == "diff_p" else [None] * len(df)
-            table[c] = [
-                "" if _missing(v) else format_p(v, lv) for v, lv in zip(df[c], logs, strict=True)
-            ]
-        elif c == "differs":
-            table[c] = ["yes" if v else "" for v in df[c]]
-        elif c in P_COLUMNS:
-            logs = df[P_COLUMNS[c]] if P_COLUMNS[c] in df.columns else [None] * len(df)
+        if c in p_columns:
+            logs = df[p_columns[c]] if p_columns[c] in df.columns else [None] * len(df)
             table[c] = [
                 "" if _missing(v) and _missing(lv) else format_p(v, lv)
                 for v, lv in zip(df[c], logs, strict=True)
@@ -188,13 +182,16 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
             ]
         elif c == "bayes_p_beat_control":
             table[c] = ["" if _missing(v) else format_probability(v) for v in df[c]]
-        elif c == "gs_reject":
-            table[c] = ["" if v is None else ("reject" if v else "continue") for v in df[c]]
+        elif c in _FLAG_WORDS:
+            yes, no = _FLAG_WORDS[c]
+            table[c] = ["" if v is None else (yes if v else no) for v in df[c]]
         elif all(isinstance(v, float) or v is None for v in table[c]):
             table[c] = ["" if _missing(v) else _num(v) for v in table[c]]
     return table
 
 
+#: How the boolean columns print (true, false).
+_FLAG_WORDS = {"gs_reject": ("reject", "continue"), "differs": ("yes", "")}
 #: The per-segment columns ``experiment analyze --by`` adds after the comparison columns.
 SEGMENT_COLUMNS = ["rest_abs_lift", "diff_from_rest", "diff_ci_low", "diff_ci_high", "diff_p",
                    "diff_q", "differs"]  # fmt: skip
