@@ -62,6 +62,14 @@ def _covariates(text: str | None) -> tuple[str | None, str | None]:
     return parts[0], (parts[1] if len(parts) == 2 else None)
 
 
+def _ratio(args: argparse.Namespace) -> dict[str, float] | None:
+    """The ratio moments given as ``--numerator-mean`` ... ``--covariance`` (None: none)."""
+    from engagelab.experiments.design import RATIO_KEYS
+
+    given = {k: getattr(args, k) for k in RATIO_KEYS if getattr(args, k) is not None}
+    return given or None
+
+
 def cmd_design(args: argparse.Namespace) -> int:
     from engagelab.cli._common import emit
     from engagelab.experiments.api import design_experiment
@@ -72,6 +80,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         arms=args.arms, weights=_weights(args.weights), correction=args.correction,
         method=args.method, n_per_arm=args.n_per_arm, total_n=args.total_n,
         daily_traffic=args.daily_traffic, traffic_fraction=args.traffic_fraction,
+        cuped_rho=args.cuped_rho, ratio=_ratio(args),
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -87,6 +96,10 @@ def cmd_design(args: argparse.Namespace) -> int:
         "power": f"{out['power']:.3f}",
         "method": f"{out['method']}: {out['formula']}",
     }
+    if out["cuped_rho"]:
+        rows["CUPED"] = f"rho = {out['cuped_rho']:g}: variance x {1 - out['cuped_rho'] ** 2:.4g}"
+    if out["metric"] == "ratio":
+        rows["ratio"] = f"baseline {out['baseline']:.4g}, delta-method sd per user {out['sd']:.4g}"
     emit(rows, "table")
     return 0
 
@@ -231,8 +244,22 @@ def register(
         "design", parents=[common],
         help="sample size (given --mde), MDE (given --n-per-arm/--total-n) or power (given both)",
     )  # fmt: skip
-    d.add_argument("--metric", default="proportion", help="proportion (default) or mean")
-    d.add_argument("--baseline", type=float, required=True, help="control rate or mean")
+    d.add_argument("--metric", default="proportion", help="proportion (default), mean or ratio")
+    d.add_argument(
+        "--baseline", type=float, help="control rate or mean (ratios: from their moments)"
+    )
+    d.add_argument(
+        "--cuped-rho", type=float, default=0.0, metavar="RHO",
+        help="correlation with the CUPED covariate, 0 <= RHO < 1: variance x (1 - RHO^2)",
+    )  # fmt: skip
+    for flag, what in (
+        ("numerator-mean", "mean per user of the ratio's numerator"),
+        ("denominator-mean", "mean per user of the ratio's denominator"),
+        ("numerator-var", "variance per user of the numerator"),
+        ("denominator-var", "variance per user of the denominator"),
+        ("covariance", "covariance per user of numerator and denominator"),
+    ):
+        d.add_argument(f"--{flag}", type=float, help=f"ratio metrics: {what}")
     d.add_argument("--sd", type=float, help="standard deviation per user (mean metrics)")
     d.add_argument(
         "--mde", type=float, help="minimum detectable effect (absolute unless --relative)"

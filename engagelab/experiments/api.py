@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engagelab.errors import ValidationError
@@ -29,7 +29,7 @@ __all__ = ["analyze_experiment", "design_experiment"]
 def design_experiment(
     *,
     metric: str = "proportion",
-    baseline: float,
+    baseline: float | None = None,
     mde: float | None = None,
     relative: bool = False,
     sd: float | None = None,
@@ -44,11 +44,16 @@ def design_experiment(
     total_n: int | None = None,
     daily_traffic: float | None = None,
     traffic_fraction: float = 1.0,
+    cuped_rho: float = 0.0,
+    ratio: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Solve whichever design problem the arguments pose.
 
     ``mde`` without a sample size -> sample size (and duration with ``daily_traffic``);
     a sample size without ``mde`` -> minimum detectable effect; both -> power.
+    ``cuped_rho`` plans for CUPED (variance x ``1 - rho**2``); ``metric="ratio"`` takes
+    the moments of its numerator and denominator as ``ratio`` (see
+    :mod:`engagelab.experiments.design`).
     """
     common: dict[str, Any] = dict(
         baseline=baseline,
@@ -59,6 +64,8 @@ def design_experiment(
         weights=weights,
         correction=correction,
         method=method,
+        cuped_rho=cuped_rho,
+        ratio=ratio,
     )
     has_n = n_per_arm is not None or total_n is not None
     if mde is None and not has_n:

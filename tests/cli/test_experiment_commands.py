@@ -292,3 +292,21 @@ def test_analyze_by_segment_json_and_table(ab_file, tmp_path):
     proc = run(*args[:-1], "cuntry")
     assert proc.returncode == 1
     assert "by == 'cuntry', must be a column of data" in proc.stderr
+
+
+def test_design_cuped_and_ratio_from_the_shell():
+    out = json.loads(ok("experiment", "design", "--metric", "mean", "--baseline", "10", "--sd", "4",
+                        "--mde", "0.5", "--cuped-rho", "0.6", "--format", "json"))  # fmt: skip
+    es = 0.5 / (4 * math.sqrt(1 - 0.36))
+    ref = NormalIndPower().solve_power(effect_size=es, alpha=0.05, power=0.8, ratio=1.0)
+    assert out["n_per_arm"] == [math.ceil(ref)] * 2 and out["cuped_rho"] == 0.6
+    text = ok("experiment", "design", "--metric", "ratio", "--numerator-mean", "20",
+              "--denominator-mean", "2", "--numerator-var", "300", "--denominator-var", "2",
+              "--covariance", "20", "--mde", "0.05", "--relative")  # fmt: skip
+    ref = NormalIndPower().solve_power(effect_size=0.5 / 5.0, alpha=0.05, power=0.8, ratio=1.0)
+    assert (
+        f"{math.ceil(ref):,}, {math.ceil(ref):,}" in text and "delta-method sd per user 5" in text
+    )
+    proc = run("experiment", "design", "--metric", "mean", "--baseline", "1", "--sd", "1",
+               "--mde", "0.1", "--cuped-rho", "1")  # fmt: skip
+    assert proc.returncode == 1 and "cuped_rho == 1.0, must be in [0, 1)" in proc.stderr
