@@ -139,30 +139,35 @@ def analyze_experiment(
     """
     from engagelab.experiments.analysis import analyze  # pandas and statsmodels: not for design
     from engagelab.experiments.segmented import SegmentedResult
+    from engagelab.experiments.spec import as_experiment
 
-    seg = None
-    res = analyze(
-        data,
-        arm_col=arm_col,
-        control=control,
-        metrics=list(metrics),
-        covariate=covariate,
-        denominator_covariate=denominator_covariate,
-        correction=correction,
-        alpha=alpha,
-        experiment_col=experiment_col,
-        weights=weights,
-        test=test,
-        sequential=sequential,
-        rel_ci=rel_ci,
-        gs_information=gs_information,
-        gs_look=gs_look,
-        gs_spending=gs_spending,
-        cuped_theta=cuped_theta,
-        **({"by": by, "max_segments": max_segments} if by is not None else {}),
+    spec = as_experiment(
+        None,
+        dict(
+            arm_col=arm_col,
+            control=control,
+            metrics=list(metrics),
+            covariate=covariate,
+            denominator_covariate=denominator_covariate,
+            correction=correction,
+            alpha=alpha,
+            experiment_col=experiment_col,
+            weights=weights,
+            test=test,
+            sequential=sequential,
+            rel_ci=rel_ci,
+            gs_information=gs_information,
+            gs_look=gs_look,
+            gs_spending=gs_spending,
+            cuped_theta=cuped_theta,
+        ),
     )
-    if isinstance(res, SegmentedResult):
-        seg, res = res, res.overall
+    seg: SegmentedResult | None = None
+    if by is None:
+        res = analyze(data, spec)
+    else:
+        seg = analyze(data, spec, by=by, max_segments=max_segments)
+        res = seg.overall
     srm = {
         k: {
             "arms": list(v.arms),
