@@ -123,7 +123,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         experiment_col=args.experiment_col, weights=_weights(args.weights),
         sequential=args.sequential, rel_ci=args.rel_ci,
         gs_information=_fractions(args.gs_information), gs_look=args.gs_look,
-        gs_spending=args.gs_spending, cuped_theta=args.cuped_theta, by=args.by,
+        gs_spending=args.gs_spending, gs_rho=args.gs_rho, cuped_theta=args.cuped_theta,
+        by=args.by,
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -328,7 +329,12 @@ def register(
     )
     a.add_argument(
         "--gs-spending", default="obf", metavar="NAME",
-        help="alpha spending of the group-sequential bounds: obf (default) or pocock",
+        help="alpha spending of the group-sequential bounds: obf (default), pocock or power "
+        "(alpha * t^RHO, with --gs-rho)",
+    )  # fmt: skip
+    a.add_argument(
+        "--gs-rho", type=float, default=1.0, metavar="RHO",
+        help="exponent of the power spending function (default 1)",
     )  # fmt: skip
     a.add_argument(
         "--by", metavar="COL",

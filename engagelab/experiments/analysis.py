@@ -231,7 +231,7 @@ def comparison_rows(  # noqa: C901
     bayes_draws, seed = spec.bayes_draws, spec.seed
     gs_bound = None
     if seq.information is not None:
-        bounds = group_sequential_bounds(seq.information, alpha, seq.spending)
+        bounds = group_sequential_bounds(seq.information, alpha, seq.spending, seq.rho)
         gs_bound = bounds[(seq.look or len(bounds)) - 1]
     control = spec.control
     rows: list[dict[str, Any]] = []
@@ -436,7 +436,7 @@ def analyze(
             (``per_comparison``, the default, or ``pooled``), ``weights``,
             ``arms``, ``bayes_draws``, ``seed``, and the sequential options flat:
             ``sequential`` (true: always-valid p-values and confidence sequences),
-            ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``. Both forms
+            ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``, ``gs_rho``. Both forms
             give the same result.
         by: a column of ``data`` to analyse per segment: returns a
             :class:`~engagelab.experiments.segmented.SegmentedResult` with every

@@ -114,6 +114,7 @@ def analyze_experiment(
     gs_information: Sequence[float] | None = None,
     gs_look: int | None = None,
     gs_spending: str = "obf",
+    gs_rho: float = 1.0,
     cuped_theta: str = "per_comparison",
     by: str | None = None,
     max_segments: int = 200,
@@ -126,7 +127,7 @@ def analyze_experiment(
     ``differs``), and ``srm`` is the check of all users.
 
     ``gs_information`` (the planned looks as information fractions), ``gs_look`` and
-    ``gs_spending`` add the group-sequential test of this look (``gs_z``, ``gs_bound``,
+    ``gs_spending`` (with ``gs_rho`` for the power family) add the group-sequential test of this look (``gs_z``, ``gs_bound``,
     ``gs_reject``); ``sequential`` adds always-valid p-values (``seq_p``, with
     ``log10_seq_p``) and confidence sequences. ``cuped_theta`` is ``per_comparison``
     (CUPED's θ from the control and the compared arm) or ``pooled`` (from all arms).
@@ -159,6 +160,7 @@ def analyze_experiment(
             gs_information=gs_information,
             gs_look=gs_look,
             gs_spending=gs_spending,
+            gs_rho=gs_rho,
             cuped_theta=cuped_theta,
         ),
     )
