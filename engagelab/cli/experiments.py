@@ -6,6 +6,8 @@ per-arm and total n, the effect in natural units and the formula used. ``analyze
 reads a CSV or Parquet file with one row per user and prints one row per arm x metric
 (n, estimates, absolute and relative lift with CI, p-value, adjusted p-value,
 P(beat control), SRM p-value). Bad input prints one line naming the field and exits 1.
+``analyze --by COL`` prints one row per segment x arm x metric, each segment analysed
+on its own, with its lift minus the rest's and the Benjamini-Hochberg ``diff_q``.
 
 CUPED: ``--covariate COL`` adjusts every proportion and mean metric by ``COL`` and
 every ratio metric by the pre-period mean of ``COL``; ``--covariate NUM,DEN`` makes a
@@ -60,6 +62,14 @@ def _covariates(text: str | None) -> tuple[str | None, str | None]:
     return parts[0], (parts[1] if len(parts) == 2 else None)
 
 
+def _ratio(args: argparse.Namespace) -> dict[str, float] | None:
+    """The ratio moments given as ``--numerator-mean`` ... ``--covariance`` (None: none)."""
+    from engagelab.experiments.design import RATIO_KEYS
+
+    given = {k: getattr(args, k) for k in RATIO_KEYS if getattr(args, k) is not None}
+    return given or None
+
+
 def cmd_design(args: argparse.Namespace) -> int:
     from engagelab.cli._common import emit
     from engagelab.experiments.api import design_experiment
@@ -70,6 +80,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         arms=args.arms, weights=_weights(args.weights), correction=args.correction,
         method=args.method, n_per_arm=args.n_per_arm, total_n=args.total_n,
         daily_traffic=args.daily_traffic, traffic_fraction=args.traffic_fraction,
+        cuped_rho=args.cuped_rho, ratio=_ratio(args),
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -85,6 +96,10 @@ def cmd_design(args: argparse.Namespace) -> int:
         "power": f"{out['power']:.3f}",
         "method": f"{out['method']}: {out['formula']}",
     }
+    if out["cuped_rho"]:
+        rows["CUPED"] = f"rho = {out['cuped_rho']:g}: variance x {1 - out['cuped_rho'] ** 2:.4g}"
+    if out["metric"] == "ratio":
+        rows["ratio"] = f"baseline {out['baseline']:.4g}, delta-method sd per user {out['sd']:.4g}"
     emit(rows, "table")
     return 0
 
@@ -108,7 +123,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         experiment_col=args.experiment_col, weights=_weights(args.weights),
         sequential=args.sequential, rel_ci=args.rel_ci,
         gs_information=_fractions(args.gs_information), gs_look=args.gs_look,
-        gs_spending=args.gs_spending, cuped_theta=args.cuped_theta,
+        gs_spending=args.gs_spending, gs_rho=args.gs_rho, cuped_theta=args.cuped_theta,
+        by=args.by,
     )  # fmt: skip
     if args.format == "json":
         emit(out, "json")
@@ -122,11 +138,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             )
     emit(analyze_table(out, with_experiment=bool(args.experiment_col)), "table")
     notes = [f"alpha = {out['alpha']:g}; p_adjusted by {out['correction']}"]
+    if args.by:
+        notes[0] += f" within each {args.by} segment"
+        notes.append(
+            "diff_from_rest: the segment's lift minus the rest's (z test); "
+            "diff_q: Benjamini-Hochberg across segments; differs: diff_q < alpha"
+        )
     if args.sequential:
         notes.append("seq_p and seq_ci are always-valid (safe to look at any time)")
     if args.gs_information:
         notes.append("gs_z vs gs_bound: the group-sequential test of this look")
-    notes.append("bayes_p_beat_control is Bayesian (not a p-value)")
+    if not args.by:
+        notes.append("bayes_p_beat_control is Bayesian (not a p-value)")
     print("; ".join(notes))
     return 0
 
@@ -146,16 +169,23 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
     cols = [c for c in ANALYZE_COLUMNS if c in df.columns]
     if "cuped_theta_scope" in df.columns and not df["cuped_theta_scope"].astype(bool).any():
         cols = [c for c in cols if not c.startswith("cuped_")]  # no metric has a covariate
+    segmented = "segment" in df.columns
+    if segmented:  # per-segment rows carry no Bayesian columns, and their own SRM p
+        cols = [c for c in cols if not c.startswith("bayes_")]
+        cols = ["segment", *cols, *[c for c in SEGMENT_COLUMNS if c in df.columns]]
     if with_experiment:
         cols = ["experiment", *cols]
     table = df[cols].copy()
+    p_columns = {**P_COLUMNS, "diff_p": "diff_log10_p", "diff_q": ""}
     for c in table.columns:
-        if c in P_COLUMNS:
-            logs = df[P_COLUMNS[c]] if P_COLUMNS[c] in df.columns else [None] * len(df)
+        if c in p_columns:
+            logs = df[p_columns[c]] if p_columns[c] in df.columns else [None] * len(df)
             table[c] = [
                 "" if _missing(v) and _missing(lv) else format_p(v, lv)
                 for v, lv in zip(df[c], logs, strict=True)
             ]
+        elif c == "srm_p" and segmented:
+            table[c] = ["" if _missing(v) else format_p(v) for v in df[c]]
         elif c == "srm_p":
             srm = out["srm"]
             table[c] = [
@@ -166,11 +196,19 @@ def analyze_table(out: dict[str, Any], *, with_experiment: bool = False) -> Any:
             ]
         elif c == "bayes_p_beat_control":
             table[c] = ["" if _missing(v) else format_probability(v) for v in df[c]]
-        elif c == "gs_reject":
-            table[c] = ["" if v is None else ("reject" if v else "continue") for v in df[c]]
+        elif c in _FLAG_WORDS:
+            yes, no = _FLAG_WORDS[c]
+            table[c] = ["" if v is None else (yes if v else no) for v in df[c]]
         elif all(isinstance(v, float) or v is None for v in table[c]):
             table[c] = ["" if _missing(v) else _num(v) for v in table[c]]
     return table
+
+
+#: How the boolean columns print (true, false).
+_FLAG_WORDS = {"gs_reject": ("reject", "continue"), "differs": ("yes", "")}
+#: The per-segment columns ``experiment analyze --by`` adds after the comparison columns.
+SEGMENT_COLUMNS = ["rest_abs_lift", "diff_from_rest", "diff_ci_low", "diff_ci_high", "diff_p",
+                   "diff_q", "differs"]  # fmt: skip
 
 
 def _missing(v: Any) -> bool:
@@ -207,8 +245,22 @@ def register(
         "design", parents=[common],
         help="sample size (given --mde), MDE (given --n-per-arm/--total-n) or power (given both)",
     )  # fmt: skip
-    d.add_argument("--metric", default="proportion", help="proportion (default) or mean")
-    d.add_argument("--baseline", type=float, required=True, help="control rate or mean")
+    d.add_argument("--metric", default="proportion", help="proportion (default), mean or ratio")
+    d.add_argument(
+        "--baseline", type=float, help="control rate or mean (ratios: from their moments)"
+    )
+    d.add_argument(
+        "--cuped-rho", type=float, default=0.0, metavar="RHO",
+        help="correlation with the CUPED covariate, 0 <= RHO < 1: variance x (1 - RHO^2)",
+    )  # fmt: skip
+    for flag, what in (
+        ("numerator-mean", "mean per user of the ratio's numerator"),
+        ("denominator-mean", "mean per user of the ratio's denominator"),
+        ("numerator-var", "variance per user of the numerator"),
+        ("denominator-var", "variance per user of the denominator"),
+        ("covariance", "covariance per user of numerator and denominator"),
+    ):
+        d.add_argument(f"--{flag}", type=float, help=f"ratio metrics: {what}")
     d.add_argument("--sd", type=float, help="standard deviation per user (mean metrics)")
     d.add_argument(
         "--mde", type=float, help="minimum detectable effect (absolute unless --relative)"
@@ -277,6 +329,16 @@ def register(
     )
     a.add_argument(
         "--gs-spending", default="obf", metavar="NAME",
-        help="alpha spending of the group-sequential bounds: obf (default) or pocock",
+        help="alpha spending of the group-sequential bounds: obf (default), pocock or power "
+        "(alpha * t^RHO, with --gs-rho)",
+    )  # fmt: skip
+    a.add_argument(
+        "--gs-rho", type=float, default=1.0, metavar="RHO",
+        help="exponent of the power spending function (default 1)",
+    )  # fmt: skip
+    a.add_argument(
+        "--by", metavar="COL",
+        help="analyse every segment of COL (at most 200) and test whether its lift differs "
+        "from the rest's (Benjamini-Hochberg across segments)",
     )  # fmt: skip
     a.set_defaults(func=cmd_analyze)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from engagelab.experiments.metrics import Metric, aggregate, aggregate_sql
     from engagelab.experiments.result import ExperimentResult
+    from engagelab.experiments.segmented import SegmentedResult
     from engagelab.experiments.sequential import always_valid, group_sequential_bounds
     from engagelab.experiments.spec import Experiment, Sequential
     from engagelab.experiments.winner import Winner, choose_winner
@@ -53,6 +54,7 @@ _EXPORTS = {
     "ExperimentResult": "engagelab.experiments.result",
     "Metric": "engagelab.experiments.metrics",
     "SRMResult": "engagelab.experiments.assignment",
+    "SegmentedResult": "engagelab.experiments.segmented",
     "Winner": "engagelab.experiments.winner",
     "aggregate": "engagelab.experiments.metrics",
     "aggregate_sql": "engagelab.experiments.metrics",
@@ -83,6 +85,7 @@ __all__ = [
     "ExperimentResult",
     "Metric",
     "SRMResult",
+    "SegmentedResult",
     "Sequential",
     "Winner",
     "adjust_pvalues",

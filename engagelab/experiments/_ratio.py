@@ -78,6 +78,8 @@ def moments(row: Mapping[str, Any], y: str, d: str, x: str | None, m: str | None
     the undefined parts are NaN.
     """
     n = float(row["n"])
+    if n == 0:  # an arm with no users (in a segment)
+        return RatioMoments(n, math.nan, math.nan)
     ybar, dbar = _mean(row, n, y), _mean(row, n, d)
     if n < 2 or dbar == 0:
         return RatioMoments(n, math.nan if dbar == 0 else ybar / dbar, math.nan)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,10 @@ from engagelab.experiments.result import ExperimentResult
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
 from engagelab.experiments.spec import REL_CIS, TESTS, Experiment, as_experiment
 
-__all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates"]
+if TYPE_CHECKING:
+    from engagelab.experiments.segmented import SegmentedResult
+
+__all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates", "analyze_spec"]
 
 
 def _arm_stats(
@@ -60,7 +63,7 @@ def _arm_stats(
 ) -> dict[str, float]:
     n = float(row["n"])
     s, ss = row[f"sum:{m.column}"], row[f"sumsq:{m.column}"]
-    mean = s / n
+    mean = s / n if n > 0 else math.nan  # an arm with no users in a segment
     var = (ss - s * s / n) / (n - 1) if n > 1 else math.nan
     out = {"n": n, "successes": s, "estimate": mean, "var": max(var, 0.0) if n > 1 else math.nan}
     if m.kind == "ratio":
@@ -107,10 +110,12 @@ def _theta(recs: Sequence[Mapping[str, Any]], m: Metric) -> tuple[float, float, 
     sxx = sxy = xs_all = n_all = 0.0
     for r in recs:
         n, xs, s = float(r["n"]), float(r[f"sum:{x}"]), float(r[f"sum:{y}"])
+        if n == 0:
+            continue
         sxx += float(r[f"sumsq:{x}"]) - xs * xs / n
         sxy += float(cross(r, y, x)) - s * xs / n
         xs_all, n_all = xs_all + xs, n_all + n
-    return (sxy / sxx if sxx > 0 else 0.0), xs_all / n_all, ""
+    return (sxy / sxx if sxx > 0 else 0.0), (xs_all / n_all if n_all else math.nan), ""
 
 
 def _note(m: Metric, c: dict, t: dict, arm: str, control: str) -> str:
@@ -187,7 +192,7 @@ def _compare(
     }
 
 
-def analyze_aggregates(  # noqa: C901
+def analyze_aggregates(
     agg: pd.DataFrame, experiment: Experiment | None = None, **options: Any
 ) -> ExperimentResult:
     """Analyse per-arm sufficient statistics (the output of
@@ -197,19 +202,44 @@ def analyze_aggregates(  # noqa: C901
     as keywords (``control=``, ``metrics=``, ...), the form ``analyze`` has always taken;
     keywords given with an experiment override its fields.
     """
-    spec = as_experiment(experiment, options)
+    return analyze_spec(agg, as_experiment(experiment, options))
+
+
+def analyze_spec(agg: pd.DataFrame, spec: Experiment) -> ExperimentResult:
+    """:func:`analyze_aggregates` on a built spec."""
+    rows, arm_rows, srms = comparison_rows(agg, spec)
+    return ExperimentResult.build(
+        rows,
+        arm_rows,
+        srms,
+        alpha=spec.alpha,
+        correction=spec.correction,
+        sequential=spec.sequential.always_valid,
+        group_sequential=spec.sequential.information is not None,
+    )
+
+
+def comparison_rows(  # noqa: C901
+    agg: pd.DataFrame | Sequence[Mapping[str, Any]], spec: Experiment, *, bayes: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Any, SRMResult]]:
+    """The comparison rows, arm rows and SRM checks of :func:`analyze_spec`, before
+    the multiple-comparison adjustment; ``agg`` may also be its records (dicts), and
+    ``bayes=False`` leaves out the Bayesian columns."""
     ms, alpha, test, rel_ci = list(spec.metrics), spec.alpha, spec.test, spec.rel_ci
     alternative, arms, weights, seq = spec.alternative, spec.arms, spec.weights, spec.sequential
     sequential, tuning_n = seq.always_valid, seq.tuning_n
     bayes_draws, seed = spec.bayes_draws, spec.seed
     gs_bound = None
     if seq.information is not None:
-        bounds = group_sequential_bounds(seq.information, alpha, seq.spending)
+        bounds = group_sequential_bounds(seq.information, alpha, seq.spending, seq.rho)
         gs_bound = bounds[(seq.look or len(bounds)) - 1]
     control = spec.control
-    rows, arm_rows, srms = [], [], {}
+    rows: list[dict[str, Any]] = []
+    arm_rows: list[dict[str, Any]] = []
+    srms: dict[Any, SRMResult] = {}
     groups: dict[Any, list[dict[str, Any]]] = {}
-    for r in agg.to_dict("records"):  # once: per-group to_dict costs ~10 ms each in pandas 3
+    records = agg.to_dict("records") if isinstance(agg, pd.DataFrame) else agg
+    for r in records:  # once: per-group to_dict costs ~10 ms each in pandas 3
         groups.setdefault(r["experiment"], []).append({str(k): v for k, v in r.items()})
     for exp in sorted(groups):
         recs: dict[str, dict[str, Any]] = {str(r["arm"]): r for r in groups[exp]}
@@ -243,7 +273,7 @@ def analyze_aggregates(  # noqa: C901
                 _theta([recs[a] for a in order], m) if m.covariate else (0.0, 0.0, "")
             )
             st = {a: _arm_stats(recs[a], m, theta, xbar) for a in order}
-            bay = _bayes(m, st, order, bayes_draws, seed)
+            bay = _bayes(m, st, order, bayes_draws, seed) if bayes else None
             for i, a in enumerate(order):
                 arm_rows.append(
                     {
@@ -262,7 +292,12 @@ def analyze_aggregates(  # noqa: C901
                     th, xb, c_note = _theta([recs[control], recs[a]], m)
                     c = _arm_stats(recs[control], m, th, xb)
                     t = _arm_stats(recs[a], m, th, xb)
-                    bay_i, j = _bayes(m, {control: c, a: t}, [control, a], bayes_draws, seed), 1
+                    bay_i = (
+                        _bayes(m, {control: c, a: t}, [control, a], bayes_draws, seed)
+                        if bayes
+                        else None
+                    )
+                    j = 1
                 row = {
                     "experiment": exp,
                     "metric": m.name,
@@ -305,15 +340,7 @@ def analyze_aggregates(  # noqa: C901
                     row["bayes_p_best"] = _prob("p_best", bay["p_best"][i]) if bay else math.nan
                 row |= {"srm_p": srm.p_value, "note": note, "_lower": m.lower_is_better}
                 rows.append(row)
-    return ExperimentResult.build(
-        rows,
-        arm_rows,
-        srms,
-        alpha=alpha,
-        correction=spec.correction,
-        sequential=sequential,
-        group_sequential=gs_bound is not None,
-    )
+    return rows, arm_rows, srms
 
 
 def _prob(key: str, v: Any) -> float:
@@ -363,7 +390,36 @@ def _srm(recs: Mapping[str, Mapping[str, Any]], order: list[str], weights) -> SR
     return srm_check(counts, w)
 
 
-def analyze(data: Any, experiment: Experiment | None = None, **options: Any) -> ExperimentResult:
+@overload
+def analyze(
+    data: Any,
+    experiment: Experiment | None = None,
+    *,
+    by: None = None,
+    max_segments: int = ...,
+    **options: Any,
+) -> ExperimentResult: ...
+
+
+@overload
+def analyze(
+    data: Any,
+    experiment: Experiment | None = None,
+    *,
+    by: str,
+    max_segments: int = ...,
+    **options: Any,
+) -> SegmentedResult: ...
+
+
+def analyze(
+    data: Any,
+    experiment: Experiment | None = None,
+    *,
+    by: str | None = None,
+    max_segments: int = 200,
+    **options: Any,
+) -> ExperimentResult | SegmentedResult:
     """Analyse experiments x metrics x arms in one call.
 
     Args:
@@ -380,8 +436,16 @@ def analyze(data: Any, experiment: Experiment | None = None, **options: Any) -> 
             (``per_comparison``, the default, or ``pooled``), ``weights``,
             ``arms``, ``bayes_draws``, ``seed``, and the sequential options flat:
             ``sequential`` (true: always-valid p-values and confidence sequences),
-            ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``. Both forms
+            ``tuning_n``, ``gs_information``, ``gs_look``, ``gs_spending``, ``gs_rho``. Both forms
             give the same result.
+        by: a column of ``data`` to analyse per segment: returns a
+            :class:`~engagelab.experiments.segmented.SegmentedResult` with every
+            comparison in every segment (each segment analysed as if alone) and, per
+            segment, the z test of "this segment's effect differs from the rest's" with
+            Benjamini-Hochberg flags across segments (``differs``). Missing values form
+            the segment ``"(missing)"``; more than ``max_segments`` (200) distinct
+            values is an error.
+        max_segments: the most segments ``by`` may produce.
 
     With a one-sided ``alternative`` the intervals are one-sided too (``abs_ci_high`` /
     ``rel_ci_high`` is ``inf`` for ``greater``, the lows ``-inf`` for ``less``), so a
@@ -405,9 +469,14 @@ def analyze(data: Any, experiment: Experiment | None = None, **options: Any) -> 
         (True, 0.0007)
 
     Returns:
-        An :class:`~engagelab.experiments.result.ExperimentResult`.
+        An :class:`~engagelab.experiments.result.ExperimentResult` (a
+        :class:`~engagelab.experiments.segmented.SegmentedResult` with ``by``).
     """
     exp = as_experiment(experiment, options)
+    if by is not None:
+        from engagelab.experiments.segmented import analyze_by
+
+        return analyze_by(data, exp, by, max_segments=max_segments)
     agg = aggregate(data, list(exp.metrics), exp.arm_col, exp.experiment_col)
     if agg.empty:
         raise ValidationError("data", "<empty>", "must contain at least one user")

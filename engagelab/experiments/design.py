@@ -18,6 +18,18 @@ Formulas (``method=``), for a comparison of arm *i* with control *c*, total samp
 - ``"t"`` (means): noncentral t with ``n_c + n_i - 2`` degrees of freedom
   (``statsmodels`` ``TTestIndPower``).
 
+Ratio metrics (``metric="ratio"``, e.g. revenue per order) take the per-user means,
+variances and covariance of the numerator ``Y`` and the denominator ``N``
+(``ratio={"numerator_mean": ..., "denominator_mean": ..., "numerator_var": ...,
+"denominator_var": ..., "covariance": ...}``); the baseline is ``R = μ_Y / μ_N`` and
+the per-user variance is the delta method's
+``v = (var_Y - 2 R cov + R² var_N) / μ_N²`` (the analysis' linearisation), used as a
+mean metric's ``sd**2``.
+
+CUPED (``cuped_rho``, the correlation of the outcome with its pre-period covariate,
+``0 <= rho < 1``) multiplies every per-user variance by ``1 - rho**2``, so the
+sample size shrinks by that factor (``unpooled`` and ``t`` only).
+
 Example:
     >>> d = sample_size(metric="proportion", baseline=0.05, mde=0.10, relative=True)
     >>> d.n_per_arm, d.total_n
@@ -29,7 +41,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,6 +54,7 @@ __all__ = [
     "DesignResult",
     "MAX_ARMS",
     "METHODS",
+    "RATIO_KEYS",
     "minimum_detectable_effect",
     "power",
     "sample_size",
@@ -50,7 +63,16 @@ __all__ = [
 METHODS = {
     "proportion": ("unpooled", "pooled", "arcsine"),
     "mean": ("unpooled", "t"),
+    "ratio": ("unpooled",),
 }
+#: The keys of a ratio metric's moments (``ratio=`` of the design functions).
+RATIO_KEYS = (
+    "numerator_mean",
+    "denominator_mean",
+    "numerator_var",
+    "denominator_var",
+    "covariance",
+)
 FORMULAS = {
     "unpooled": "normal approximation, unpooled variance: se = sqrt(v_c/n_c + v_i/n_i)",
     "pooled": "normal approximation, pooled variance under H0 and unpooled under H1 (Fleiss, no continuity correction)",
@@ -64,14 +86,15 @@ class DesignResult:
     """The outcome of a design calculation (sample size, MDE or power).
 
     Attributes:
-        metric: ``"proportion"`` or ``"mean"``.
+        metric: ``"proportion"``, ``"mean"`` or ``"ratio"``.
         method: formula name (see :data:`FORMULAS` in this module's docstring).
         formula: the formula in words.
         baseline: control mean (rate for proportions).
         target: baseline + absolute effect.
         mde_abs: absolute effect ``target - baseline``.
         mde_rel: relative effect ``mde_abs / baseline``.
-        sd: standard deviation (means only).
+        sd: standard deviation per user (means; for ratios the delta method's), before
+            the CUPED reduction.
         alpha: family-wise significance level.
         alpha_per_comparison: level of each arm-vs-control test after the correction.
         power: power of each comparison.
@@ -82,6 +105,8 @@ class DesignResult:
         n_per_arm: users per arm (rounded up), control first.
         total_n: sum of ``n_per_arm``.
         days: duration in days from ``daily_traffic`` (or ``None``).
+        cuped_rho: correlation with the CUPED covariate (0: no CUPED); every variance
+            was multiplied by ``1 - cuped_rho**2``.
     """
 
     metric: str
@@ -102,6 +127,7 @@ class DesignResult:
     n_per_arm: tuple[int, ...]
     total_n: int
     days: int | None = None
+    cuped_rho: float = 0.0
 
     @property
     def effect_text(self) -> str:
@@ -133,7 +159,8 @@ class DesignResult:
         return (
             f"DesignResult({self.metric}, {self.effect_text}, alpha={self.alpha:g}"
             f" ({self.alternative}, {self.correction}), power={self.power:.3f}: "
-            f"n_per_arm={list(self.n_per_arm)}, total={self.total_n}{days}; method={self.method})"
+            f"n_per_arm={list(self.n_per_arm)}, total={self.total_n}{days}; method={self.method}"
+            + (f", CUPED rho={self.cuped_rho:g})" if self.cuped_rho else ")")
         )
 
     def _repr_html_(self) -> str:
@@ -149,6 +176,10 @@ class DesignResult:
             ("power", f"{self.power:.3f}"),
             ("method", f"{self.method}: {self.formula}"),
         ]
+        if self.cuped_rho:
+            rows.append(
+                ("CUPED", f"rho = {self.cuped_rho:g}: variance x {1 - self.cuped_rho**2:.4g}")
+            )
         body = "".join(
             f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows
         )
@@ -164,12 +195,14 @@ class _Setup:
     alpha_c: float
     alternative: str
     weights: tuple[float, ...]
+    factor: float = 1.0  # CUPED: 1 - rho**2
+    rho: float = 0.0
 
 
 def _variance(s: _Setup, mean: float) -> float:
-    if s.metric == "mean":
-        return float(s.sd or 0.0) ** 2
-    return mean * (1.0 - mean)
+    if s.metric != "proportion":
+        return float(s.sd or 0.0) ** 2 * s.factor
+    return mean * (1.0 - mean) * s.factor
 
 
 def _power_one(s: _Setup, total: float, d: float, w_i: float) -> float:
@@ -183,7 +216,7 @@ def _power_one(s: _Setup, total: float, d: float, w_i: float) -> float:
         df = n_c + n_i - 2
         if df <= 0:
             return 0.0
-        nc = abs(d) / float(s.sd or 0.0) / math.sqrt(1 / n_c + 1 / n_i)
+        nc = abs(d) / math.sqrt(_variance(s, p1)) / math.sqrt(1 / n_c + 1 / n_i)
         crit = stats.t.isf(s.alpha_c / 2 if two else s.alpha_c, df)
         pw = stats.nct.sf(crit, df, nc)
         low = stats.nct.cdf(-crit, df, nc) if two else 0.0
@@ -215,10 +248,64 @@ def _min_power(s: _Setup, total: float, d: float) -> float:
 MAX_ARMS = 26
 
 
-def _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, method) -> _Setup:
+def _ratio_moments(ratio: Any, baseline: Any) -> tuple[float, float]:
+    """Baseline ``R`` and the delta-method per-user sd of a ratio metric."""
+    if not isinstance(ratio, Mapping):
+        raise ValidationError(
+            "ratio", ratio, "must give the ratio's moments: " + ", ".join(RATIO_KEYS)
+        )
+    extra = sorted(set(ratio) - set(RATIO_KEYS))
+    if extra:
+        raise ValidationError(
+            f"ratio.{extra[0]}", ratio[extra[0]], "is not one of " + ", ".join(RATIO_KEYS)
+        )
+    for k in RATIO_KEYS:
+        if k not in ratio:
+            raise ValidationError(f"ratio.{k}", None, "must be given (a number)")
+        check_number(f"ratio.{k}", ratio[k])
+    my, mn = float(ratio["numerator_mean"]), float(ratio["denominator_mean"])
+    vy, vn, cov = (float(ratio[k]) for k in ("numerator_var", "denominator_var", "covariance"))
+    if mn == 0:
+        raise ValidationError("ratio.denominator_mean", mn, "must be non-zero")
+    check_number("ratio.numerator_var", vy, low=0)
+    check_number("ratio.denominator_var", vn, low=0)
+    if cov * cov > vy * vn * (1 + 1e-12):
+        raise ValidationError(
+            "ratio.covariance",
+            cov,
+            f"must satisfy cov**2 <= numerator_var * denominator_var ({vy * vn:g})",
+        )
+    r = my / mn
+    if baseline is not None and not math.isclose(float(baseline), r, rel_tol=1e-9, abs_tol=1e-12):
+        raise ValidationError(
+            "baseline", baseline, f"must be numerator_mean / denominator_mean = {r:g} (or omitted)"
+        )
+    v = (vy - 2 * r * cov + r * r * vn) / (mn * mn)
+    if v <= 0:
+        raise ValidationError("ratio", dict(ratio), "gives a delta-method variance <= 0")
+    return r, math.sqrt(v)
+
+
+def _setup(
+    metric, baseline, sd, alpha, alternative, arms, weights, correction, method,
+    cuped_rho=0.0, ratio=None,
+) -> _Setup:  # fmt: skip
     check_choice("metric", metric, METHODS)
     method = METHODS[metric][0] if method is None else method
     check_choice("method", method, METHODS[metric])
+    check_number("cuped_rho", cuped_rho, low=0, high=1, high_open=True)
+    if cuped_rho and method not in ("unpooled", "t"):
+        raise ValidationError(
+            "cuped_rho", cuped_rho, f"applies with method 'unpooled' or 't', not {method!r}"
+        )
+    if ratio is not None and metric != "ratio":
+        raise ValidationError("ratio", ratio, "is only for metric 'ratio'")
+    if metric == "ratio":
+        if sd is not None:
+            raise ValidationError("sd", sd, "is not used for ratio metrics (give ratio= moments)")
+        baseline, sd = _ratio_moments(ratio, baseline)
+    elif baseline is None:
+        raise ValidationError("baseline", baseline, "must be given (the control rate or mean)")
     check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
     check_choice("alternative", alternative, ("two-sided", "one-sided"))
     check_int("arms", arms, low=2, high=MAX_ARMS)
@@ -247,6 +334,8 @@ def _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, 
         alpha / k,
         alternative,
         tuple(float(w) for w in weights),
+        1.0 - float(cuped_rho) ** 2,
+        float(cuped_rho),
     )
 
 
@@ -300,13 +389,14 @@ def _result(
         n,
         sum(n),
         days,
+        s.rho,
     )
 
 
 def sample_size(
     metric: str = "proportion",
     *,
-    baseline: float,
+    baseline: float | None = None,
     mde: float,
     relative: bool = False,
     sd: float | None = None,
@@ -319,12 +409,15 @@ def sample_size(
     method: str | None = None,
     daily_traffic: float | None = None,
     traffic_fraction: float = 1.0,
+    cuped_rho: float = 0.0,
+    ratio: Mapping[str, float] | None = None,
 ) -> DesignResult:
     """Users needed per arm to detect ``mde`` with the given power.
 
     Args:
-        metric: ``"proportion"`` or ``"mean"``.
-        baseline: control rate (proportions) or mean.
+        metric: ``"proportion"``, ``"mean"`` or ``"ratio"``.
+        baseline: control rate (proportions) or mean; for ratios
+            ``numerator_mean / denominator_mean`` (may be omitted).
         mde: minimum detectable effect, absolute unless ``relative=True``.
         relative: read ``mde`` as a fraction of ``baseline``.
         sd: standard deviation per user (means only).
@@ -337,6 +430,11 @@ def sample_size(
         method: formula name; default ``"unpooled"``.
         daily_traffic: eligible users per day, to compute ``days``.
         traffic_fraction: share of the daily traffic that enters the experiment.
+        cuped_rho: correlation of the outcome with its CUPED covariate, ``0 <= rho < 1``:
+            the variance (so the sample size) is multiplied by ``1 - rho**2``.
+        ratio: a ratio metric's per-user moments: ``numerator_mean``,
+            ``denominator_mean``, ``numerator_var``, ``denominator_var``,
+            ``covariance`` (delta-method variance, see the module docstring).
 
     Returns:
         A :class:`DesignResult`.
@@ -345,7 +443,19 @@ def sample_size(
         >>> sample_size("mean", baseline=10.0, sd=4.0, mde=0.5, arms=3, daily_traffic=2000).days
         2
     """
-    s = _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, method)
+    s = _setup(
+        metric,
+        baseline,
+        sd,
+        alpha,
+        alternative,
+        arms,
+        weights,
+        correction,
+        method,
+        cuped_rho,
+        ratio,
+    )
     check_number("power", power, low=0, high=1, low_open=True, high_open=True)
     d = _effect(s, mde, relative)
     lo, hi = 4.0 / min(s.weights), 1e3
@@ -378,7 +488,7 @@ def _total_from(s: _Setup, total_n, n_per_arm) -> float:
 def power(
     metric: str = "proportion",
     *,
-    baseline: float,
+    baseline: float | None = None,
     mde: float,
     relative: bool = False,
     total_n: int | None = None,
@@ -390,6 +500,8 @@ def power(
     weights: Sequence[float] | None = None,
     correction: str = "bonferroni",
     method: str | None = None,
+    cuped_rho: float = 0.0,
+    ratio: Mapping[str, float] | None = None,
 ) -> DesignResult:
     """Power of each arm-vs-control comparison for a given sample.
 
@@ -399,7 +511,19 @@ def power(
         >>> round(power("proportion", baseline=0.05, mde=0.005, n_per_arm=31231).power, 3)
         0.8
     """
-    s = _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, method)
+    s = _setup(
+        metric,
+        baseline,
+        sd,
+        alpha,
+        alternative,
+        arms,
+        weights,
+        correction,
+        method,
+        cuped_rho,
+        ratio,
+    )
     d = _effect(s, mde, relative)
     total = _total_from(s, total_n, n_per_arm)
     return _result(s, d, total, _min_power(s, total, d), alpha, correction, None, 1.0)
@@ -408,7 +532,7 @@ def power(
 def minimum_detectable_effect(
     metric: str = "proportion",
     *,
-    baseline: float,
+    baseline: float | None = None,
     total_n: int | None = None,
     n_per_arm: int | None = None,
     sd: float | None = None,
@@ -420,6 +544,8 @@ def minimum_detectable_effect(
     correction: str = "bonferroni",
     method: str | None = None,
     direction: str = "increase",
+    cuped_rho: float = 0.0,
+    ratio: Mapping[str, float] | None = None,
 ) -> DesignResult:
     """Smallest effect detectable with the given power and sample, in natural units.
 
@@ -427,7 +553,19 @@ def minimum_detectable_effect(
         >>> minimum_detectable_effect("proportion", baseline=0.05, n_per_arm=31231).effect_text
         'detects 5.000% -> 5.500% (+10.0% relative)'
     """
-    s = _setup(metric, baseline, sd, alpha, alternative, arms, weights, correction, method)
+    s = _setup(
+        metric,
+        baseline,
+        sd,
+        alpha,
+        alternative,
+        arms,
+        weights,
+        correction,
+        method,
+        cuped_rho,
+        ratio,
+    )
     check_number("power", power, low=0, high=1, low_open=True, high_open=True)
     check_choice("direction", direction, ("increase", "decrease"))
     total = _total_from(s, total_n, n_per_arm)
@@ -435,7 +573,7 @@ def minimum_detectable_effect(
     if metric == "proportion":
         hi = (1 - s.baseline if sign > 0 else s.baseline) * (1 - 1e-9)
     else:
-        hi = float(sd or 0.0) * 1e6
+        hi = float(s.sd or 0.0) * 1e6
     if _min_power(s, total, sign * hi) < power:
         raise ValidationError(
             "total_n", round(total), f"is too small: no effect reaches power {power:g}"

@@ -277,18 +277,22 @@ def aggregate_sql(
     source: str = "src",
     *,
     cast_first: bool = False,
+    segment_col: str | None = None,
 ) -> str:
     """The DuckDB SQL that aggregates the sufficient statistics (users can read it).
 
     Plain SQL (no DuckDB-only syntax), so sqlglot transpiles it to Spark SQL unchanged
     in meaning. ``cast_first`` writes ``COALESCE(CAST(x AS DOUBLE), 0)`` instead of
     ``CAST(COALESCE(x, 0) AS DOUBLE)``: Spark needs it for boolean columns, DuckDB runs
-    the default about 3% faster.
+    the default about 3% faster. ``segment_col`` adds a ``segment`` key (its value as
+    text, NULL kept) to the grouping, for the per-segment analysis.
     """
     cols, pairs = _plan(metrics)
     # 1. project each column once (missing -> 0, as DOUBLE); 2. aggregate on the raw keys;
     # 3. cast the few result keys to text
     proj = [f"{_q(arm_col)} AS arm"]
+    if segment_col:
+        proj.insert(0, f"{_q(segment_col)} AS segment")
     if experiment_col:
         proj.insert(0, f"{_q(experiment_col)} AS experiment")
     fmt = "COALESCE(CAST({} AS DOUBLE), 0)" if cast_first else "CAST(COALESCE({}, 0) AS DOUBLE)"
@@ -301,8 +305,12 @@ def aggregate_sql(
     for j, (a, b) in enumerate(pairs):
         sel.append(f"SUM({idx[a]} * {idx[b]}) AS cp{j}")
         names.append(f"cp{j}")
-    group = "experiment, arm" if experiment_col else "arm"
+    group = (
+        ("experiment, " if experiment_col else "") + ("segment, " if segment_col else "") + "arm"
+    )
     outer = "CAST(arm AS VARCHAR) AS arm"
+    if segment_col:
+        outer = "CAST(segment AS VARCHAR) AS segment, " + outer
     if experiment_col:
         outer = "CAST(experiment AS VARCHAR) AS experiment, " + outer
     inner = (
@@ -321,7 +329,11 @@ def _is_spark(data: Any) -> bool:
 
 
 def _spark_aggregate(
-    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None
+    data: Any,
+    metrics: Sequence[Metric],
+    arm_col: str,
+    experiment_col: str | None,
+    segment_col: str | None = None,
 ) -> pd.DataFrame:
     """Run the aggregation SQL, transpiled by sqlglot, on the DataFrame's SparkSession."""
     import uuid
@@ -329,18 +341,27 @@ def _spark_aggregate(
     from engagelab.engines.spark_engine import to_spark_sql
 
     types = {c: t.lower() for c, t in data.dtypes}
-    _check_columns(types, metrics, arm_col, experiment_col, _SPARK_NUMERIC, ("decimal",))
+    _check_columns(
+        types, metrics, arm_col, experiment_col, _SPARK_NUMERIC, ("decimal",), segment_col
+    )
     view = f"engagelab_experiment_{uuid.uuid4().hex}"
     data.createOrReplaceTempView(view)
     try:
         sql = to_spark_sql(
-            aggregate_sql(metrics, arm_col, experiment_col, source=view, cast_first=True)
+            aggregate_sql(
+                metrics,
+                arm_col,
+                experiment_col,
+                source=view,
+                cast_first=True,
+                segment_col=segment_col,
+            )
         )
         rows = data.sparkSession.sql(sql).collect()
     finally:
         data.sparkSession.catalog.dropTempView(view)
     names = ["experiment"] if experiment_col else []
-    names += ["arm", "n"]
+    names += (["segment"] if segment_col else []) + ["arm", "n"]
     cols, pairs = _plan(metrics)
     for i in range(len(cols)):
         names += [f"s{i}", f"ss{i}"]
@@ -358,8 +379,13 @@ def _check_columns(
     experiment_col: str | None,
     numeric: tuple[str, ...],
     numeric_prefixes: tuple[str, ...],
+    segment_col: str | None = None,
 ) -> None:
-    for field, col in (("arm_col", arm_col), ("experiment_col", experiment_col)):
+    for field, col in (
+        ("arm_col", arm_col),
+        ("experiment_col", experiment_col),
+        ("by", segment_col),
+    ):
         if col is not None and col not in types:
             raise ValidationError(
                 field, col, "must be a column of data: " + ", ".join(repr(c) for c in types)
@@ -389,21 +415,29 @@ def _check_columns(
 
 
 def aggregate(
-    data: Any, metrics: Sequence[Metric], arm_col: str, experiment_col: str | None = None
+    data: Any,
+    metrics: Sequence[Metric],
+    arm_col: str,
+    experiment_col: str | None = None,
+    segment_col: str | None = None,
 ) -> pd.DataFrame:
     """Per-arm sufficient statistics as a small DataFrame.
 
     Columns: ``experiment``, ``arm``, ``n`` and, for every column ``c`` and pair
-    ``(y, x)``, ``sum:c``, ``sumsq:c`` and ``cross:y*x``.
+    ``(y, x)``, ``sum:c``, ``sumsq:c`` and ``cross:y*x``; with ``segment_col`` also
+    ``segment`` (one row per experiment x segment x arm; a missing segment value is
+    None).
     """
     if _is_spark(data):
-        out = _spark_aggregate(data, metrics, arm_col, experiment_col)
+        out = _spark_aggregate(data, metrics, arm_col, experiment_col, segment_col)
         return _finish(out, metrics, experiment_col, arm_col)
     con = _connection()
     rel = as_relation(data, con)
     types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
-    _check_columns(types, metrics, arm_col, experiment_col, _NUMERIC, ("DECIMAL",))
-    query = rel.query("src", aggregate_sql(metrics, arm_col, experiment_col))
+    _check_columns(types, metrics, arm_col, experiment_col, _NUMERIC, ("DECIMAL",), segment_col)
+    query = rel.query(
+        "src", aggregate_sql(metrics, arm_col, experiment_col, segment_col=segment_col)
+    )
     if query is None:  # pragma: no cover - DuckDB returns a relation for a SELECT
         raise ValidationError("data", "<query>", "did not produce a result")
     return _finish(query.df(), metrics, experiment_col, arm_col)

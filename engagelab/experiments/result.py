@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +23,7 @@ from engagelab.experiments._stats import LN10, adjust_logp
 from engagelab.experiments.assignment import SRMResult
 from engagelab.experiments.formatting import format_p, format_probability
 
-__all__ = ["COLUMNS", "ExperimentResult", "SRM_THRESHOLD"]
+__all__ = ["COLUMNS", "ExperimentResult", "SRM_THRESHOLD", "build_table"]
 
 SRM_THRESHOLD = 0.001
 COLUMNS = [
@@ -109,43 +109,15 @@ class ExperimentResult:
         sequential: bool,
         group_sequential: bool = False,
     ) -> ExperimentResult:
-        df = pd.DataFrame(rows)
-        for c in COLUMNS + ["_logp", "_lower"]:
-            if c not in df.columns:
-                df[c] = np.nan
-        logp = df["_logp"].to_numpy(float)
-        adj = np.full(len(df), np.nan)
-        for idx in df.groupby("experiment", sort=False).indices.values():
-            adj[idx] = adjust_logp(logp[idx], correction)
-        df["log10_p_adjusted"] = adj / LN10
-        df["p_adjusted"] = np.exp(adj)
-        df["significant"] = (df["p_adjusted"] < alpha).fillna(False).astype(bool)
-        better = np.where(df["_lower"].astype(bool), df["abs_lift"] < 0, df["abs_lift"] > 0)
-        df["direction"] = np.where(df["abs_lift"].isna(), "", np.where(better, "better", "worse"))
-        zero_ctrl = df["control_estimate"] == 0
-        df.loc[
-            zero_ctrl,
-            ["rel_lift", "rel_ci_low", "rel_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high"],
-        ] = np.nan
-        if not sequential:
-            df = df.drop(columns=["seq_p", "log10_seq_p", "seq_ci_low", "seq_ci_high"])
-        if not group_sequential:
-            df = df.drop(columns=["gs_z", "gs_bound", "gs_reject"])
-        df["note"] = df["note"].fillna("")
-        df["cuped_theta_scope"] = [v if isinstance(v, str) else "" for v in df["cuped_theta_scope"]]
-        cols = [c for c in COLUMNS if c in df.columns] + ["_lower"]
-        return cls(
-            df[cols].reset_index(drop=True),
-            pd.DataFrame(arm_rows),
-            dict(srms),
-            alpha,
-            correction,
-            sequential,
-        )
+        df = build_table(
+            rows, alpha=alpha, correction=correction, sequential=sequential,
+            group_sequential=group_sequential,
+        )  # fmt: skip
+        return cls(df, pd.DataFrame(arm_rows), dict(srms), alpha, correction, sequential)
 
     def to_pandas(self) -> pd.DataFrame:
         """The comparison table (a copy), one row per experiment x metric x arm."""
-        return self.table.drop(columns=["_lower"]).copy()
+        return self.table.drop(columns=["_lower", "_se"]).copy()
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """The comparison rows as JSON-ready dictionaries.
@@ -383,6 +355,46 @@ class ExperimentResult:
             ax.set_title("SAMPLE RATIO MISMATCH: " + ", ".join(self.srm_alarms()), color="#b00020")
         fig.tight_layout()
         return fig
+
+
+def build_table(
+    rows: list[dict],
+    *,
+    alpha: float,
+    correction: str,
+    sequential: bool,
+    group_sequential: bool = False,
+    first: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The comparison table from the rows of the analysis: p-values adjusted within
+    each experiment (and each value of the ``first`` columns, which lead the table),
+    significance, direction; optional column groups dropped when unused."""
+    df = pd.DataFrame(rows)
+    for c in COLUMNS + ["_logp", "_lower", "_se"]:
+        if c not in df.columns:
+            df[c] = np.nan
+    logp = df["_logp"].to_numpy(float)
+    adj = np.full(len(df), np.nan)
+    for idx in df.groupby([*first, "experiment"], sort=False).indices.values():
+        adj[idx] = adjust_logp(logp[idx], correction)
+    df["log10_p_adjusted"] = adj / LN10
+    df["p_adjusted"] = np.exp(adj)
+    df["significant"] = (df["p_adjusted"] < alpha).fillna(False).astype(bool)
+    better = np.where(df["_lower"].astype(bool), df["abs_lift"] < 0, df["abs_lift"] > 0)
+    df["direction"] = np.where(df["abs_lift"].isna(), "", np.where(better, "better", "worse"))
+    zero_ctrl = df["control_estimate"] == 0
+    df.loc[
+        zero_ctrl,
+        ["rel_lift", "rel_ci_low", "rel_ci_high", "bayes_rel_ci_low", "bayes_rel_ci_high"],
+    ] = np.nan
+    if not sequential:
+        df = df.drop(columns=["seq_p", "log10_seq_p", "seq_ci_low", "seq_ci_high"])
+    if not group_sequential:
+        df = df.drop(columns=["gs_z", "gs_bound", "gs_reject"])
+    df["note"] = df["note"].fillna("")
+    df["cuped_theta_scope"] = [v if isinstance(v, str) else "" for v in df["cuped_theta_scope"]]
+    cols = [*first, *[c for c in COLUMNS if c in df.columns], "_lower", "_se"]
+    return df[cols].reset_index(drop=True)
 
 
 def _is(text: str) -> str:

@@ -55,7 +55,7 @@ __all__ = [
 TESTS = ("auto", "z", "pooled_z", "welch", "fisher", "barnard")
 REL_CIS = ("delta", "fieller")
 ALTERNATIVES = ("two-sided", "greater", "less")
-SPENDINGS = ("obf", "pocock")
+SPENDINGS = ("obf", "pocock", "power")
 CUPED_THETAS = ("per_comparison", "pooled")
 
 #: The keyword form of ``analyze`` names the sequential options flat:
@@ -65,6 +65,7 @@ _SEQUENTIAL_KEYWORDS = {
     "gs_information": "information",
     "gs_look": "look",
     "gs_spending": "spending",
+    "gs_rho": "rho",
 }
 
 
@@ -145,7 +146,10 @@ class Sequential:
             design (e.g. ``(0.25, 0.5, 0.75, 1)``); adds ``gs_z``, ``gs_bound`` (the
             Lan-DeMets boundary of this look) and ``gs_reject``.
         look: which look this analysis is (1-based; default the last).
-        spending: ``"obf"`` (O'Brien-Fleming type) or ``"pocock"``.
+        spending: ``"obf"`` (O'Brien-Fleming type), ``"pocock"`` or ``"power"`` (the
+            Kim-DeMets power family ``alpha * t**rho``).
+        rho: exponent of the ``"power"`` spending function (> 0; 1 spends alpha
+            linearly, 3 is close to O'Brien-Fleming).
 
     >>> Sequential(information=(0.5, 1.0), look=3)
     Traceback (most recent call last):
@@ -158,12 +162,17 @@ class Sequential:
     information: tuple[float, ...] | None = None
     look: int | None = None
     spending: str = "obf"
+    rho: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.always_valid, bool):
             raise SpecError("sequential.always_valid", self.always_valid, "must be true or false")
         _checked(check_number, "sequential.tuning_n", self.tuning_n, low=0, low_open=True)
         _checked(check_choice, "sequential.spending", self.spending, SPENDINGS)
+        _checked(check_number, "sequential.rho", self.rho, low=0, low_open=True)
+        if self.rho != 1.0 and self.spending != "power":
+            raise SpecError("sequential.rho", self.rho, "applies to spending 'power' only")
+        object.__setattr__(self, "rho", float(self.rho))
         info = self.information
         if info is not None:
             if isinstance(info, str) or not isinstance(info, Sequence):
@@ -332,12 +341,12 @@ class Experiment:
         The keywords are the fields of :class:`Experiment`, with the sequential options
         also accepted flat as ``analyze`` has always taken them: ``sequential`` (true
         or false: always-valid results), ``tuning_n``, ``gs_information``, ``gs_look``
-        and ``gs_spending``.
+        ``gs_spending`` and ``gs_rho``.
 
         >>> e = Experiment.from_options(control="A", metrics=["clicked:proportion"],
         ...                             sequential=True, gs_information=[0.5, 1])
         >>> e.sequential
-        Sequential(always_valid=True, tuning_n=10000, information=(0.5, 1.0), look=None, spending='obf')
+        Sequential(always_valid=True, tuning_n=10000, information=(0.5, 1.0), look=None, spending='obf', rho=1.0)
         >>> Experiment.from_options(e, alpah=0.1)
         Traceback (most recent call last):
         ...

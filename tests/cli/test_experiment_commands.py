@@ -255,3 +255,58 @@ def test_analyze_table_shows_sequential_columns(ab_file):
     for r in rows:
         assert r["seq_p_text"] in text and f"{r['gs_bound']:.4g}" in text
         assert r["seq_p"] >= r["p_value"]
+
+
+def test_analyze_by_segment_json_and_table(ab_file, tmp_path):
+    d, df = ab_file
+    rng = np.random.default_rng(5)
+    seg = df.assign(country=rng.choice(["DE", "FR", "US"], len(df)))
+    seg.loc[seg.index[:40], "country"] = None
+    path = tmp_path / "seg.csv"
+    seg.to_csv(path, index=False)
+    args = ("experiment", "analyze", "--data", str(path), "--arm-col", "arm", "--control", "ctrl",
+            "--metric", "converted:proportion", "--by", "country")  # fmt: skip
+    out = json.loads(ok(*args, "--format", "json"))
+    rows = out["rows"]
+    assert out["by"] == "country" and len(rows) == 4 * 2
+    assert sorted({r["segment"] for r in rows}) == ["(missing)", "DE", "FR", "US"]
+    for r in rows:  # each segment as its own subset, z interval by hand
+        sub = (
+            seg[seg.country.isna()]
+            if r["segment"] == "(missing)"
+            else seg[seg.country == r["segment"]]
+        )
+        c, t = sub[sub.arm == "ctrl"], sub[sub.arm == r["arm"]]
+        dd, lo, _, p = _z_interval(c.converted.sum(), len(c), t.converted.sum(), len(t))
+        assert r["abs_lift"] == pytest.approx(dd, rel=1e-9)
+        assert r["abs_ci_low"] == pytest.approx(lo, rel=1e-9)
+        if r["segment"] == "(missing)":  # 40 users: the plain analysis picks Fisher's test
+            assert r["test"] == "fisher"
+            table = [[t.converted.sum(), len(t) - t.converted.sum()],
+                     [c.converted.sum(), len(c) - c.converted.sum()]]  # fmt: skip
+            p = stats.fisher_exact(table).pvalue
+        assert r["p_value"] == pytest.approx(p, rel=1e-6)
+        assert {"diff_from_rest", "diff_p", "diff_q", "differs", "diff_q_text"} <= set(r)
+    text = ok(*args)
+    assert "segment" in text and "diff_q" in text and "Benjamini-Hochberg" in text
+    proc = run(*args[:-1], "cuntry")
+    assert proc.returncode == 1
+    assert "by == 'cuntry', must be a column of data" in proc.stderr
+
+
+def test_design_cuped_and_ratio_from_the_shell():
+    out = json.loads(ok("experiment", "design", "--metric", "mean", "--baseline", "10", "--sd", "4",
+                        "--mde", "0.5", "--cuped-rho", "0.6", "--format", "json"))  # fmt: skip
+    es = 0.5 / (4 * math.sqrt(1 - 0.36))
+    ref = NormalIndPower().solve_power(effect_size=es, alpha=0.05, power=0.8, ratio=1.0)
+    assert out["n_per_arm"] == [math.ceil(ref)] * 2 and out["cuped_rho"] == 0.6
+    text = ok("experiment", "design", "--metric", "ratio", "--numerator-mean", "20",
+              "--denominator-mean", "2", "--numerator-var", "300", "--denominator-var", "2",
+              "--covariance", "20", "--mde", "0.05", "--relative")  # fmt: skip
+    ref = NormalIndPower().solve_power(effect_size=0.5 / 5.0, alpha=0.05, power=0.8, ratio=1.0)
+    assert (
+        f"{math.ceil(ref):,}, {math.ceil(ref):,}" in text and "delta-method sd per user 5" in text
+    )
+    proc = run("experiment", "design", "--metric", "mean", "--baseline", "1", "--sd", "1",
+               "--mde", "0.1", "--cuped-rho", "1")  # fmt: skip
+    assert proc.returncode == 1 and "cuped_rho == 1.0, must be in [0, 1)" in proc.stderr

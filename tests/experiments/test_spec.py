@@ -64,7 +64,8 @@ KEYWORDS = dict(
     tuning_n=2000,
     gs_information=[0.5, 1.0],
     gs_look=1,
-    gs_spending="pocock",
+    gs_spending="power",
+    gs_rho=3.0,
     bayes_draws=5000,
     seed=11,
 )
@@ -87,7 +88,12 @@ def spec() -> Experiment:
         weights={"A": 0.4, "B": 0.3, "C": 0.3},
         arms=("B", "C"),
         sequential=Sequential(
-            always_valid=True, tuning_n=2000, information=(0.5, 1.0), look=1, spending="pocock"
+            always_valid=True,
+            tuning_n=2000,
+            information=(0.5, 1.0),
+            look=1,
+            spending="power",
+            rho=3.0,
         ),
         bayes_draws=5000,
         seed=11,
@@ -171,7 +177,8 @@ def test_round_trips_through_json_and_yaml_and_is_a_value():
         "tuning_n": 2000,
         "information": [0.5, 1.0],
         "look": 1,
-        "spending": "pocock",
+        "spending": "power",
+        "rho": 3.0,
     }
     assert d["weights"] == {"A": 0.4, "B": 0.3, "C": 0.3} and d["arms"] == ["B", "C"]
     with pytest.raises(FrozenSpecError, match=r"use experiment\.replace\(alpha=\.\.\.\)"):
