@@ -94,6 +94,7 @@ __all__ = [
     "NOTIFICATION_SENT",
     "NOTIFICATION_SUPPRESSED",
     "NOTIFICATION_VIEWED",
+    "PRE_ASSIGNMENT_REASONS",
     "SYSTEM_EVENTS",
     "SYSTEM_EVENT_COLUMNS",
     "CORE_EVENT_COLUMNS",
@@ -245,6 +246,10 @@ NOTIFICATION_CLICKED = "Notification Clicked"
 CONTROL_GROUP = "Control Group"
 #: A user of the audience who was not sent; ``reason`` says why (a reason code).
 NOTIFICATION_SUPPRESSED = "Notification Suppressed"
+#: Suppression reasons decided before the control groups are drawn (eligibility): a user
+#: suppressed for one of these is in no arm; every other reason is a user assigned to a
+#: sent arm and suppressed after assignment (intention-to-treat counts them as treated).
+PRE_ASSIGNMENT_REASONS = ("opted_out", "no_ad_consent", "unreachable")
 
 SYSTEM_EVENTS = (
     NOTIFICATION_SENT,

@@ -10,10 +10,16 @@ Per campaign (and per variant, and per day of send) from the system events:
   (``conversions_vt``: viewed without a click-through conversion, then the goal
   event); ``conversion_rate`` = (ct + vt) / sent; ``revenue`` = the goal events'
   revenue property summed over those conversions;
-* uplift: the share of users doing the goal event within the window after the
-  (would-be) send time, sent users versus the campaign's control group ('Control
-  Group' events), with a confidence interval from
+* uplift, **intention-to-treat** (:data:`COMPARISON`): the share of users doing the goal
+  event within the window after the (would-be) send time, every user *assigned* to a sent
+  arm (sent, or suppressed after assignment: caps, DND, TTL, throttle, expiry, ...) versus
+  every user of the campaign's control group ('Control Group' events, including those
+  whose plan row says they ``would_be`` suppressed), with a confidence interval from
   :func:`engagelab.experiments.analyze_aggregates` (unpooled z; Fisher for tiny arms).
+  Users suppressed *before* assignment (``opted_out``, ``no_ad_consent``,
+  ``unreachable``: the control group is drawn among the eligible) are in neither arm.
+  Sent users alone are a selected subset of the assigned (those no later check caught),
+  so ``goal_rate_sent`` is descriptive, not a causal comparison with the control group.
 """
 
 from __future__ import annotations
@@ -31,12 +37,24 @@ from engagelab.campaigns.report_html import campaigns_table, report_html
 from engagelab.campaigns.spec import Campaign
 from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
+from engagelab.schema import PRE_ASSIGNMENT_REASONS
 from engagelab.validate import check_datetime
 
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["CampaignReport", "campaign_report", "choose_campaign_winner", "user_outcomes"]
+__all__ = [
+    "COMPARISON",
+    "PRE_ASSIGNMENT_REASONS",
+    "CampaignReport",
+    "campaign_report",
+    "choose_campaign_winner",
+    "user_outcomes",
+]
+
+#: The rule every uplift of the report follows (its ``comparison`` column says so).
+COMPARISON = "assigned (sent or suppressed after assignment) − control, intention-to-treat"
+
 
 _OUTCOME_SQL = """
 WITH sent AS (
@@ -45,7 +63,13 @@ WITH sent AS (
 ), ctrl AS (
   SELECT user_id, NULL AS variant, NULL AS message_key, min(ts) AS ref_ts, 'control' AS grp FROM events
   WHERE event = 'Control Group' AND campaign_id = $c AND control_group = 'campaign' GROUP BY ALL
-), base AS (SELECT * FROM sent UNION ALL SELECT * FROM ctrl),
+), supp AS (
+  SELECT user_id, variant, message_key, min(ts) AS ref_ts, 'suppressed' AS grp FROM events
+  WHERE event = 'Notification Suppressed' AND campaign_id = $c AND {assigned}
+    AND message_key IS NOT NULL
+    AND message_key NOT IN (SELECT message_key FROM sent WHERE message_key IS NOT NULL)
+  GROUP BY ALL
+), base AS (SELECT * FROM sent UNION ALL SELECT * FROM supp UNION ALL SELECT * FROM ctrl),
 ans AS (
   SELECT message_key,
     bool_or(event = 'Notification Delivered') AS delivered,
@@ -76,11 +100,17 @@ FROM base AS b LEFT JOIN ans AS a ON a.message_key = b.message_key
 
 
 def user_outcomes(ws: Core, c: Campaign) -> pd.DataFrame:
-    """One row per message sent (or user held out) by ``c`` with delivery answers and goal
-    outcomes: ``converted`` (the goal event within the window after the send),
-    ``ct`` / ``vt`` (click- / view-through conversions), ``revenue`` (of those
-    conversions) and ``goal_revenue`` (the goal's revenue within the window after the
-    send: revenue per recipient)."""
+    """One row per message sent, message suppressed after assignment, or user held out by
+    ``c``, with delivery answers and goal outcomes.
+
+    ``grp`` is ``'sent'``, ``'suppressed'`` (assigned to a sent arm, then suppressed by a
+    later check: its 'Notification Suppressed' event, a reason not in
+    :data:`PRE_ASSIGNMENT_REASONS`, for a message never sent) or ``'control'`` (the
+    campaign's control group); ``assigned`` is true for the first two (the treated arm of
+    the intention-to-treat comparison). ``converted`` is the goal event within the window
+    after the (would-be) send, ``ct`` / ``vt`` click- / view-through conversions,
+    ``revenue`` the revenue of those conversions and ``goal_revenue`` the goal's revenue
+    within the window after the send (revenue per recipient)."""
     ev_cols = ws.engine.refresh().columns.get("events", {})
     rp = c.goal.revenue_property
     revenue = f'CAST(g."{rp}" AS DOUBLE)' if rp and rp in ev_cols else "CAST(0 AS DOUBLE)"
@@ -100,26 +130,37 @@ def user_outcomes(ws: Core, c: Campaign) -> pd.DataFrame:
                 "vt",
                 "revenue",
                 "goal_revenue",
+                "assigned",
             ]
         )
     w = int(c.goal.window_hours * 3600 * 1_000_000)
-    df = ws.sql(_OUTCOME_SQL.format(revenue=revenue), {"c": c.id, "goal": c.goal.event, "w": w})
+    assigned = (
+        "reason IS NOT NULL AND reason NOT IN ("
+        + ", ".join(f"'{r}'" for r in PRE_ASSIGNMENT_REASONS)
+        + ")"
+        if "reason" in ev_cols
+        else "false"
+    )
+    sql = _OUTCOME_SQL.format(revenue=revenue, assigned=assigned)
+    df = ws.sql(sql, {"c": c.id, "goal": c.goal.event, "w": w})
     df["vt"] = df["vt_any"] & ~df["ct"]
     df.loc[~(df["ct"] | df["vt"]), "revenue"] = 0.0
+    df["assigned"] = df["grp"].isin(["sent", "suppressed"])
     return df.drop(columns="vt_any")
 
 
 def _uplift(out: pd.DataFrame, key: str | None, alpha: float) -> pd.DataFrame:
-    """Conversion of sent users (overall or per ``key``) vs the control group, with intervals."""
+    """Conversion of the users assigned to a sent arm (sent or suppressed after assignment;
+    overall or per ``key``) vs the control group, with intervals: intention-to-treat."""
     from engagelab.experiments import analyze_aggregates
 
     ctrl = out[out["grp"] == "control"]
-    sent = out[out["grp"] == "sent"]
+    treated = out[out["grp"].isin(["sent", "suppressed"])]
     arms = {"control": ctrl}
     if key is None:
-        arms["sent"] = sent
+        arms["assigned"] = treated
     else:
-        arms |= {str(k): g for k, g in sent.groupby(key, sort=True)}
+        arms |= {str(k): g for k, g in treated.groupby(key, sort=True)}
     rows = []
     for arm, g in arms.items():
         s = float(g["converted"].sum())
@@ -164,15 +205,37 @@ def _summ(g: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _itt(g: pd.DataFrame) -> dict[str, Any]:
+    """The treated arm of the intention-to-treat comparison: users assigned to a sent arm
+    (sent or suppressed after assignment), how many of them a later check suppressed,
+    their goal rate, and the rule's name."""
+    a = g[g["grp"].isin(["sent", "suppressed"])]
+    return {
+        "assigned_users": len(a),
+        "suppressed_after_assignment": int((a["grp"] == "suppressed").sum()),
+        "goal_rate_assigned": float(a["converted"].mean()) if len(a) else np.nan,
+        "comparison": COMPARISON,
+    }
+
+
 @dataclass(frozen=True, repr=False)
 class CampaignReport:
     """The consolidated report: ``table`` (one row per campaign), ``variants``, ``daily``
-    and ``suppression`` drill-downs."""
+    and ``suppression`` drill-downs.
+
+    ``uplift`` (and its interval) is intention-to-treat, named by :attr:`comparison`
+    (also a column of ``table`` and ``variants``): ``goal_rate_assigned`` (users assigned
+    to a sent arm, ``assigned_users``, of whom ``suppressed_after_assignment`` were not
+    sent) minus ``goal_rate_control``. ``goal_rate_sent`` describes the sent users only:
+    observational, not a causal comparison with the control group."""
 
     table: pd.DataFrame
     variants: pd.DataFrame
     daily: pd.DataFrame
     suppression: pd.DataFrame
+
+    #: the rule of every uplift in the report
+    comparison: str = COMPARISON
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table.copy()
@@ -200,13 +263,14 @@ class CampaignReport:
     def _repr_html_(self) -> str:
         return (
             f"<div class='el-campaign-report'><b>{html.escape(repr(self))}</b>"
+            f"<p class='el-comparison'>uplift: {html.escape(self.comparison)}</p>"
             f"{campaigns_table(self.table)}</div>"
         )
 
     def __repr__(self) -> str:
         n = len(self.table)
         sent = int(self.table["sent"].sum()) if n else 0
-        return f"CampaignReport({n} campaigns, {sent:,} messages sent)"
+        return f"CampaignReport({n} campaigns, {sent:,} messages sent; uplift: {self.comparison})"
 
 
 def _specs(ws: Core) -> dict[str, tuple[Campaign, str]]:
@@ -292,9 +356,9 @@ def campaign_report(  # noqa: C901
             "uplift_ci_low": u["abs_ci_low"] if u is not None else np.nan,
             "uplift_ci_high": u["abs_ci_high"] if u is not None else np.nan,
         }
-        rows.append(head | s)
+        rows.append(head | s | _itt(out))
         upv = _uplift(out, "variant", alpha).set_index("arm") if len(out) else pd.DataFrame()
-        for v, g in out[out["grp"] == "sent"].groupby("variant", sort=True):
+        for v, g in out[out["grp"].isin(["sent", "suppressed"])].groupby("variant", sort=True):
             r = upv.loc[str(v)] if str(v) in upv.index else None
             var_rows.append(
                 {"campaign_id": cid, "variant": v}
@@ -304,6 +368,7 @@ def campaign_report(  # noqa: C901
                     "uplift_ci_low": r["abs_ci_low"] if r is not None else np.nan,
                     "uplift_ci_high": r["abs_ci_high"] if r is not None else np.nan,
                 }
+                | _itt(g)
             )
         days = out.assign(day=pd.to_datetime(out["ref_ts"], utc=True).dt.date)
         for d, g in days.groupby("day", sort=True):
@@ -341,6 +406,10 @@ def campaign_report(  # noqa: C901
         "uplift",
         "uplift_ci_low",
         "uplift_ci_high",
+        "assigned_users",
+        "suppressed_after_assignment",
+        "goal_rate_assigned",
+        "comparison",
     ]
     return CampaignReport(
         pd.DataFrame(rows, columns=cols),

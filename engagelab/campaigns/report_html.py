@@ -374,9 +374,12 @@ def report_html(report: Any, title: str = "Campaign report") -> str:
         f"<h1>{html.escape(title)}</h1>",
         _cards(report.table),
         "<h2>Campaigns</h2>",
-        "<p class='el-legend'>Uplift: the goal rate of sent users minus the control group's, "
-        "in percentage points, with its confidence interval; green = significant gain, "
-        "red = significant loss, grey = not significant.</p>",
+        "<p class='el-legend'>Uplift, intention-to-treat: the goal rate of every user "
+        "assigned to a sent arm (sent, or suppressed after assignment by caps, DND, "
+        "throttle or expiry) minus the control group's (all of it), in percentage points, "
+        "with its confidence interval; green = significant gain, red = significant loss, "
+        "grey = not significant. The goal rate of sent users alone is descriptive "
+        "(observational), not a causal comparison.</p>",
         campaigns_table(report.table, scale),
         "<h2>Sends and outcomes over time</h2>",
         timeline_chart(report.daily),

@@ -4,17 +4,25 @@
   carrying ``L`` (cohort date = their first such 'Notification Sent'); labels side by side.
 * :func:`label_effect` — N-day retention of three groups and their differences:
 
-  - **sent**: users sent ``L``, dated at their first send;
+  - **sent** (sent or would-be-sent): users sent ``L`` *or* assigned to a sent arm of a
+    campaign carrying ``L`` and suppressed after assignment (caps, DND, TTL, throttle,
+    expiry: a 'Notification Suppressed' event whose reason is not one of
+    :data:`~engagelab.schema.PRE_ASSIGNMENT_REASONS`), dated at their first send or
+    would-be send;
   - **holdout**: users held out by the campaign or global control group of a campaign
-    carrying ``L`` (their 'Control Group' events), dated at the moment they would have
-    been sent, never sent ``L`` themselves;
+    carrying ``L`` (their 'Control Group' events, whether or not a later check would
+    have suppressed them), dated at the moment they would have been sent, and not in the
+    first group through another campaign carrying ``L``;
   - **everyone else** (observational): every other user seen before ``L`` was first
     sent, dated at that first send.
 
-  ``sent − holdout`` is the label's causal effect (holdouts are chosen at random from
-  the same audiences); ``sent − everyone else`` is labelled *observational*: who gets
-  sent is selected (reachable, active, targeted users), so it mixes the effect with
-  selection bias. Differences carry Newcombe hybrid score intervals.
+  ``sent or would-be-sent − holdout`` is the label's causal effect, intention-to-treat
+  (:data:`RULE`): holdouts are drawn at random among the same eligible audiences, and
+  the later checks apply to both arms alike, so comparing only the users actually sent
+  (those no check caught) with the holdout would be biased. ``sent or would-be-sent −
+  everyone else`` is labelled *observational*: who gets sent is selected (reachable, active, targeted
+  users), so it mixes the effect with selection bias. Differences carry Newcombe hybrid
+  score intervals.
 
 Example:
     >>> import tempfile, pandas as pd
@@ -42,21 +50,45 @@ from engagelab.retention._stats import newcombe, wilson
 from engagelab.retention.engine import _unknown_event, run_query
 from engagelab.retention.result import DIFF_COLUMNS, LONG_COLUMNS, RetentionResult, differences
 from engagelab.retention.spec import RetentionSpec
-from engagelab.schema import CONTROL_GROUP, NOTIFICATION_SENT
+from engagelab.schema import (
+    CONTROL_GROUP,
+    NOTIFICATION_SENT,
+    NOTIFICATION_SUPPRESSED,
+    PRE_ASSIGNMENT_REASONS,
+)
 from engagelab.validate import check_int, check_str
 
 if TYPE_CHECKING:
     from engagelab.storage.core import Core
 
-__all__ = ["LabelEffect", "LabelRetention", "label_effect", "label_retention", "labels_in_use"]
+__all__ = [
+    "RULE",
+    "LabelEffect",
+    "LabelRetention",
+    "label_effect",
+    "label_retention",
+    "labels_in_use",
+]
+
+#: How the causal comparison of :func:`label_effect` is defined (shown with the result).
+RULE = "intention-to-treat: sent or would-be-sent − holdout"
+#: The name of the causal comparison in :attr:`LabelEffect.comparisons`.
+CAUSAL = "sent or would-be-sent − holdout"
 
 #: Bar colour of each group in :meth:`LabelEffect.plot`.
 GROUP_COLOURS = {"sent": "#1f77b4", "holdout": "#7f7f7f", "everyone else": "#c7c7c7"}
 
+#: Who each group of :func:`label_effect` holds (its ``members`` column).
+MEMBERS = {
+    "sent": "sent or would-be-sent (suppressed after assignment)",
+    "holdout": "holdout (campaign or global control group)",
+    "everyone else": "everyone else (observational)",
+}
+
 SELECTION_WARNING = (
     "observational: users sent a label are selected (reachable, active, targeted), so "
-    "'sent − everyone else' mixes the label's effect with selection bias; use the holdout "
-    "comparison for the effect"
+    "'sent or would-be-sent − everyone else' mixes the label's effect with selection bias; "
+    "use the holdout comparison for the effect"
 )
 
 
@@ -88,27 +120,51 @@ def sent_sql(label: str) -> str:
     )
 
 
-def holdout_sql(label: str, has_campaign: bool = True) -> str:
-    """Start rows of the users held out of campaigns carrying ``label`` (never sent it)."""
+def _carries(label: str, has_campaign: bool) -> str:
+    """SQL condition: an event of a campaign carrying ``label`` (by its labels or, when the
+    events have campaign ids, by a campaign that sent the label)."""
     cond = f"list_contains(labels, {lit(label)})"
     if has_campaign:
         cond = (
             f"({cond} OR campaign_id IN (SELECT DISTINCT campaign_id FROM events WHERE event = "
             f"{lit(NOTIFICATION_SENT)} AND list_contains(labels, {lit(label)})))"
         )
+    return cond
+
+
+def assigned_sql(label: str, has_campaign: bool = True, has_reason: bool = True) -> str:
+    """Start rows of the users sent ``label`` or would-be-sent it: assigned to a sent arm
+    of a campaign carrying it and suppressed after assignment (intention-to-treat)."""
+    if not has_reason:
+        return sent_sql(label)
+    pre = ", ".join(lit(r) for r in PRE_ASSIGNMENT_REASONS)
     return (
-        f"SELECT user_id, ts FROM events WHERE event = {lit(CONTROL_GROUP)} AND {cond} "
-        f"AND user_id NOT IN (SELECT user_id FROM ({sent_sql(label)}) AS sent_users)"
+        f"{sent_sql(label)} UNION ALL SELECT user_id, ts FROM events WHERE event = "
+        f"{lit(NOTIFICATION_SUPPRESSED)} AND {_carries(label, has_campaign)} "
+        f"AND reason IS NOT NULL AND reason NOT IN ({pre})"
     )
 
 
-def others_sql(label: str, has_campaign: bool = True) -> str:
+def holdout_sql(label: str, has_campaign: bool = True, has_reason: bool = True) -> str:
+    """Start rows of the users held out of campaigns carrying ``label`` (neither sent it nor
+    would-be-sent it by another such campaign)."""
+    treated = assigned_sql(label, has_campaign, has_reason)
+    return (
+        f"SELECT user_id, ts FROM events WHERE event = {lit(CONTROL_GROUP)} "
+        f"AND {_carries(label, has_campaign)} "
+        f"AND user_id NOT IN (SELECT user_id FROM ({treated}) AS sent_users)"
+    )
+
+
+def others_sql(label: str, has_campaign: bool = True, has_reason: bool = True) -> str:
     """Start rows of everyone else seen before ``label`` was first sent, dated at that send."""
     first = f"(SELECT min(ts) FROM ({sent_sql(label)}) AS fs)"
+    treated = assigned_sql(label, has_campaign, has_reason)
+    held = holdout_sql(label, has_campaign, has_reason)
     return (
         f"SELECT DISTINCT user_id, {first} AS ts FROM events WHERE ts < {first} "
-        f"AND user_id NOT IN (SELECT user_id FROM ({sent_sql(label)}) AS s1) "
-        f"AND user_id NOT IN (SELECT user_id FROM ({holdout_sql(label, has_campaign)}) AS h1)"
+        f"AND user_id NOT IN (SELECT user_id FROM ({treated}) AS s1) "
+        f"AND user_id NOT IN (SELECT user_id FROM ({held}) AS h1)"
     )
 
 
@@ -212,16 +268,22 @@ def label_retention(
 # ------------------------------------------------------------------------ the effect
 @dataclass(frozen=True)
 class LabelEffect:
-    """N-day retention of sent / holdout / everyone else, and the differences.
+    """N-day retention of sent (or would-be-sent) / holdout / everyone else, and the
+    differences.
 
     Attributes:
         label, day, return_event: what was measured.
         groups: a row per group that has users who reached day N: size (those users),
-            retained, rate, ci_low, ci_high (a group nobody reached yet has no row; the
-            notes say so).
-        comparisons: ``sent − holdout`` (kind 'causal') and ``sent − everyone else``
-            (kind 'observational'): difference, ci_low, ci_high (Newcombe).
+            retained, rate, ci_low, ci_high, and ``members`` (who the group holds; the
+            ``sent`` group is sent or would-be-sent; a group nobody reached yet has no
+            row; the notes say so).
+        comparisons: ``sent or would-be-sent − holdout`` (kind 'causal', intention-to-treat)
+            and ``sent − everyone else`` (kind 'observational'): difference, ci_low,
+            ci_high (Newcombe) and ``rule`` (how the difference is defined).
         notes: warnings to read with the numbers.
+        rule: the causal comparison's rule (:data:`RULE`).
+        would_be_sent: users in the ``sent`` group who were suppressed after assignment
+            (all of them, reached day N or not).
     """
 
     label: str
@@ -231,10 +293,13 @@ class LabelEffect:
     comparisons: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
     results: dict[str, RetentionResult] = field(default_factory=dict, repr=False)
+    rule: str = RULE
+    would_be_sent: int = 0
 
     @property
     def effect(self) -> float:
-        """The causal estimate (sent − holdout); NaN without a holdout."""
+        """The causal estimate (sent or would-be-sent − holdout, intention-to-treat); NaN
+        without a holdout."""
         c = self.comparisons[self.comparisons["kind"] == "causal"]
         return float(c["difference"].iloc[0]) if len(c) else float("nan")
 
@@ -248,7 +313,8 @@ class LabelEffect:
             for r in self.comparisons.itertuples()
         ]
         return (
-            f"LabelEffect({self.label!r}, day {self.day} {self.return_event!r}: {'; '.join(parts)})"
+            f"LabelEffect({self.label!r}, day {self.day} {self.return_event!r}: "
+            f"{'; '.join(parts)}; rule: {self.rule})"
         )
 
     def _repr_html_(self) -> str:
@@ -266,7 +332,7 @@ class LabelEffect:
 
         groups = table(
             ["group", f"users at day {self.day}", "retained", "rate", "interval"],
-            [[str(r.group), f"{int(cast(int, r.size)):,}", f"{int(cast(int, r.retained)):,}", pct(r.rate),
+            [[str(getattr(r, "members", r.group)), f"{int(cast(int, r.size)):,}", f"{int(cast(int, r.retained)):,}", pct(r.rate),
               f"{pct(r.ci_low)} – {pct(r.ci_high)}"] for r in self.groups.itertuples()],
             "el-label-groups",
         )  # fmt: skip
@@ -282,7 +348,8 @@ class LabelEffect:
         )
         return (
             f"<div class='el-label-effect'><b>Label {html.escape(self.label)!s}: day-{self.day} "
-            f"retention ({html.escape(self.return_event)})</b>{notes}"
+            f"retention ({html.escape(self.return_event)})</b>"
+            f"<p class='el-label-rule'>causal comparison: {html.escape(self.rule)}</p>{notes}"
             f"{groups if len(self.groups) else ''}{comps}</div>"
         )
 
@@ -301,7 +368,7 @@ class LabelEffect:
             color=[GROUP_COLOURS.get(str(x), "#c7c7c7") for x in g["group"]],
         )
         ax.set_ylabel(f"day-{self.day} retention")
-        ax.set_title(f"{self.label}: sent vs holdout vs everyone else")
+        ax.set_title(f"{self.label}: sent or would-be-sent vs holdout vs everyone else")
         return ax.figure
 
 
@@ -309,7 +376,8 @@ def label_effect(  # noqa: C901
     ws: Core, label: str, *, day: int = 30, return_event: str = "App Launched", window: str = "rolling",
     confidence: float = 0.95, observational: bool = True, engine: str = "duckdb",
 ) -> LabelEffect:  # fmt: skip
-    """The label's effect on day-``day`` retention: sent vs holdout (causal), vs everyone else.
+    """The label's effect on day-``day`` retention: sent or would-be-sent vs holdout
+    (causal, intention-to-treat: :data:`RULE`), and sent vs everyone else (observational).
 
     Retention on day N means a ``return_event`` in period N after the group's start time
     (a 24-hour window with ``window='rolling'``, the UTC calendar day with 'calendar');
@@ -335,12 +403,21 @@ def label_effect(  # noqa: C901
         window=window,
         confidence=confidence,
     )
-    queries = {"sent": sent_sql(label)}
+    has_reason = "reason" in cols
+    queries = {"sent": assigned_sql(label, has_campaign, has_reason)}
     holdout_present = "control_group" in cols or has_campaign
     if holdout_present:
-        queries["holdout"] = holdout_sql(label, has_campaign)
+        queries["holdout"] = holdout_sql(label, has_campaign, has_reason)
     if observational:
-        queries["everyone else"] = others_sql(label, has_campaign)
+        queries["everyone else"] = others_sql(label, has_campaign, has_reason)
+    would_be = 0
+    if has_reason:
+        would_be = int(
+            ws.sql(
+                f"SELECT count(DISTINCT user_id) AS n FROM ({assigned_sql(label, has_campaign)}) "
+                f"AS a WHERE user_id NOT IN (SELECT user_id FROM ({sent_sql(label)}) AS s)"
+            )["n"][0]
+        )
     rows, results, started = [], {}, {}
     for group, sql in queries.items():
         started[group] = int(
@@ -362,6 +439,7 @@ def label_effect(  # noqa: C901
             {"group": group, "size": size, "retained": 0 if size == 0 else int(ov["retained"])}
         )
     groups = pd.DataFrame(rows)
+    groups["members"] = groups["group"].map(MEMBERS)
     groups["rate"] = groups["retained"] / groups["size"].where(groups["size"] > 0)
     lo, hi = wilson(groups["retained"], groups["size"], confidence)
     groups["ci_low"], groups["ci_high"] = lo, hi
@@ -383,14 +461,18 @@ def label_effect(  # noqa: C901
             continue
         d, dl, dh = newcombe(g.loc["sent", "retained"], g.loc["sent", "size"],
                              g.loc[other, "retained"], g.loc[other, "size"], confidence)  # fmt: skip
-        comps.append({"comparison": f"sent − {other}", "kind": kind, "difference": float(d),
-                      "ci_low": float(dl), "ci_high": float(dh)})  # fmt: skip
+        comps.append({"comparison": CAUSAL if kind == "causal" else f"sent or would-be-sent − {other}",
+                      "kind": kind, "difference": float(d), "ci_low": float(dl),
+                      "ci_high": float(dh),
+                      "rule": RULE if kind == "causal" else "observational: not causal"})  # fmt: skip
     if observational and "everyone else" in g.index:
         notes.append(SELECTION_WARNING)
     comparisons = pd.DataFrame(
-        comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high"]
+        comps, columns=["comparison", "kind", "difference", "ci_low", "ci_high", "rule"]
     )
     groups = groups[groups["size"] > 0].reset_index(
         drop=True
     )  # no user, no row (the notes say why)
-    return LabelEffect(label, day, return_event, groups, comparisons, tuple(notes), results)
+    return LabelEffect(
+        label, day, return_event, groups, comparisons, tuple(notes), results, RULE, would_be
+    )

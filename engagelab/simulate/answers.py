@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from engagelab.campaigns.spec import Campaign
@@ -36,20 +38,26 @@ from engagelab.delivery import ledger as L
 from engagelab.errors import ValidationError
 from engagelab.simulate.worlds import WORLD_FILE, load_world
 from engagelab.storage.core import Core
+from engagelab.validate import check_datetime
 
 __all__ = ["respond", "world_answer"]
 
 
-def respond(ws: Core, run_key: str) -> int:
+def respond(ws: Core, run_key: str, *, until: Any = None) -> int:
     """Let the workspace's simulated world answer the sent messages of ``run_key``.
 
-    Appends the world's Delivered / Viewed / Clicked / Charged events once per set of
-    sent messages (idempotent); returns the number of events appended. A run whose
-    messages are not all final yet (some still queued for the dispatcher, or claimed) is
-    answered later, in full, once they are: 0 is returned until then, so the answers of
-    one run are appended once. A message is answered as if it went at its release time:
-    its planned time, or the later due time it was held to (do-not-disturb).
+    Appends the world's Delivered / Viewed / Clicked / Charged events (and the later
+    'App Launched' events of planted label effects) once per set of sent messages
+    (idempotent); returns the number of events appended. ``until`` (a UTC instant) keeps
+    only the answers that have happened by then: the end of what the world has been
+    observed for, so no answer lies in a future the baseline has not reached.
+
+    A run whose messages are not all final yet (some still queued for the dispatcher, or
+    claimed) is answered later, in full, once they are: 0 is returned until then, so the
+    answers of one run are appended once. A message is answered as if it went at its
+    release time: its planned time, or the later due time it was held to (do-not-disturb).
     """
+    cut = check_datetime("until", until, allow_none=True)
     world = load_world(ws)
     with ws.state.read() as conn:
         run = conn.execute(sa.select(L.runs.c.spec).where(L.runs.c.run_key == run_key)).first()
@@ -86,9 +94,14 @@ def respond(ws: Core, run_key: str) -> int:
         + ":"
         + hashlib.sha256("\n".join(df["message_key"]).encode()).hexdigest()[:16]
     )
+    if cut is not None:
+        fp += f":until={pd.Timestamp(cut).isoformat()}"
     if ws.store.find("events", fp) is not None:
         return 0
     answer = world.respond(df)
+    if cut is not None:
+        limit = pa.scalar(pd.Timestamp(cut).to_pydatetime(), answer.schema.field("ts").type)
+        answer = answer.filter(pc.less_equal(answer.column("ts"), limit))
     if answer.num_rows:
         ws.append("events", answer, fingerprint=fp, source="campaigns")
     return answer.num_rows

@@ -10,6 +10,8 @@ import pandas as pd
 import papermill as pm
 import pytest
 
+from engagelab import Workspace
+from engagelab.schema import PRE_ASSIGNMENT_REASONS
 from tests.notebooks.figures import assert_plots_render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +60,30 @@ def test_label_retention_notebook(tmp_path):
     groups = {g["group"]: g for g in summary["groups"]}
     comps = {c["kind"]: c for c in summary["comparisons"]}
     assert set(groups) == {"sent", "holdout", "everyone else"}
-    assert groups["sent"]["size"] > 0 and groups["holdout"]["size"] > 0
+    assert "would-be-sent" in groups["sent"]["members"]
+    # the notebook went through the planner: eligibility first (the unreachable and opted
+    # out are suppressed before the control group is drawn), then the DND drop after
+    # assignment, for the sent arm (suppressed) and the control group (would_be) alike
+    plan = pd.DataFrame(summary["plan"])
+    users = plan.groupby(["decision", "reason"])["users"].sum()
+    assert users[("suppressed", "unreachable")] > 0 and users[("suppressed", "opted_out")] > 0
+    assert users[("suppressed", "dnd_drop")] > 0
+    after = plan[(plan["decision"] == "suppressed") & ~plan["reason"].isin(PRE_ASSIGNMENT_REASONS)]
+    assert summary["would_be_sent"] == after["users"].sum()
+    with Workspace.open(ws) as w:
+        f = w.sql(
+            "SELECT event, count(DISTINCT user_id) AS n FROM events WHERE campaign_id = "
+            "'onboarding-1' AND event IN ('Notification Sent', 'Control Group') GROUP BY ALL"
+        )
+    n = f.set_index("event")["n"]
+    assert n["Notification Sent"] == users[("send", "")]
+    assert n["Control Group"] == plan.loc[plan["decision"] == "control", "users"].sum()
+    # intention-to-treat: every assigned user (sent or would-be-sent) against the whole
+    # holdout; with 12 observed days everyone has reached day 10
+    assert groups["sent"]["size"] == users[("send", "")] + after["users"].sum()
+    assert groups["holdout"]["size"] == n["Control Group"]
+    assert comps["causal"]["comparison"] == "sent or would-be-sent − holdout"
+    assert summary["rule"] == comps["causal"]["rule"] and "intention-to-treat" in summary["rule"]
     # a planted effect of 0.3 a day: the causal difference is clearly positive,
     # and the observational one is larger still (selection of active users)
     assert comps["causal"]["ci_low"] > 0
