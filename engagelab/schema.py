@@ -96,6 +96,7 @@ __all__ = [
     "NOTIFICATION_VIEWED",
     "SYSTEM_EVENTS",
     "SYSTEM_EVENT_COLUMNS",
+    "UNSUBSCRIBED",
     "CORE_EVENT_COLUMNS",
     "CORE_PROFILE_COLUMNS",
     "EVENT_SCHEMA",
@@ -245,6 +246,11 @@ NOTIFICATION_CLICKED = "Notification Clicked"
 CONTROL_GROUP = "Control Group"
 #: A user of the audience who was not sent; ``reason`` says why (a reason code).
 NOTIFICATION_SUPPRESSED = "Notification Suppressed"
+
+#: A user's unsubscribe (an unsubscribe link, a STOP reply), ingested like any event: its
+#: ``channel`` property names the channel it applies to (null or absent: every channel).
+#: Planning counts it as ``opted_out`` and the dispatcher checks it again at release.
+UNSUBSCRIBED = "Unsubscribed"
 
 SYSTEM_EVENTS = (
     NOTIFICATION_SENT,

@@ -222,6 +222,7 @@ def delivery(i: int) -> Delivery:
         ),
         min_gap_hours=12,
         ignore_caps=True,
+        ignore_workspace_caps=True,
         throttle_per_minute=500,
         ttl_hours=6,
         cut_off=dt.datetime(2026, 3, 9, 18, 0, tzinfo=dt.UTC),
