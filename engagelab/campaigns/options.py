@@ -391,3 +391,10 @@ def campaign_caps(c: Any, ws: Any = None) -> tuple[FrequencyCap, ...]:
     if ws is not None and not opt.ignore_workspace_caps:
         caps += workspace_caps(ws)
     return caps
+
+
+def gap_cap(hours: float) -> FrequencyCap:
+    """A minimum gap of ``hours`` between two messages as a rolling cap of one per gap
+    (in whole minutes, at least one)."""
+    minutes = max(1, int(round(hours * 60)))
+    return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")

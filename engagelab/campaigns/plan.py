@@ -819,10 +819,9 @@ def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
 
 
 def _gap_cap(hours: float) -> Any:
-    from engagelab.campaigns.options import FrequencyCap
+    from engagelab.campaigns.options import gap_cap
 
-    minutes = max(1, int(round(hours * 60)))
-    return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")
+    return gap_cap(hours)
 
 
 def _phase(ws: Core, c: Campaign, ld: dt.datetime, phase: str | None) -> tuple[str, str | None]:

@@ -18,7 +18,10 @@ on the ledger with its reason code and a 'Notification Suppressed' event, like
   that actually went (ledger ``handed`` / ``sent``), not those planned or queued: with a
   cap of one a day and two campaigns queued for one user, the first released goes and
   the second is suppressed. The check and the suppression are one write transaction
-  holding the caps lock.
+  holding the caps lock. Rounds of one dispatcher hand runs over one after another, so a
+  run released later in the round sees what an earlier one sent; two dispatchers releasing
+  messages to the same user in the same instant may both pass (a claim in flight is not
+  counted, so that a failed hand-over does not use up a slot).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from engagelab.campaigns import timing
-from engagelab.campaigns.options import campaign_caps
+from engagelab.campaigns.options import campaign_caps, gap_cap
 from engagelab.campaigns.spec import Campaign
 from engagelab.delivery import handover as H
 from engagelab.delivery import ledger as L
@@ -134,12 +137,10 @@ def _cap_reasons(
     t = np.full(n, at_us, dtype=np.int64)
     tz = pd.Series(rows["timezone"], dtype=object)
     if gap:
-        from engagelab.campaigns.plan import _gap_cap
-
         h = hist[hist["campaign_id"] == c.id]
         hit = timing.cap_conflicts(
             users, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
-            h["channel"].to_numpy(), [_gap_cap(gap)],
+            h["channel"].to_numpy(), [gap_cap(gap)],
         )  # fmt: skip
         reason[hit] = "min_gap"
     if caps:
