@@ -82,7 +82,7 @@ def _plant(ws, rng, p_sent, p_other, hours=3):
     the message, p_other for everyone else (held out or suppressed)."""
     ev = ws.sql(
         "SELECT user_id, bool_or(event = 'Notification Sent') AS sent, min(ts) AS ts "
-        "FROM events WHERE campaign_id = 'promo' GROUP BY ALL"
+        "FROM events WHERE campaign_id = 'promo' GROUP BY ALL ORDER BY user_id"
     )
     conv = rng.random(len(ev)) < np.where(ev["sent"], p_sent, p_other)
     buy = pd.DataFrame(
@@ -211,7 +211,7 @@ def test_interval_coverage_over_planted_worlds(ws):
     rng = _world(ws, n=5000, seed=7)
     ev = ws.sql(
         "SELECT user_id, bool_or(event = 'Notification Sent') AS sent, min(ts) AS ts "
-        "FROM events WHERE campaign_id = 'promo' GROUP BY ALL"
+        "FROM events WHERE campaign_id = 'promo' GROUP BY ALL ORDER BY user_id"
     )
     held = global_control(ev["user_id"], "s1", 0.10)
     sent = ev["sent"].to_numpy()
