@@ -97,6 +97,7 @@ __all__ = [
     "PRE_ASSIGNMENT_REASONS",
     "SYSTEM_EVENTS",
     "SYSTEM_EVENT_COLUMNS",
+    "UNSUBSCRIBED",
     "CORE_EVENT_COLUMNS",
     "CORE_PROFILE_COLUMNS",
     "EVENT_SCHEMA",
@@ -250,6 +251,11 @@ NOTIFICATION_SUPPRESSED = "Notification Suppressed"
 #: suppressed for one of these is in no arm; every other reason is a user assigned to a
 #: sent arm and suppressed after assignment (intention-to-treat counts them as treated).
 PRE_ASSIGNMENT_REASONS = ("opted_out", "no_ad_consent", "unreachable")
+
+#: A user's unsubscribe (an unsubscribe link, a STOP reply), ingested like any event: its
+#: ``channel`` property names the channel it applies to (null or absent: every channel).
+#: Planning counts it as ``opted_out`` and the dispatcher checks it again at release.
+UNSUBSCRIBED = "Unsubscribed"
 
 SYSTEM_EVENTS = (
     NOTIFICATION_SENT,

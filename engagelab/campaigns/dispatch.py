@@ -5,6 +5,10 @@ A claimed message is found in its run's audience snapshot (stored with the run o
 first attempt, like a rerun of ``send`` uses it), rendered with the run's campaign spec
 and handed to the channel's configured provider (``engagelab.yaml`` / environment, as for
 ``send``) on the same path as ``send``: :func:`engagelab.campaigns.send.hand_over`.
+Before that, each claimed message is checked again at its release: do-not-disturb
+(held or ``dnd_drop``), then opt-outs, the cut-off and frequency caps counted against what
+actually went (:mod:`engagelab.campaigns.release`); a message that fails is suppressed with
+its reason and a 'Notification Suppressed' event, and never reaches the provider.
 
 Example:
     >>> from engagelab.campaigns import Dispatcher  # doctest: +SKIP
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from engagelab.campaigns.release import check_release
 from engagelab.campaigns.send import (
     HANDOFF_UNIT,
     _append,
@@ -113,11 +118,22 @@ class CampaignSource:
         ttl = int(c.delivery.ttl_hours * 3600 * 1_000_000) if c.delivery.ttl_hours else None
         rows = _arrays(frame.loc[present].reset_index(drop=True), ttl)
         held, dropped = self._dnd(ws, c, rows, owner, handed_us, fp)
+        sup = {"dnd_drop": dropped} if dropped else {}
         if held or dropped:
             keep = ~np.isin(rows["message_key"], np.array(list(self._gone), dtype=object))
             rows = _take(rows, keep)
             if not keep.any():
-                return 0, failed, held, ({"dnd_drop": dropped} if dropped else {})
+                return 0, failed, held, sup
+        # what changed since planning: opt-outs, the cut-off, caps against what went
+        rfp = fp + "#r#s"
+        keep, late = check_release(ws, c, rows, owner, handed_us, rfp)
+        if late:
+            self._events_for(ws, c, rfp, handed_us)
+            for k, v in late.items():
+                sup[k] = sup.get(k, 0) + v
+            rows = _take(rows, keep)
+            if not keep.any():
+                return 0, failed, held, sup
         if self.provider is None:
             from engagelab.delivery.registry import provider_for
 
@@ -131,7 +147,7 @@ class CampaignSource:
                     ws, conn, prov, c, rows, fp, owner, lease_seconds=lease_seconds,
                     retries=self.retries, handed_us=handed_us,
                 )  # fmt: skip
-            return ok, bad + failed, held, ({"dnd_drop": dropped} if dropped else {})
+            return ok, bad + failed, held, sup
         finally:
             prov.close()
 

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from engagelab.campaigns.options import campaign_caps
 from engagelab.campaigns.plan import event_variables, plan
 from engagelab.campaigns.result import Plan
 from engagelab.campaigns.send import (
@@ -241,7 +242,7 @@ class LiveTriggers:
         ld = dt.datetime.fromtimestamp(now_us / _US, dt.UTC)
         opt = c.delivery
         per_user = bool(
-            (opt.caps and not opt.ignore_caps) or opt.min_gap_hours
+            campaign_caps(c, ws) or opt.min_gap_hours
             or opt.best_time is not None or opt.send_time_policy
         )  # fmt: skip
         if not per_user:
@@ -265,7 +266,7 @@ class LiveTriggers:
         transaction, or nothing when another dispatcher moved it first."""
         opt = c.delivery
         ttl = int(opt.ttl_hours * 3600 * _US) if opt.ttl_hours else None
-        caps = () if opt.ignore_caps else opt.caps
+        caps = campaign_caps(c, ws)  # its own and the workspace's (unless it opts out)
         gap = opt.min_gap_hours
         queued = 0
         flagged: list[str] = []

@@ -38,9 +38,11 @@ __all__ = [
     "FrequencyCap",
     "SEND_TIME_COLUMNS",
     "SEND_TIME_POLICIES",
+    "campaign_caps",
     "check_send_times",
     "register_send_time_policy",
     "send_time_policy",
+    "workspace_caps",
 ]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -188,7 +190,11 @@ class Delivery:
         dnd: do-not-disturb windows.
         caps: frequency caps (per channel or across all channels).
         min_gap_hours: minimum time between two messages of this campaign to one user.
-        ignore_caps: this campaign is exempt from frequency caps.
+        ignore_caps: this campaign is exempt from frequency caps (its own and the
+            workspace's).
+        ignore_workspace_caps: this campaign is exempt from the workspace-wide caps
+            (``frequency_caps:`` in ``engagelab.yaml``, see :func:`workspace_caps`); its
+            own ``caps`` still apply.
         throttle_per_minute: at most this many messages per minute (later ones wait): the
             plan spreads the send times, and the dispatcher releases queued messages at
             this rate (a token bucket of this many, refilled continuously).
@@ -215,6 +221,7 @@ class Delivery:
     caps: tuple[FrequencyCap, ...] = ()
     min_gap_hours: float | None = None
     ignore_caps: bool = False
+    ignore_workspace_caps: bool = False
     throttle_per_minute: int | None = None
     throttle_per_5_minutes: int | None = None
     ttl_hours: float | None = None
@@ -243,8 +250,9 @@ class Delivery:
             ):
                 raise SpecError(f"delivery.{name}", v, "must be a number > 0 or None")
         _check_throttle(self.throttle_per_minute, self.throttle_per_5_minutes)
-        if not isinstance(self.ignore_caps, bool):
-            raise SpecError("delivery.ignore_caps", self.ignore_caps, "must be true or false")
+        for name in ("ignore_caps", "ignore_workspace_caps"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(f"delivery.{name}", getattr(self, name), "must be true or false")
         if self.cut_off is not None:
             object.__setattr__(
                 self, "cut_off", _spec(check_datetime, "delivery.cut_off", self.cut_off)
@@ -339,3 +347,78 @@ def _best_time_options(value: Any) -> Any:
         raise SpecError(
             field, exc.value, exc.allowed, message=f"delivery.best_time: {exc}"
         ) from None
+
+
+#: The keys of one entry of the workspace's ``frequency_caps:`` section.
+_CAP_KEYS = ("max", "window", "unit", "kind", "channel")
+
+
+def workspace_caps(ws: Any) -> tuple[FrequencyCap, ...]:
+    """The workspace-wide frequency caps: the ``frequency_caps:`` section of the workspace's
+    ``engagelab.yaml`` (``ws.config``), a list of caps with the fields of
+    :class:`FrequencyCap`. Every campaign respects them unless its delivery options say
+    ``ignore_caps`` or ``ignore_workspace_caps``.
+
+    Example (``engagelab.yaml``)::
+
+        frequency_caps:
+          - {max: 3, window: 7, unit: days}                 # any channel, rolling 7 days
+          - {max: 1, unit: days, kind: calendar, channel: push}  # a local calendar day
+
+    >>> workspace_caps({"frequency_caps": [{"max": 3, "window": 7, "unit": "days"}]})
+    (FrequencyCap(max=3, window=7, unit='days', kind='rolling', channel='*'),)
+    >>> workspace_caps({"frequency_caps": [{"max": 0}]})
+    Traceback (most recent call last):
+    ...
+    engagelab.errors.ValidationError: frequency_caps[0].max == 0, must be an integer >= 1
+    """
+    config = ws if isinstance(ws, Mapping) else (getattr(ws, "config", None) or {})
+    section = config.get("frequency_caps")
+    if section is None:
+        return ()
+    if isinstance(section, Mapping | str | bytes):
+        raise ValidationError(
+            "frequency_caps", type(section).__name__,
+            "must be a list of caps (max, window, unit, kind, channel) in engagelab.yaml",
+        )  # fmt: skip
+    try:
+        entries = list(section)
+    except TypeError:
+        raise ValidationError(
+            "frequency_caps", section, "must be a list of caps in engagelab.yaml"
+        ) from None
+    out = []
+    for i, entry in enumerate(entries):
+        name = f"frequency_caps[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ValidationError(name, entry, "must be a mapping of " + ", ".join(_CAP_KEYS))
+        extra = sorted(str(k) for k in set(entry) - set(_CAP_KEYS))
+        if extra:
+            raise ValidationError(
+                f"{name}.{extra[0]}", entry[extra[0]], "is not a cap field: " + ", ".join(_CAP_KEYS)
+            )
+        try:
+            out.append(FrequencyCap(**dict(entry)))
+        except ValidationError as exc:
+            field = f"{name}.{exc.field.rsplit('.', 1)[-1]}"
+            raise ValidationError(field, exc.value, exc.allowed) from None
+    return tuple(out)
+
+
+def campaign_caps(c: Any, ws: Any = None) -> tuple[FrequencyCap, ...]:
+    """The caps campaign ``c`` respects: none with ``ignore_caps``, else its own caps and
+    (with a workspace ``ws``, unless ``ignore_workspace_caps``) the workspace's."""
+    opt = c.delivery
+    if opt.ignore_caps:
+        return ()
+    caps = tuple(opt.caps)
+    if ws is not None and not opt.ignore_workspace_caps:
+        caps += workspace_caps(ws)
+    return caps
+
+
+def gap_cap(hours: float) -> FrequencyCap:
+    """A minimum gap of ``hours`` between two messages as a rolling cap of one per gap
+    (in whole minutes, at least one)."""
+    minutes = max(1, int(round(hours * 60)))
+    return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")

@@ -29,7 +29,9 @@ comparison of sent-or-would-be-sent with control is intention-to-treat. Template
 (``missing_variable``, ``invalid_header``) depend on the variant and the throttle on the
 sent queue, so they apply to the sent arms only.
 
-Reason codes, in the order they are checked: ``opted_out``, ``no_ad_consent``
+Reason codes, in the order they are checked: ``opted_out`` (the channel's opt-out flag,
+or an :data:`engagelab.schema.UNSUBSCRIBED` event for the channel or every channel by the
+planning instant), ``no_ad_consent``
 (remarketing audiences: the profile's ``ad_consent`` is not true, missing counts as no
 consent; their ``opted_out`` also covers ``unsubscribed``), ``unreachable``,
 ``global_control``, ``control``, ``missing_variable`` (a template reads a property
@@ -37,7 +39,9 @@ this user lacks, without a default), ``invalid_header`` (a header value would no
 one clean line: a subject rendered from a profile value with a newline or another
 control character, or a malformed recipient address), ``tz_passed``, ``best_time_drop`` (the best-time
 hook dropped the user; ``best_time_reason`` says why), ``dnd_drop``, ``ttl_expired``,
-``cut_off``, ``min_gap``, ``frequency_cap``, ``throttled_to_later``. ``opted_out`` and
+``cut_off``, ``min_gap``, ``frequency_cap`` (the campaign's caps and the workspace's
+``frequency_caps:``, unless ``ignore_caps`` / ``ignore_workspace_caps``),
+``throttled_to_later``. ``opted_out`` and
 ``unreachable`` follow the channel's rule in :data:`engagelab.schema.REACH_RULES` (e.g.
 in-app reaches app users, push opted-out or not; a web pop-up reaches web users only).
 
@@ -64,7 +68,8 @@ import pandas as pd
 
 from engagelab.campaigns import timing
 from engagelab.campaigns.global_control import get_global_control
-from engagelab.campaigns.options import check_send_times, send_time_policy
+from engagelab.campaigns.options import campaign_caps, check_send_times, send_time_policy
+from engagelab.campaigns.release import unsubscribed_users
 from engagelab.campaigns.result import Plan
 from engagelab.campaigns.spec import TRIGGER_TYPES, Campaign
 from engagelab.delivery import ledger as L
@@ -607,6 +612,10 @@ def plan(  # noqa: C901
     df["reason"] = np.full(len(df), None, dtype=object)
     df["would_be"] = np.full(len(df), None, dtype=object)
     optout = df["optout"].fillna(False).astype(bool).to_numpy()
+    if len(df):  # an unsubscribe event (by the planning instant) opts out like the flag
+        unsub = unsubscribed_users(ws, c.channel, now_t)
+        if unsub:
+            optout = optout | df["user_id"].astype(str).isin(unsub).to_numpy(dtype=bool)
     _suppress(df, optout, "opted_out")
     _suppress(df, df["no_ad_consent"].fillna(True).astype(bool).to_numpy(), "no_ad_consent")
     addr = df["address"]
@@ -773,7 +782,7 @@ _HISTORY_BY_USER_MAX = 200_000
 
 def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
     opt = c.delivery
-    caps = () if opt.ignore_caps else opt.caps
+    caps = campaign_caps(c, ws)
     if not caps and not opt.min_gap_hours:
         return
     # control users are checked too (their would_be reason): both arms alike
@@ -832,10 +841,9 @@ def _caps(ws: Core, c: Campaign, df: pd.DataFrame, run_key: str) -> None:
 
 
 def _gap_cap(hours: float) -> Any:
-    from engagelab.campaigns.options import FrequencyCap
+    from engagelab.campaigns.options import gap_cap
 
-    minutes = max(1, int(round(hours * 60)))
-    return FrequencyCap(max=1, window=minutes, unit="minutes", kind="rolling", channel="*")
+    return gap_cap(hours)
 
 
 def _phase(ws: Core, c: Campaign, ld: dt.datetime, phase: str | None) -> tuple[str, str | None]:

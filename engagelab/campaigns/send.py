@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from engagelab.campaigns import timing
+from engagelab.campaigns.options import campaign_caps, gap_cap
 from engagelab.campaigns.result import Plan, SendResult
 from engagelab.campaigns.spec import Campaign
 from engagelab.clock import Clock, as_clock, now_us
@@ -374,13 +375,15 @@ def _claim(
     owner: str,
     lease_s: float,
     due_us: int | None = None,
+    caps: tuple[Any, ...] | None = None,
 ) -> _Claim:
     """Claim a unit in one transaction: insert the absent keys (``ON CONFLICT DO
     NOTHING``) — claimed when due by ``due_us`` (the send clock's now; None: all due),
     queued otherwise — take over stale claims and queued rows that fell due (not expired),
-    and read back which rows this call owns."""
+    and read back which rows this call owns. ``caps``: the caps to check (default: the
+    campaign's own; ``send`` passes them with the workspace's)."""
     keys = rows["message_key"].tolist()
-    caps = () if c.delivery.ignore_caps else c.delivery.caps
+    caps = campaign_caps(c) if caps is None else caps
     gap = c.delivery.min_gap_hours
     with conn.begin():
         now = H.stamp(conn)
@@ -499,12 +502,10 @@ def _caps(
         return reason
     u, tz = new["user_id"], pd.Series(new["timezone"])
     if gap:
-        from engagelab.campaigns.plan import _gap_cap  # plan imports the statistics stack
-
         h = hist[hist["campaign_id"] == c.id]
         hit = timing.cap_conflicts(
             u, t, tz, c.channel, h["user_id"].to_numpy(), h["t"].to_numpy(),
-            h["channel"].to_numpy(), [_gap_cap(gap)],
+            h["channel"].to_numpy(), [gap_cap(gap)],
         )  # fmt: skip
         reason[hit] = "min_gap"
     over = timing.cap_conflicts(
@@ -677,13 +678,16 @@ def send(  # noqa: C901
     n_todo = len(todo)
     ttl = int(c.delivery.ttl_hours * 3600 * _US) if c.delivery.ttl_hours else None
     owner = H.owner_token()
+    caps = campaign_caps(c, ws)
     sent = redelivered = failed = 0
     prov.open()
     try:
         with H.connection(ws) as conn:
             for b, lo in enumerate(range(0, n_todo, unit)):
                 rows = _arrays(todo.iloc[lo : lo + unit], ttl)
-                cl = _claim(conn, c, run_key, b, attempt, rows, owner, lease_seconds, now_us(clk))
+                cl = _claim(
+                    conn, c, run_key, b, attempt, rows, owner, lease_seconds, now_us(clk), caps
+                )
                 redelivered += cl.redelivered
                 if cl.suppressed:
                     _flush_suppressed(ws, run_key, b, attempt, c)

@@ -5,7 +5,8 @@ The ledger has one row per message key (unique): ``claimed`` before the provider
 (inserted with ``ON CONFLICT DO NOTHING``: the process whose insert won owns it, recorded
 in ``owner`` with a lease in ``lease_us``), ``handed`` while a provider without
 idempotency (SMTP) commits it, ``sent`` after it succeeded, ``failed`` after a permanent
-failure, ``suppressed`` when a frequency cap or minimum gap turned it down at claim time. Frequency caps are checked
+failure, ``suppressed`` when a frequency cap or minimum gap turned it down at claim time
+(or a check of the dispatcher at release: see :mod:`engagelab.campaigns.release`). Frequency caps are checked
 against the ledger inside the claim transaction, which holds the ``caps`` lock row, so
 two processes never both claim the last slot of a user's cap.
 """
@@ -65,17 +66,29 @@ def history(
     *,
     users: list[str] | None = None,
     exclude_run: str | None = None,
+    statuses: tuple[str, ...] = ("claimed", "handed", "sent"),
     queued: bool = False,
 ) -> pd.DataFrame:
     """Ledger messages (``user_id``, ``t``, ``channel``, ``campaign_id``, ``key``)
     occupying cap slots with ``send_at`` in ``[lo_us, hi_us)`` (of
     ``users`` only, when given: one statement with a JSON list on SQLite, ``IN`` lists of
-    :data:`IN_CHUNK` elsewhere); with ``queued``, messages waiting in the queue count
-    too."""
-    held = "'queued', " if queued else ""
+    :data:`IN_CHUNK` elsewhere). ``statuses``: the ledger states that occupy a slot (at
+    release the dispatcher counts only what went: ``handed`` and ``sent``); ``queued``
+    adds the messages waiting in the queue."""
+    if queued and "queued" not in statuses:
+        statuses = ("queued", *statuses)
+    bad = sorted(set(statuses) - {"claimed", "handed", "sent", "queued"})
+    if bad or not statuses:
+        raise ValidationError(
+            "statuses",
+            bad or list(statuses),
+            "must be ledger states: claimed, handed, sent, queued",
+        )
     sql = (
         'SELECT user_id, send_at, channel, campaign_id, "key" FROM el_campaign_ledger '
-        f"WHERE send_at >= ? AND send_at < ? AND status IN ({held}'claimed', 'handed', 'sent')"
+        "WHERE send_at >= ? AND send_at < ? AND status IN ("
+        + ", ".join(f"'{s}'" for s in statuses)
+        + ")"
     )
     params: list[Any] = [int(lo_us), int(hi_us)]
     if exclude_run is not None:

@@ -222,6 +222,7 @@ def delivery(i: int) -> Delivery:
         ),
         min_gap_hours=12,
         ignore_caps=True,
+        ignore_workspace_caps=True,
         throttle_per_minute=500 if i % 4 != 3 else None,
         throttle_per_5_minutes=2000 if i % 4 == 3 else None,
         ttl_hours=6,
