@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -49,13 +49,11 @@ from engagelab.experiments.assignment import SRMResult, srm_check
 from engagelab.experiments.bayes import bayes_summary
 from engagelab.experiments.metrics import Metric, aggregate, cross
 from engagelab.experiments.result import ExperimentResult
+from engagelab.experiments.segmented import MAX_SEGMENTS, SegmentedResult, segment_analysis
 from engagelab.experiments.sequential import always_valid, group_sequential_bounds
 from engagelab.experiments.spec import REL_CIS, TESTS, Experiment, as_experiment
 
-if TYPE_CHECKING:
-    from engagelab.experiments.segmented import SegmentedResult
-
-__all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates", "analyze_spec"]
+__all__ = ["REL_CIS", "TESTS", "analyze", "analyze_aggregates", "analyze_by", "analyze_spec"]
 
 
 def _arm_stats(
@@ -474,10 +472,27 @@ def analyze(
     """
     exp = as_experiment(experiment, options)
     if by is not None:
-        from engagelab.experiments.segmented import analyze_by
-
         return analyze_by(data, exp, by, max_segments=max_segments)
     agg = aggregate(data, list(exp.metrics), exp.arm_col, exp.experiment_col)
     if agg.empty:
         raise ValidationError("data", "<empty>", "must contain at least one user")
     return analyze_aggregates(agg, exp)
+
+
+def analyze_by(
+    data: Any,
+    spec: Experiment,
+    by: str,
+    *,
+    max_segments: int = MAX_SEGMENTS,
+    agg: pd.DataFrame | None = None,
+) -> SegmentedResult:
+    """Per-segment analysis of ``data`` by the column ``by``: what ``analyze(..., by=)``
+    returns (see :mod:`engagelab.experiments.segmented`).
+
+    ``agg`` (the output of ``aggregate(..., segment_col=by)``) replaces ``data``.
+    """
+    return segment_analysis(
+        data, spec, by, analyze_spec=analyze_spec, comparison_rows=comparison_rows,
+        max_segments=max_segments, agg=agg,
+    )  # fmt: skip

@@ -32,7 +32,8 @@ Example:
     >>> df = pd.DataFrame({"country": ["DE"] * 2000 + ["FR"] * 2000,
     ...                    "arm": (["A"] * 1000 + ["B"] * 1000) * 2,
     ...                    "clicked": ten + ten + ten + twenty})
-    >>> r = analyze_by(df, Experiment(control="A", metrics=("clicked:proportion",)), "country")
+    >>> from engagelab.experiments import analyze
+    >>> r = analyze(df, Experiment(control="A", metrics=("clicked:proportion",)), by="country")
     >>> cols = ["segment", "abs_lift", "rest_abs_lift", "diff_from_rest", "differs"]
     >>> r.to_pandas()[cols].round(3).values.tolist()
     [['DE', 0.0, 0.1, -0.1, True], ['FR', 0.1, 0.0, 0.1, True]]
@@ -60,7 +61,7 @@ from engagelab.experiments.result import ExperimentResult, _ci, _is, _num, build
 from engagelab.experiments.spec import Experiment
 from engagelab.validate import check_int
 
-__all__ = ["MAX_SEGMENTS", "MISSING", "SEGMENT_COLUMNS", "SegmentedResult", "analyze_by"]
+__all__ = ["MAX_SEGMENTS", "MISSING", "SEGMENT_COLUMNS", "SegmentedResult", "segment_analysis"]
 
 #: The most segments one ``by`` analysis takes by default.
 MAX_SEGMENTS = 200
@@ -252,20 +253,24 @@ def _records(
     return out
 
 
-def analyze_by(
+def segment_analysis(
     data: Any,
     spec: Experiment,
     by: str,
     *,
+    analyze_spec: Any,
+    comparison_rows: Any,
     max_segments: int = MAX_SEGMENTS,
     agg: pd.DataFrame | None = None,
 ) -> SegmentedResult:
-    """Per-segment analysis of ``data`` by the column ``by`` (see the module docstring).
+    """Per-segment analysis of ``data`` by the column ``by`` (see the module docstring);
+    what :func:`engagelab.experiments.analysis.analyze_by` runs.
 
-    ``agg`` (the output of ``aggregate(..., segment_col=by)``) replaces ``data``.
+    ``analyze_spec`` and ``comparison_rows`` are the analysis functions of
+    :mod:`engagelab.experiments.analysis` (passed in, so this module does not import the
+    module that imports it); ``agg`` (the output of ``aggregate(..., segment_col=by)``)
+    replaces ``data``.
     """
-    from engagelab.experiments.analysis import analyze_spec, comparison_rows
-
     check_int("max_segments", max_segments, low=2)
     if not isinstance(by, str) or not by:
         raise ValidationError("by", by, "must be a column name (text)")

@@ -17,7 +17,8 @@ from statsmodels.stats.multitest import multipletests
 
 from engagelab.errors import ValidationError
 from engagelab.experiments import Experiment, Metric, analyze
-from engagelab.experiments.segmented import MISSING, SegmentedResult, analyze_by
+from engagelab.experiments.analysis import analyze_by
+from engagelab.experiments.segmented import MISSING, SegmentedResult
 
 Z = stats.norm.isf(0.025)
 
