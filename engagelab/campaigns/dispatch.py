@@ -127,9 +127,12 @@ class CampaignSource:
         prov.open()
         try:
             with H.connection(ws) as conn:
+                # the keys are sorted: the mark may update by key range (checked against
+                # the count, per key when another claim of this owner lies in the range)
+                span = (rows["message_key"][0], rows["message_key"][-1])
                 ok, bad = hand_over(
                     ws, conn, prov, c, rows, fp, owner, lease_seconds=lease_seconds,
-                    retries=self.retries, handed_us=handed_us,
+                    retries=self.retries, handed_us=handed_us, span=span,
                 )  # fmt: skip
             return ok, bad + failed, held, ({"dnd_drop": dropped} if dropped else {})
         finally:
