@@ -37,7 +37,7 @@ TARGET = 20_000
 MEM_TARGET_MB = 1536
 
 CHILD = r"""
-import collections, json, sys, tempfile, time, shutil
+import collections, json, resource, sys, tempfile, time, shutil
 import numpy as np, pyarrow as pa
 from engagelab import Workspace
 from engagelab.campaigns import Campaign, Delivery, Dispatcher, FrequencyCap, Variant, plan, send
@@ -73,6 +73,7 @@ else:
     clock = SimulatedClock("2026-03-01T00:00:00Z")  # a day before anything is due
     r = send(ws, p, batch_size=batch, clock=clock)
     t2 = time.perf_counter()
+    out["peak_enqueue_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     assert r.queued == p.reach and r.sent == 0, (r.queued, r.sent, p.reach)
     clock.set("2026-03-03T00:00:00Z")  # everything is due
     d = Dispatcher(ws, clock, batch=dbatch, throttle=False, triggers=False)
@@ -88,6 +89,7 @@ else:
     assert res.sent == p.reach and res.failed == 0 and not res.suppressed, res
     d_rounds = res.rounds
 cpu = time.process_time() - c0
+peak_timed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # before the checks
 # correctness: every planned message exactly once in the outbox file, all ledger rows sent
 want = set(p.frame.loc[p.frame["decision"] == "send", "message_key"].astype(str))
 seen = collections.Counter(json.loads(line)["key"] for line in open(outbox_path(ws, run_key), "rb"))
@@ -101,7 +103,7 @@ assert events == p.reach, (events, p.reach)
 out.update({"sent": p.reach, "outbox_keys": len(seen), "ledger": counts, "plan_s": t1 - t0,
             "send_s": t2 - t1, "dispatch_s": t3 - t2, "total_s": t3 - t0,
             "msgs_per_s": p.reach / (t3 - t0), "cpu_s": cpu, "msgs_per_cpu_s": p.reach / cpu,
-            "rounds": d_rounds})
+            "rounds": d_rounds, "peak_timed_mb": peak_timed})
 print(json.dumps(out))
 ws.close()
 shutil.rmtree(root, ignore_errors=True)
@@ -137,8 +139,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=200_000, help="send's batch_size")
-    ap.add_argument("--dispatch-batch", type=int, default=50_000, help="messages per round")
+    ap.add_argument("--dispatch-batch", type=int, default=300_000, help="messages per round")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--paths", default="queue,direct", help="which paths to run")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile one dispatch, print top 15")
     a = ap.parse_args()
@@ -148,18 +151,20 @@ def main() -> None:
     desc = machine(("duckdb", "pyarrow", "pandas", "SQLAlchemy"))
     rows: dict[str, list[dict]] = {"direct": [], "queue": []}
     for _ in range(a.runs):
-        for mode in ("queue", "direct"):
+        for mode in a.paths.split(","):
             rows[mode].append(_run(mode, a))
+    if not rows["queue"] or not rows["direct"]:
+        return
     q, d = rows["queue"], rows["direct"]
 
     def m(rs: list[dict], k: str) -> float:
         return median([r[k] for r in rs])
 
-    rate, peak = m(q, "msgs_per_s"), max(r["peak_mb"] for r in q)
+    rate, peak = m(q, "msgs_per_s"), max(r["peak_timed_mb"] for r in q)
     met = rate >= TARGET and peak <= MEM_TARGET_MB
     table = (
         "| path | messages | plan s | enqueue / send s | dispatch s | total s | messages/s "
-        "| CPU s (msgs per CPU s) | peak RSS MB |\n"
+        "| CPU s (msgs per CPU s) | peak RSS MB (timed part; with the checks) |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
     )
     for name, rs in (("queue: plan + enqueue + dispatch", q), ("old: plan + send", d)):
@@ -168,7 +173,7 @@ def main() -> None:
             f"| {name} | {rs[0]['sent']:,} | {m(rs, 'plan_s'):.1f} | {m(rs, 'send_s'):.1f} "
             f"| {disp} | {m(rs, 'total_s'):.1f} | {m(rs, 'msgs_per_s'):,.0f} "
             f"| {m(rs, 'cpu_s'):.1f} ({m(rs, 'msgs_per_cpu_s'):,.0f}) "
-            f"| {max(r['peak_mb'] for r in rs):,} |\n"
+            f"| {max(r['peak_timed_mb'] for r in rs):,}; {max(r['peak_mb'] for r in rs):,} |\n"
         )
     body = (
         f"## Send queue + dispatcher, 1M messages to the outbox ({now()})\n\n"
@@ -186,6 +191,8 @@ def main() -> None:
         "wall-clock rates are lower than on a quiet machine; messages per CPU second is "
         "the rate with a core to itself, before I/O waits.\n\n"
         f"{table}\n"
+        "Peak RSS of the queue path after the enqueue, before dispatching: "
+        f"{max(r['peak_enqueue_mb'] for r in q):,} MB.\n\n"
         f"Target (>= {TARGET:,} messages/s end to end, peak RSS <= 1.5 GB): "
         f"**{'met' if met else 'NOT met'}** ({rate:,.0f} messages/s, {peak:,} MB; "
         f"old path {m(d, 'msgs_per_s'):,.0f} messages/s in the same run).\n"
