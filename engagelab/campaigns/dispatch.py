@@ -99,7 +99,13 @@ class CampaignSource:
         handed_us: int, fp: str,
     ) -> tuple[int, int, int, dict[str, int]]:  # fmt: skip
         c, frame = self._run(ws, run_key)
-        present = [k for k in keys if k in frame.index]
+        if frame.index.is_unique:  # one hash lookup over all keys, rows taken by position
+            pos = frame.index.get_indexer(pd.Index(keys, dtype=object))
+            present = [k for k, p in zip(keys, pos.tolist(), strict=True) if p >= 0]
+            picked = frame.iloc[pos[pos >= 0]]
+        else:
+            present = [k for k in keys if k in frame.index]
+            picked = frame.loc[present]
         failed = 0
         if len(present) < len(keys):  # not in the run's audience: cannot be rendered
             missing = sorted(set(keys) - set(present))
@@ -116,7 +122,7 @@ class CampaignSource:
             if not present:
                 return 0, failed, 0, {}
         ttl = int(c.delivery.ttl_hours * 3600 * 1_000_000) if c.delivery.ttl_hours else None
-        rows = _arrays(frame.loc[present].reset_index(drop=True), ttl)
+        rows = _arrays(picked.reset_index(drop=True), ttl)
         held, dropped = self._dnd(ws, c, rows, owner, handed_us, fp)
         sup = {"dnd_drop": dropped} if dropped else {}
         if held or dropped:
@@ -143,9 +149,12 @@ class CampaignSource:
         prov.open()
         try:
             with H.connection(ws) as conn:
+                # the keys are sorted: the mark may update by key range (checked against
+                # the count, per key when another claim of this owner lies in the range)
+                span = (rows["message_key"][0], rows["message_key"][-1])
                 ok, bad = hand_over(
                     ws, conn, prov, c, rows, fp, owner, lease_seconds=lease_seconds,
-                    retries=self.retries, handed_us=handed_us,
+                    retries=self.retries, handed_us=handed_us, span=span,
                 )  # fmt: skip
             return ok, bad + failed, held, sup
         finally:

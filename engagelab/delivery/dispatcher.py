@@ -32,6 +32,7 @@ with its lease released, so the next round retries it (counted as ``requeued``).
 from __future__ import annotations
 
 import html
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -348,13 +349,18 @@ class Dispatcher:
             # the rows read are ours to take: SQLite's write transaction is exclusive and
             # PostgreSQL holds them locked (FOR UPDATE) until commit
             stamp = H.stamp(conn)
-            H.executemany(
-                conn,
+            sql = (
                 "UPDATE el_campaign_ledger SET status = CASE WHEN status = 'queued' "
                 "THEN 'claimed' ELSE status END, owner = ?, lease_us = ?, updated_at = ? "
-                'WHERE "key" = ?',
-                [(self.owner, lease, stamp, k) for k, *_ in rows],
+                'WHERE "key" '
             )
+            if conn.dialect.name == "sqlite" and L.SQLITE_JSON:
+                # one statement over the keys as a JSON array (not one per row)
+                keys = json.dumps([k for k, *_ in rows])
+                sql += "IN (SELECT value FROM json_each(?))"
+                H.executemany(conn, sql, [(self.owner, lease, stamp, keys)])
+            else:
+                H.executemany(conn, sql + "= ?", [(self.owner, lease, stamp, k) for k, *_ in rows])
             got: dict[str, list[str]] = {}
             for k, run_key, *_ in rows:
                 got.setdefault(run_key, []).append(k)
