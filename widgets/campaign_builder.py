@@ -444,6 +444,10 @@ class CampaignBuilder(w.VBox):
         self.add_cap_button = _css(w.Button(description="+ frequency cap"), "add-cap")
         self.ignore_caps = _css(w.Checkbox(value=False, description="ignore caps", indent=False),
                                 "ignore-caps")  # fmt: skip
+        self.ignore_workspace_caps = _css(
+            w.Checkbox(value=False, description="ignore workspace caps", indent=False),
+            "ignore-workspace-caps",
+        )
         self.min_gap = _text("min-gap", "", placeholder="hours", desc="min gap")
         self.throttle = _text("throttle", "", placeholder="messages", desc="throttle")
         self.throttle_per = _css(w.Dropdown(options=[("per minute", "minute"),
@@ -486,7 +490,7 @@ class CampaignBuilder(w.VBox):
         watched = [self.id, self.name, self.control, self.global_control, self.labels,
                    self.audience_mode, self.segment, self.logical_date, self.schedule_type,
                    *self.schedule.values(), self.user_timezone, self.if_passed,
-                   self.default_timezone, self.ignore_caps, self.min_gap,
+                   self.default_timezone, self.ignore_caps, self.ignore_workspace_caps, self.min_gap,
                    self.throttle, self.throttle_per, self.ttl, self.cut_off, self.send_time_policy, self.goal_event,
                    self.goal_window, self.goal_revenue]  # fmt: skip
         for wd in watched:
@@ -537,7 +541,7 @@ class CampaignBuilder(w.VBox):
             self.add_dnd_button,
             self.caps_box,
             self.notes["delivery.caps"],
-            w.HBox([self.add_cap_button, self.ignore_caps]),
+            w.HBox([self.add_cap_button, self.ignore_caps, self.ignore_workspace_caps]),
             w.HBox(
                 [
                     n("delivery.min_gap_hours", self.min_gap),
@@ -786,6 +790,7 @@ class CampaignBuilder(w.VBox):
             caps=caps,
             min_gap_hours=_number("delivery.min_gap_hours", self.min_gap.value, optional=True),
             ignore_caps=bool(self.ignore_caps.value),
+            ignore_workspace_caps=bool(self.ignore_workspace_caps.value),
             throttle_per_minute=None if per5 else rate,
             throttle_per_5_minutes=rate if per5 else None,
             ttl_hours=_number("delivery.ttl_hours", self.ttl.value, optional=True),
@@ -850,6 +855,7 @@ class CampaignBuilder(w.VBox):
             self.default_timezone.value = d.default_timezone
             self._set_options(d.dnd, d.caps)
             self.ignore_caps.value = d.ignore_caps
+            self.ignore_workspace_caps.value = d.ignore_workspace_caps
             self.min_gap.value = "" if d.min_gap_hours is None else f"{d.min_gap_hours:g}"
             thr = d.throttle
             self.throttle.value = "" if thr is None else str(thr[0])

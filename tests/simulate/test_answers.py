@@ -28,7 +28,8 @@ def test_a_run_with_queued_messages_is_answered_once_they_are_released(tmp_path)
     assert respond(ws, "slow-1") == 0  # messages still queued: no answer yet
     assert _delivered(ws) == before
     clock.advance(3600)
-    released = Dispatcher(ws, clock).run_until_idle()
+    # the plan's throttle spreads the due times; the dispatcher's buckets are not under test
+    released = Dispatcher(ws, clock, throttle=False).run_until_idle()
     assert released.sent == r.queued
     n = respond(ws, "slow-1")
     assert n > 0 and _delivered(ws) > before

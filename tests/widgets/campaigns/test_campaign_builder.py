@@ -239,7 +239,8 @@ def _every_field_campaigns() -> list[Campaign]:
                         dnd=(DND("21:30", "07:00", ("mon", "fri"), "drop"), DND("12:00", "13:00")),
                         caps=(FrequencyCap(3, 7, "hours", "rolling", "email"),
                               FrequencyCap(2, 1, "weeks", "calendar", "*")),
-                        min_gap_hours=48, ignore_caps=True, throttle_per_minute=100, ttl_hours=6,
+                        min_gap_hours=48, ignore_caps=True, ignore_workspace_caps=True,
+                        throttle_per_minute=100, ttl_hours=6,
                         cut_off=dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
                         send_time_policy="noon-test")  # fmt: skip
     main = Campaign(
@@ -319,6 +320,9 @@ def test_ignore_caps_is_read_from_the_checkbox(sim_ws):
     cb.ignore_caps.value = True
     assert cb.campaign.delivery.ignore_caps is True
     assert Campaign.from_json(cb.spec_json).delivery.ignore_caps is True
+    assert cb.campaign.delivery.ignore_workspace_caps is False
+    cb.ignore_workspace_caps.value = True
+    assert Campaign.from_json(cb.spec_json).delivery.ignore_workspace_caps is True
 
 
 def test_channel_switch_keeps_shared_fields_and_names_missing_ones(sim_ws):
