@@ -60,6 +60,8 @@ DEMO_CAMPAIGNS = {"spring-email": {"A": 1.0, "B": 1.3, "C": 1.8}}
 LABEL_EFFECT, LABEL_DAYS, RETENTION_DAY = 0.15, 14, 7
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 JOB_TIMEOUT = 900.0  # seconds a run may take before the runner kills it
+#: Event batches after which the programme's dispatcher compacts the events table.
+COMPACT_AFTER = 64
 
 
 def demo_campaigns(
@@ -403,12 +405,20 @@ class Release:
             r = self.dispatcher.run_until_idle()
             total = total.add(r)
             self.answer()
+            self._compact()
             if r.idle and _next_due(self.ws) == nxt:  # nothing moved (held back): a minute on
                 self.clock.advance(min(60.0, (end - self.clock.now()).total_seconds()))
         if end > self.clock.now():
             self.clock.set(end)
         self.answer()
         return total
+
+    def _compact(self) -> None:
+        """Every round appends its 'Notification Sent' events as a small batch; once
+        :data:`COMPACT_AFTER` have piled up the events are compacted (fingerprints are kept,
+        so reruns stay idempotent), which keeps the release checks' queries fast."""
+        if self.ws.store.catalog().batches.get("events", 0) > COMPACT_AFTER:
+            self.ws.compact("events")
 
     def answer(self) -> int:
         """Let the world answer the runs that became complete; the number of events."""
